@@ -1,1 +1,179 @@
-//! aemp
+//! # aemp — Erlang-style message passing for Rust
+//!
+//! The Rust form of Perl's AnyEvent::MP (with Coro::MP's selective
+//! receive). A *node* is a process (or a [`Node`] value inside one); a
+//! *port* is a message destination `nodeid#name`. Messages are lists of
+//! JSON values, usually starting with a string *tag*.
+//!
+//! - [`Node::port_fn`], [`Node::rcv`]: callback ports, run on the node's
+//!   dispatcher thread one message at a time, in arrival order.
+//! - [`Node::port_thread`]: a port owning an OS thread and a
+//!   selective-receive [`Mailbox`] (`get`, `get_tag`, `get_cond`).
+//! - [`Node::snd`], [`Node::kil`], [`Node::mon`] (and `mon_link`,
+//!   `mon_send`, `mon_guard`), [`Node::spawn`], [`Node::cal`],
+//!   [`Node::call`], [`Node::after`], [`Node::peval`], [`psub`].
+//!
+//! Each `Node` method has a free-function twin ([`snd`], [`port_fn`],
+//! [`kil`], ...) acting on the *current* node: the node whose port code is
+//! running, else the process-wide [`default_node`].
+//!
+//! ```
+//! use aemp::{msg, Node};
+//! let node = Node::new("tour").unwrap();
+//! let (tx, rx) = std::sync::mpsc::channel();
+//! let server = node.port_fn(|m| {
+//!     // ["ping", reply_port]: answer on the reply port.
+//!     let reply: aemp::PortId = m.decode::<(String, _)>().unwrap().1;
+//!     aemp::snd(&reply, msg!["pong"]);
+//! });
+//! let client = node.port_fn(move |m| tx.send(m).unwrap());
+//! node.snd(&server, msg!["ping", &client]);
+//! assert_eq!(rx.recv().unwrap(), msg!["pong"]);
+//! ```
+
+mod calls;
+mod context;
+mod dispatcher;
+mod error;
+mod id;
+pub mod message;
+mod monitor;
+mod node;
+mod node_port;
+mod port;
+mod timer;
+
+pub use context::self_port;
+pub use error::{Error, Result};
+pub use id::{NodeId, PortId};
+pub use message::{Message, Reason};
+pub use monitor::MonGuard;
+pub use node::Node;
+pub use port::{Mailbox, PortExit};
+pub use timer::Timer;
+
+use once_cell::sync::Lazy;
+use std::time::Duration;
+
+static DEFAULT_NODE: Lazy<Node> = Lazy::new(Node::anonymous);
+
+/// The process-wide node, created on first use with ID `anon/<random>`.
+pub fn default_node() -> Node {
+    DEFAULT_NODE.clone()
+}
+
+/// The current node: the one whose port code runs on this thread, else the
+/// process-wide [`default_node`].
+pub fn node() -> Node {
+    context::current_node().unwrap_or_else(default_node)
+}
+
+/// Wraps `f` so that it runs in the context of the current port when
+/// called later (e.g. from a timer): [`self_port`] is set, and a panic
+/// kills the port with `die` (the call then returns `None`).
+/// Fails outside port context.
+pub fn psub<R, F: FnMut() -> R>(mut f: F) -> Result<impl FnMut() -> Option<R>> {
+    let port = self_port().ok_or(Error::NoCurrentPort { what: "psub" })?;
+    let node = node();
+    Ok(move || node.peval(&port, &mut f))
+}
+
+/// [`Node::port`] on the current node.
+pub fn port() -> PortId {
+    node().port()
+}
+
+/// [`Node::port_fn`] on the current node.
+pub fn port_fn(f: impl FnMut(Message) + Send + 'static) -> PortId {
+    node().port_fn(f)
+}
+
+/// [`Node::port_thread`] on the current node.
+pub fn port_thread<R: PortExit>(f: impl FnOnce(&mut Mailbox) -> R + Send + 'static) -> PortId {
+    node().port_thread(f)
+}
+
+/// [`Node::rcv`] on the current node.
+pub fn rcv(port: &PortId, tag: &str, f: impl FnMut(Message) + Send + 'static) -> Result<PortId> {
+    node().rcv(port, tag, f)
+}
+
+/// [`Node::rcv_default`] on the current node.
+pub fn rcv_default(port: &PortId, f: impl FnMut(Message) + Send + 'static) -> Result<PortId> {
+    node().rcv_default(port, f)
+}
+
+/// [`Node::rcv_remove`] on the current node.
+pub fn rcv_remove(port: &PortId, tag: &str) -> Result<PortId> {
+    node().rcv_remove(port, tag)
+}
+
+/// [`Node::snd`] on the current node.
+pub fn snd(port: &PortId, msg: Message) {
+    node().snd(port, msg)
+}
+
+/// [`Node::kil`] on the current node.
+pub fn kil(port: &PortId, reason: Reason) -> Result<()> {
+    node().kil(port, reason)
+}
+
+/// [`Node::mon`] on the current node.
+pub fn mon(port: &PortId, f: impl FnOnce(Reason) + Send + 'static) -> MonGuard {
+    node().mon(port, f)
+}
+
+/// [`Node::mon_link`] on the current node.
+pub fn mon_link(port: &PortId, other: &PortId) -> MonGuard {
+    node().mon_link(port, other)
+}
+
+/// [`Node::mon_self`] on the current node.
+pub fn mon_self(port: &PortId) -> Result<MonGuard> {
+    node().mon_self(port)
+}
+
+/// [`Node::mon_send`] on the current node.
+pub fn mon_send(port: &PortId, to: &PortId, msg: Message) -> MonGuard {
+    node().mon_send(port, to, msg)
+}
+
+/// [`Node::mon_guard`] on the current node.
+pub fn mon_guard<T: Send + 'static>(port: &PortId, value: T) -> MonGuard {
+    node().mon_guard(port, value)
+}
+
+/// [`Node::spawn`] on the current node.
+pub fn spawn(target: &NodeId, func: &str, args: Message) -> Result<PortId> {
+    node().spawn(target, func, args)
+}
+
+/// [`Node::cal`] on the current node.
+pub fn cal(
+    port: &PortId,
+    msg: Message,
+    timeout: Option<Duration>,
+    callback: impl FnOnce(Option<Message>) + Send + 'static,
+) -> PortId {
+    node().cal(port, msg, timeout, callback)
+}
+
+/// [`Node::call`] on the current node.
+pub fn call(port: &PortId, msg: Message, timeout: Duration) -> Result<Message> {
+    node().call(port, msg, timeout)
+}
+
+/// [`Node::after`] on the current node.
+pub fn after(delay: Duration, port: &PortId, msg: Message) -> Timer {
+    node().after(delay, port, msg)
+}
+
+/// [`Node::after_fn`] on the current node.
+pub fn after_fn(delay: Duration, f: impl FnOnce() + Send + 'static) -> Timer {
+    node().after_fn(delay, f)
+}
+
+/// [`Node::peval`] on the current node.
+pub fn peval<R>(port: &PortId, f: impl FnOnce() -> R) -> Option<R> {
+    node().peval(port, f)
+}

@@ -1,0 +1,158 @@
+//! Port context and time: `peval`, `after`, and the two RPC forms, `cal`
+//! (callback) and `call` (blocking).
+
+use crate::context;
+use crate::error::{Error, Result};
+use crate::message::{Message, Reason};
+use crate::monitor::MonGuard;
+use crate::node::Node;
+use crate::port::{DefaultHandler, Direct, Handlers};
+use crate::timer::{self, Timer};
+use crate::PortId;
+use parking_lot::Mutex;
+use std::sync::Arc;
+use std::time::Duration;
+
+type ReplyCallback = Box<dyn FnOnce(Option<Message>) + Send>;
+
+/// The state of one `cal`: whichever of reply, time-out or death comes
+/// first takes the callback; the others find it gone.
+struct Pending {
+    callback: Option<ReplyCallback>,
+    monitor: Option<MonGuard>,
+    timer: Option<Timer>,
+}
+
+fn take_callback(pending: &Mutex<Pending>) -> Option<ReplyCallback> {
+    let mut p = pending.lock();
+    let cb = p.callback.take()?;
+    let monitor = p.monitor.take();
+    if let Some(t) = p.timer.take() {
+        t.cancel();
+    }
+    drop(p);
+    drop(monitor);
+    Some(cb)
+}
+
+impl Node {
+    /// Runs `f` now, on this thread, with `port` as the current port.
+    /// A panic kills `port` with `die` and returns `None`.
+    pub fn peval<R>(&self, port: &PortId, f: impl FnOnce() -> R) -> Option<R> {
+        let _saved = context::enter(self, port.clone());
+        match context::catch(f) {
+            Ok(r) => Some(r),
+            Err(text) => {
+                let _ = self.kil(port, Reason::die(text));
+                None
+            }
+        }
+    }
+
+    /// Sends `msg` to `port` after `delay`.
+    pub fn after(&self, delay: Duration, port: &PortId, msg: Message) -> Timer {
+        let node = self.clone();
+        let port = port.clone();
+        timer::schedule(delay, move || node.snd(&port, msg))
+    }
+
+    /// Runs `f` on the dispatcher after `delay`, outside any port context
+    /// (a panic is logged and kills nothing; wrap `f` with
+    /// [`psub`](crate::psub) to run it in a port's context).
+    pub fn after_fn(&self, delay: Duration, f: impl FnOnce() + Send + 'static) -> Timer {
+        let node = self.clone();
+        timer::schedule(delay, move || node.task(f))
+    }
+
+    /// RPC with a callback: sends `msg` plus a fresh reply port to `port`.
+    /// The callback runs exactly once: with `Some(reply)` on the first
+    /// reply, or with `None` after `timeout`, or — without a time-out —
+    /// when `port` dies. Returns the (local) reply port, which is killed
+    /// when the callback runs.
+    pub fn cal(
+        &self,
+        port: &PortId,
+        mut msg: Message,
+        timeout: Option<Duration>,
+        callback: impl FnOnce(Option<Message>) + Send + 'static,
+    ) -> PortId {
+        let pending = Arc::new(Mutex::new(Pending {
+            callback: Some(Box::new(callback)),
+            monitor: None,
+            timer: None,
+        }));
+        let on_reply = {
+            let (node, pending) = (self.clone(), pending.clone());
+            move |reply: Message| {
+                if let Some(cb) = take_callback(&pending) {
+                    if let Some(me) = context::self_port() {
+                        let _ = node.kil(&me, Reason::normal());
+                    }
+                    cb(Some(reply));
+                }
+            }
+        };
+        let reply_port = self.port_fn(on_reply);
+        let give_up = {
+            let (node, pending, reply_port) = (self.clone(), pending.clone(), reply_port.clone());
+            move || {
+                if let Some(cb) = take_callback(&pending) {
+                    let _ = node.kil(&reply_port, Reason::normal());
+                    cb(None);
+                }
+            }
+        };
+        match timeout {
+            Some(t) => pending.lock().timer = Some(self.after_fn(t, give_up)),
+            None => pending.lock().monitor = Some(self.mon(port, move |_| give_up())),
+        }
+        msg.push(reply_port.as_str().into());
+        self.snd(port, msg);
+        reply_port
+    }
+
+    /// Blocking RPC: sends `msg` plus a fresh reply port to `port` and
+    /// waits up to `timeout` for the reply. Fails with [`Error::Timeout`],
+    /// or [`Error::NoReply`] if `port` dies first. The reply goes straight
+    /// to the waiting thread (a thread port's mailbox is not touched).
+    ///
+    /// Not allowed on the dispatcher (inside callbacks), where it would
+    /// stop the node: use [`cal`](Node::cal) there.
+    pub fn call(&self, port: &PortId, mut msg: Message, timeout: Duration) -> Result<Message> {
+        if context::on_dispatcher() {
+            return Err(Error::WouldBlockDispatcher { what: "call" });
+        }
+        let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
+        let name = self.new_name();
+        let reply = self.insert(name, Handlers::new(DefaultHandler::Ignore), |st| {
+            st.direct = Direct::Channel(reply_tx);
+        });
+        let (death_tx, death_rx) = crossbeam_channel::bounded(1);
+        let monitor = self.mon(port, move |reason| {
+            let _ = death_tx.send(reason);
+        });
+        msg.push(reply.id.as_str().into());
+        self.snd(port, msg);
+        let result = crossbeam_channel::select! {
+            recv(reply_rx) -> m => m.map_err(|_| Error::NoReply {
+                what: "call",
+                port: port.to_string(),
+                reason: Reason::normal(),
+            }),
+            // A port may reply and then die at once: the reply wins.
+            recv(death_rx) -> reason => reply_rx.try_recv().map_err(|_| Error::NoReply {
+                what: "call",
+                port: port.to_string(),
+                reason: reason.unwrap_or_default(),
+            }),
+            default(timeout) => Err(Error::Timeout {
+                what: "call",
+                port: port.to_string(),
+                after: timeout,
+            }),
+        };
+        drop(monitor);
+        self.kill_cell(&reply, Reason::normal());
+        result
+    }
+}

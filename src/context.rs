@@ -1,0 +1,179 @@
+//! The thread-local *current port* context (`$SELF` of the original).
+//!
+//! It is set while a port callback runs on the dispatcher, for the whole
+//! life of a thread port's thread, and inside `peval`. It also carries the
+//! handler changes and the self-kill a callback asks for, which the
+//! dispatcher applies right after the callback returns (before the next
+//! message), without any lock.
+
+use crate::message::Reason;
+use crate::node::Node;
+use crate::port::{HandlerChange, PortCell};
+use crate::PortId;
+use std::cell::{Cell, RefCell};
+use std::sync::Arc;
+
+#[derive(Default)]
+struct Ctx {
+    node: Option<Node>,
+    port: Option<PortId>,
+    /// The port whose handlers this thread owns right now (dispatcher only).
+    processing: Option<Arc<PortCell>>,
+    pending: Vec<HandlerChange>,
+    kill_self: Option<Reason>,
+}
+
+thread_local! {
+    static CTX: RefCell<Ctx> = RefCell::new(Ctx::default());
+    static ON_DISPATCHER: Cell<bool> = const { Cell::new(false) };
+    /// Panics are caught here and turned into kill reasons: the panic hook
+    /// logs them instead of printing.
+    static CATCHING: Cell<u32> = const { Cell::new(0) };
+}
+
+/// The current port: set inside port callbacks, thread ports and `peval`;
+/// `None` elsewhere.
+///
+/// ```
+/// let node = aemp::Node::new("ctx-doc").unwrap();
+/// assert!(aemp::self_port().is_none());
+/// let p = node.port();
+/// let inside = node.peval(&p, || aemp::self_port()).unwrap();
+/// assert_eq!(inside, Some(p));
+/// ```
+pub fn self_port() -> Option<PortId> {
+    CTX.with(|c| c.borrow().port.clone())
+}
+
+pub(crate) fn current_node() -> Option<Node> {
+    CTX.with(|c| c.borrow().node.clone())
+}
+
+pub(crate) fn set_node(node: Option<Node>) -> Option<Node> {
+    CTX.with(|c| std::mem::replace(&mut c.borrow_mut().node, node))
+}
+
+/// Enters a port's context; returns what to restore.
+pub(crate) fn enter(node: &Node, port: PortId) -> Saved {
+    CTX.with(|c| {
+        let mut c = c.borrow_mut();
+        Saved {
+            node: c.node.replace(node.clone()),
+            port: c.port.replace(port),
+        }
+    })
+}
+
+/// What [`enter`] replaced.
+pub(crate) struct Saved {
+    node: Option<Node>,
+    port: Option<PortId>,
+}
+
+impl Drop for Saved {
+    fn drop(&mut self) {
+        let (node, port) = (self.node.take(), self.port.take());
+        CTX.with(|c| {
+            let mut c = c.borrow_mut();
+            c.node = node;
+            c.port = port;
+        })
+    }
+}
+
+/// The dispatcher starts processing `cell`.
+pub(crate) fn begin_processing(cell: &Arc<PortCell>) {
+    CTX.with(|c| {
+        let mut c = c.borrow_mut();
+        c.port = Some(cell.id.clone());
+        c.processing = Some(cell.clone());
+    })
+}
+
+pub(crate) fn end_processing() {
+    CTX.with(|c| {
+        let mut c = c.borrow_mut();
+        c.port = None;
+        c.processing = None;
+        c.pending.clear();
+        c.kill_self = None;
+    })
+}
+
+/// True if this thread is processing `cell` right now.
+pub(crate) fn is_processing(cell: &Arc<PortCell>) -> bool {
+    CTX.with(|c| {
+        c.borrow()
+            .processing
+            .as_ref()
+            .is_some_and(|p| Arc::ptr_eq(p, cell))
+    })
+}
+
+pub(crate) fn push_pending(change: HandlerChange) {
+    CTX.with(|c| c.borrow_mut().pending.push(change))
+}
+
+/// The first self-kill wins, like the first kill in the port's queue.
+pub(crate) fn set_kill_self(reason: Reason) {
+    CTX.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.kill_self.is_none() {
+            c.kill_self = Some(reason);
+        }
+    })
+}
+
+/// Takes the handler changes and self-kill requested by the last callback.
+pub(crate) fn take_requests() -> (Vec<HandlerChange>, Option<Reason>) {
+    CTX.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.pending.is_empty() && c.kill_self.is_none() {
+            return (Vec::new(), None);
+        }
+        (std::mem::take(&mut c.pending), c.kill_self.take())
+    })
+}
+
+pub(crate) fn mark_dispatcher() {
+    ON_DISPATCHER.with(|d| d.set(true));
+}
+
+pub(crate) fn on_dispatcher() -> bool {
+    ON_DISPATCHER.with(Cell::get)
+}
+
+/// Runs `f`, catching a panic and returning its text; the panic hook logs
+/// panics caught here instead of printing them.
+pub(crate) fn catch<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+    install_panic_hook();
+    CATCHING.with(|c| c.set(c.get() + 1));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    CATCHING.with(|c| c.set(c.get() - 1));
+    r.map_err(|p| panic_text(&*p))
+}
+
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    let text = if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_string()
+    };
+    text.trim_end_matches('\n').to_string()
+}
+
+fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if CATCHING.with(Cell::get) > 0 {
+                log::debug!("caught panic in port code: {info}");
+            } else {
+                previous(info);
+            }
+        }));
+    });
+}

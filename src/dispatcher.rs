@@ -1,0 +1,170 @@
+//! The node's dispatcher thread: runs port callbacks, one port at a time,
+//! a batch of its inbox at a time, and short tasks (timer closures,
+//! monitor callbacks of ports that were already dead).
+
+use crate::context;
+use crate::message::{Message, Reason};
+use crate::node::{Node, NodeInner};
+use crate::port::{DefaultHandler, Handlers, Item, PortCell};
+use crossbeam_channel::Receiver;
+use std::sync::{Arc, Weak};
+
+pub(crate) enum Job {
+    /// The port has items in its inbox.
+    Port(Arc<PortCell>),
+    Task(Box<dyn FnOnce() + Send>),
+}
+
+pub(crate) fn start(node: &Node, queue: Receiver<Job>) {
+    let weak = Arc::downgrade(&node.inner);
+    std::thread::Builder::new()
+        .name(format!("aemp-dispatch {}", node.id()))
+        .spawn(move || run(weak, queue))
+        .expect("cannot start the node's dispatcher thread");
+}
+
+fn run(weak: Weak<NodeInner>, queue: Receiver<Job>) {
+    context::mark_dispatcher();
+    while let Ok(job) = queue.recv() {
+        let Some(inner) = weak.upgrade() else { break };
+        let node = Node { inner };
+        context::set_node(Some(node.clone()));
+        match job {
+            Job::Port(cell) => run_port(&node, &cell),
+            Job::Task(f) => {
+                if let Err(text) = context::catch(f) {
+                    log::error!("a timer or monitor callback panicked: {text}");
+                }
+            }
+        }
+        context::set_node(None);
+    }
+}
+
+/// Processes one batch of a port's inbox, then puts the port back into
+/// the run queue if more arrived meanwhile (so busy ports take turns).
+fn run_port(node: &Node, cell: &Arc<PortCell>) {
+    let batch = std::mem::take(&mut cell.state.lock().inbox);
+    if !batch.is_empty() {
+        if let Some((reason, quiet)) = process(node, cell, batch) {
+            node.die(cell, reason, quiet);
+        }
+    }
+    let again = {
+        let mut st = cell.state.lock();
+        let again = !st.dead && !st.inbox.is_empty();
+        st.scheduled = again;
+        again
+    };
+    if again {
+        node.schedule(cell.clone());
+    }
+}
+
+/// Runs the batch; returns the kill reason (and whether to kill quietly)
+/// if the port must die.
+fn process(
+    node: &Node,
+    cell: &Arc<PortCell>,
+    batch: std::collections::VecDeque<Item>,
+) -> Option<(Reason, bool)> {
+    context::begin_processing(cell);
+    let mut handlers = cell.handlers.lock();
+    let mut death = None;
+    for item in batch {
+        let mut quiet = false;
+        let mut reason = match item {
+            Item::Msg(msg) => deliver(node, cell, &mut handlers, msg),
+            Item::Kill(reason) => Some(reason),
+            Item::Change(change) => {
+                handlers.apply(change);
+                cell.update_direct(&handlers);
+                None
+            }
+            Item::Init { func, args } => {
+                let mut failed = crate::node_port::run_init(node, &func, args);
+                apply_requests(cell, &mut handlers, &mut failed);
+                // An init function that installed no callback leaves no port.
+                if failed.is_none() && !handlers.touched {
+                    quiet = true;
+                    Some(Reason::no_such_port(cell.id.as_str()))
+                } else {
+                    failed
+                }
+            }
+        };
+        apply_requests(cell, &mut handlers, &mut reason);
+        if let Some(reason) = reason {
+            handlers.clear();
+            death = Some((reason, quiet));
+            break;
+        }
+    }
+    drop(handlers);
+    context::end_processing();
+    death
+}
+
+/// Applies the handler changes and self-kill the last callback asked for.
+fn apply_requests(cell: &PortCell, handlers: &mut Handlers, reason: &mut Option<Reason>) {
+    let (changes, kill_self) = context::take_requests();
+    if !changes.is_empty() {
+        for change in changes {
+            handlers.apply(change);
+        }
+        cell.update_direct(handlers);
+    }
+    if reason.is_none() {
+        *reason = kill_self;
+    }
+}
+
+fn deliver(
+    node: &Node,
+    cell: &PortCell,
+    handlers: &mut Handlers,
+    mut msg: Message,
+) -> Option<Reason> {
+    if !handlers.tags.is_empty() {
+        let tagged = match msg.tag() {
+            Some(tag) => handlers.tags.get_mut(tag),
+            None => None,
+        };
+        if let Some(cb) = tagged {
+            msg.remove(0);
+            return context::catch(|| cb(msg)).err().map(Reason::die);
+        }
+    }
+    match &mut handlers.default {
+        DefaultHandler::Callback(cb) => context::catch(|| cb(msg)).err().map(Reason::die),
+        DefaultHandler::Thread => {
+            cell.to_thread(msg);
+            None
+        }
+        DefaultHandler::KillOnMessage => Some(unhandled(&msg)),
+        DefaultHandler::NodePort => {
+            crate::node_port::call_function(node, msg);
+            None
+        }
+        DefaultHandler::Ignore | DefaultHandler::Dead => None,
+    }
+}
+
+/// `["unhandled_message", "no callback found for message '<tag>'"]`, the
+/// tag cut to 30 characters with non-printables shown as `.`.
+fn unhandled(msg: &Message) -> Reason {
+    let tag = match msg.first() {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(v) => v.to_string(),
+        None => String::new(),
+    };
+    let tag: String = tag
+        .chars()
+        .take(30)
+        .map(|c| if c.is_control() { '.' } else { c })
+        .collect();
+    crate::reason![
+        "unhandled_message",
+        format!("no callback found for message '{tag}'")
+    ]
+}

@@ -1,0 +1,133 @@
+//! The one error type of aemp: every variant says what was wrong and with
+//! what input.
+
+use crate::message::Reason;
+use std::time::Duration;
+
+/// Everything that can go wrong in an aemp call.
+///
+/// Each variant names the offending input (a port ID, a node ID, a function
+/// name, ...) so that a log line built from the error is enough to find the
+/// cause.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A node ID was empty or contained `#`, `;` or `,`.
+    #[error("invalid node ID {id:?}: {problem}")]
+    InvalidNodeId {
+        /// The rejected text.
+        id: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+    /// A port ID could not be parsed.
+    #[error("invalid port ID {id:?}: {problem}")]
+    InvalidPortId {
+        /// The rejected text.
+        id: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+    /// An operation that only works on ports of this node got a remote one.
+    #[error("{what} can only be called on local ports, but {port} belongs to another node")]
+    NotLocal {
+        /// The operation, e.g. `rcv`.
+        what: &'static str,
+        /// The remote port.
+        port: String,
+    },
+    /// A local port that does not exist (any more).
+    #[error("{what}: no such local port {port}")]
+    NoSuchPort {
+        /// The operation.
+        what: &'static str,
+        /// The port that was not found.
+        port: String,
+    },
+    /// `kil` was asked to kill a node port.
+    #[error("killing a node port is not allowed ({port})")]
+    KillNodePort {
+        /// The node port.
+        port: String,
+    },
+    /// An operation needs a current port (`self_port()`), but none is set.
+    #[error("{what} needs a current port: call it inside a port callback, a thread port or peval")]
+    NoCurrentPort {
+        /// The operation.
+        what: &'static str,
+    },
+    /// A thread port operation was used where no thread port is attached.
+    #[error("{what}: this thread is not the thread of a thread port")]
+    NotAThreadPort {
+        /// The operation.
+        what: &'static str,
+    },
+    /// A thread was attached to a port that already has one.
+    #[error("port {port} already has a thread attached")]
+    ThreadAlreadyAttached {
+        /// The port.
+        port: String,
+    },
+    /// A message could not be decoded into the requested type.
+    #[error("cannot decode message {message}: element {position}: {problem}")]
+    Decode {
+        /// The message, as compact JSON (shortened when long).
+        message: String,
+        /// Index of the element that failed (the message length when
+        /// elements were missing).
+        position: usize,
+        /// What was expected and found.
+        problem: String,
+    },
+    /// A value could not be turned into JSON.
+    #[error("cannot encode value as JSON: {0}")]
+    Encode(String),
+    /// The port was killed; a thread port's `get` returns this so that its
+    /// thread can unwind.
+    #[error("port {port} was killed ({reason})")]
+    Killed {
+        /// The port that died.
+        port: String,
+        /// Why it died (empty = normal kill).
+        reason: Reason,
+    },
+    /// A blocking call got no reply in time.
+    #[error("{what} to {port}: no reply within {after:?}")]
+    Timeout {
+        /// The operation.
+        what: &'static str,
+        /// The port that did not answer.
+        port: String,
+        /// The time-out.
+        after: Duration,
+    },
+    /// The port a blocking call waited on died before it replied.
+    #[error("{what} to {port}: the port died before replying ({reason})")]
+    NoReply {
+        /// The operation.
+        what: &'static str,
+        /// The port that died.
+        port: String,
+        /// Its kill reason.
+        reason: Reason,
+    },
+    /// A function name that cannot be used (e.g. `spawn` needs `::`).
+    #[error("invalid function name {name:?}: {problem}")]
+    InvalidFunctionName {
+        /// The name.
+        name: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+    /// A blocking call was made on the node's dispatcher thread, where it
+    /// would stop every callback port of the node (including the one that
+    /// should reply).
+    #[error("{what} would block the node's dispatcher thread; use cal() with a callback, or a thread port")]
+    WouldBlockDispatcher {
+        /// The operation.
+        what: &'static str,
+    },
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

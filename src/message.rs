@@ -1,0 +1,397 @@
+//! Messages and kill reasons: lists of JSON values.
+//!
+//! A [`Message`] is what `snd` carries; by convention element 0 is a string
+//! *tag*. A [`Reason`] is why a port died; an empty reason is a *normal*
+//! kill. Build them with [`msg!`](crate::msg) and [`reason!`](crate::reason)
+//! from anything `Serialize`, read them back with [`Message::decode`].
+
+use crate::error::{Error, Result};
+use serde::de::{self, DeserializeOwned, DeserializeSeed, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+
+/// A message: a list of JSON values, element 0 usually a string tag.
+///
+/// Local sends hand the vector over as is (no serialisation). It derefs to
+/// `Vec<Value>`, so indexing, `len`, iteration and pushing work directly.
+///
+/// ```
+/// use aemp::msg;
+/// let m = msg!["write_file", "/tmp/x", 42];
+/// assert_eq!(m.tag(), Some("write_file"));
+/// let (tag, path, n): (String, String, u32) = m.decode().unwrap();
+/// assert_eq!((tag.as_str(), path.as_str(), n), ("write_file", "/tmp/x", 42));
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Message(pub Vec<Value>);
+
+impl Message {
+    /// An empty message.
+    pub fn new() -> Self {
+        Message(Vec::new())
+    }
+
+    /// Element 0, if it is a string.
+    pub fn tag(&self) -> Option<&str> {
+        self.0.first().and_then(Value::as_str)
+    }
+
+    /// Appends any serialisable value.
+    pub fn push_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
+        self.0.push(to_value(value)?);
+        Ok(())
+    }
+
+    /// The message without its first element (the tag), as a new message.
+    pub fn without_tag(mut self) -> Message {
+        if !self.0.is_empty() {
+            self.0.remove(0);
+        }
+        self
+    }
+
+    /// Decodes the whole message into a tuple or struct (fields in element
+    /// order). Every element must be consumed: a message longer than `T`
+    /// is an error, so a protocol change is noticed.
+    ///
+    /// Errors name the failing element's position and what was expected.
+    ///
+    /// ```
+    /// # use aemp::msg;
+    /// let err = msg!["data", "not a number"].decode::<(String, u64)>().unwrap_err();
+    /// assert!(err.to_string().contains("element 1"), "{err}");
+    /// ```
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T> {
+        decode_values(&self.0)
+    }
+
+    /// Takes the vector out.
+    pub fn into_vec(self) -> Vec<Value> {
+        self.0
+    }
+}
+
+impl Deref for Message {
+    type Target = Vec<Value>;
+    fn deref(&self) -> &Vec<Value> {
+        &self.0
+    }
+}
+
+impl DerefMut for Message {
+    fn deref_mut(&mut self) -> &mut Vec<Value> {
+        &mut self.0
+    }
+}
+
+impl From<Vec<Value>> for Message {
+    fn from(v: Vec<Value>) -> Self {
+        Message(v)
+    }
+}
+
+impl From<Message> for Vec<Value> {
+    fn from(m: Message) -> Self {
+        m.0
+    }
+}
+
+impl FromIterator<Value> for Message {
+    fn from_iter<I: IntoIterator<Item = Value>>(iter: I) -> Self {
+        Message(iter.into_iter().collect())
+    }
+}
+
+impl IntoIterator for Message {
+    type Item = Value;
+    type IntoIter = std::vec::IntoIter<Value>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl fmt::Display for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_json_list(f, &self.0)
+    }
+}
+
+/// Why a port died: a list of JSON values; empty means a *normal* kill.
+///
+/// By convention element 0 is an identifier (`die`, `no_such_port`,
+/// `transport_error`, `unhandled_message`, or your own) and element 1 a
+/// human-readable text.
+///
+/// ```
+/// use aemp::{reason, Reason};
+/// assert!(Reason::normal().is_normal());
+/// let r = reason!["my_error", "everything is broken"];
+/// assert_eq!(r.kind(), Some("my_error"));
+/// assert_eq!(r.to_string(), r#"["my_error","everything is broken"]"#);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Reason(pub Vec<Value>);
+
+impl Reason {
+    /// The empty reason of a normal kill.
+    pub fn normal() -> Self {
+        Reason(Vec::new())
+    }
+
+    /// `["die", text]`: what a panic or failed init produces.
+    pub fn die(text: impl Into<String>) -> Self {
+        Reason(vec![Value::from("die"), Value::from(text.into())])
+    }
+
+    /// `["no_such_port", "cannot monitor nonexistent port", port]`.
+    pub fn no_such_port(port: &str) -> Self {
+        Reason(vec![
+            Value::from("no_such_port"),
+            Value::from("cannot monitor nonexistent port"),
+            Value::from(port),
+        ])
+    }
+
+    /// `["transport_error", node, text]`: the connection to `node` failed.
+    pub fn transport_error(node: &str, text: impl Into<String>) -> Self {
+        Reason(vec![
+            Value::from("transport_error"),
+            Value::from(node),
+            Value::from(text.into()),
+        ])
+    }
+
+    /// True for the empty reason of a normal kill.
+    pub fn is_normal(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Element 0 as a string, e.g. `"die"`.
+    pub fn kind(&self) -> Option<&str> {
+        self.0.first().and_then(Value::as_str)
+    }
+
+    /// Decodes the reason like [`Message::decode`].
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T> {
+        decode_values(&self.0)
+    }
+}
+
+impl From<Vec<Value>> for Reason {
+    fn from(v: Vec<Value>) -> Self {
+        Reason(v)
+    }
+}
+
+impl From<Message> for Reason {
+    fn from(m: Message) -> Self {
+        Reason(m.0)
+    }
+}
+
+impl Deref for Reason {
+    type Target = Vec<Value>;
+    fn deref(&self) -> &Vec<Value> {
+        &self.0
+    }
+}
+
+impl fmt::Display for Reason {
+    /// `normal` for the empty reason, else the compact JSON list.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            f.write_str("normal")
+        } else {
+            write_json_list(f, &self.0)
+        }
+    }
+}
+
+fn write_json_list(f: &mut fmt::Formatter<'_>, values: &[Value]) -> fmt::Result {
+    f.write_str("[")?;
+    for (i, v) in values.iter().enumerate() {
+        if i > 0 {
+            f.write_str(",")?;
+        }
+        write!(f, "{v}")?;
+    }
+    f.write_str("]")
+}
+
+/// Serialises a value for [`msg!`](crate::msg) and friends.
+pub fn to_value<T: Serialize + ?Sized>(value: &T) -> Result<Value> {
+    serde_json::to_value(value).map_err(|e| Error::Encode(e.to_string()))
+}
+
+#[doc(hidden)]
+pub fn to_value_or_panic<T: Serialize + ?Sized>(value: &T) -> Value {
+    match serde_json::to_value(value) {
+        Ok(v) => v,
+        Err(e) => panic!("msg!/reason!: cannot encode value as JSON: {e}"),
+    }
+}
+
+/// Builds a [`Message`] from any `Serialize` values.
+///
+/// Panics only if a value cannot be represented as JSON (a map with
+/// non-string keys, or a `Serialize` impl that fails); use
+/// [`Message::push_value`] to handle that as an error.
+///
+/// ```
+/// let m = aemp::msg!["point", 1, 2.5, vec!["a", "b"]];
+/// assert_eq!(m.len(), 4);
+/// ```
+#[macro_export]
+macro_rules! msg {
+    () => { $crate::Message::new() };
+    ($($x:expr),+ $(,)?) => {
+        $crate::Message(::std::vec![$($crate::message::to_value_or_panic(&$x)),+])
+    };
+}
+
+/// Builds a [`Reason`] from any `Serialize` values; `reason![]` is a normal
+/// kill. Panics like [`msg!`](crate::msg).
+#[macro_export]
+macro_rules! reason {
+    () => { $crate::Reason::normal() };
+    ($($x:expr),+ $(,)?) => {
+        $crate::Reason(::std::vec![$($crate::message::to_value_or_panic(&$x)),+])
+    };
+}
+
+/// Decodes a list of values, naming the failing position on error.
+fn decode_values<T: DeserializeOwned>(values: &[Value]) -> Result<T> {
+    let mut pos = 0usize;
+    let result = T::deserialize(ListDeserializer {
+        values,
+        pos: &mut pos,
+    });
+    match result {
+        Ok(v) if pos == values.len() => Ok(v),
+        Ok(_) => Err(Error::Decode {
+            message: shorten(values),
+            position: pos,
+            problem: format!(
+                "unexpected extra element(s): the type takes {pos}, the message has {}",
+                values.len()
+            ),
+        }),
+        Err(e) => Err(Error::Decode {
+            message: shorten(values),
+            position: pos,
+            problem: e.to_string(),
+        }),
+    }
+}
+
+fn shorten(values: &[Value]) -> String {
+    let mut s = Message(values.to_vec()).to_string();
+    if s.len() > 200 {
+        let mut cut = 200;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('…');
+    }
+    s
+}
+
+/// Presents a slice of values as a sequence, recording how far decoding got.
+struct ListDeserializer<'a, 'p> {
+    values: &'a [Value],
+    pos: &'p mut usize,
+}
+
+impl<'de, 'p> de::Deserializer<'de> for ListDeserializer<'de, 'p> {
+    type Error = serde_json::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        visitor.visit_seq(ListAccess {
+            values: self.values,
+            pos: self.pos,
+        })
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf option unit unit_struct newtype_struct seq tuple
+        tuple_struct map struct enum identifier ignored_any
+    }
+}
+
+struct ListAccess<'a, 'p> {
+    values: &'a [Value],
+    pos: &'p mut usize,
+}
+
+impl<'de, 'p> SeqAccess<'de> for ListAccess<'de, 'p> {
+    type Error = serde_json::Error;
+
+    fn next_element_seed<S: DeserializeSeed<'de>>(
+        &mut self,
+        seed: S,
+    ) -> Result<Option<S::Value>, Self::Error> {
+        match self.values.get(*self.pos) {
+            None => Ok(None),
+            Some(v) => {
+                let out = seed.deserialize(v)?;
+                *self.pos += 1;
+                Ok(Some(out))
+            }
+        }
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.values.len() - *self.pos)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[test]
+    fn decode_struct_in_element_order() {
+        #[derive(Deserialize, Debug, PartialEq)]
+        struct Write {
+            tag: String,
+            path: String,
+            len: u32,
+        }
+        let w: Write = crate::msg!["w", "/x", 3].decode().unwrap();
+        assert_eq!(
+            w,
+            Write {
+                tag: "w".into(),
+                path: "/x".into(),
+                len: 3
+            }
+        );
+    }
+
+    #[test]
+    fn decode_errors_name_position_and_expectation() {
+        let e = crate::msg!["a", 1]
+            .decode::<(String, String)>()
+            .unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("element 1"), "{text}");
+        assert!(text.contains("expected a string"), "{text}");
+        let e = crate::msg!["a"].decode::<(String, u8)>().unwrap_err();
+        assert!(e.to_string().contains("element 1"), "{e}");
+        let e = crate::msg!["a", 1, 2].decode::<(String, u8)>().unwrap_err();
+        assert!(e.to_string().contains("extra element"), "{e}");
+    }
+
+    #[test]
+    fn reason_display() {
+        assert_eq!(Reason::normal().to_string(), "normal");
+        assert_eq!(Reason::die("x").to_string(), r#"["die","x"]"#);
+    }
+}

@@ -1,0 +1,199 @@
+//! Monitors: one-shot actions run when a port dies (or messages to it may
+//! have been lost), and the guards that cancel them.
+
+use crate::message::{Message, Reason};
+use crate::port::PortCell;
+use crate::PortId;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+
+/// What a monitor does when its port dies.
+pub(crate) enum MonitorAction {
+    /// Called with the reason (empty = normal kill).
+    Callback(Box<dyn FnOnce(Reason) + Send>),
+    /// Kill this port with the same reason, unless the reason is normal.
+    Kill(PortId),
+    /// Send this message with the reason appended.
+    Send(PortId, Message),
+}
+
+pub(crate) struct MonitorEntry {
+    pub(crate) id: u64,
+    pub(crate) action: MonitorAction,
+}
+
+pub(crate) fn next_monitor_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Cancels a monitor when dropped.
+///
+/// Returned by every `mon` form. Keep it as long as the monitor should stay;
+/// [`MonGuard::forget`] keeps the monitor for the port's whole life
+/// (the original's `mon` in void context).
+///
+/// ```
+/// let node = aemp::Node::new("guard-doc").unwrap();
+/// let p = node.port();
+/// let guard = node.mon(&p, |reason| println!("died: {reason}"));
+/// drop(guard); // the callback will never run
+/// ```
+#[must_use = "dropping the guard cancels the monitor at once; call .forget() to keep it"]
+pub struct MonGuard {
+    inner: GuardInner,
+}
+
+enum GuardInner {
+    /// Registered on a local port.
+    Local {
+        cell: Weak<PortCell>,
+        id: u64,
+    },
+    /// Will fire from a queued task unless cancelled first.
+    Pending(Arc<AtomicBool>),
+    Forgotten,
+}
+
+impl MonGuard {
+    pub(crate) fn local(cell: &Arc<PortCell>, id: u64) -> MonGuard {
+        MonGuard {
+            inner: GuardInner::Local {
+                cell: Arc::downgrade(cell),
+                id,
+            },
+        }
+    }
+
+    pub(crate) fn pending(cancelled: Arc<AtomicBool>) -> MonGuard {
+        MonGuard {
+            inner: GuardInner::Pending(cancelled),
+        }
+    }
+
+    /// Keeps the monitor until it fires; the guard no longer cancels it.
+    pub fn forget(mut self) {
+        self.inner = GuardInner::Forgotten;
+    }
+}
+
+impl Drop for MonGuard {
+    fn drop(&mut self) {
+        match std::mem::replace(&mut self.inner, GuardInner::Forgotten) {
+            GuardInner::Local { cell, id } => {
+                if let Some(cell) = cell.upgrade() {
+                    // Dropping the action (and what it owns) outside the lock.
+                    let removed = {
+                        let mut st = cell.state.lock();
+                        st.monitors
+                            .iter()
+                            .position(|m| m.id == id)
+                            .map(|i| st.monitors.swap_remove(i))
+                    };
+                    drop(removed);
+                }
+            }
+            GuardInner::Pending(flag) => flag.store(true, Ordering::Release),
+            GuardInner::Forgotten => {}
+        }
+    }
+}
+
+impl std::fmt::Debug for MonGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MonGuard")
+    }
+}
+
+use crate::context;
+use crate::error::{Error, Result};
+use crate::node::Node;
+
+impl Node {
+    /// Calls `f` once with the kill reason when `port` dies (empty reason:
+    /// a normal kill), or with `["no_such_port", ...]` if it does not exist
+    /// now. The callback runs on the dispatcher; a panic in it is logged.
+    ///
+    /// The guarantee: after `mon`, every message sent to the port arrives,
+    /// in order, or the monitor fires. Monitors are one-shot.
+    pub fn mon(&self, port: &PortId, f: impl FnOnce(Reason) + Send + 'static) -> MonGuard {
+        self.monitor(port, MonitorAction::Callback(Box::new(f)))
+    }
+
+    /// Links `port` to `other`: when `port` dies with a non-empty reason,
+    /// `other` is killed with the same reason. A normal kill does nothing.
+    pub fn mon_link(&self, port: &PortId, other: &PortId) -> MonGuard {
+        self.monitor(port, MonitorAction::Kill(other.clone()))
+    }
+
+    /// Links `port` to the current port ([`self_port`](crate::self_port)).
+    pub fn mon_self(&self, port: &PortId) -> Result<MonGuard> {
+        let me = context::self_port().ok_or(Error::NoCurrentPort { what: "mon_self" })?;
+        Ok(self.mon_link(port, &me))
+    }
+
+    /// When `port` dies, sends `msg` with the kill reason appended to `to`.
+    pub fn mon_send(&self, port: &PortId, to: &PortId, msg: Message) -> MonGuard {
+        self.monitor(port, MonitorAction::Send(to.clone(), msg))
+    }
+
+    /// Keeps `value` alive until `port` dies, then drops it. Dropping the
+    /// guard drops it earlier.
+    pub fn mon_guard<T: Send + 'static>(&self, port: &PortId, value: T) -> MonGuard {
+        self.mon(port, move |_| drop(value))
+    }
+
+    fn monitor(&self, port: &PortId, action: MonitorAction) -> MonGuard {
+        if !self.port_is_local(port) {
+            let reason = Reason::transport_error(
+                port.node(),
+                "no connection: this node has no network connections yet",
+            );
+            return self.fire_later(action, reason);
+        }
+        if let Some(cell) = self.lookup(port.name()) {
+            let mut st = cell.state.lock();
+            if !st.dead {
+                let id = next_monitor_id();
+                st.monitors.push(MonitorEntry { id, action });
+                drop(st);
+                return MonGuard::local(&cell, id);
+            }
+        }
+        self.fire_later(action, Reason::no_such_port(port.as_str()))
+    }
+
+    fn fire_later(&self, action: MonitorAction, reason: Reason) -> MonGuard {
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let flag = cancelled.clone();
+        let node = self.clone();
+        self.task(move || {
+            if !flag.load(Ordering::Acquire) {
+                node.fire(action, &reason);
+            }
+        });
+        MonGuard::pending(cancelled)
+    }
+
+    pub(crate) fn fire(&self, action: MonitorAction, reason: &Reason) {
+        match action {
+            MonitorAction::Callback(f) => {
+                let reason = reason.clone();
+                if let Err(text) = context::catch(|| f(reason)) {
+                    log::error!("a monitor callback panicked: {text}");
+                }
+            }
+            MonitorAction::Kill(port) => {
+                if !reason.is_normal() {
+                    if let Err(e) = self.kil(&port, reason.clone()) {
+                        log::warn!("linked kill: {e}");
+                    }
+                }
+            }
+            MonitorAction::Send(port, mut msg) => {
+                msg.extend(reason.iter().cloned());
+                self.snd(&port, msg);
+            }
+        }
+    }
+}

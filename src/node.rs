@@ -1,0 +1,415 @@
+//! A node: its port table, and the paths of `snd`, `kil` and port death.
+
+use crate::context;
+use crate::dispatcher::{self, Job};
+use crate::error::{Error, Result};
+use crate::id::{NameGen, NodeId, PortId};
+use crate::message::{Message, Reason};
+use crate::node_port::Functions;
+use crate::port::{
+    spawn_port_thread, Callback, DefaultHandler, Direct, HandlerChange, Handlers, Item, Mailbox,
+    PortCell, PortExit, Pushed, ThreadSide,
+};
+use crossbeam_channel::Sender;
+use parking_lot::RwLock;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+/// A node: a set of ports with one ID, one dispatcher thread that runs
+/// their callbacks, and (later) its network connections.
+///
+/// `Node` is a cheap handle (clone it freely). Several nodes may live in
+/// one process; the free functions of the crate use the *current* node
+/// (the one whose port code is running) or the process-wide
+/// [`default_node`](crate::default_node).
+///
+/// ```
+/// use aemp::{msg, Node};
+/// let node = Node::new("doc-node").unwrap();
+/// let (tx, rx) = std::sync::mpsc::channel();
+/// let p = node.port_fn(move |m| tx.send(m).unwrap());
+/// node.snd(&p, msg!["hello", 1]);
+/// assert_eq!(rx.recv().unwrap(), msg!["hello", 1]);
+/// ```
+#[derive(Clone)]
+pub struct Node {
+    pub(crate) inner: Arc<NodeInner>,
+}
+
+pub(crate) struct NodeInner {
+    id: NodeId,
+    node_port: PortId,
+    names: NameGen,
+    /// Local ports by name (`""` is the node port).
+    ports: RwLock<HashMap<Box<str>, Arc<PortCell>>>,
+    jobs: Sender<Job>,
+    pub(crate) functions: RwLock<Functions>,
+}
+
+impl fmt::Debug for Node {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Node({})", self.inner.id)
+    }
+}
+
+impl Node {
+    /// Creates a node with the given ID and starts its dispatcher thread.
+    pub fn new(id: impl AsRef<str>) -> Result<Node> {
+        let id = NodeId::new(id)?;
+        let (jobs, queue) = crossbeam_channel::unbounded();
+        let node = Node {
+            inner: Arc::new(NodeInner {
+                node_port: id.node_port(),
+                id,
+                names: NameGen::new(),
+                ports: RwLock::new(HashMap::new()),
+                jobs,
+                functions: RwLock::new(Functions::default()),
+            }),
+        };
+        dispatcher::start(&node, queue);
+        node.insert(
+            String::new(),
+            Handlers::new(DefaultHandler::NodePort),
+            |_| {},
+        );
+        Ok(node)
+    }
+
+    /// A node with a random ID `anon/<random>`.
+    pub fn anonymous() -> Node {
+        Node::new(format!("anon/{}", NameGen::random_text(10))).expect("valid generated node ID")
+    }
+
+    /// This node's ID.
+    pub fn id(&self) -> &NodeId {
+        &self.inner.id
+    }
+
+    /// This node's node port (the port with the empty name).
+    pub fn node_port(&self) -> &PortId {
+        &self.inner.node_port
+    }
+
+    /// True if `port` belongs to this node.
+    pub fn port_is_local(&self, port: &PortId) -> bool {
+        port.node() == self.inner.id.as_str()
+    }
+
+    /// How many ports (including the node port) are alive.
+    pub fn port_count(&self) -> usize {
+        self.inner.ports.read().len()
+    }
+
+    /// A new port without a callback: its first message kills it with
+    /// `["unhandled_message", "no callback found for message '<tag>'"]`,
+    /// unless callbacks are added with [`rcv`](Node::rcv).
+    pub fn port(&self) -> PortId {
+        self.new_port(Handlers::new(DefaultHandler::KillOnMessage))
+    }
+
+    /// A new port whose default callback gets every message (whole, tag
+    /// included) that no tag callback takes. Callbacks run on the node's
+    /// dispatcher, one message at a time, in arrival order, with
+    /// [`self_port`](crate::self_port) set; a panic kills the port with
+    /// `["die", <panic text>]`. Callbacks must not block: use a
+    /// [thread port](Node::port_thread) for blocking work.
+    pub fn port_fn(&self, f: impl FnMut(Message) + Send + 'static) -> PortId {
+        self.new_port(Handlers::new(DefaultHandler::Callback(Box::new(f))))
+    }
+
+    /// A new port with its own OS thread and selective-receive
+    /// [`Mailbox`]. When `f` returns the port is killed normally (or with
+    /// `die` for an `Err`, see [`PortExit`]); a panic kills it with `die`.
+    /// Tag callbacks added with [`rcv`](Node::rcv) still take their
+    /// messages before the mailbox.
+    pub fn port_thread<R: PortExit>(
+        &self,
+        f: impl FnOnce(&mut Mailbox) -> R + Send + 'static,
+    ) -> PortId {
+        let name = self.inner.names.next();
+        let cell = self.insert(name, Handlers::new(DefaultHandler::Thread), |st| {
+            st.thread = Some(ThreadSide::default());
+            st.direct = Direct::Thread;
+        });
+        let id = cell.id.clone();
+        spawn_port_thread(self, cell, f);
+        id
+    }
+
+    /// Attaches a thread to an existing local port (`rcv_async`): from now
+    /// on, messages no tag callback takes go to the thread's mailbox.
+    pub fn rcv_thread<R: PortExit>(
+        &self,
+        port: &PortId,
+        f: impl FnOnce(&mut Mailbox) -> R + Send + 'static,
+    ) -> Result<PortId> {
+        let cell = self.local_cell("rcv_thread", port)?;
+        {
+            let mut st = cell.state.lock();
+            if st.dead {
+                return Err(no_such_port("rcv_thread", port));
+            }
+            if st.thread.is_some() {
+                return Err(Error::ThreadAlreadyAttached {
+                    port: port.to_string(),
+                });
+            }
+            st.thread = Some(ThreadSide::default());
+        }
+        self.change(&cell, HandlerChange::AttachThread);
+        spawn_port_thread(self, cell, f);
+        Ok(port.clone())
+    }
+
+    /// Sets (or replaces) the callback for messages whose element 0 is
+    /// `tag`. It gets the message *without* the tag. Returns the port, so
+    /// `node.rcv(&node.port(), "reply", f)?` creates and sets up a port.
+    ///
+    /// Changes made from inside the port's own callbacks apply before its
+    /// next message; changes from elsewhere apply in order with the
+    /// messages sent to the port from the same thread.
+    pub fn rcv(
+        &self,
+        port: &PortId,
+        tag: &str,
+        f: impl FnMut(Message) + Send + 'static,
+    ) -> Result<PortId> {
+        let cell = self.local_cell("rcv", port)?;
+        self.change(&cell, HandlerChange::Tag(tag.to_string(), Box::new(f)));
+        Ok(port.clone())
+    }
+
+    /// Sets (or replaces) the default callback of a local port.
+    pub fn rcv_default(
+        &self,
+        port: &PortId,
+        f: impl FnMut(Message) + Send + 'static,
+    ) -> Result<PortId> {
+        let cell = self.local_cell("rcv_default", port)?;
+        let cb: Callback = Box::new(f);
+        self.change(&cell, HandlerChange::Default(cb));
+        Ok(port.clone())
+    }
+
+    /// Removes the callback for `tag`; later `tag` messages go to the
+    /// default callback.
+    pub fn rcv_remove(&self, port: &PortId, tag: &str) -> Result<PortId> {
+        let cell = self.local_cell("rcv_remove", port)?;
+        self.change(&cell, HandlerChange::RemoveTag(tag.to_string()));
+        Ok(port.clone())
+    }
+
+    /// Sends `msg` to `port`. Never blocks, never fails: a message to a
+    /// port that does not exist is dropped silently. A local send never
+    /// serialises; the message is moved to the receiver. Messages from one
+    /// thread to one port arrive in send order.
+    pub fn snd(&self, port: &PortId, msg: Message) {
+        if !self.port_is_local(port) {
+            return self.snd_remote(port, msg);
+        }
+        if port.is_node_port() {
+            return crate::node_port::route(self, msg);
+        }
+        let ports = self.inner.ports.read();
+        let Some(cell) = ports.get(port.name()) else {
+            log::trace!("dropping message to nonexistent port {port}");
+            return;
+        };
+        if let Pushed::Schedule = cell.push(Item::Msg(msg)) {
+            let cell = cell.clone();
+            drop(ports);
+            self.schedule(cell);
+        }
+    }
+
+    /// Sends a message whose element 0 is the destination port ID (the
+    /// original's `snd @msg`).
+    pub fn snd_list(&self, mut msg: Message) -> Result<()> {
+        let Some(first) = msg.first() else {
+            return Err(Error::InvalidPortId {
+                id: String::new(),
+                problem: "the message is empty, so it names no port",
+            });
+        };
+        let port = PortId::try_from(first)?;
+        msg.remove(0);
+        self.snd(&port, msg);
+        Ok(())
+    }
+
+    /// Kills `port` with `reason` (empty: a normal kill).
+    ///
+    /// Monitors run later on the dispatcher, never inside `kil`. Messages
+    /// sent to the port before the kill (from the same thread) are
+    /// processed first; later ones are dropped. Killing a dead or unknown
+    /// port does nothing; killing a node port is an error. Inside the
+    /// port's own callback the kill takes effect when the callback returns.
+    pub fn kil(&self, port: &PortId, reason: Reason) -> Result<()> {
+        if port.is_node_port() {
+            return Err(Error::KillNodePort {
+                port: port.to_string(),
+            });
+        }
+        if !self.port_is_local(port) {
+            self.kil_remote(port, reason);
+            return Ok(());
+        }
+        if let Some(cell) = self.lookup(port.name()) {
+            self.kill_cell(&cell, reason);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn kill_cell(&self, cell: &Arc<PortCell>, reason: Reason) {
+        if context::is_processing(cell) {
+            context::set_kill_self(reason);
+        } else {
+            self.push(cell, Item::Kill(reason));
+        }
+    }
+
+    pub(crate) fn lookup(&self, name: &str) -> Option<Arc<PortCell>> {
+        self.inner.ports.read().get(name).cloned()
+    }
+
+    fn local_cell(&self, what: &'static str, port: &PortId) -> Result<Arc<PortCell>> {
+        if !self.port_is_local(port) {
+            return Err(Error::NotLocal {
+                what,
+                port: port.to_string(),
+            });
+        }
+        self.lookup(port.name())
+            .ok_or_else(|| no_such_port(what, port))
+    }
+
+    fn new_port(&self, handlers: Handlers) -> PortId {
+        let name = self.inner.names.next();
+        self.insert(name, handlers, |_| {}).id.clone()
+    }
+
+    /// Creates and registers a port cell under a fresh `name`.
+    pub(crate) fn insert(
+        &self,
+        name: String,
+        handlers: Handlers,
+        setup: impl FnOnce(&mut crate::port::PortState),
+    ) -> Arc<PortCell> {
+        let cell = Arc::new(PortCell::new(
+            PortId::from_parts(self.inner.id.as_str(), &name),
+            handlers,
+        ));
+        setup(&mut cell.state.lock());
+        self.inner
+            .ports
+            .write()
+            .insert(name.into_boxed_str(), cell.clone());
+        cell
+    }
+
+    /// Registers a cell under a name chosen elsewhere (spawn); `false` if
+    /// the name is taken.
+    pub(crate) fn insert_named(&self, cell: &Arc<PortCell>) -> bool {
+        let mut ports = self.inner.ports.write();
+        if ports.contains_key(cell.id.name()) {
+            return false;
+        }
+        ports.insert(cell.id.name().into(), cell.clone());
+        true
+    }
+
+    pub(crate) fn new_name(&self) -> String {
+        self.inner.names.next()
+    }
+
+    pub(crate) fn new_spawn_name(&self) -> String {
+        self.inner.names.next_spawn()
+    }
+
+    fn change(&self, cell: &Arc<PortCell>, change: HandlerChange) {
+        if context::is_processing(cell) {
+            context::push_pending(change);
+        } else {
+            self.push(cell, Item::Change(change));
+        }
+    }
+
+    /// Queues a function call for the node port's turn on the dispatcher.
+    pub(crate) fn push_node_port(&self, msg: Message) {
+        if let Some(cell) = self.lookup("") {
+            self.push(&cell, Item::Msg(msg));
+        }
+    }
+
+    pub(crate) fn push(&self, cell: &Arc<PortCell>, item: Item) {
+        if let Pushed::Schedule = cell.push(item) {
+            self.schedule(cell.clone());
+        }
+    }
+
+    pub(crate) fn schedule(&self, cell: Arc<PortCell>) {
+        // The receiver lives as long as the node: a failed send means the
+        // node is being torn down, and then nothing is left to deliver to.
+        let _ = self.inner.jobs.send(Job::Port(cell));
+    }
+
+    /// Runs `f` on the dispatcher, outside any port context.
+    pub(crate) fn task(&self, f: impl FnOnce() + Send + 'static) {
+        let _ = self.inner.jobs.send(Job::Task(Box::new(f)));
+    }
+
+    /// The port dies: mark it dead, wake its thread, forget it, fire its
+    /// monitors. Runs on the dispatcher.
+    pub(crate) fn die(&self, cell: &Arc<PortCell>, reason: Reason, quiet: bool) {
+        let monitors = {
+            let mut st = cell.state.lock();
+            if st.dead {
+                return;
+            }
+            st.dead = true;
+            st.inbox.clear();
+            st.direct = Direct::No;
+            if let Some(side) = st.thread.as_mut() {
+                side.killed = Some(reason.clone());
+                side.incoming.clear();
+                cell.wake.notify_all();
+            }
+            std::mem::take(&mut st.monitors)
+        };
+        {
+            let mut ports = self.inner.ports.write();
+            if ports
+                .get(cell.id.name())
+                .is_some_and(|c| Arc::ptr_eq(c, cell))
+            {
+                ports.remove(cell.id.name());
+            }
+        }
+        if monitors.is_empty() && !reason.is_normal() && !quiet {
+            log::info!(
+                "unmonitored local port {} died with reason {reason}",
+                cell.id
+            );
+        }
+        for m in monitors {
+            self.fire(m.action, &reason);
+        }
+    }
+
+    fn snd_remote(&self, port: &PortId, _msg: Message) {
+        log::debug!("dropping message to {port}: this node has no network connections yet");
+    }
+
+    fn kil_remote(&self, port: &PortId, _reason: Reason) {
+        log::debug!("cannot kill {port}: this node has no network connections yet");
+    }
+}
+
+pub(crate) fn no_such_port(what: &'static str, port: &PortId) -> Error {
+    Error::NoSuchPort {
+        what,
+        port: port.to_string(),
+    }
+}

@@ -1,0 +1,233 @@
+//! The node port (`""`) and named functions: `register`, `spawn`,
+//! `snd_to_func`, and the node-port requests of protocol.md §9 that make
+//! sense without a network (`snd`, `time`, `can`, `devnull`, spawn, and
+//! registered functions). Nothing that was not registered ever runs.
+
+use crate::context;
+use crate::error::{Error, Result};
+use crate::id::{NodeId, PortId};
+use crate::message::{Message, Reason};
+use crate::node::Node;
+use crate::port::{DefaultHandler, Handlers, Item, PortCell};
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+/// A function callable by name: a spawn init function or a `snd_to_func`
+/// target. It gets the arguments as a message.
+pub(crate) type Func = Arc<dyn Fn(Message) + Send + Sync>;
+type Loader = Arc<dyn Fn(&Node) + Send + Sync>;
+
+/// The node port's request tags that are not user functions.
+const BUILTIN: &[&str] = &[
+    "", "snd", "time", "can", "devnull", "mon0", "mon1", "kil0", "kil1",
+];
+const SPAWN: &str = "AnyEvent::MP::_spawn";
+
+#[derive(Default)]
+pub(crate) struct Functions {
+    by_name: HashMap<String, Func>,
+    loaders: HashMap<String, Loader>,
+    loaded: HashSet<String>,
+}
+
+impl Node {
+    /// Registers `f` under `name` (e.g. `"chat::client_connect"`), for
+    /// [`spawn`](Node::spawn) and for `snd_to_func` requests from other
+    /// nodes. Rust cannot load code by name, so registration replaces the
+    /// original's autoload: unknown names are refused.
+    ///
+    /// Inside a spawn init function, [`self_port`](crate::self_port) is the
+    /// new port; the function must install a callback (e.g. with
+    /// [`rcv`](Node::rcv)) or the port ceases to exist.
+    pub fn register(&self, name: &str, f: impl Fn(Message) + Send + Sync + 'static) {
+        self.inner
+            .functions
+            .write()
+            .by_name
+            .insert(name.to_string(), Arc::new(f));
+    }
+
+    /// Registers a loader for a package (`"chat"` or `"chat::server"`): the
+    /// first time a function under it is not found, the loader runs (once)
+    /// and may register functions. Lookups try the longest package first,
+    /// like the original's `load_func`.
+    pub fn register_loader(&self, package: &str, loader: impl Fn(&Node) + Send + Sync + 'static) {
+        self.inner
+            .functions
+            .write()
+            .loaders
+            .insert(package.to_string(), Arc::new(loader));
+    }
+
+    /// The function registered under `name`, running package loaders if
+    /// needed.
+    pub(crate) fn function(&self, name: &str) -> Option<Func> {
+        if let Some(f) = self.inner.functions.read().by_name.get(name) {
+            return Some(f.clone());
+        }
+        let mut package = name;
+        while let Some((parent, _)) = package.rsplit_once("::") {
+            let loader = {
+                let mut fns = self.inner.functions.write();
+                match fns.loaders.get(parent).cloned() {
+                    Some(l) if fns.loaded.insert(parent.to_string()) => Some(l),
+                    _ => None,
+                }
+            };
+            if let Some(load) = loader {
+                load(self);
+                if let Some(f) = self.inner.functions.read().by_name.get(name) {
+                    return Some(f.clone());
+                }
+            }
+            package = parent;
+        }
+        None
+    }
+
+    /// Creates a port on `node` by running the init function registered
+    /// there under `func` with `args`, and returns its ID at once.
+    ///
+    /// The init function never runs before `spawn` returns; messages sent
+    /// to the new port before it ran are delivered in order once it
+    /// installed its callbacks. An unknown name or a panicking init kills
+    /// the port with `["die", ...]`. `func` must contain `::`.
+    pub fn spawn(&self, node: &NodeId, func: &str, args: Message) -> Result<PortId> {
+        if !func.contains("::") {
+            return Err(Error::InvalidFunctionName {
+                name: func.to_string(),
+                problem: "a spawn init function name must contain '::' (e.g. \"chat::client\")",
+            });
+        }
+        let name = self.new_spawn_name();
+        if node == self.id() {
+            self.spawn_named(&name, func, args);
+        } else {
+            let mut request = crate::msg![SPAWN, &name, func];
+            request.extend(args);
+            self.snd(&node.node_port(), request);
+        }
+        Ok(PortId::from_parts(node.as_str(), &name))
+    }
+
+    /// Calls the function registered as `func` on `node` with `args`
+    /// (asynchronously; errors are logged on the target).
+    pub fn snd_to_func(&self, node: &NodeId, func: &str, args: Message) {
+        let mut request = crate::msg![func];
+        request.extend(args);
+        self.snd(&node.node_port(), request);
+    }
+
+    pub(crate) fn spawn_named(&self, name: &str, func: &str, args: Message) {
+        let id = PortId::from_parts(self.id().as_str(), name);
+        let cell = Arc::new(PortCell::new(id, Handlers::new(DefaultHandler::Ignore)));
+        if !self.insert_named(&cell) {
+            log::warn!("spawn of {func}: port name {name} is already in use; ignored");
+            return;
+        }
+        self.push(
+            &cell,
+            Item::Init {
+                func: func.to_string(),
+                args,
+            },
+        );
+    }
+}
+
+/// Runs a spawned port's init function (in the port's context, on the
+/// dispatcher); the kill reason if it failed.
+pub(crate) fn run_init(node: &Node, func: &str, args: Message) -> Option<Reason> {
+    match node.function(func) {
+        None => Some(Reason::die(format!("unable to resolve function '{func}'"))),
+        Some(f) => context::catch(|| f(args)).err().map(Reason::die),
+    }
+}
+
+/// Serves a request `[tag, args...]` sent to this node's node port.
+///
+/// Built-in requests are handled at once, on the sending (or, later,
+/// routing) thread, so that they keep their order with the messages around
+/// them: a spawn creates its port before the next message for it is
+/// routed. Only registered functions — user code — go through the node
+/// port's inbox to the dispatcher.
+pub(crate) fn route(node: &Node, mut msg: Message) {
+    let tag = match msg.first() {
+        Some(Value::String(t)) => t.clone(),
+        Some(other) => {
+            log::warn!("node port: ignoring request with non-string tag {other}");
+            return;
+        }
+        None => return,
+    };
+    match tag.as_str() {
+        "" | "devnull" => {}
+        "snd" => {
+            msg.remove(0);
+            if let Err(e) = node.snd_list(msg) {
+                log::warn!("node port: bad snd relay request: {e}");
+            }
+        }
+        "time" => reply(node, &msg[1..], vec![Value::from(unix_time())]),
+        "can" => {
+            let asked = msg.get(1).and_then(Value::as_str).unwrap_or("");
+            let can = BUILTIN.contains(&asked) || asked == SPAWN || node.function(asked).is_some();
+            let dest = msg.get(2..).unwrap_or(&[]);
+            reply(node, dest, vec![Value::from(if can { "1" } else { "" })]);
+        }
+        SPAWN => match (msg.get(1), msg.get(2)) {
+            (Some(Value::String(name)), Some(Value::String(func))) => {
+                let (name, func) = (name.clone(), func.clone());
+                let args: Message = msg.0.drain(3..).collect();
+                node.spawn_named(&name, &func, args);
+            }
+            _ => log::warn!("node port: malformed spawn request {msg}"),
+        },
+        "eval" => log::warn!("node port: refusing eval request (aemp never evaluates code)"),
+        "mon0" | "mon1" | "kil0" | "kil1" => {
+            log::debug!("node port: ignoring {tag}, which only means something on a connection")
+        }
+        _ => node.push_node_port(msg),
+    }
+}
+
+/// Calls a registered function for a node-port request (on the dispatcher).
+pub(crate) fn call_function(node: &Node, mut msg: Message) {
+    let Some(Value::String(name)) = msg.first() else {
+        return;
+    };
+    let name = name.clone();
+    msg.remove(0);
+    match node.function(&name) {
+        Some(f) => {
+            if let Err(text) = context::catch(|| f(msg)) {
+                log::error!("node port: function {name} panicked: {text}");
+            }
+        }
+        None => log::warn!("node port: refusing to call unregistered function {name:?}"),
+    }
+}
+
+/// Sends `result` to a reply destination: a port ID followed by prefix
+/// values (`[port, prefix...]` → `[prefix..., result...]`).
+fn reply(node: &Node, dest: &[Value], result: Vec<Value>) {
+    let Some(port) = dest.first() else {
+        log::debug!("node port: request without reply port");
+        return;
+    };
+    match PortId::try_from(port) {
+        Ok(port) => {
+            let mut msg: Message = dest[1..].iter().cloned().collect();
+            msg.extend(result);
+            node.snd(&port, msg);
+        }
+        Err(e) => log::warn!("node port: bad reply port: {e}"),
+    }
+}
+
+fn unix_time() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}

@@ -1,0 +1,303 @@
+//! Thread ports: a port that owns one OS thread and a selective-receive
+//! mailbox (Coro::MP's `port_async` / `rcv_async`).
+
+use super::queue::TagQueue;
+use super::PortCell;
+use crate::error::{Error, Result};
+use crate::message::{Message, Reason};
+use crate::node::Node;
+use crate::PortId;
+use std::collections::VecDeque;
+use std::fmt::Display;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The sender-facing half of a thread port's mailbox, inside the port's
+/// state lock: senders only append here; the thread sorts arrivals into its
+/// private [`TagQueue`] outside the lock.
+#[derive(Default)]
+pub(crate) struct ThreadSide {
+    pub(crate) incoming: VecDeque<Message>,
+    pub(crate) waiting: bool,
+    pub(crate) killed: Option<Reason>,
+}
+
+/// What a thread port's thread returns. Returning `()` or `Ok(())` kills
+/// the port normally; `Err(e)` kills it with `["die", e.to_string()]`
+/// (a no-op when the port is already dead, e.g. after `get` returned
+/// [`Error::Killed`]).
+pub trait PortExit {
+    /// The kill reason for the port.
+    fn into_reason(self) -> Reason;
+}
+
+impl PortExit for () {
+    fn into_reason(self) -> Reason {
+        Reason::normal()
+    }
+}
+
+impl<E: Display> PortExit for std::result::Result<(), E> {
+    fn into_reason(self) -> Reason {
+        match self {
+            Ok(()) => Reason::normal(),
+            Err(e) => Reason::die(e.to_string()),
+        }
+    }
+}
+
+/// The receiving end of a thread port, handed to its thread.
+///
+/// Messages not taken stay queued, in order. Selection is indexed:
+/// [`get_tag`](Mailbox::get_tag) never looks at other tags' messages, and a
+/// waiting [`get_cond`](Mailbox::get_cond) looks only at new arrivals.
+/// When the port is killed, every `get` returns [`Error::Killed`] so the
+/// thread can unwind with `?`.
+///
+/// ```
+/// use aemp::{msg, Node};
+/// use std::time::Duration;
+/// let node = Node::new("mailbox-doc").unwrap();
+/// let (tx, rx) = std::sync::mpsc::channel();
+/// let p = node.port_thread(move |mb| -> aemp::Result<()> {
+///     let first = mb.get_tag("b")?;          // skips the queued "a"
+///     let second = mb.get()?;                // then the oldest: "a"
+///     tx.send((first, second)).unwrap();
+///     Ok(())
+/// });
+/// node.snd(&p, msg!["a", 1]);
+/// node.snd(&p, msg!["b", 2]);
+/// let (first, second) = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+/// assert_eq!(first, msg![2]);            // get_tag drops the tag
+/// assert_eq!(second, msg!["a", 1]);
+/// ```
+pub struct Mailbox {
+    node: Node,
+    cell: Arc<PortCell>,
+    queue: TagQueue,
+    spare: VecDeque<Message>,
+}
+
+impl Mailbox {
+    /// This thread's port.
+    pub fn port(&self) -> &PortId {
+        &self.cell.id
+    }
+
+    /// The node the port lives on.
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// Messages waiting (taken into the queue or still arriving).
+    pub fn len(&self) -> usize {
+        let incoming = self
+            .cell
+            .state
+            .lock()
+            .thread
+            .as_ref()
+            .map_or(0, |s| s.incoming.len());
+        self.queue.len() + incoming
+    }
+
+    /// True when no message is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The oldest message, waiting as long as it takes.
+    pub fn get(&mut self) -> Result<Message> {
+        self.wait(None, |q| q.pop_front()).map(expect_some)
+    }
+
+    /// The oldest message, or `None` after `timeout` (zero: do not wait).
+    pub fn get_timeout(&mut self, timeout: Duration) -> Result<Option<Message>> {
+        self.wait(Some(deadline(timeout)), |q| q.pop_front())
+    }
+
+    /// The oldest message whose element 0 is `tag`, *without* the tag.
+    pub fn get_tag(&mut self, tag: &str) -> Result<Message> {
+        self.wait(None, |q| q.take_tag(tag).map(Message::without_tag))
+            .map(expect_some)
+    }
+
+    /// Like [`get_tag`](Mailbox::get_tag), or `None` after `timeout`.
+    pub fn get_tag_timeout(&mut self, tag: &str, timeout: Duration) -> Result<Option<Message>> {
+        self.wait(Some(deadline(timeout)), |q| {
+            q.take_tag(tag).map(Message::without_tag)
+        })
+    }
+
+    /// The oldest message for which `pred` is true, whole (tag included).
+    /// Each queued message is shown to `pred` at most once per call.
+    pub fn get_cond(&mut self, pred: impl FnMut(&Message) -> bool) -> Result<Message> {
+        self.get_cond_inner(None, pred).map(expect_some)
+    }
+
+    /// Like [`get_cond`](Mailbox::get_cond), or `None` after `timeout`.
+    pub fn get_cond_timeout(
+        &mut self,
+        pred: impl FnMut(&Message) -> bool,
+        timeout: Duration,
+    ) -> Result<Option<Message>> {
+        self.get_cond_inner(Some(deadline(timeout)), pred)
+    }
+
+    /// Switch-style receive: `select` returns `Some(handler)` for the first
+    /// message it wants; that message is removed and passed to the handler,
+    /// whose result is returned (Coro::MP's predicate returning a code ref).
+    ///
+    /// ```
+    /// # use aemp::{msg, Message, Node};
+    /// # let node = Node::new("select-doc").unwrap();
+    /// # let (tx, rx) = std::sync::mpsc::channel();
+    /// let p = node.port_thread(move |mb| -> aemp::Result<()> {
+    ///     let text = mb.select(|m| match m.tag() {
+    ///         Some("add") => Some(Box::new(|m: Message| format!("add {}", m[1])) as Box<dyn FnOnce(Message) -> String>),
+    ///         Some("quit") => Some(Box::new(|_| "quit".to_string())),
+    ///         _ => None,
+    ///     })?;
+    ///     tx.send(text).unwrap();
+    ///     Ok(())
+    /// });
+    /// node.snd(&p, msg!["noise"]);
+    /// node.snd(&p, msg!["add", 5]);
+    /// assert_eq!(rx.recv().unwrap(), "add 5");
+    /// ```
+    pub fn select<R, H: FnOnce(Message) -> R>(
+        &mut self,
+        mut select: impl FnMut(&Message) -> Option<H>,
+    ) -> Result<R> {
+        let mut chosen = None;
+        let msg = self.get_cond(|m| {
+            chosen = select(m);
+            chosen.is_some()
+        })?;
+        Ok(chosen.expect("chosen with the message")(msg))
+    }
+
+    /// A blocking RPC from this thread: sends `msg` plus a fresh reply port
+    /// to `port` and waits for the reply without touching this mailbox.
+    /// See [`Node::call`].
+    pub fn call(&self, port: &PortId, msg: Message, timeout: Duration) -> Result<Message> {
+        self.node.call(port, msg, timeout)
+    }
+
+    fn get_cond_inner(
+        &mut self,
+        deadline: Option<Instant>,
+        mut pred: impl FnMut(&Message) -> bool,
+    ) -> Result<Option<Message>> {
+        let mut from = 0u64;
+        self.wait(deadline, |q| match q.take_first_match(from, &mut pred) {
+            Ok(m) => Some(m),
+            Err(next) => {
+                from = next;
+                None
+            }
+        })
+    }
+
+    /// Moves arrivals into the queue, tries `pick`, waits for more.
+    fn wait<R>(
+        &mut self,
+        deadline: Option<Instant>,
+        mut pick: impl FnMut(&mut TagQueue) -> Option<R>,
+    ) -> Result<Option<R>> {
+        loop {
+            self.take_arrivals()?;
+            if let Some(r) = pick(&mut self.queue) {
+                return Ok(Some(r));
+            }
+            let mut st = self.cell.state.lock();
+            loop {
+                let side = st.thread.as_mut().expect("thread port state");
+                if let Some(reason) = side.killed.clone() {
+                    drop(st);
+                    return Err(self.killed(reason));
+                }
+                if !side.incoming.is_empty() {
+                    break;
+                }
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Ok(None);
+                }
+                side.waiting = true;
+                match deadline {
+                    Some(d) => {
+                        self.cell.wake.wait_until(&mut st, d);
+                    }
+                    None => self.cell.wake.wait(&mut st),
+                }
+                st.thread.as_mut().expect("thread port state").waiting = false;
+            }
+        }
+    }
+
+    fn take_arrivals(&mut self) -> Result<()> {
+        {
+            let mut st = self.cell.state.lock();
+            let side = st.thread.as_mut().expect("thread port state");
+            if let Some(reason) = &side.killed {
+                let reason = reason.clone();
+                drop(st);
+                return Err(self.killed(reason));
+            }
+            std::mem::swap(&mut side.incoming, &mut self.spare);
+        }
+        for m in self.spare.drain(..) {
+            self.queue.push(m);
+        }
+        Ok(())
+    }
+
+    fn killed(&mut self, reason: Reason) -> Error {
+        self.queue.clear();
+        Error::Killed {
+            port: self.cell.id.to_string(),
+            reason,
+        }
+    }
+}
+
+fn expect_some<T>(v: Option<T>) -> T {
+    v.expect("waited without a deadline")
+}
+
+fn deadline(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout)
+        .unwrap_or(now + Duration::from_secs(86400 * 365))
+}
+
+/// Starts the thread of a thread port. The port's thread side must exist.
+pub(crate) fn spawn_port_thread<R: PortExit>(
+    node: &Node,
+    cell: Arc<PortCell>,
+    f: impl FnOnce(&mut Mailbox) -> R + Send + 'static,
+) {
+    let id = cell.id.clone();
+    let thread_node = node.clone();
+    let thread_cell = cell.clone();
+    let spawned = std::thread::Builder::new()
+        .name(format!("aemp-port {id}"))
+        .spawn(move || {
+            let node = thread_node;
+            let _ctx = crate::context::enter(&node, thread_cell.id.clone());
+            let mut mb = Mailbox {
+                node: node.clone(),
+                cell: thread_cell,
+                queue: TagQueue::default(),
+                spare: VecDeque::new(),
+            };
+            let reason = match crate::context::catch(|| f(&mut mb)) {
+                Ok(exit) => exit.into_reason(),
+                Err(text) => Reason::die(text),
+            };
+            node.kill_cell(&mb.cell, reason);
+        });
+    if let Err(e) = spawned {
+        node.kill_cell(&cell, Reason::die(format!("cannot start thread: {e}")));
+    }
+}

@@ -1,0 +1,77 @@
+//! The node port's local requests: relay, time, can, devnull, functions.
+
+use crate::{node, nothing, recv};
+use aemp::{msg, Reason};
+use crossbeam_channel::unbounded;
+
+#[test]
+fn node_port_relays_snd() {
+    let n = node();
+    let (tx, rx) = unbounded();
+    let p = n.port_fn(move |m| tx.send(m).unwrap());
+    n.snd(n.node_port(), msg!["snd", &p, "relayed", 1]);
+    assert_eq!(recv(&rx), msg!["relayed", 1]);
+}
+
+#[test]
+fn node_port_time_and_can_reply_with_prefix() {
+    let n = node();
+    let (tx, rx) = unbounded();
+    let p = n.port_fn(move |m| tx.send(m).unwrap());
+    n.snd(n.node_port(), msg!["time", &p, "t"]);
+    let m = recv(&rx);
+    assert_eq!(m[0], "t");
+    assert!(m[1].as_f64().unwrap() > 1.7e9, "a unix time: {m}");
+
+    n.register("t::f", |_| {});
+    n.snd(n.node_port(), msg!["can", "time", &p, "c1"]);
+    assert_eq!(recv(&rx), msg!["c1", "1"]);
+    n.snd(n.node_port(), msg!["can", "t::f", &p]);
+    assert_eq!(recv(&rx), msg!["1"]);
+    n.snd(n.node_port(), msg!["can", "eval", &p]);
+    assert_eq!(recv(&rx), msg![""]);
+}
+
+#[test]
+fn node_port_calls_registered_functions_only() {
+    let n = node();
+    let (tx, rx) = unbounded();
+    n.register("t::called", move |args| tx.send(args).unwrap());
+    n.snd_to_func(n.id(), "t::called", msg![1, "x"]);
+    assert_eq!(recv(&rx), msg![1, "x"]);
+    // Unregistered names, eval and junk are refused; the node port lives.
+    n.snd(n.node_port(), msg!["t::unknown", 1]);
+    n.snd(n.node_port(), msg!["eval", "1+1"]);
+    n.snd(n.node_port(), msg![42]);
+    n.snd(n.node_port(), msg!["devnull", 1]);
+    n.snd(n.node_port(), msg!["snd", "not a port id#"]);
+    n.register("t::panics", |_| panic!("function fails"));
+    n.snd_to_func(n.id(), "t::panics", msg![]);
+    n.snd_to_func(n.id(), "t::called", msg!["still served"]);
+    assert_eq!(recv(&rx), msg!["still served"]);
+    nothing(&rx, 20);
+}
+
+#[test]
+fn remote_spawn_request_creates_named_port() {
+    let n = node();
+    let (tx, rx) = unbounded();
+    n.register("t::echo_init", move |args| {
+        let tx = tx.clone();
+        tx.send(("init", args)).unwrap();
+        aemp::rcv_default(&aemp::self_port().unwrap(), move |m| {
+            tx.send(("msg", m)).unwrap()
+        })
+        .unwrap();
+    });
+    // The packet a remote caller sends (protocol.md §9).
+    n.snd(
+        n.node_port(),
+        msg!["AnyEvent::MP::_spawn", "chosenName", "t::echo_init", "arg"],
+    );
+    let p = aemp::PortId::parse(&format!("{}#chosenName", n.id())).unwrap();
+    n.snd(&p, msg!["hello"]);
+    assert_eq!(recv(&rx), ("init", msg!["arg"]));
+    assert_eq!(recv(&rx), ("msg", msg!["hello"]));
+    n.kil(&p, Reason::normal()).unwrap();
+}
