@@ -124,7 +124,7 @@ impl Node {
         }
         let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
         let name = self.new_name();
-        let reply = self.insert(name, Handlers::new(DefaultHandler::Ignore), |st| {
+        let reply = self.insert(name.as_str(), Handlers::new(DefaultHandler::Ignore), |st| {
             st.direct = Direct::Channel(reply_tx);
         });
         let (death_tx, death_rx) = crossbeam_channel::bounded(1);

@@ -25,16 +25,24 @@ pub(crate) fn start(node: &Node, queue: Receiver<Job>) {
 
 fn run(weak: Weak<NodeInner>, queue: Receiver<Job>) {
     context::mark_dispatcher();
-    while let Ok(job) = queue.recv() {
+    // The node is held only while there is work, so that dropping the last
+    // handle elsewhere ends this thread.
+    while let Ok(mut job) = queue.recv() {
         let Some(inner) = weak.upgrade() else { break };
         let node = Node { inner };
         context::set_node(Some(node.clone()));
-        match job {
-            Job::Port(cell) => run_port(&node, &cell),
-            Job::Task(f) => {
-                if let Err(text) = context::catch(f) {
-                    log::error!("a timer or monitor callback panicked: {text}");
+        loop {
+            match job {
+                Job::Port(cell) => run_port(&node, &cell),
+                Job::Task(f) => {
+                    if let Err(text) = context::catch(f) {
+                        log::error!("a timer or monitor callback panicked: {text}");
+                    }
                 }
+            }
+            match queue.try_recv() {
+                Ok(next) => job = next,
+                Err(_) => break,
             }
         }
         context::set_node(None);

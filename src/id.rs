@@ -164,14 +164,20 @@ impl PortId {
     }
 
     pub(crate) fn from_parts(node: &str, name: &str) -> PortId {
+        // One allocation: assemble on the stack when it fits.
+        let len = node.len() + 1 + name.len();
         let text: Arc<str> = if name.is_empty() {
             node.into()
+        } else if len <= 128 {
+            let mut buf = [0u8; 128];
+            buf[..node.len()].copy_from_slice(node.as_bytes());
+            buf[node.len()] = b'#';
+            buf[node.len() + 1..len].copy_from_slice(name.as_bytes());
+            std::str::from_utf8(&buf[..len])
+                .expect("joined from two strs and '#'")
+                .into()
         } else {
-            let mut s = String::with_capacity(node.len() + 1 + name.len());
-            s.push_str(node);
-            s.push('#');
-            s.push_str(name);
-            s.into()
+            format!("{node}#{name}").into()
         };
         PortId {
             text,
@@ -287,20 +293,19 @@ impl NameGen {
         }
     }
 
-    /// A fresh local port name: lower-case base-36 counter, then 10 hash
-    /// characters.
-    pub(crate) fn next(&self) -> String {
+    /// A fresh local port name: base-36 counter, then 10 hash characters.
+    pub(crate) fn next(&self) -> Name {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let mut s = String::with_capacity(20);
-        push_base36(&mut s, n);
-        push_base62(&mut s, self.key.hash_one(n), 10);
-        s
+        let mut name = Name::default();
+        name.push_base36(n);
+        name.push_base62(self.key.hash_one(n), 10);
+        name
     }
 
     /// A fresh name for a port spawned on another (or this) node.
     pub(crate) fn next_spawn(&self) -> String {
         let mut s = self.spawn_prefix.clone();
-        s.push_str(&self.next());
+        s.push_str(self.next().as_str());
         s
     }
 
@@ -318,18 +323,41 @@ impl NameGen {
     }
 }
 
-fn push_base36(s: &mut String, mut n: u64) {
-    let mut buf = [0u8; 16];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = ALPHABET[(n % 36) as usize];
-        n /= 36;
-        if n == 0 {
-            break;
+/// A generated port name, on the stack.
+#[derive(Default)]
+pub(crate) struct Name {
+    bytes: [u8; 24],
+    len: usize,
+}
+
+impl Name {
+    pub(crate) fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.len]).expect("ascii alphabet")
+    }
+
+    fn push_base36(&mut self, mut n: u64) {
+        let mut digits = [0u8; 13];
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            digits[i] = ALPHABET[(n % 36) as usize];
+            n /= 36;
+            if n == 0 {
+                break;
+            }
+        }
+        let d = &digits[i..];
+        self.bytes[self.len..self.len + d.len()].copy_from_slice(d);
+        self.len += d.len();
+    }
+
+    fn push_base62(&mut self, mut n: u64, digits: usize) {
+        for _ in 0..digits {
+            self.bytes[self.len] = ALPHABET[(n % 62) as usize];
+            self.len += 1;
+            n /= 62;
         }
     }
-    s.push_str(std::str::from_utf8(&buf[i..]).expect("ascii"));
 }
 
 fn push_base62(s: &mut String, mut n: u64, digits: usize) {
@@ -355,8 +383,8 @@ mod tests {
     #[test]
     fn names_are_distinct_and_spawn_names_differ() {
         let g = NameGen::new();
-        let a = g.next();
-        let b = g.next();
+        let a = g.next().as_str().to_string();
+        let b = g.next().as_str().to_string();
         assert_ne!(a, b);
         // Spawn names are longer than any local name of a realistic counter.
         assert!(g.next_spawn().len() > a.len() + 9);

@@ -41,6 +41,7 @@ mod monitor;
 mod node;
 mod node_port;
 mod port;
+mod table;
 mod timer;
 
 pub use context::self_port;

@@ -10,9 +10,9 @@ use crate::port::{
     spawn_port_thread, Callback, DefaultHandler, Direct, HandlerChange, Handlers, Item, Mailbox,
     PortCell, PortExit, Pushed, ThreadSide,
 };
+use crate::table::PortTable;
 use crossbeam_channel::Sender;
 use parking_lot::RwLock;
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -42,7 +42,7 @@ pub(crate) struct NodeInner {
     node_port: PortId,
     names: NameGen,
     /// Local ports by name (`""` is the node port).
-    ports: RwLock<HashMap<Box<str>, Arc<PortCell>>>,
+    ports: PortTable,
     jobs: Sender<Job>,
     pub(crate) functions: RwLock<Functions>,
 }
@@ -63,17 +63,13 @@ impl Node {
                 node_port: id.node_port(),
                 id,
                 names: NameGen::new(),
-                ports: RwLock::new(HashMap::new()),
+                ports: PortTable::new(),
                 jobs,
                 functions: RwLock::new(Functions::default()),
             }),
         };
         dispatcher::start(&node, queue);
-        node.insert(
-            String::new(),
-            Handlers::new(DefaultHandler::NodePort),
-            |_| {},
-        );
+        node.insert("", Handlers::new(DefaultHandler::NodePort), |_| {});
         Ok(node)
     }
 
@@ -99,7 +95,7 @@ impl Node {
 
     /// How many ports (including the node port) are alive.
     pub fn port_count(&self) -> usize {
-        self.inner.ports.read().len()
+        self.inner.ports.len()
     }
 
     /// A new port without a callback: its first message kills it with
@@ -129,7 +125,7 @@ impl Node {
         f: impl FnOnce(&mut Mailbox) -> R + Send + 'static,
     ) -> PortId {
         let name = self.inner.names.next();
-        let cell = self.insert(name, Handlers::new(DefaultHandler::Thread), |st| {
+        let cell = self.insert(name.as_str(), Handlers::new(DefaultHandler::Thread), |st| {
             st.thread = Some(ThreadSide::default());
             st.direct = Direct::Thread;
         });
@@ -212,15 +208,13 @@ impl Node {
         if port.is_node_port() {
             return crate::node_port::route(self, msg);
         }
-        let ports = self.inner.ports.read();
-        let Some(cell) = ports.get(port.name()) else {
-            log::trace!("dropping message to nonexistent port {port}");
-            return;
-        };
-        if let Pushed::Schedule = cell.push(Item::Msg(msg)) {
-            let cell = cell.clone();
-            drop(ports);
-            self.schedule(cell);
+        let to_schedule = self.inner.ports.with(port.name(), |cell| {
+            matches!(cell.push(Item::Msg(msg)), Pushed::Schedule).then(|| cell.clone())
+        });
+        match to_schedule {
+            None => log::trace!("dropping message to nonexistent port {port}"),
+            Some(Some(cell)) => self.schedule(cell),
+            Some(None) => {}
         }
     }
 
@@ -271,7 +265,7 @@ impl Node {
     }
 
     pub(crate) fn lookup(&self, name: &str) -> Option<Arc<PortCell>> {
-        self.inner.ports.read().get(name).cloned()
+        self.inner.ports.get(name)
     }
 
     fn local_cell(&self, what: &'static str, port: &PortId) -> Result<Arc<PortCell>> {
@@ -287,40 +281,33 @@ impl Node {
 
     fn new_port(&self, handlers: Handlers) -> PortId {
         let name = self.inner.names.next();
-        self.insert(name, handlers, |_| {}).id.clone()
+        self.insert(name.as_str(), handlers, |_| {}).id.clone()
     }
 
     /// Creates and registers a port cell under a fresh `name`.
     pub(crate) fn insert(
         &self,
-        name: String,
+        name: &str,
         handlers: Handlers,
         setup: impl FnOnce(&mut crate::port::PortState),
     ) -> Arc<PortCell> {
         let cell = Arc::new(PortCell::new(
-            PortId::from_parts(self.inner.id.as_str(), &name),
+            PortId::from_parts(self.inner.id.as_str(), name),
             handlers,
         ));
         setup(&mut cell.state.lock());
-        self.inner
-            .ports
-            .write()
-            .insert(name.into_boxed_str(), cell.clone());
+        let fresh = self.inner.ports.insert(&cell);
+        debug_assert!(fresh, "generated port names are unique");
         cell
     }
 
     /// Registers a cell under a name chosen elsewhere (spawn); `false` if
     /// the name is taken.
     pub(crate) fn insert_named(&self, cell: &Arc<PortCell>) -> bool {
-        let mut ports = self.inner.ports.write();
-        if ports.contains_key(cell.id.name()) {
-            return false;
-        }
-        ports.insert(cell.id.name().into(), cell.clone());
-        true
+        self.inner.ports.insert(cell)
     }
 
-    pub(crate) fn new_name(&self) -> String {
+    pub(crate) fn new_name(&self) -> crate::id::Name {
         self.inner.names.next()
     }
 
@@ -378,15 +365,7 @@ impl Node {
             }
             std::mem::take(&mut st.monitors)
         };
-        {
-            let mut ports = self.inner.ports.write();
-            if ports
-                .get(cell.id.name())
-                .is_some_and(|c| Arc::ptr_eq(c, cell))
-            {
-                ports.remove(cell.id.name());
-            }
-        }
+        self.inner.ports.remove(cell);
         if monitors.is_empty() && !reason.is_normal() && !quiet {
             log::info!(
                 "unmonitored local port {} died with reason {reason}",

@@ -4,7 +4,43 @@
 //! ```text
 //! cargo run --release --example figures            # full run
 //! cargo run --release --example figures -- --quick # under 30 s
+//! cargo run --release --example figures -- --only local_send
 //! ```
+//!
+//! Each figure is the median of several runs.
+
+mod kernel;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Counts live heap bytes, for the memory figures.
+struct Counting;
+
+static ALLOCATED: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATED.fetch_add(layout.size(), Ordering::Relaxed);
+        System.alloc(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        ALLOCATED.fetch_sub(layout.size(), Ordering::Relaxed);
+        System.dealloc(ptr, layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATED.fetch_add(new_size, Ordering::Relaxed);
+        ALLOCATED.fetch_sub(layout.size(), Ordering::Relaxed);
+        System.realloc(ptr, layout, new_size)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocated() -> usize {
+    ALLOCATED.load(Ordering::Relaxed)
+}
 
 /// One measured figure.
 pub struct Figure {
@@ -23,14 +59,51 @@ impl Figure {
     }
 }
 
+/// A set of figures measured together (a figure and its baseline).
+pub struct Group {
+    pub name: &'static str,
+    pub measure: Box<dyn Fn() -> Vec<Figure>>,
+}
+
+impl Group {
+    pub fn new(name: &'static str, measure: impl Fn() -> Vec<Figure> + 'static) -> Self {
+        Group {
+            name,
+            measure: Box::new(measure),
+        }
+    }
+}
+
+/// The median of `runs` measurements.
+pub fn median(runs: usize, mut f: impl FnMut() -> f64) -> f64 {
+    let mut v: Vec<f64> = (0..runs.max(1)).map(|_| f()).collect();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 fn print(figures: &[Figure]) {
     for f in figures {
-        println!("{} {:.3} {}", f.name, f.value, f.unit);
+        let value = if f.value.abs() >= 100.0 {
+            format!("{:.0}", f.value)
+        } else {
+            format!("{:.3}", f.value)
+        };
+        println!("{} {} {}", f.name, value, f.unit);
     }
 }
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
-    let _ = quick;
-    print(&[]);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    // `--only NAME` runs the groups whose name contains NAME.
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1).cloned());
+    let groups = kernel::groups(quick, allocated);
+    for g in groups {
+        if only.as_deref().is_none_or(|o| g.name.contains(o)) {
+            print(&(g.measure)());
+        }
+    }
 }

@@ -1,0 +1,296 @@
+//! Figures of the local kernel, each beside a bare crossbeam channel
+//! carrying the same messages between two threads.
+
+use super::{median, Figure, Group};
+use aemp::{msg, Message, Node, PortId, Reason};
+use crossbeam_channel::{bounded, unbounded};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The kernel's figure groups: `(group name, measure)`.
+pub fn groups(quick: bool, allocated: fn() -> usize) -> Vec<Group> {
+    let runs = if quick { 3 } else { 5 };
+    let n_msgs: u64 = if quick { 500_000 } else { 2_000_000 };
+    let rounds: u32 = if quick { 20_000 } else { 100_000 };
+    let sel_rounds = if quick { 2_000 } else { 10_000 };
+    let ports = if quick { 200_000 } else { 1_000_000 };
+    let idle = if quick { 20_000 } else { 100_000 };
+    vec![
+        Group::new("local_send", move || {
+            let send = median(runs, || local_send(n_msgs));
+            let base = median(runs, || channel_send(n_msgs));
+            vec![
+                Figure::new("local_send_msgs_per_s", send, "msgs/s"),
+                Figure::new("baseline_channel_msgs_per_s", base, "msgs/s"),
+                Figure::new("local_send_vs_channel", send / base, "ratio"),
+            ]
+        }),
+        Group::new("local_pingpong", move || {
+            let pp = median(runs, || local_pingpong(rounds));
+            let base = median(runs, || channel_pingpong(rounds));
+            vec![
+                Figure::new("local_pingpong_rtt_us", pp, "us"),
+                Figure::new("baseline_channel_pingpong_rtt_us", base, "us"),
+                Figure::new("local_pingpong_vs_channel", pp / base, "ratio"),
+            ]
+        }),
+        Group::new("thread_port_send", move || {
+            let tp = median(runs, || thread_port_send(n_msgs));
+            vec![Figure::new("thread_port_send_msgs_per_s", tp, "msgs/s")]
+        }),
+        Group::new("selective_receive", move || {
+            let q0 = median(runs, || selective_receive(0, sel_rounds));
+            let q10k = median(runs, || selective_receive(10_000, sel_rounds));
+            let q100k = median(runs, || selective_receive(100_000, sel_rounds));
+            vec![
+                Figure::new("selective_receive_q0_us", q0, "us"),
+                Figure::new("selective_receive_q10k_us", q10k, "us"),
+                Figure::new("selective_receive_q100k_us", q100k, "us"),
+                Figure::new("selective_receive_q100k_vs_q0", q100k / q0, "ratio"),
+            ]
+        }),
+        Group::new("call_rtt", move || {
+            let c0 = median(runs, || call_rtt(0, sel_rounds));
+            let c100k = median(runs, || call_rtt(100_000, sel_rounds));
+            vec![
+                Figure::new("call_rtt_q0_us", c0, "us"),
+                Figure::new("call_rtt_q100k_us", c100k, "us"),
+                Figure::new("call_rtt_q100k_vs_q0", c100k / c0, "ratio"),
+            ]
+        }),
+        Group::new("port_create_kill", move || {
+            let ck = median(runs, || create_kill(ports));
+            vec![Figure::new("port_create_kill_per_s", ck, "ports/s")]
+        }),
+        Group::new("idle_callback_port", move || {
+            let bytes = idle_port_bytes(idle, &allocated);
+            vec![Figure::new("idle_callback_port_bytes", bytes, "bytes")]
+        }),
+    ]
+}
+
+fn node() -> Node {
+    Node::anonymous()
+}
+
+/// One sender thread, one counting callback port.
+fn local_send(n: u64) -> f64 {
+    let node = node();
+    let (done_tx, done_rx) = bounded(1);
+    let mut count = 0u64;
+    let p = node.port_fn(move |m: Message| {
+        count += 1;
+        std::hint::black_box(&m);
+        if count == n {
+            done_tx.send(()).unwrap();
+        }
+    });
+    let start = Instant::now();
+    for i in 0..n {
+        node.snd(&p, msg!["tag", i]);
+    }
+    done_rx.recv().unwrap();
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    node.kil(&p, Reason::normal()).unwrap();
+    rate
+}
+
+fn channel_send(n: u64) -> f64 {
+    let (tx, rx) = unbounded::<Message>();
+    let start = Instant::now();
+    let receiver = std::thread::spawn(move || {
+        let mut count = 0u64;
+        while let Ok(m) = rx.recv() {
+            std::hint::black_box(&m);
+            count += 1;
+            if count == n {
+                break;
+            }
+        }
+    });
+    for i in 0..n {
+        tx.send(msg!["tag", i]).unwrap();
+    }
+    receiver.join().unwrap();
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Two thread ports bouncing a message.
+fn local_pingpong(rounds: u32) -> f64 {
+    let node = node();
+    let (done_tx, done_rx) = bounded(1);
+    let pong = node.port_thread(|mb| -> aemp::Result<()> {
+        loop {
+            let m = mb.get()?;
+            let to = PortId::try_from(&m[1])?;
+            mb.node().snd(&to, msg!["pong", mb.port()]);
+        }
+    });
+    let start_tx = {
+        let (tx, rx) = bounded::<Instant>(1);
+        let pong = pong.clone();
+        node.port_thread(move |mb| -> aemp::Result<()> {
+            let me = mb.port().clone();
+            rx.recv().unwrap();
+            let start = Instant::now();
+            for _ in 0..rounds {
+                mb.node().snd(&pong, msg!["ping", &me]);
+                mb.get()?;
+            }
+            done_tx.send(start.elapsed()).unwrap();
+            Ok(())
+        });
+        tx
+    };
+    start_tx.send(Instant::now()).unwrap();
+    let took: Duration = done_rx.recv().unwrap();
+    node.kil(&pong, Reason::normal()).unwrap();
+    took.as_secs_f64() * 1e6 / rounds as f64
+}
+
+fn channel_pingpong(rounds: u32) -> f64 {
+    let (to_b, b_rx) = unbounded::<Message>();
+    let (to_a, a_rx) = unbounded::<Message>();
+    let b = std::thread::spawn(move || {
+        while let Ok(m) = b_rx.recv() {
+            std::hint::black_box(&m);
+            if to_a.send(msg!["pong", "x"]).is_err() {
+                break;
+            }
+        }
+    });
+    let start = Instant::now();
+    for _ in 0..rounds {
+        to_b.send(msg!["ping", "x"]).unwrap();
+        a_rx.recv().unwrap();
+    }
+    let took = start.elapsed();
+    drop(to_b);
+    b.join().unwrap();
+    took.as_secs_f64() * 1e6 / rounds as f64
+}
+
+/// One sender thread, a thread port taking messages with `get`.
+fn thread_port_send(n: u64) -> f64 {
+    let node = node();
+    let (done_tx, done_rx) = bounded(1);
+    let p = node.port_thread(move |mb| -> aemp::Result<()> {
+        for _ in 0..n {
+            std::hint::black_box(mb.get()?);
+        }
+        done_tx.send(()).unwrap();
+        Ok(())
+    });
+    let start = Instant::now();
+    for i in 0..n {
+        node.snd(&p, msg!["tag", i]);
+    }
+    done_rx.recv().unwrap();
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Mean time from sending `["x", i]` to a thread port that waits in
+/// `get_tag("x")` with `queued` messages of other tags in its mailbox,
+/// until it acknowledges.
+fn selective_receive(queued: u32, rounds: u32) -> f64 {
+    let node = node();
+    let (ready_tx, ready_rx) = bounded(1);
+    let (ack_tx, ack_rx) = bounded(1);
+    let p = node.port_thread(move |mb| -> aemp::Result<()> {
+        // Sort the backlog into the mailbox before measuring.
+        while mb.get_tag_timeout("x", Duration::ZERO)?.is_none() {}
+        ready_tx.send(()).unwrap();
+        loop {
+            let m = mb.get_tag("x")?;
+            ack_tx.send(m[0].as_u64()).unwrap();
+        }
+    });
+    for i in 0..queued {
+        node.snd(&p, msg![format!("other{}", i % 16), i]);
+    }
+    node.snd(&p, msg!["x", "start"]);
+    ready_rx.recv().unwrap();
+    let start = Instant::now();
+    for i in 0..rounds {
+        node.snd(&p, msg!["x", i]);
+        ack_rx.recv().unwrap();
+    }
+    let took = start.elapsed();
+    node.kil(&p, Reason::normal()).unwrap();
+    took.as_secs_f64() * 1e6 / rounds as f64
+}
+
+/// Mean blocking `call` round trip from a thread port with `queued`
+/// unrelated messages in its mailbox, to a replying callback port.
+fn call_rtt(queued: u32, rounds: u32) -> f64 {
+    let node = node();
+    let echo = node.port_fn(|m: Message| {
+        if let Some(Ok(reply)) = m.last().map(PortId::try_from) {
+            aemp::snd(&reply, msg!["re"]);
+        }
+    });
+    let (ready_tx, ready_rx) = bounded(1);
+    let (done_tx, done_rx) = bounded(1);
+    let echo2 = echo.clone();
+    let p = node.port_thread(move |mb| -> aemp::Result<()> {
+        mb.get_tag("go")?;
+        ready_tx.send(()).unwrap();
+        let start = Instant::now();
+        for i in 0..rounds {
+            mb.call(&echo2, msg!["q", i], Duration::from_secs(10))?;
+        }
+        done_tx.send(start.elapsed()).unwrap();
+        mb.get_tag("never")?;
+        Ok(())
+    });
+    for i in 0..queued {
+        node.snd(&p, msg!["noise", i]);
+    }
+    node.snd(&p, msg!["go"]);
+    ready_rx.recv().unwrap();
+    let took: Duration = done_rx.recv().unwrap();
+    node.kil(&p, Reason::normal()).unwrap();
+    node.kil(&echo, Reason::normal()).unwrap();
+    took.as_secs_f64() * 1e6 / rounds as f64
+}
+
+/// Creating a callback port and killing it, until every kill was processed.
+fn create_kill(n: u32) -> f64 {
+    let node = node();
+    let base = node.port_count();
+    let start = Instant::now();
+    for _ in 0..n {
+        let p = node.port_fn(|_| {});
+        node.kil(&p, Reason::normal()).unwrap();
+    }
+    while node.port_count() > base {
+        std::thread::yield_now();
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Heap bytes per idle callback port (port table entry included).
+fn idle_port_bytes(n: usize, allocated: &dyn Fn() -> usize) -> f64 {
+    let node = node();
+    let counter = Arc::new(AtomicU64::new(0));
+    // Warm the table up so that its growth is counted fairly.
+    let before = allocated();
+    let ports: Vec<PortId> = (0..n)
+        .map(|_| {
+            let c = counter.clone();
+            node.port_fn(move |_| {
+                c.fetch_add(1, Ordering::Relaxed);
+            })
+        })
+        .collect();
+    let after = allocated();
+    // The IDs the caller keeps are not part of the port.
+    let ids: usize = ports.iter().map(|p| p.as_str().len() + 16).sum::<usize>()
+        + ports.capacity() * std::mem::size_of::<PortId>();
+    let per_port = (after.saturating_sub(before).saturating_sub(ids)) as f64 / n as f64;
+    for p in &ports {
+        node.kil(p, Reason::normal()).unwrap();
+    }
+    per_port
+}

@@ -1,0 +1,86 @@
+//! The port table of a node: port name → cell.
+//!
+//! Sharded so that senders, port creation and the dispatcher's removals
+//! rarely meet on one lock; each entry keeps its name's hash, so lookups
+//! compare hashes before names and growing the table never re-reads names.
+
+use crate::port::PortCell;
+use crossbeam_utils::CachePadded;
+use hashbrown::HashTable;
+use parking_lot::RwLock;
+use std::sync::Arc;
+
+const SHARDS: usize = 16;
+
+struct Entry {
+    hash: u64,
+    cell: Arc<PortCell>,
+}
+
+pub(crate) struct PortTable {
+    hasher: ahash::RandomState,
+    /// Padded: two threads working on different shards never share a line.
+    shards: [CachePadded<RwLock<HashTable<Entry>>>; SHARDS],
+}
+
+impl PortTable {
+    pub(crate) fn new() -> PortTable {
+        PortTable {
+            hasher: ahash::RandomState::new(),
+            shards: std::array::from_fn(|_| CachePadded::new(RwLock::new(HashTable::new()))),
+        }
+    }
+
+    fn locate(&self, name: &str) -> (u64, &RwLock<HashTable<Entry>>) {
+        let hash = self.hasher.hash_one(name);
+        (hash, &self.shards[(hash >> 59) as usize % SHARDS])
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<Arc<PortCell>> {
+        self.with(name, Arc::clone)
+    }
+
+    /// Runs `f` on the cell while its shard is read-locked (no clone).
+    pub(crate) fn with<R>(&self, name: &str, f: impl FnOnce(&Arc<PortCell>) -> R) -> Option<R> {
+        let (hash, shard) = self.locate(name);
+        let shard = shard.read();
+        shard
+            .find(hash, |e| e.hash == hash && e.cell.id.name() == name)
+            .map(|e| f(&e.cell))
+    }
+
+    /// Adds the cell unless its name is taken; `false` if it was.
+    pub(crate) fn insert(&self, cell: &Arc<PortCell>) -> bool {
+        let name = cell.id.name();
+        let (hash, shard) = self.locate(name);
+        let mut shard = shard.write();
+        if shard
+            .find(hash, |e| e.hash == hash && e.cell.id.name() == name)
+            .is_some()
+        {
+            return false;
+        }
+        shard.insert_unique(
+            hash,
+            Entry {
+                hash,
+                cell: cell.clone(),
+            },
+            |e| e.hash,
+        );
+        true
+    }
+
+    /// Removes this very cell (not another one that took its name).
+    pub(crate) fn remove(&self, cell: &Arc<PortCell>) {
+        let (hash, shard) = self.locate(cell.id.name());
+        let mut shard = shard.write();
+        if let Ok(entry) = shard.find_entry(hash, |e| Arc::ptr_eq(&e.cell, cell)) {
+            entry.remove();
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.read().len()).sum()
+    }
+}
