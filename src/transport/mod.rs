@@ -1,0 +1,16 @@
+//! The AEMP wire protocol without sockets: pure functions and state
+//! machines that a reactor drives with bytes (protocol.md §1–7).
+//!
+//! - `error.rs`: [`Error`], the one error type of this module.
+//! - `auth.rs`: auth methods, tokens, the auth line.
+//! - `greeting.rs`: greeting line 1 and the nonce line.
+//! - `handshake.rs`: the handshake state machine (bytes in, bytes + events out).
+//! - `framing/`: packet encoders and streaming decoders for `json` and `cbor`.
+//!
+//! Nothing here depends on the rest of the crate.
+
+pub mod auth;
+pub mod error;
+pub mod greeting;
+
+pub use error::{Error, Result};
