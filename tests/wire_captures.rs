@@ -112,3 +112,157 @@ fn auth_line_roundtrip() {
     assert!(AuthLine::parse("a;b").is_none());
     assert!(AuthLine::parse("a;b;c;d").is_none());
 }
+
+// ---- framing: every capture decoded packet by packet ----
+
+use aemp::transport::framing::{Decoder, Framing, Packet};
+
+fn capture(name: &str) -> Vec<u8> {
+    let path = format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Splits a capture into its three handshake lines and the packet bytes.
+fn split_handshake(data: &[u8]) -> (Vec<String>, &[u8]) {
+    let mut lines = Vec::new();
+    let mut rest = data;
+    for _ in 0..3 {
+        let nl = rest
+            .iter()
+            .position(|&b| b == b'\n')
+            .expect("handshake line");
+        lines.push(String::from_utf8(rest[..nl].to_vec()).unwrap());
+        rest = &rest[nl + 1..];
+    }
+    (lines, rest)
+}
+
+/// Decodes `bytes`, fed in chunks of `chunk` bytes.
+fn decode_all(framing: Framing, bytes: &[u8], chunk: usize) -> Vec<Packet> {
+    let mut d = Decoder::new(framing);
+    let mut out = Vec::new();
+    for piece in bytes.chunks(chunk) {
+        d.feed(piece);
+        while let Some(p) = d.next_packet().expect("valid packet") {
+            out.push(p);
+        }
+    }
+    assert_eq!(d.buffered(), 0, "trailing bytes");
+    out
+}
+
+fn packets(json_list: &str) -> Vec<Packet> {
+    serde_json::from_str(json_list).unwrap()
+}
+
+fn check_json_capture(name: &str, expected: &str) {
+    let data = capture(name);
+    let (_, body) = split_handshake(&data);
+    let expected = packets(expected);
+    for chunk in [1, 7, body.len()] {
+        assert_eq!(
+            decode_all(Framing::Json, body, chunk),
+            expected,
+            "{name} chunk {chunk}"
+        );
+    }
+}
+
+#[test]
+fn json_session_1_packets() {
+    check_json_capture(
+        "json-session-1.c2s",
+        r#"[["","g_slave"],["","g_slave",{"'l":{"rustlike":["127.0.0.1:41693"]}}],["","g_db_family","interop","b"],["","g_find","perlpeer"],["","g_slave"],["echo","rustlike#AiKIAAPEab","hello",42,{"k":["v",null,true]}],["","snd","rustlike#AiKIAAPEac","delivered"],["","mon1","echo"]]"#,
+    );
+    check_json_capture(
+        "json-session-1.s2c",
+        r#"[["","g_global"],["","g_reply","b",{"perlpeer#echo":null}],["","g_found","perlpeer",["127.0.0.1:4040"]],["AiKIAAPEab","hello",42,{"k":["v",null,true]}],["AiKIAAPEac","delivered"]]"#,
+    );
+}
+
+#[test]
+fn json_session_2_packets() {
+    check_json_capture(
+        "json-session-2.c2s",
+        r#"[["","g_slave"],["","g_slave"],["","g_slave",{"interop2":{"k1":{"v":1}},"'l":{"node2":["127.0.0.1:4050"]}}],["","g_db_family","interop","b"],["","g_mon1","interop"],["","g_find","seed"],["","mon1","0oObmMKHKb"],["0oObmMKHKb","node2#1UPE7rqOmb","hello",{"a":1}],["","AnyEvent::MP::_spawn","7E0RGEypmRc","Interop::echo_init","node2#1UPE7rqOmb"],["","mon1","7E0RGEypmRc"],["7E0RGEypmRc","to-spawned",42],["","kil1","7E0RGEypmRc","testkill","bye"],["","g_upd","interop2",null,["k1"]],["","g_mon0","interop"]]"#,
+    );
+    check_json_capture(
+        "json-session-2.s2c",
+        r#"[["","g_global"],["","g_reply","b",{"seed#0oObmMKHKb":null}],["","g_chg1","interop",{"seed#0oObmMKHKb":null}],["","g_found","seed",["127.0.0.1:4040"]],["1UPE7rqOmb","pong","hello",{"a":1}],["","mon1","1UPE7rqOmb"],["1UPE7rqOmb","echo","to-spawned","42"],["","kil0","7E0RGEypmRc","testkill","bye"]]"#,
+    );
+}
+
+/// One direction of `cbor-session.decoded.txt`: handshake lines, then
+/// (packet bytes, packet) pairs.
+struct Decoded {
+    text: Vec<String>,
+    packets: Vec<(Vec<u8>, Packet)>,
+}
+
+fn parse_decoded_txt() -> Vec<Decoded> {
+    let txt = String::from_utf8(capture("cbor-session.decoded.txt")).unwrap();
+    let mut dirs = vec![Decoded {
+        text: vec![],
+        packets: vec![],
+    }];
+    for line in txt.lines() {
+        if line.starts_with("====") {
+            dirs.push(Decoded {
+                text: vec![],
+                packets: vec![],
+            });
+        } else if let Some(t) = line.strip_prefix("TEXT: ") {
+            dirs.last_mut().unwrap().text.push(t.to_owned());
+        } else if let Some(c) = line.strip_prefix("CBOR ") {
+            let (hex_part, json_part) = c.split_once(" | ").unwrap();
+            let bytes = hex::decode(hex_part.split_whitespace().collect::<String>()).unwrap();
+            let packet: Packet = serde_json::from_str(json_part).unwrap();
+            dirs.last_mut().unwrap().packets.push((bytes, packet));
+        }
+    }
+    dirs
+}
+
+#[test]
+fn cbor_session_packets_match_decoded_txt() {
+    let dirs = parse_decoded_txt();
+    assert_eq!(dirs.len(), 2);
+    for (dir, name) in dirs.iter().zip(["cbor-session.c2s", "cbor-session.s2c"]) {
+        let data = capture(name);
+        let (lines, body) = split_handshake(&data);
+        assert_eq!(lines, dir.text, "{name} handshake");
+        let concat: Vec<u8> = dir.packets.iter().flat_map(|(b, _)| b.clone()).collect();
+        assert_eq!(
+            body,
+            &concat[..],
+            "{name}: decoded.txt hex matches the capture"
+        );
+        let expected: Vec<Packet> = dir.packets.iter().map(|(_, p)| p.clone()).collect();
+        for chunk in [1, 5, body.len()] {
+            assert_eq!(
+                decode_all(Framing::Cbor, body, chunk),
+                expected,
+                "{name} chunk {chunk}"
+            );
+        }
+        // Each packet alone, too.
+        for (bytes, packet) in &dir.packets {
+            assert_eq!(
+                decode_all(Framing::Cbor, bytes, bytes.len()),
+                vec![packet.clone()]
+            );
+        }
+    }
+}
+
+#[test]
+fn cbor_encoder_writes_text_strings_and_roundtrips() {
+    let packet: Packet = serde_json::from_str(r#"["","g_upd","interop2",null,["k1"]]"#).unwrap();
+    let mut out = Vec::new();
+    aemp::transport::framing::encode(Framing::Cbor, &packet, &mut out).unwrap();
+    // 0x85 array(5), 0x60 text(0), 0x65 "g_upd", ..., 0xf6 null
+    assert_eq!(out[..2], [0x85, 0x60]);
+    assert_eq!(out[2], 0x65);
+    assert!(out.contains(&0xf6));
+    assert_eq!(decode_all(Framing::Cbor, &out, 3), vec![packet]);
+}

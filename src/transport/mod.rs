@@ -11,6 +11,8 @@
 
 pub mod auth;
 pub mod error;
+pub mod framing;
 pub mod greeting;
 
 pub use error::{Error, Result};
+pub use framing::{Decoder, Framing, Packet};
