@@ -266,3 +266,74 @@ fn cbor_encoder_writes_text_strings_and_roundtrips() {
     assert!(out.contains(&0xf6));
     assert_eq!(decode_all(Framing::Cbor, &out, 3), vec![packet]);
 }
+
+// ---- handshake: our state machine accepts each captured peer ----
+
+use aemp::transport::greeting::Greeting;
+use aemp::transport::handshake::{Config, Event, Handshake};
+use std::time::Instant;
+
+/// Replays one direction: we are the end that sent `own`, the machine is
+/// fed everything the other end sent in `peer`.
+fn replay(own_name: &str, peer_name: &str) {
+    let own = capture(own_name);
+    let peer = capture(peer_name);
+    let (own_lines, _) = split_handshake(&own);
+    let (peer_lines, peer_body) = split_handshake(&peer);
+    let g = Greeting::parse(own_lines[0].as_bytes()).unwrap();
+    let mut cfg = Config::new(g.node_id.clone());
+    cfg.secret = Some(SECRET.to_vec());
+    cfg.framings = g
+        .framings
+        .iter()
+        .filter_map(|f| Framing::from_name(f))
+        .collect();
+    let mut hs = Handshake::with_lines(
+        cfg,
+        Instant::now(),
+        own_lines[0].clone(),
+        own_lines[1].clone(),
+    );
+    assert_eq!(
+        hs.take_output(),
+        format!("{}\n{}\n", own_lines[0], own_lines[1]).into_bytes()
+    );
+
+    let mut events = Vec::new();
+    for chunk in peer.chunks(13) {
+        if hs.is_done() {
+            break;
+        }
+        events.extend(hs.feed(chunk).unwrap_or_else(|e| panic!("{own_name}: {e}")));
+    }
+    assert!(hs.is_done(), "{own_name}");
+    // Our auth line is byte-identical to the captured one: same token, same framing.
+    assert_eq!(
+        hs.take_output(),
+        format!("{}\n", own_lines[2]).into_bytes(),
+        "{own_name}"
+    );
+    let peer_node = Greeting::parse(peer_lines[0].as_bytes()).unwrap().node_id;
+    assert!(matches!(&events[0], Event::PeerGreeting { node_id, .. } if *node_id == peer_node));
+    let Some(Event::Established(est)) = events.last() else {
+        panic!("{events:?}")
+    };
+    assert_eq!(est.peer_node_id, peer_node);
+    assert!(est.trusted && !est.tls);
+    let peer_framing = peer_lines[2].rsplit(';').next().unwrap();
+    let own_framing = own_lines[2].rsplit(';').next().unwrap();
+    assert_eq!(est.recv_framing.name(), peer_framing);
+    assert_eq!(est.send_framing.name(), own_framing);
+    // Whatever followed the auth line in the last chunk is the first packets.
+    let consumed = peer.len() - peer_body.len();
+    let fed = consumed.div_ceil(13) * 13;
+    assert_eq!(est.leftover, peer[consumed..fed.min(peer.len())]);
+}
+
+#[test]
+fn handshakes_of_all_captures_authenticate() {
+    for session in ["json-session-1", "json-session-2", "cbor-session"] {
+        replay(&format!("{session}.c2s"), &format!("{session}.s2c"));
+        replay(&format!("{session}.s2c"), &format!("{session}.c2s"));
+    }
+}

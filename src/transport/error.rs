@@ -72,7 +72,15 @@ pub enum Error {
         /// Ours, comma-separated.
         ours: String,
     },
-    /// The driver did not call `check_timeout` in time / the deadline passed.
+    /// The peer's auth line names a framing we did not offer.
+    #[error("{peer} wants to send framing {framing:?}, which we do not support")]
+    UnsupportedFraming {
+        /// The peer's node ID.
+        peer: String,
+        /// The framing named in its auth line.
+        framing: String,
+    },
+    /// The handshake deadline passed.
     #[error("handshake timed out")]
     Timeout,
     /// The connection closed before the handshake completed.

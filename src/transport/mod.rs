@@ -13,6 +13,8 @@ pub mod auth;
 pub mod error;
 pub mod framing;
 pub mod greeting;
+pub mod handshake;
 
 pub use error::{Error, Result};
 pub use framing::{Decoder, Framing, Packet};
+pub use handshake::{Config, Established, Event, Handshake};
