@@ -503,3 +503,13 @@ fn greeting_values_are_escaped_and_unknown_keys_kept_harmlessly() {
     a.receive(greeting("p", "1", "json", ";future=thing;flag").as_bytes());
     assert_eq!(a.err, None);
 }
+
+#[test]
+fn debug_output_hides_the_secret() {
+    let hs = Handshake::new(cfg("a", Some("topsecret")), Instant::now());
+    let dbg = format!("{hs:?}");
+    assert!(
+        !dbg.contains("topsecret") && dbg.contains("<hidden>"),
+        "{dbg}"
+    );
+}

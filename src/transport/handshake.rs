@@ -34,7 +34,9 @@ pub const MAX_LINE: usize = 4096;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What our end of the handshake offers and accepts.
-#[derive(Debug, Clone)]
+///
+/// Its `Debug` output hides the secret.
+#[derive(Clone)]
 pub struct Config {
     /// Our node ID.
     pub node_id: String,
@@ -57,6 +59,23 @@ pub struct Config {
     pub extra: Vec<(String, String)>,
     /// How long the whole handshake may take.
     pub timeout: Duration,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("node_id", &self.node_id)
+            .field("secret", &self.secret.as_ref().map(|_| "<hidden>"))
+            .field("have_cert", &self.have_cert)
+            .field("auth_offer", &self.auth_offer)
+            .field("auth_accept", &self.auth_accept)
+            .field("framings", &self.framings)
+            .field("provider", &self.provider)
+            .field("protocol", &self.protocol)
+            .field("extra", &self.extra)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 impl Config {
