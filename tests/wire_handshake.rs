@@ -513,3 +513,15 @@ fn debug_output_hides_the_secret() {
         "{dbg}"
     );
 }
+
+#[test]
+fn any_nonce_content_is_accepted() {
+    for nonce in [&b""[..], b"\xff\x00 binary;;", b"x"] {
+        let mut hs = Handshake::with_nonce(cfg("a", Some("geheim")), Instant::now(), "n".into());
+        let mut input = b"aemp;1;p;hmac_sha3_512;json\n".to_vec();
+        input.extend_from_slice(nonce);
+        input.extend_from_slice(b"\ncleartext;67656865696d;json\n");
+        hs.feed(&input).unwrap();
+        assert!(hs.is_done());
+    }
+}
