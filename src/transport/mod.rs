@@ -5,7 +5,9 @@
 //! - `auth.rs`: auth methods, tokens, the auth line.
 //! - `greeting.rs`: greeting line 1 and the nonce line.
 //! - `handshake.rs`: the handshake state machine (bytes in, bytes + events out).
-//! - `framing/`: packet encoders and streaming decoders for `json` and `cbor`.
+//! - `framing/mod.rs`: [`Framing`], [`Packet`], encoders and the streaming [`Decoder`].
+//! - `framing/json.rs`: the JSON packet scanner and parser.
+//! - `framing/cbor.rs`: the CBOR packet scanner, parser and CBOR→JSON conversion.
 //!
 //! Nothing here depends on the rest of the crate.
 
