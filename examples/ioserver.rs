@@ -71,7 +71,10 @@ fn main() {
     }
     for line in 0..3 {
         for (i, client) in clients.iter().enumerate().rev() {
-            aemp::snd(&server, msg!["data", client, format!("client {i} line {line}\n")]);
+            aemp::snd(
+                &server,
+                msg!["data", client, format!("client {i} line {line}\n")],
+            );
         }
     }
     for client in &clients {

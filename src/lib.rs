@@ -43,6 +43,7 @@ mod node_port;
 mod port;
 mod table;
 mod timer;
+pub mod transport;
 
 pub use context::self_port;
 pub use error::{Error, Result};

@@ -1,0 +1,213 @@
+//! Packet framings (protocol.md §7): a packet is a JSON array whose element
+//! 0 is the destination port name. `json.rs` and `cbor.rs` each provide a
+//! completeness scanner and a parser; this file holds the shared streaming
+//! buffer, the [`Decoder`] and the encoders.
+
+mod cbor;
+mod json;
+
+use std::fmt;
+
+use serde_json::Value;
+
+use super::error::{Error, Result};
+
+/// One packet: `[portname, message...]`.
+pub type Packet = Vec<Value>;
+
+/// Default maximum size of one encoded packet (64 MiB).
+pub const DEFAULT_MAX_PACKET: usize = 64 << 20;
+
+/// A packet framing we support.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Framing {
+    /// Compact JSON arrays back to back.
+    Json,
+    /// Definite-length CBOR arrays back to back.
+    Cbor,
+}
+
+impl Framing {
+    /// All framings we support, in our default preference order.
+    pub const ALL: [Framing; 2] = [Framing::Cbor, Framing::Json];
+
+    /// The wire name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Framing::Json => "json",
+            Framing::Cbor => "cbor",
+        }
+    }
+
+    /// Looks up a wire name; `None` for names we do not support (e.g. `storable`).
+    pub fn from_name(name: &str) -> Option<Framing> {
+        Framing::ALL.into_iter().find(|f| f.name() == name)
+    }
+}
+
+impl fmt::Display for Framing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Appends `packet` encoded in `framing` to `out`.
+///
+/// Fails only if the encoder rejects a value (not expected for JSON values);
+/// `out` is then left as it was.
+pub fn encode(framing: Framing, packet: &[Value], out: &mut Vec<u8>) -> Result<()> {
+    let before = out.len();
+    let res = match framing {
+        Framing::Json => serde_json::to_writer(&mut *out, packet).map_err(|e| e.to_string()),
+        Framing::Cbor => ciborium::into_writer(packet, &mut *out).map_err(|e| e.to_string()),
+    };
+    res.map_err(|problem| {
+        out.truncate(before);
+        Error::Encode {
+            framing: framing.name(),
+            problem,
+        }
+    })
+}
+
+/// What a scanner found at the start of the unconsumed input.
+#[derive(Debug, PartialEq, Eq)]
+enum Scan {
+    /// A complete packet occupies `start..end` (bytes before `start` are
+    /// separators to drop).
+    Complete { start: usize, end: usize },
+    /// More bytes are needed; `skip` leading bytes are separators that can
+    /// already be dropped.
+    Incomplete { skip: usize },
+}
+
+enum Scanner {
+    Json(json::Scanner),
+    Cbor(cbor::Scanner),
+}
+
+/// A streaming packet decoder: [`feed`](Decoder::feed) bytes as they
+/// arrive, then take packets with [`next_packet`](Decoder::next_packet)
+/// until it returns `Ok(None)`.
+///
+/// Partial packets stay buffered. A scan remembers how far it got, so a
+/// large packet arriving in many pieces is scanned once and parsed once.
+/// After an error the decoder keeps returning that error.
+pub struct Decoder {
+    framing: Framing,
+    scanner: Scanner,
+    buf: Vec<u8>,
+    /// Start of the unconsumed bytes in `buf`.
+    pos: usize,
+    /// Stream offset of `buf[0]`.
+    base: u64,
+    max_packet: usize,
+    failed: Option<Error>,
+}
+
+impl Decoder {
+    /// A decoder with the default maximum packet size.
+    pub fn new(framing: Framing) -> Decoder {
+        Decoder::with_max_packet(framing, DEFAULT_MAX_PACKET)
+    }
+
+    /// A decoder that fails on packets longer than `max_packet` bytes.
+    pub fn with_max_packet(framing: Framing, max_packet: usize) -> Decoder {
+        let scanner = match framing {
+            Framing::Json => Scanner::Json(json::Scanner::default()),
+            Framing::Cbor => Scanner::Cbor(cbor::Scanner::default()),
+        };
+        Decoder {
+            framing,
+            scanner,
+            buf: Vec::new(),
+            pos: 0,
+            base: 0,
+            max_packet,
+            failed: None,
+        }
+    }
+
+    /// The framing this decoder reads.
+    pub fn framing(&self) -> Framing {
+        self.framing
+    }
+
+    /// Bytes buffered but not yet returned as packets.
+    pub fn buffered(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    /// Appends received bytes.
+    pub fn feed(&mut self, data: &[u8]) {
+        // Drop consumed bytes before growing, keeping the copy amortised.
+        if self.pos > 0 && self.pos >= self.buf.len() / 2 {
+            self.buf.drain(..self.pos);
+            self.base += self.pos as u64;
+            self.pos = 0;
+        }
+        self.buf.extend_from_slice(data);
+    }
+
+    /// The next complete packet, `Ok(None)` if more bytes are needed.
+    pub fn next_packet(&mut self) -> Result<Option<Packet>> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        let res = self.decode_one();
+        if let Err(e) = &res {
+            self.failed = Some(e.clone());
+        }
+        res
+    }
+
+    fn decode_one(&mut self) -> Result<Option<Packet>> {
+        let data = &self.buf[self.pos..];
+        let scanned = match &mut self.scanner {
+            Scanner::Json(s) => s.scan(data, self.max_packet),
+            Scanner::Cbor(s) => s.scan(data, self.max_packet),
+        };
+        let framing = self.framing.name();
+        let offset = self.base + self.pos as u64;
+        let problem = |problem: String| Error::Framing {
+            framing,
+            offset,
+            problem,
+        };
+        match scanned {
+            Err(ScanError::TooLarge) => Err(Error::PacketTooLarge {
+                framing,
+                offset,
+                max: self.max_packet,
+            }),
+            Err(ScanError::Bad(p)) => Err(problem(p)),
+            Ok(Scan::Incomplete { skip }) => {
+                self.pos += skip;
+                Ok(None)
+            }
+            Ok(Scan::Complete { start, end }) => {
+                let bytes = &data[start..end];
+                let packet = match self.framing {
+                    Framing::Json => json::parse(bytes),
+                    Framing::Cbor => cbor::parse(bytes),
+                };
+                let packet = packet.map_err(|p| Error::Framing {
+                    framing,
+                    offset: offset + start as u64,
+                    problem: p,
+                })?;
+                self.pos += end;
+                Ok(Some(packet))
+            }
+        }
+    }
+}
+
+/// Why a scan failed.
+#[derive(Debug, PartialEq, Eq)]
+enum ScanError {
+    /// The packet exceeds the maximum size.
+    TooLarge,
+    /// Malformed input, described.
+    Bad(String),
+}
