@@ -9,7 +9,7 @@
 use crate::message::Reason;
 use crate::node::Node;
 use crate::port::{HandlerChange, PortCell};
-use crate::PortId;
+use crate::{NodeId, PortId};
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 
@@ -24,6 +24,8 @@ struct Ctx {
 }
 
 thread_local! {
+    /// The node that sent the message being handled (`$SRCNODE`).
+    static SRC: RefCell<Option<NodeId>> = const { RefCell::new(None) };
     static CTX: RefCell<Ctx> = RefCell::new(Ctx::default());
     static ON_DISPATCHER: Cell<bool> = const { Cell::new(false) };
     /// Panics are caught here and turned into kill reasons: the panic hook
@@ -43,6 +45,27 @@ thread_local! {
 /// ```
 pub fn self_port() -> Option<PortId> {
     CTX.with(|c| c.borrow().port.clone())
+}
+
+/// The node that sent the message whose callback is running (the
+/// original's `$SRCNODE`); `None` outside callbacks or for local messages.
+pub fn src_node() -> Option<NodeId> {
+    SRC.with(|s| s.borrow().clone())
+}
+
+/// Sets [`src_node`] until the returned value is dropped.
+pub(crate) fn enter_src(src: NodeId) -> SrcGuard {
+    SrcGuard(SRC.with(|s| s.borrow_mut().replace(src)))
+}
+
+/// Restores the previous [`src_node`].
+pub(crate) struct SrcGuard(Option<NodeId>);
+
+impl Drop for SrcGuard {
+    fn drop(&mut self) {
+        let prev = self.0.take();
+        SRC.with(|s| *s.borrow_mut() = prev);
+    }
 }
 
 pub(crate) fn current_node() -> Option<Node> {

@@ -83,6 +83,10 @@ fn process(
         let mut quiet = false;
         let mut reason = match item {
             Item::Msg(msg) => deliver(node, cell, &mut handlers, msg),
+            Item::Remote(msg, src) => {
+                let _src = context::enter_src(src);
+                deliver(node, cell, &mut handlers, msg)
+            }
             Item::Kill(reason) => Some(reason),
             Item::Change(change) => {
                 handlers.apply(change);

@@ -127,6 +127,48 @@ pub enum Error {
         /// The operation.
         what: &'static str,
     },
+    /// A listen address in the configuration could not be parsed or bound.
+    #[error("bad bind {bind:?}: {problem}")]
+    BadBind {
+        /// The bind as given.
+        bind: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A peer address could not be parsed or resolved.
+    #[error("bad address {addr:?}: {problem}")]
+    BadAddress {
+        /// The address as given.
+        addr: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// [`configure`](crate::configure) was called when the process-wide
+    /// node already existed (configured before, or created by first use).
+    #[error(
+        "the process-wide node {node} already exists; configure must come first and only once"
+    )]
+    AlreadyConfigured {
+        /// The existing default node's ID.
+        node: String,
+    },
+    /// A network operation on a node that was not created with a
+    /// [`Config`](crate::Config).
+    #[error(
+        "{what}: node {node} has no network (create it with Node::with_config or aemp::configure)"
+    )]
+    NoNetwork {
+        /// The operation.
+        what: &'static str,
+        /// The node's ID.
+        node: String,
+    },
+    /// The network could not be started.
+    #[error("cannot start the network: {problem}")]
+    NetworkStart {
+        /// What failed.
+        problem: String,
+    },
 }
 
 /// `Result` with [`Error`].

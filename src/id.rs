@@ -38,6 +38,11 @@ impl NodeId {
         &self.0
     }
 
+    /// Wraps text already known to be a node ID (a port ID's node part).
+    pub(crate) fn from_trusted(id: &str) -> NodeId {
+        NodeId(id.into())
+    }
+
     /// The node port of this node (the port with the empty name).
     pub fn node_port(&self) -> PortId {
         PortId::node_port(self)

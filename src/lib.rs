@@ -38,6 +38,7 @@ mod error;
 mod id;
 pub mod message;
 mod monitor;
+mod net;
 mod node;
 mod node_port;
 mod port;
@@ -45,23 +46,47 @@ mod table;
 mod timer;
 pub mod transport;
 
-pub use context::self_port;
+pub use context::{self_port, src_node};
 pub use error::{Error, Result};
 pub use id::{NodeId, PortId};
 pub use message::{Message, Reason};
 pub use monitor::MonGuard;
+pub use net::Config;
 pub use node::Node;
 pub use port::{Mailbox, PortExit};
 pub use timer::Timer;
 
-use once_cell::sync::Lazy;
+use once_cell::sync::OnceCell;
 use std::time::Duration;
 
-static DEFAULT_NODE: Lazy<Node> = Lazy::new(Node::anonymous);
+static DEFAULT_NODE: OnceCell<Node> = OnceCell::new();
 
-/// The process-wide node, created on first use with ID `anon/<random>`.
+/// The process-wide node, created on first use with ID `anon/<random>`
+/// (without network) unless [`configure`] came first.
 pub fn default_node() -> Node {
-    DEFAULT_NODE.clone()
+    DEFAULT_NODE.get_or_init(Node::anonymous).clone()
+}
+
+/// Makes the process-wide node a networked node built from `cfg` (see
+/// [`Node::with_config`]) and returns it.
+///
+/// Call it once, before anything uses the default node: if the default
+/// node already exists (configured earlier, or created by a free function
+/// such as [`port`]), it fails with [`Error::AlreadyConfigured`] and
+/// changes nothing.
+pub fn configure(cfg: Config) -> Result<Node> {
+    if let Some(existing) = DEFAULT_NODE.get() {
+        return Err(Error::AlreadyConfigured {
+            node: existing.id().to_string(),
+        });
+    }
+    let node = Node::with_config(cfg)?;
+    DEFAULT_NODE
+        .set(node.clone())
+        .map_err(|existing| Error::AlreadyConfigured {
+            node: existing.id().to_string(),
+        })?;
+    Ok(node)
 }
 
 /// The current node: the one whose port code runs on this thread, else the

@@ -52,6 +52,8 @@ enum GuardInner {
     },
     /// Will fire from a queued task unless cancelled first.
     Pending(Arc<AtomicBool>),
+    /// Held elsewhere (a remote port's monitor): dropping runs the cancel.
+    Cancel(Box<dyn FnOnce() + Send>),
     Forgotten,
 }
 
@@ -68,6 +70,12 @@ impl MonGuard {
     pub(crate) fn pending(cancelled: Arc<AtomicBool>) -> MonGuard {
         MonGuard {
             inner: GuardInner::Pending(cancelled),
+        }
+    }
+
+    pub(crate) fn on_drop(cancel: impl FnOnce() + Send + 'static) -> MonGuard {
+        MonGuard {
+            inner: GuardInner::Cancel(Box::new(cancel)),
         }
     }
 
@@ -94,6 +102,7 @@ impl Drop for MonGuard {
                 }
             }
             GuardInner::Pending(flag) => flag.store(true, Ordering::Release),
+            GuardInner::Cancel(cancel) => cancel(),
             GuardInner::Forgotten => {}
         }
     }
@@ -145,6 +154,9 @@ impl Node {
 
     fn monitor(&self, port: &PortId, action: MonitorAction) -> MonGuard {
         if !self.port_is_local(port) {
+            if let Some(net) = self.net() {
+                return net.monitor(port, action);
+            }
             let reason = Reason::transport_error(
                 port.node(),
                 "no connection: this node has no network connections yet",
@@ -163,7 +175,7 @@ impl Node {
         self.fire_later(action, Reason::no_such_port(port.as_str()))
     }
 
-    fn fire_later(&self, action: MonitorAction, reason: Reason) -> MonGuard {
+    pub(crate) fn fire_later(&self, action: MonitorAction, reason: Reason) -> MonGuard {
         let cancelled = Arc::new(AtomicBool::new(false));
         let flag = cancelled.clone();
         let node = self.clone();

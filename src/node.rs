@@ -45,6 +45,8 @@ pub(crate) struct NodeInner {
     ports: PortTable,
     jobs: Sender<Job>,
     pub(crate) functions: RwLock<Functions>,
+    /// The network, set once by `Node::with_config`.
+    pub(crate) net: once_cell::sync::OnceCell<crate::net::NetHandle>,
 }
 
 impl fmt::Debug for Node {
@@ -66,6 +68,7 @@ impl Node {
                 ports: PortTable::new(),
                 jobs,
                 functions: RwLock::new(Functions::default()),
+                net: once_cell::sync::OnceCell::new(),
             }),
         };
         dispatcher::start(&node, queue);
@@ -206,7 +209,7 @@ impl Node {
             return self.snd_remote(port, msg);
         }
         if port.is_node_port() {
-            return crate::node_port::route(self, msg);
+            return crate::node_port::route(self, msg, None);
         }
         let to_schedule = self.inner.ports.with(port.name(), |cell| {
             matches!(cell.push(Item::Msg(msg)), Pushed::Schedule).then(|| cell.clone())
@@ -324,9 +327,13 @@ impl Node {
     }
 
     /// Queues a function call for the node port's turn on the dispatcher.
-    pub(crate) fn push_node_port(&self, msg: Message) {
+    pub(crate) fn push_node_port(&self, msg: Message, src: Option<&NodeId>) {
         if let Some(cell) = self.lookup("") {
-            self.push(&cell, Item::Msg(msg));
+            let item = match src {
+                Some(src) => Item::Remote(msg, src.clone()),
+                None => Item::Msg(msg),
+            };
+            self.push(&cell, item);
         }
     }
 
@@ -377,12 +384,42 @@ impl Node {
         }
     }
 
-    fn snd_remote(&self, port: &PortId, _msg: Message) {
-        log::debug!("dropping message to {port}: this node has no network connections yet");
+    /// The network, if this node has one.
+    pub(crate) fn net(&self) -> Option<&Arc<crate::net::Net>> {
+        self.inner.net.get().map(|h| &h.0)
     }
 
-    fn kil_remote(&self, port: &PortId, _reason: Reason) {
-        log::debug!("cannot kill {port}: this node has no network connections yet");
+    fn snd_remote(&self, port: &PortId, msg: Message) {
+        match self.net() {
+            Some(net) => net.send(port.node(), port.name(), msg),
+            None => log::debug!("dropping message to {port}: this node has no network"),
+        }
+    }
+
+    fn kil_remote(&self, port: &PortId, reason: Reason) {
+        match self.net() {
+            Some(net) => {
+                let mut req = crate::msg!["kil1", port.name()];
+                req.extend(reason.0);
+                net.send(port.node(), "", req);
+            }
+            None => log::debug!("cannot kill {port}: this node has no network"),
+        }
+    }
+
+    /// Delivers a message that arrived from node `src` to the local port
+    /// `name` (the reactor's path); [`src_node`](crate::src_node) is set
+    /// while a callback handles it.
+    pub(crate) fn deliver_from(&self, name: &str, msg: Message, src: &NodeId) {
+        let to_schedule = self.inner.ports.with(name, |cell| {
+            matches!(cell.push(Item::Remote(msg, src.clone())), Pushed::Schedule)
+                .then(|| cell.clone())
+        });
+        match to_schedule {
+            None => log::trace!("dropping message from {src} to nonexistent port {name:?}"),
+            Some(Some(cell)) => self.schedule(cell),
+            Some(None) => {}
+        }
     }
 }
 

@@ -152,7 +152,7 @@ pub(crate) fn run_init(node: &Node, func: &str, args: Message) -> Option<Reason>
 /// them: a spawn creates its port before the next message for it is
 /// routed. Only registered functions — user code — go through the node
 /// port's inbox to the dispatcher.
-pub(crate) fn route(node: &Node, mut msg: Message) {
+pub(crate) fn route(node: &Node, mut msg: Message, src: Option<&NodeId>) {
     let tag = match msg.first() {
         Some(Value::String(t)) => t.clone(),
         Some(other) => {
@@ -185,10 +185,11 @@ pub(crate) fn route(node: &Node, mut msg: Message) {
             _ => log::warn!("node port: malformed spawn request {msg}"),
         },
         "eval" => log::warn!("node port: refusing eval request (aemp never evaluates code)"),
+        // The network handles these before routing, knowing the sender.
         "mon0" | "mon1" | "kil0" | "kil1" => {
             log::debug!("node port: ignoring {tag}, which only means something on a connection")
         }
-        _ => node.push_node_port(msg),
+        _ => node.push_node_port(msg, src),
     }
 }
 

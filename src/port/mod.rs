@@ -32,6 +32,9 @@ use std::collections::VecDeque;
 /// What travels through a port's inbox.
 pub(crate) enum Item {
     Msg(Message),
+    /// A message from another node (it never skips the inbox, so
+    /// `src_node` can be set while it is handled).
+    Remote(Message, crate::NodeId),
     Kill(Reason),
     Change(HandlerChange),
     /// A spawned port's init function, always the first item.

@@ -1,0 +1,277 @@
+//! [`Config`]: what a networked node is (ID, binds, secret, framings,
+//! timeouts, known addresses), node-ID expansion and bind parsing.
+
+use crate::error::{Error, Result};
+use crate::id::NameGen;
+use crate::transport::auth::AuthMethod;
+use crate::transport::Framing;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+/// The configuration of a networked node, built in code.
+///
+/// Every field has a default ([`Config::default`]); the setters consume
+/// and return the config, so a configuration reads as one expression:
+///
+/// ```
+/// use std::time::Duration;
+/// let cfg = aemp::Config::new("server/%u")
+///     .bind("127.0.0.1:0")
+///     .secret("geheim")
+///     .monitor_timeout(Duration::from_secs(5));
+/// assert!(cfg.expanded_node_id().unwrap().as_str().starts_with("server/"));
+/// ```
+#[derive(Clone)]
+pub struct Config {
+    /// The node ID pattern: `%n` becomes the host name, `%u` a random
+    /// text, and a trailing `/` gets a random text appended. Default
+    /// `anon/`.
+    pub node_id: String,
+    /// Listen addresses `host:port`; host `*` means all local addresses,
+    /// port `*` or `0` a port chosen by the system. Default: none (the
+    /// node only connects out).
+    pub binds: Vec<String>,
+    /// The shared secret authenticating nodes to each other.
+    pub secret: Option<String>,
+    /// PEM text with a private key and a certificate (and optionally a CA).
+    /// Only announced for now: TLS is not implemented yet, so a node with a
+    /// cert still needs the secret.
+    pub cert: Option<String>,
+    /// How long a handshake and a connection attempt may take before the
+    /// node counts as unreachable. Default 30 s.
+    pub monitor_timeout: Duration,
+    /// Delay between connection attempts to the next address. Default 2 s.
+    pub connect_interval: Duration,
+    /// Framings we accept, preferred first. Default `cbor,json`.
+    pub framings: Vec<Framing>,
+    /// Auth methods we send when the peer accepts them. Default
+    /// `tls_sha3_512,hmac_sha3_512`.
+    pub auth_offer: Vec<AuthMethod>,
+    /// Auth methods we accept, preferred first. Default all four.
+    pub auth_accept: Vec<AuthMethod>,
+    /// Set TCP_NODELAY on connections. Default true.
+    pub nodelay: bool,
+    /// Known addresses of other nodes (node ID → `host:port` list), used
+    /// until discovery exists.
+    pub addresses: HashMap<String, Vec<String>>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("node_id", &self.node_id)
+            .field("binds", &self.binds)
+            .field("secret", &self.secret.as_ref().map(|_| "<hidden>"))
+            .field("cert", &self.cert.as_ref().map(|_| "<pem>"))
+            .field("monitor_timeout", &self.monitor_timeout)
+            .field("connect_interval", &self.connect_interval)
+            .field("framings", &self.framings)
+            .field("nodelay", &self.nodelay)
+            .field("addresses", &self.addresses)
+            .finish()
+    }
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            node_id: "anon/".into(),
+            binds: Vec::new(),
+            secret: None,
+            cert: None,
+            monitor_timeout: Duration::from_secs(30),
+            connect_interval: Duration::from_secs(2),
+            framings: Framing::ALL.to_vec(),
+            auth_offer: vec![AuthMethod::TlsSha3_512, AuthMethod::HmacSha3_512],
+            auth_accept: AuthMethod::ALL.to_vec(),
+            nodelay: true,
+            addresses: HashMap::new(),
+        }
+    }
+}
+
+impl Config {
+    /// The defaults with the given node ID pattern.
+    pub fn new(node_id: impl Into<String>) -> Config {
+        Config {
+            node_id: node_id.into(),
+            ..Config::default()
+        }
+    }
+
+    /// Adds a listen address (`host:port`, `*:0`, ...).
+    pub fn bind(mut self, bind: impl Into<String>) -> Config {
+        self.binds.push(bind.into());
+        self
+    }
+
+    /// Sets the shared secret.
+    pub fn secret(mut self, secret: impl Into<String>) -> Config {
+        self.secret = Some(secret.into());
+        self
+    }
+
+    /// Sets the PEM certificate (see [`Config::cert`](Config#structfield.cert)).
+    pub fn cert(mut self, pem: impl Into<String>) -> Config {
+        self.cert = Some(pem.into());
+        self
+    }
+
+    /// Sets `monitor_timeout`.
+    pub fn monitor_timeout(mut self, t: Duration) -> Config {
+        self.monitor_timeout = t;
+        self
+    }
+
+    /// Sets `connect_interval`.
+    pub fn connect_interval(mut self, t: Duration) -> Config {
+        self.connect_interval = t;
+        self
+    }
+
+    /// Sets the accepted framings, preferred first.
+    pub fn framings(mut self, framings: &[Framing]) -> Config {
+        self.framings = framings.to_vec();
+        self
+    }
+
+    /// Sets TCP_NODELAY.
+    pub fn nodelay(mut self, on: bool) -> Config {
+        self.nodelay = on;
+        self
+    }
+
+    /// Adds a known address of `node`.
+    pub fn address(mut self, node: impl Into<String>, addr: impl Into<String>) -> Config {
+        self.addresses
+            .entry(node.into())
+            .or_default()
+            .push(addr.into());
+        self
+    }
+
+    /// The node ID with `%n`, `%u` and a trailing `/` expanded.
+    pub fn expanded_node_id(&self) -> Result<crate::NodeId> {
+        crate::NodeId::new(expand_node_id(&self.node_id))
+    }
+}
+
+/// Expands `%n` (host name), `%u` (random text) and a trailing `/`.
+pub(crate) fn expand_node_id(pattern: &str) -> String {
+    let mut out = String::new();
+    let mut chars = pattern.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, chars.peek()) {
+            ('%', Some('n')) => {
+                chars.next();
+                out.push_str(&hostname());
+            }
+            ('%', Some('u')) => {
+                chars.next();
+                out.push_str(&NameGen::random_text(10));
+            }
+            _ => out.push(c),
+        }
+    }
+    if out.ends_with('/') {
+        out.push_str(&NameGen::random_text(10));
+    }
+    out
+}
+
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
+    // when it fits, and we stop at the first NUL or the end.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "localhost".into();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    let name = String::from_utf8_lossy(&buf[..end]).into_owned();
+    // Node IDs must not contain these; host names never do, but be sure.
+    name.replace(['#', ';', ','], "_")
+}
+
+/// Parses a bind `host:port` (`*` host: all addresses; `*` or `0` port:
+/// dynamic) into socket addresses.
+pub(crate) fn parse_bind(bind: &str) -> Result<Vec<SocketAddr>> {
+    let bad = |problem: String| Error::BadBind {
+        bind: bind.to_string(),
+        problem,
+    };
+    let (host, port) = bind
+        .rsplit_once(':')
+        .ok_or_else(|| bad("expected host:port".into()))?;
+    let port: u16 = match port {
+        "*" => 0,
+        p => p
+            .parse()
+            .map_err(|_| bad(format!("bad port {p:?} (a number, or * for any)")))?,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host == "*" || host.is_empty() {
+        return Ok(vec![SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            port,
+        )]);
+    }
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| bad(format!("cannot resolve host {host:?}: {e}")))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(bad(format!("host {host:?} has no addresses")));
+    }
+    Ok(addrs)
+}
+
+/// Resolves a peer address `host:port`.
+pub(crate) fn parse_addr(addr: &str) -> Result<Vec<SocketAddr>> {
+    let bad = |problem: String| Error::BadAddress {
+        addr: addr.to_string(),
+        problem,
+    };
+    if !addr.contains(':') {
+        return Err(bad("expected host:port".into()));
+    }
+    let addrs: Vec<SocketAddr> = addr
+        .to_socket_addrs()
+        .map_err(|e| bad(e.to_string()))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(bad("no addresses".into()));
+    }
+    Ok(addrs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expansion() {
+        assert_eq!(expand_node_id("plain"), "plain");
+        let a = expand_node_id("anon/");
+        assert!(a.starts_with("anon/") && a.len() == 15, "{a}");
+        let u = expand_node_id("x-%u-y");
+        assert!(
+            u.starts_with("x-") && u.ends_with("-y") && u.len() == 14,
+            "{u}"
+        );
+        assert!(!expand_node_id("%n").contains('%'));
+    }
+
+    #[test]
+    fn binds() {
+        assert_eq!(parse_bind("*:*").unwrap()[0].port(), 0);
+        assert_eq!(
+            parse_bind("127.0.0.1:4040").unwrap()[0],
+            "127.0.0.1:4040".parse().unwrap()
+        );
+        assert!(parse_bind("nocolon").is_err());
+        assert!(parse_bind("127.0.0.1:notaport").is_err());
+        assert!(parse_addr("127.0.0.1").is_err());
+    }
+}

@@ -1,0 +1,208 @@
+//! The network: nodes talking over TCP with the AEMP wire protocol.
+//!
+//! - `config.rs`: [`Config`], node-ID expansion, bind parsing.
+//! - `remote.rs`: per remote node: the link state (idle, connecting, up,
+//!   down), the packets queued while connecting, our monitors of its ports
+//!   and the monitors we hold for it.
+//! - `conn.rs`: one TCP connection as the reactor sees it (handshake, then
+//!   data), and packet encoding.
+//! - `reactor.rs`: the one mio thread owning every socket; it never runs
+//!   user code, it only pushes into port inboxes and dispatcher tasks.
+//! - `requests.rs`: node-port requests that need the sending node
+//!   (`mon1`, `mon0`, `kil1`, `kil0`).
+//! - `nodes.rs`: `mon_nodes` callbacks.
+//!
+//! Senders encode on their own thread into the connection's outgoing
+//! buffer and wake the reactor only when that buffer was empty, so many
+//! packets leave in one write.
+
+mod config;
+mod conn;
+mod nodes;
+mod reactor;
+mod remote;
+mod requests;
+
+pub use config::Config;
+
+use crate::error::{Error, Result};
+use crate::id::NodeId;
+use crate::message::Reason;
+use crate::monitor::MonGuard;
+use crate::node::{Node, NodeInner};
+use crate::transport;
+use parking_lot::{Mutex, RwLock};
+use remote::Remote;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+/// The network of one node; shared by the node, the senders and the
+/// reactor thread.
+pub(crate) struct Net {
+    node: Weak<NodeInner>,
+    id: NodeId,
+    hs: transport::Config,
+    monitor_timeout: Duration,
+    connect_interval: Duration,
+    nodelay: bool,
+    /// `AEMP_TRACE=1`: one log line per packet.
+    trace: bool,
+    remotes: RwLock<HashMap<String, Arc<Remote>>>,
+    /// Known addresses of other nodes.
+    addresses: Mutex<HashMap<String, Vec<String>>>,
+    listen: Vec<SocketAddr>,
+    reactor: reactor::Handle,
+    nodes: nodes::NodeMonitors,
+}
+
+/// The node's owning handle: dropping the node stops its reactor.
+pub(crate) struct NetHandle(pub(crate) Arc<Net>);
+
+impl Drop for NetHandle {
+    fn drop(&mut self) {
+        self.0.reactor.shutdown();
+    }
+}
+
+impl Net {
+    pub(crate) fn node(&self) -> Option<Node> {
+        self.node.upgrade().map(|inner| Node { inner })
+    }
+}
+
+impl Node {
+    /// Creates a networked node from `cfg`: expands its ID, binds its
+    /// listen addresses and starts its reactor thread.
+    ///
+    /// ```
+    /// let node = aemp::Node::with_config(
+    ///     aemp::Config::new("doc/%u").bind("127.0.0.1:0").secret("s"),
+    /// ).unwrap();
+    /// assert_eq!(node.listen_addrs().len(), 1);
+    /// ```
+    pub fn with_config(cfg: Config) -> Result<Node> {
+        let id = cfg.expanded_node_id()?;
+        let node = Node::new(id.as_str())?;
+        let mut hs = transport::Config::new(id.as_str());
+        hs.secret = cfg.secret.as_ref().map(|s| s.as_bytes().to_vec());
+        hs.framings = cfg.framings.clone();
+        hs.auth_offer = cfg.auth_offer.clone();
+        hs.auth_accept = cfg.auth_accept.clone();
+        hs.timeout = cfg.monitor_timeout;
+        if cfg.cert.is_some() {
+            log::warn!("node {id}: TLS is not implemented yet; the cert is ignored");
+        }
+        let mut binds = Vec::new();
+        for b in &cfg.binds {
+            binds.extend(config::parse_bind(b)?.into_iter().map(|a| (b.clone(), a)));
+        }
+        let (handle, listen, run) = reactor::prepare(&binds)?;
+        let net = Arc::new(Net {
+            node: Arc::downgrade(&node.inner),
+            id: id.clone(),
+            hs,
+            monitor_timeout: cfg.monitor_timeout,
+            connect_interval: cfg.connect_interval,
+            nodelay: cfg.nodelay,
+            trace: std::env::var("AEMP_TRACE").is_ok_and(|v| v != "0" && !v.is_empty()),
+            remotes: RwLock::new(HashMap::new()),
+            addresses: Mutex::new(cfg.addresses.clone()),
+            listen,
+            reactor: handle,
+            nodes: nodes::NodeMonitors::default(),
+        });
+        run(net.clone())?;
+        let _ = node.inner.net.set(NetHandle(net));
+        Ok(node)
+    }
+
+    fn need_net(&self, what: &'static str) -> Result<&Arc<Net>> {
+        self.net().ok_or_else(|| Error::NoNetwork {
+            what,
+            node: self.id().to_string(),
+        })
+    }
+
+    /// The addresses this node listens on (ports resolved).
+    pub fn listen_addrs(&self) -> Vec<SocketAddr> {
+        self.net().map(|n| n.listen.clone()).unwrap_or_default()
+    }
+
+    /// Connects to `addr` (`host:port`) and learns the node ID there from
+    /// its greeting; the address is remembered for that node. Returns at
+    /// once; [`mon_nodes`](Node::mon_nodes) or
+    /// [`node_is_up`](Node::node_is_up) tell when the node is up.
+    pub fn connect(&self, addr: &str) -> Result<()> {
+        let net = self.need_net("connect")?;
+        let addrs = config::parse_addr(addr)?;
+        net.reactor.connect(addr.to_string(), addrs);
+        Ok(())
+    }
+
+    /// Adds a known address of `node` (like [`Config::address`]).
+    pub fn add_address(&self, node: &NodeId, addr: &str) -> Result<()> {
+        let net = self.need_net("add_address")?;
+        config::parse_addr(addr)?;
+        let mut map = net.addresses.lock();
+        let list = map.entry(node.to_string()).or_default();
+        if !list.iter().any(|a| a == addr) {
+            list.push(addr.to_string());
+        }
+        Ok(())
+    }
+
+    /// The nodes this node has a working connection to (never itself).
+    pub fn up_nodes(&self) -> Vec<NodeId> {
+        let Some(net) = self.net() else {
+            return Vec::new();
+        };
+        let remotes: Vec<Arc<Remote>> = net.remotes.read().values().cloned().collect();
+        remotes
+            .into_iter()
+            .filter(|r| r.is_up())
+            .map(|r| r.id.clone())
+            .collect()
+    }
+
+    /// `Some(true)` if `node` is connected (or is this node), `Some(false)`
+    /// while connecting or after a loss, `None` for a node never dealt with.
+    pub fn node_is_up(&self, node: &NodeId) -> Option<bool> {
+        if node == self.id() {
+            return Some(true);
+        }
+        let net = self.net()?;
+        let remote = net.remotes.read().get(node.as_str()).cloned();
+        remote.map(|r| r.is_up())
+    }
+
+    /// Calls `f(node, true, [])` when a node comes up and
+    /// `f(node, false, reason)` when it goes down, strictly alternating per
+    /// node, on the dispatcher. Dropping the guard stops it.
+    pub fn mon_nodes(
+        &self,
+        f: impl FnMut(&NodeId, bool, &Reason) + Send + 'static,
+    ) -> Result<MonGuard> {
+        let net = self.need_net("mon_nodes")?;
+        Ok(net.nodes.add(net, Box::new(f)))
+    }
+
+    /// Test hook: cuts the connection to `node` as if the network failed
+    /// (both ends see the loss).
+    #[doc(hidden)]
+    pub fn net_cut(&self, node: &NodeId) {
+        if let Some(net) = self.net() {
+            net.reactor.cut(node.to_string());
+        }
+    }
+
+    /// Test hook: stops the reactor and closes every socket, as if the
+    /// process had died (the node stays usable locally).
+    #[doc(hidden)]
+    pub fn net_shutdown(&self) {
+        if let Some(net) = self.net() {
+            net.reactor.shutdown();
+        }
+    }
+}

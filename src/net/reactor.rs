@@ -1,0 +1,526 @@
+//! The reactor: one mio thread per networked node owning its listeners
+//! and connections. It accepts, connects (addresses in turn,
+//! `connect_interval` apart, until `monitor_timeout`), drives handshakes,
+//! writes outgoing buffers and routes incoming packets into port inboxes.
+//! It never runs user code and never blocks except in `poll`.
+
+use super::config::parse_addr;
+use super::conn::{Conn, Phase, ReadState};
+use super::remote::Remote;
+use super::{requests, Net};
+use crate::error::{Error, Result};
+use crate::transport::{Decoder, Event, Handshake};
+use crossbeam_channel::{Receiver, Sender};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const WAKER: Token = Token(0);
+const FIRST_CONN: usize = 1 << 16;
+
+enum Cmd {
+    Flush(Token),
+    Dial(Arc<Remote>),
+    Connect(String, Vec<SocketAddr>),
+    Cut(String),
+    Shutdown,
+}
+
+/// How the rest of the node talks to the reactor.
+pub(crate) struct Handle {
+    cmds: Sender<Cmd>,
+    waker: Arc<Waker>,
+}
+
+impl Handle {
+    fn send(&self, cmd: Cmd) {
+        if self.cmds.send(cmd).is_ok() {
+            if let Err(e) = self.waker.wake() {
+                log::error!("cannot wake the reactor: {e}");
+            }
+        }
+    }
+
+    /// The connection's outgoing buffer went from empty to non-empty.
+    pub(crate) fn flush(&self, token: Token) {
+        self.send(Cmd::Flush(token));
+    }
+
+    /// Start connecting to `remote` (it is in `Connecting` state).
+    pub(crate) fn dial(&self, remote: Arc<Remote>) {
+        self.send(Cmd::Dial(remote));
+    }
+
+    pub(crate) fn connect(&self, text: String, addrs: Vec<SocketAddr>) {
+        self.send(Cmd::Connect(text, addrs));
+    }
+
+    pub(crate) fn cut(&self, node: String) {
+        self.send(Cmd::Cut(node));
+    }
+
+    pub(crate) fn shutdown(&self) {
+        self.send(Cmd::Shutdown);
+    }
+}
+
+type Starter = Box<dyn FnOnce(Arc<Net>) -> Result<()>>;
+
+/// Binds the listeners; returns the handle, the bound addresses and a
+/// function that starts the reactor thread once the `Net` exists.
+pub(crate) fn prepare(
+    binds: &[(String, SocketAddr)],
+) -> Result<(Handle, Vec<SocketAddr>, Starter)> {
+    let start_err = |e: std::io::Error| Error::NetworkStart {
+        problem: e.to_string(),
+    };
+    let poll = Poll::new().map_err(start_err)?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(start_err)?);
+    let mut listeners = Vec::new();
+    let mut addrs = Vec::new();
+    for (i, (text, addr)) in binds.iter().enumerate() {
+        let bad = |e: std::io::Error| Error::BadBind {
+            bind: text.clone(),
+            problem: e.to_string(),
+        };
+        let mut l = TcpListener::bind(*addr).map_err(bad)?;
+        poll.registry()
+            .register(&mut l, Token(1 + i), Interest::READABLE)
+            .map_err(bad)?;
+        addrs.push(l.local_addr().map_err(bad)?);
+        listeners.push(l);
+    }
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let handle = Handle { cmds: tx, waker };
+    let start: Starter = Box::new(move |net: Arc<Net>| {
+        let name = format!("aemp-net {}", net.id);
+        let reactor = Reactor {
+            net,
+            poll,
+            cmds: rx,
+            listeners,
+            conns: HashMap::new(),
+            next: FIRST_CONN,
+            dials: HashMap::new(),
+            greeted: HashMap::new(),
+            again: Vec::new(),
+            rbuf: vec![0; 64 << 10],
+        };
+        std::thread::Builder::new()
+            .name(name)
+            .spawn(move || reactor.run())
+            .map(drop)
+            .map_err(start_err)
+    });
+    Ok((handle, addrs, start))
+}
+
+/// Connection attempts to one node.
+struct Dial {
+    remote: Arc<Remote>,
+    /// Index of the next address to try.
+    next: usize,
+    next_at: Instant,
+    deadline: Instant,
+}
+
+struct Reactor {
+    net: Arc<Net>,
+    poll: Poll,
+    cmds: Receiver<Cmd>,
+    listeners: Vec<TcpListener>,
+    conns: HashMap<Token, Conn>,
+    next: usize,
+    dials: HashMap<String, Dial>,
+    /// Node ID → the connection that passed its greeting (handshaking or up).
+    greeted: HashMap<String, Token>,
+    /// Connections whose read budget ran out: read again next turn.
+    again: Vec<Token>,
+    rbuf: Vec<u8>,
+}
+
+impl Reactor {
+    fn run(mut self) {
+        let mut events = Events::with_capacity(256);
+        loop {
+            let timeout = if self.again.is_empty() {
+                self.next_deadline()
+                    .map(|d| d.saturating_duration_since(Instant::now()))
+            } else {
+                Some(Duration::ZERO)
+            };
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    log::error!("{}: reactor poll failed: {e}; network stopped", self.net.id);
+                    return self.shutdown();
+                }
+            }
+            for ev in events.iter() {
+                match ev.token() {
+                    WAKER => {}
+                    Token(t) if t < FIRST_CONN => self.accept(t - 1),
+                    token => self.conn_event(
+                        token,
+                        ev.is_readable() || ev.is_read_closed() || ev.is_error(),
+                        ev.is_writable(),
+                    ),
+                }
+            }
+            while let Ok(cmd) = self.cmds.try_recv() {
+                if !self.command(cmd) {
+                    return self.shutdown();
+                }
+            }
+            for token in std::mem::take(&mut self.again) {
+                self.conn_event(token, true, false);
+            }
+            self.timers();
+        }
+    }
+
+    /// Handles a command; false to stop.
+    fn command(&mut self, cmd: Cmd) -> bool {
+        match cmd {
+            Cmd::Flush(token) => {
+                log::trace!("{}: flush {token:?}", self.net.id);
+                self.conn_event(token, false, true)
+            }
+            Cmd::Dial(remote) => {
+                let now = Instant::now();
+                self.dials
+                    .entry(remote.id.to_string())
+                    .or_insert_with(|| Dial {
+                        remote,
+                        next: 0,
+                        next_at: now,
+                        deadline: now + self.net.monitor_timeout,
+                    });
+            }
+            Cmd::Connect(text, addrs) => {
+                if let Some(addr) = addrs.first() {
+                    self.start_connect(*addr, text, None);
+                }
+            }
+            Cmd::Cut(node) => {
+                if let Some(token) = self.greeted.get(&node).copied() {
+                    if let Some(conn) = self.conns.remove(&token) {
+                        self.finish(token, conn, "connection cut (test hook)");
+                    }
+                }
+            }
+            Cmd::Shutdown => return false,
+        }
+        true
+    }
+
+    fn shutdown(mut self) {
+        for (token, conn) in std::mem::take(&mut self.conns) {
+            self.finish(token, conn, "the local node shut down its network");
+        }
+        for (_, dial) in std::mem::take(&mut self.dials) {
+            self.net
+                .fail(&dial.remote, None, "the local node shut down its network");
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let hs = self.conns.values().filter_map(|c| match &c.phase {
+            Phase::Handshake(h) => Some(h.deadline()),
+            Phase::Up { .. } => None,
+        });
+        let dials = self.dials.values().map(|d| d.next_at.min(d.deadline));
+        hs.chain(dials).min()
+    }
+
+    fn timers(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<Token> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| matches!(&c.phase, Phase::Handshake(h) if h.deadline() <= now))
+            .map(|(t, _)| *t)
+            .collect();
+        for token in expired {
+            if let Some(conn) = self.conns.remove(&token) {
+                self.finish(token, conn, "handshake timed out");
+            }
+        }
+        let due: Vec<String> = self
+            .dials
+            .iter()
+            .filter(|(_, d)| d.next_at <= now || d.deadline <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            let Some(mut dial) = self.dials.remove(&key) else {
+                continue;
+            };
+            if !self.net.wants_connection(&dial.remote) {
+                continue;
+            }
+            if dial.deadline <= now {
+                self.net.fail(&dial.remote, None, "unable to connect");
+                continue;
+            }
+            let known = self
+                .net
+                .addresses
+                .lock()
+                .get(&key)
+                .cloned()
+                .unwrap_or_default();
+            if !known.is_empty() {
+                let text = known[dial.next % known.len()].clone();
+                dial.next += 1;
+                match parse_addr(&text) {
+                    Ok(addrs) => self.start_connect(addrs[0], text, Some(dial.remote.clone())),
+                    Err(e) => log::warn!("{}: cannot connect to {key}: {e}", self.net.id),
+                }
+            }
+            dial.next_at = now + self.net.connect_interval;
+            self.dials.insert(key, dial);
+        }
+    }
+
+    fn handshake(&self, addr: &str) -> Box<Handshake> {
+        let mut cfg = self.net.hs.clone();
+        cfg.extra.push(("peeraddr".into(), addr.to_string()));
+        Box::new(Handshake::new(cfg, Instant::now()))
+    }
+
+    fn add_conn(&mut self, mut sock: TcpStream, addr: String, dialed: Option<Option<Arc<Remote>>>) {
+        if let Err(e) = sock.set_nodelay(self.net.nodelay) {
+            log::debug!("set_nodelay on {addr}: {e}");
+        }
+        if let Err(e) = socket2::SockRef::from(&sock).set_keepalive(true) {
+            log::debug!("keepalive on {addr}: {e}");
+        }
+        let token = Token(self.next);
+        self.next += 1;
+        if let Err(e) =
+            self.poll
+                .registry()
+                .register(&mut sock, token, Interest::READABLE | Interest::WRITABLE)
+        {
+            log::warn!(
+                "{}: cannot register connection with {addr}: {e}",
+                self.net.id
+            );
+            return;
+        }
+        let mut hs = self.handshake(&addr);
+        let wbuf = hs.take_output();
+        let tcp_connecting = dialed.is_some();
+        self.conns.insert(
+            token,
+            Conn {
+                sock,
+                addr,
+                dialed,
+                tcp_connecting,
+                phase: Phase::Handshake(hs),
+                peer: None,
+                wbuf,
+                wpos: 0,
+            },
+        );
+        if !tcp_connecting {
+            self.conn_event(token, true, true);
+        }
+    }
+
+    fn start_connect(&mut self, addr: SocketAddr, text: String, expected: Option<Arc<Remote>>) {
+        match TcpStream::connect(addr) {
+            Ok(sock) => self.add_conn(sock, text, Some(expected)),
+            Err(e) => log::info!("{}: cannot connect to {text}: {e}", self.net.id),
+        }
+    }
+
+    fn accept(&mut self, i: usize) {
+        loop {
+            let Some(l) = self.listeners.get(i) else {
+                return;
+            };
+            match l.accept() {
+                Ok((sock, addr)) => self.add_conn(sock, addr.to_string(), None),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    // E.g. out of file descriptors: the listener stays.
+                    log::warn!("{}: accept failed: {e}", self.net.id);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn conn_event(&mut self, token: Token, readable: bool, writable: bool) {
+        let Some(mut conn) = self.conns.remove(&token) else {
+            return;
+        };
+        if let Err(why) = self.drive(token, &mut conn, readable, writable) {
+            return self.finish(token, conn, &why);
+        }
+        self.conns.insert(token, conn);
+    }
+
+    fn drive(
+        &mut self,
+        token: Token,
+        conn: &mut Conn,
+        readable: bool,
+        writable: bool,
+    ) -> Result<(), String> {
+        if conn.tcp_connecting {
+            if !writable && !readable {
+                return Ok(());
+            }
+            if let Ok(Some(e)) | Err(e) = conn.sock.take_error() {
+                return Err(format!("connect failed: {e}"));
+            }
+            match conn.sock.peer_addr() {
+                Ok(_) => conn.tcp_connecting = false,
+                Err(e) if e.kind() == std::io::ErrorKind::NotConnected => return Ok(()),
+                Err(e) => return Err(format!("connect failed: {e}")),
+            }
+        }
+        if readable {
+            let mut rbuf = std::mem::take(&mut self.rbuf);
+            let res = conn.read(&mut rbuf, |c, data| self.received(token, c, data));
+            self.rbuf = rbuf;
+            match res? {
+                ReadState::Open => {}
+                ReadState::More => self.again.push(token),
+                ReadState::Eof => {
+                    return Err(match &mut conn.phase {
+                        Phase::Handshake(h) => h.eof().to_string(),
+                        Phase::Up { .. } => "connection closed by peer".into(),
+                    })
+                }
+            }
+        }
+        conn.flush().map_err(|e| format!("write error: {e}"))
+    }
+
+    /// Bytes arrived on `conn`.
+    fn received(&mut self, token: Token, conn: &mut Conn, data: &[u8]) -> Result<(), String> {
+        let events = match &mut conn.phase {
+            Phase::Handshake(hs) => {
+                let events = hs.feed(data).map_err(|e| e.to_string());
+                conn.wbuf.extend(hs.take_output());
+                events?
+            }
+            Phase::Up { dec, .. } => {
+                dec.feed(data);
+                return self.packets(conn);
+            }
+        };
+        for ev in events {
+            match ev {
+                Event::PeerGreeting { node_id, .. } => self.greeting(token, conn, node_id)?,
+                Event::StartTls { .. } => return Err("TLS is not supported by this node".into()),
+                Event::Established(est) => {
+                    let remote = match &conn.peer {
+                        Some(r) => r.clone(),
+                        None => self.net.remote(&est.peer_node_id),
+                    };
+                    let out = self
+                        .net
+                        .established(&remote, token, est.send_framing)
+                        .ok_or("a connection to that node is already up")?;
+                    self.dials.remove(remote.id.as_str());
+                    let mut dec = Box::new(Decoder::new(est.recv_framing));
+                    dec.feed(&est.leftover);
+                    conn.phase = Phase::Up { remote, out, dec };
+                    return self.packets(conn);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The peer's greeting line 1 passed: decide whether this connection
+    /// may go on.
+    fn greeting(&mut self, token: Token, conn: &mut Conn, node_id: String) -> Result<(), String> {
+        let remote = self.net.remote(&node_id);
+        if let Some(Some(expected)) = &conn.dialed {
+            if expected.id.as_str() != node_id {
+                return Err(format!(
+                    "expected node {} but {node_id} answered",
+                    expected.id
+                ));
+            }
+        }
+        self.net.may_connect(&remote)?;
+        if let Some(None) = conn.dialed {
+            // Node::connect: now we know whose address this is.
+            let mut map = self.net.addresses.lock();
+            let list = map.entry(node_id.clone()).or_default();
+            if !list.contains(&conn.addr) {
+                list.push(conn.addr.clone());
+            }
+        }
+        if let Some(other) = self.greeted.get(&node_id).copied() {
+            if other != token && self.conns.contains_key(&other) {
+                // Two handshakes with one node: keep the connection opened
+                // by the node with the smaller ID; both ends agree.
+                let other_out = self.conns[&other].dialed.is_some();
+                let this_out = conn.dialed.is_some();
+                let me_smaller = self.net.id.as_str() < node_id.as_str();
+                if this_out == other_out || this_out != me_smaller {
+                    return Err("simultaneous connection; the other one is kept".into());
+                }
+                if let Some(c) = self.conns.remove(&other) {
+                    self.finish(other, c, "simultaneous connection; the other one is kept");
+                }
+            }
+        }
+        self.greeted.insert(node_id, token);
+        conn.peer = Some(remote);
+        Ok(())
+    }
+
+    /// Routes every complete packet buffered in the decoder.
+    fn packets(&mut self, conn: &mut Conn) -> Result<(), String> {
+        let Phase::Up { remote, dec, .. } = &mut conn.phase else {
+            return Ok(());
+        };
+        let node = self.net.node().ok_or("the local node is gone")?;
+        loop {
+            match dec.next_packet() {
+                Ok(Some(packet)) => requests::route(&self.net, &node, remote, packet)?,
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+
+    /// Closes a connection (already removed from `conns`).
+    fn finish(&mut self, token: Token, mut conn: Conn, why: &str) {
+        let _ = self.poll.registry().deregister(&mut conn.sock);
+        if let Some(peer) = &conn.peer {
+            if self.greeted.get(peer.id.as_str()) == Some(&token) {
+                self.greeted.remove(peer.id.as_str());
+            }
+        }
+        match &conn.phase {
+            Phase::Up { remote, .. } => self.net.fail(remote, Some(token), why),
+            Phase::Handshake(_) if why.starts_with("simultaneous") => {
+                log::debug!(
+                    "{}: closing connection with {}: {why}",
+                    self.net.id,
+                    conn.who()
+                )
+            }
+            Phase::Handshake(_) => {
+                log::warn!(
+                    "{}: connection with {} failed: {why}",
+                    self.net.id,
+                    conn.who()
+                )
+            }
+        }
+    }
+}

@@ -1,0 +1,344 @@
+//! Per remote node: the link, packets queued while connecting, our
+//! monitors of its ports (mon1/mon0 ref-counted), and the local monitors
+//! we hold for it (its mon1 requests).
+//!
+//! The no-holes guarantee: when a connection goes, the link turns `Down`
+//! and everything sent meanwhile is dropped, until a dispatcher task has
+//! fired every monitor of that node; only then may a new connection come
+//! up. So nothing sent after a lost message can arrive before the
+//! monitors ran.
+
+use super::conn::encode_packet;
+use super::Net;
+use crate::id::{NodeId, PortId};
+use crate::message::{Message, Reason};
+use crate::monitor::{next_monitor_id, MonGuard, MonitorAction};
+use crate::transport::Framing;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+pub(crate) struct Remote {
+    pub(crate) id: NodeId,
+    pub(crate) st: Mutex<RemoteState>,
+}
+
+pub(crate) enum Link {
+    /// No connection and none wanted.
+    Idle,
+    /// Connection attempts running; sends are queued.
+    Connecting,
+    Up(Arc<Out>),
+    /// Lost; waiting for the monitors to fire. Sends are dropped.
+    Down,
+}
+
+pub(crate) struct RemoteState {
+    pub(crate) link: Link,
+    /// `(port name, message)` waiting for the connection.
+    queue: Vec<(String, Message)>,
+    /// Our monitors of its ports by port name (`""`: the node port).
+    monitors: HashMap<String, Vec<(u64, MonitorAction)>>,
+    /// Local monitors held for its mon1 requests, by local port name.
+    held: HashMap<String, MonGuard>,
+}
+
+/// A connection's outgoing side, shared by the senders and the reactor.
+pub(crate) struct Out {
+    pub(crate) token: mio::Token,
+    pub(crate) framing: Framing,
+    pub(crate) buf: Mutex<Vec<u8>>,
+}
+
+impl Out {
+    /// Encodes a packet; true if the buffer was empty (wake the reactor).
+    fn push(&self, name: &str, msg: &[serde_json::Value]) -> bool {
+        let mut buf = self.buf.lock();
+        let was_empty = buf.is_empty();
+        encode_packet(self.framing, name, msg, &mut buf);
+        was_empty
+    }
+}
+
+impl Remote {
+    pub(crate) fn is_up(&self) -> bool {
+        matches!(self.st.lock().link, Link::Up(_))
+    }
+}
+
+impl Net {
+    /// The remote node `id`, created on first use.
+    pub(crate) fn remote(&self, id: &str) -> Arc<Remote> {
+        if let Some(r) = self.remotes.read().get(id) {
+            return r.clone();
+        }
+        let mut map = self.remotes.write();
+        map.entry(id.to_string())
+            .or_insert_with(|| {
+                Arc::new(Remote {
+                    id: crate::NodeId::from_trusted(id),
+                    st: Mutex::new(RemoteState {
+                        link: Link::Idle,
+                        queue: Vec::new(),
+                        monitors: HashMap::new(),
+                        held: HashMap::new(),
+                    }),
+                })
+            })
+            .clone()
+    }
+
+    /// Sends `msg` to port `name` on node `node`: encoded at once when
+    /// connected, queued while connecting (starting a connection if
+    /// needed), dropped while a lost connection's monitors fire.
+    pub(crate) fn send(&self, node: &str, name: &str, msg: Message) {
+        let remote = self.remote(node);
+        let wake = {
+            let mut st = remote.st.lock();
+            self.send_locked(&remote, &mut st, name, msg)
+        };
+        if let Some(token) = wake {
+            self.reactor.flush(token);
+        }
+    }
+
+    /// [`send`](Net::send) with the remote locked; returns the token to
+    /// wake for.
+    fn send_locked(
+        &self,
+        remote: &Arc<Remote>,
+        st: &mut RemoteState,
+        name: &str,
+        msg: Message,
+    ) -> Option<mio::Token> {
+        if self.trace {
+            log::info!(target: "aemp::trace", "SND {} {}", remote.id, trace_text(name, &msg));
+        }
+        match &st.link {
+            Link::Up(out) => out.push(name, &msg).then_some(out.token),
+            Link::Connecting => {
+                st.queue.push((name.to_string(), msg));
+                None
+            }
+            Link::Idle => {
+                st.queue.push((name.to_string(), msg));
+                st.link = Link::Connecting;
+                self.reactor.dial(remote.clone());
+                None
+            }
+            Link::Down => {
+                log::debug!("dropping message to {}#{name}: connection lost", remote.id);
+                None
+            }
+        }
+    }
+
+    /// Monitors the remote port `port`.
+    pub(crate) fn monitor(self: &Arc<Self>, port: &PortId, action: MonitorAction) -> MonGuard {
+        let remote = self.remote(port.node());
+        let name = port.name().to_string();
+        let mut st = remote.st.lock();
+        if matches!(st.link, Link::Down) {
+            drop(st);
+            let reason = Reason::transport_error(port.node(), "connection lost");
+            return match self.node() {
+                Some(node) => node.fire_later(action, reason),
+                None => MonGuard::on_drop(|| {}),
+            };
+        }
+        let id = next_monitor_id();
+        let list = st.monitors.entry(name.clone()).or_default();
+        let first = list.is_empty();
+        list.push((id, action));
+        let mut wake = None;
+        if first && !name.is_empty() {
+            wake = self.send_locked(&remote, &mut st, "", crate::msg!["mon1", &name]);
+        } else if matches!(st.link, Link::Idle) {
+            // Monitoring a node (port) starts a connection attempt.
+            st.link = Link::Connecting;
+            self.reactor.dial(remote.clone());
+        }
+        drop(st);
+        if let Some(token) = wake {
+            self.reactor.flush(token);
+        }
+        let net = Arc::downgrade(self);
+        MonGuard::on_drop(move || {
+            if let Some(net) = net.upgrade() {
+                net.unmonitor(&remote, &name, id);
+            }
+        })
+    }
+
+    fn unmonitor(&self, remote: &Arc<Remote>, name: &str, id: u64) {
+        let (removed, wake) = {
+            let mut st = remote.st.lock();
+            let Some(list) = st.monitors.get_mut(name) else {
+                return;
+            };
+            let removed = list
+                .iter()
+                .position(|(i, _)| *i == id)
+                .map(|i| list.swap_remove(i));
+            let mut wake = None;
+            if list.is_empty() {
+                st.monitors.remove(name);
+                if !name.is_empty()
+                    && removed.is_some()
+                    && matches!(st.link, Link::Up(_) | Link::Connecting)
+                {
+                    wake = self.send_locked(remote, &mut st, "", crate::msg!["mon0", name]);
+                }
+            }
+            (removed, wake)
+        };
+        drop(removed);
+        if let Some(token) = wake {
+            self.reactor.flush(token);
+        }
+    }
+
+    /// The peer reports that its port `name` died (`kil0`).
+    pub(crate) fn remote_died(&self, remote: &Remote, name: &str, reason: Reason) {
+        let actions = remote.st.lock().monitors.remove(name).unwrap_or_default();
+        if actions.is_empty() {
+            return;
+        }
+        if let Some(node) = self.node() {
+            let n = node.clone();
+            node.task(move || {
+                for (_, action) in actions {
+                    n.fire(action, &reason);
+                }
+            });
+        }
+    }
+
+    /// The peer asks to monitor our port `name` (`mon1`): a local monitor
+    /// that reports the death back with `kil0`.
+    pub(crate) fn hold_monitor(self: &Arc<Self>, remote: &Arc<Remote>, name: &str) {
+        let Some(node) = self.node() else { return };
+        let port = PortId::from_parts(node.id().as_str(), name);
+        let (net, peer, pname) = (Arc::downgrade(self), remote.clone(), name.to_string());
+        let guard = node.mon(&port, move |reason| {
+            let Some(net) = net.upgrade() else { return };
+            let mut req = crate::msg!["kil0", &pname];
+            req.extend(reason.0);
+            let wake = {
+                let mut st = peer.st.lock();
+                // Only on the connection that asked; after a loss the
+                // peer's monitors fired already.
+                if st.held.remove(&pname).is_none() {
+                    return;
+                }
+                match st.link {
+                    Link::Up(_) => net.send_locked(&peer, &mut st, "", req),
+                    _ => None,
+                }
+            };
+            if let Some(token) = wake {
+                net.reactor.flush(token);
+            }
+        });
+        let old = remote.st.lock().held.insert(name.to_string(), guard);
+        drop(old);
+    }
+
+    /// The peer cancels its monitor of our port `name` (`mon0`).
+    pub(crate) fn release_monitor(&self, remote: &Remote, name: &str) {
+        let guard = remote.st.lock().held.remove(name);
+        drop(guard);
+    }
+
+    /// A connection to `remote` completed its handshake. Returns its
+    /// outgoing side, with the queued packets encoded, or `None` if the
+    /// connection must be closed (already connected, or a loss is still
+    /// being processed).
+    pub(crate) fn established(
+        &self,
+        remote: &Arc<Remote>,
+        token: mio::Token,
+        framing: Framing,
+    ) -> Option<Arc<Out>> {
+        let mut st = remote.st.lock();
+        if matches!(st.link, Link::Up(_) | Link::Down) {
+            return None;
+        }
+        let out = Arc::new(Out {
+            token,
+            framing,
+            buf: Mutex::new(Vec::new()),
+        });
+        for (name, msg) in std::mem::take(&mut st.queue) {
+            out.push(&name, &msg);
+        }
+        st.link = Link::Up(out.clone());
+        if let Some(node) = self.node() {
+            self.nodes
+                .notify(&node, remote.id.clone(), true, Reason::normal());
+        }
+        log::info!("{}: connected to {}", self.id, remote.id);
+        Some(out)
+    }
+
+    /// The connection `token` to `remote` was lost (`was_up`), or the
+    /// attempts to connect failed: fire every monitor with
+    /// `transport_error`, drop the queue and what we held for the peer.
+    pub(crate) fn fail(&self, remote: &Arc<Remote>, token: Option<mio::Token>, text: &str) {
+        let mut st = remote.st.lock();
+        let was_up = match &st.link {
+            Link::Up(out) if Some(out.token) == token => true,
+            Link::Connecting if token.is_none() => false,
+            _ => return,
+        };
+        st.link = Link::Down;
+        let monitors = std::mem::take(&mut st.monitors);
+        let held = std::mem::take(&mut st.held);
+        let queue = std::mem::take(&mut st.queue);
+        let Some(node) = self.node() else { return };
+        let reason = Reason::transport_error(remote.id.as_str(), text);
+        if was_up {
+            self.nodes
+                .notify(&node, remote.id.clone(), false, reason.clone());
+        }
+        log::info!("{}: connection to {} failed: {text}", self.id, remote.id);
+        let (n, r) = (node.clone(), remote.clone());
+        // Runs on the dispatcher, after the callbacks of packets already
+        // routed; the link opens again only after every monitor fired.
+        node.task(move || {
+            drop(held);
+            drop(queue);
+            for (_, list) in monitors {
+                for (_, action) in list {
+                    n.fire(action, &reason);
+                }
+            }
+            let mut st = r.st.lock();
+            if matches!(st.link, Link::Down) {
+                st.link = Link::Idle;
+            }
+        });
+    }
+
+    /// Whether a new connection to `remote` may proceed past the greeting.
+    pub(crate) fn may_connect(&self, remote: &Remote) -> Result<(), &'static str> {
+        match remote.st.lock().link {
+            Link::Up(_) => Err("already connected to that node"),
+            Link::Down => Err("the previous connection to that node is still shutting down"),
+            Link::Idle | Link::Connecting => Ok(()),
+        }
+    }
+
+    /// Whether `remote` still wants a connection (for dialing).
+    pub(crate) fn wants_connection(&self, remote: &Remote) -> bool {
+        matches!(remote.st.lock().link, Link::Connecting)
+    }
+}
+
+/// `["name", msg...]` as JSON text for trace lines.
+pub(crate) fn trace_text(name: &str, msg: &[serde_json::Value]) -> String {
+    let mut v = Vec::with_capacity(msg.len() + 1);
+    v.push(serde_json::Value::from(name));
+    v.extend(msg.iter().cloned());
+    serde_json::Value::Array(v).to_string()
+}

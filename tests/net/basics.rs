@@ -1,0 +1,192 @@
+//! Remote delivery and node-port requests.
+
+use super::*;
+use aemp::{msg, Message};
+
+#[test]
+fn messages_arrive_in_order_17() {
+    let (a, b) = pair();
+    let (p, rx) = sink(&b);
+    for i in 0..10_000 {
+        a.snd(&p, msg!["n", i]);
+    }
+    for i in 0..10_000 {
+        assert_eq!(recv(&rx), msg!["n", i]);
+    }
+}
+
+#[test]
+fn sends_before_connecting_are_queued_18() {
+    let (a, b) = pair();
+    let (p, rx) = sink(&b);
+    assert_eq!(a.node_is_up(b.id()), None);
+    a.snd(&p, msg!["first"]);
+    a.snd(&p, msg!["second"]);
+    assert_eq!(recv(&rx), msg!["first"]);
+    assert_eq!(recv(&rx), msg!["second"]);
+}
+
+#[test]
+fn unreachable_node_never_throws_and_monitors_fire_19() {
+    let a = Node::with_config(cfg("a").monitor_timeout(Duration::from_millis(600))).unwrap();
+    // A port on a node nobody listens for.
+    let ghost: aemp::PortId = "ghost/x#p1".parse().unwrap();
+    a.add_address(&ghost.node_id(), "127.0.0.1:1").unwrap();
+    a.snd(&ghost, msg!["hello"]);
+    let (tx, rx) = crossbeam_channel::unbounded();
+    a.mon(&ghost, move |r| tx.send(r).unwrap()).forget();
+    let reason = recv(&rx);
+    assert_eq!(reason.kind(), Some("transport_error"));
+    assert_eq!(reason[1], "ghost/x");
+}
+
+#[test]
+fn cbor_and_json_nodes_talk_both_ways_74() {
+    use aemp::transport::Framing;
+    let a = Node::with_config(cfg("json").framings(&[Framing::Json])).unwrap();
+    let b = Node::with_config(cfg("cbor").framings(&[Framing::Cbor, Framing::Json])).unwrap();
+    introduce(&a, &b);
+    let (pa, rxa) = sink(&a);
+    let (pb, rxb) = sink(&b);
+    let value = msg!["x", serde_json::json!({"k": [1, 2.5, null, true, "é"]})];
+    a.snd(&pb, value.clone());
+    assert_eq!(recv(&rxb), value);
+    b.snd(&pa, value.clone());
+    assert_eq!(recv(&rxa), value);
+}
+
+#[test]
+fn no_common_framing_fails_74() {
+    use aemp::transport::Framing;
+    let a = Node::with_config(cfg("json").framings(&[Framing::Json])).unwrap();
+    let b = Node::with_config(
+        cfg("cbor")
+            .framings(&[Framing::Cbor])
+            .monitor_timeout(Duration::from_millis(800)),
+    )
+    .unwrap();
+    introduce(&a, &b);
+    let (pa, rxa) = sink(&a);
+    let (tx, rx) = crossbeam_channel::unbounded();
+    b.mon(&pa, move |r| tx.send(r).unwrap()).forget();
+    b.snd(&pa, msg!["never"]);
+    assert_eq!(recv(&rx).kind(), Some("transport_error"));
+    nothing(&rxa, 100);
+}
+
+#[test]
+fn wrong_secret_delivers_nothing_70() {
+    let a = Node::with_config(cfg("a").monitor_timeout(Duration::from_millis(800))).unwrap();
+    let b = Node::with_config(cfg("b").secret("other")).unwrap();
+    introduce(&a, &b);
+    let (pb, rxb) = sink(&b);
+    let (tx, rx) = crossbeam_channel::unbounded();
+    a.mon(&pb, move |r| tx.send(r).unwrap()).forget();
+    a.snd(&pb, msg!["secret stuff"]);
+    assert_eq!(recv(&rx).kind(), Some("transport_error"));
+    nothing(&rxb, 100);
+    assert_eq!(a.node_is_up(b.id()), Some(false));
+}
+
+#[test]
+fn no_secret_no_cert_fails_71() {
+    let mk = |t| {
+        let mut c = cfg(t).monitor_timeout(Duration::from_millis(800));
+        c.secret = None;
+        Node::with_config(c).unwrap()
+    };
+    let (a, b) = (mk("a"), mk("b"));
+    introduce(&a, &b);
+    let (pb, rxb) = sink(&b);
+    let (tx, rx) = crossbeam_channel::unbounded();
+    a.mon(&pb, move |r| tx.send(r).unwrap()).forget();
+    a.snd(&pb, msg!["x"]);
+    assert_eq!(recv(&rx).kind(), Some("transport_error"));
+    nothing(&rxb, 50);
+}
+
+#[test]
+fn connect_by_address_learns_the_node_id() {
+    let (a, b) = (node("a"), node("b"));
+    a.connect(&addr(&b)).unwrap();
+    eventually(|| a.node_is_up(b.id()) == Some(true));
+    eventually(|| b.node_is_up(a.id()) == Some(true));
+    let (p, rx) = sink(&b);
+    a.snd(&p, msg!["via connect"]);
+    assert_eq!(recv(&rx), msg!["via connect"]);
+    // And back over the same connection, without an address for a.
+    let (q, rxq) = sink(&a);
+    b.snd(&q, msg!["back"]);
+    assert_eq!(recv(&rxq), msg!["back"]);
+    assert!(a.connect("no-port").is_err());
+}
+
+#[test]
+fn a_node_never_connects_to_itself_73() {
+    let a = Node::with_config(cfg("a").monitor_timeout(Duration::from_millis(600))).unwrap();
+    a.connect(&addr(&a)).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(a.up_nodes().is_empty());
+    assert_eq!(a.node_is_up(a.id()), Some(true));
+}
+
+#[test]
+fn snd_to_func_calls_registered_function_78() {
+    let (a, b) = pair();
+    let (tx, rx) = crossbeam_channel::unbounded();
+    b.register("Pkg::f", move |args| {
+        tx.send((args, aemp::src_node())).unwrap()
+    });
+    a.snd_to_func(b.id(), "Pkg::f", msg![1]);
+    let (args, src) = recv(&rx);
+    assert_eq!(args, msg![1]);
+    assert_eq!(src.as_ref(), Some(a.id()));
+}
+
+#[test]
+fn unregistered_function_and_eval_are_refused_80() {
+    let (a, b) = pair();
+    let (reply, rx) = sink(&a);
+    // eval is never executed and never answered.
+    a.snd(&b.node_port().clone(), msg!["eval", "1+1", &reply]);
+    a.snd_to_func(b.id(), "Not::registered", msg![1]);
+    // The connection survives: a time request still gets its answer.
+    a.snd(&b.node_port().clone(), msg!["time", &reply, "t"]);
+    let m = recv(&rx);
+    assert_eq!(m[0], "t");
+    nothing(&rx, 100);
+}
+
+#[test]
+fn relay_through_another_node_79() {
+    let (a, b) = pair();
+    let c = node("c");
+    introduce(&b, &c);
+    let (pc, rx) = sink(&c);
+    a.snd(&b.node_port().clone(), msg!["snd", &pc, "x"]);
+    assert_eq!(recv(&rx), msg!["x"]);
+}
+
+#[test]
+fn src_node_is_the_sender_81() {
+    let (a, b) = pair();
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let p = b.port_fn(move |_| tx.send(aemp::src_node()).unwrap());
+    a.snd(&p, msg!["who"]);
+    assert_eq!(recv(&rx).as_ref(), Some(a.id()));
+    b.snd(&p, msg!["local"]);
+    assert_eq!(recv(&rx), None);
+}
+
+#[test]
+fn time_and_can_requests_82() {
+    let (a, b) = pair();
+    let (reply, rx) = sink(&a);
+    a.snd(&b.node_port().clone(), msg!["time", &reply]);
+    let m: Message = recv(&rx);
+    assert!(m[0].as_f64().unwrap() > 1.0e9);
+    a.snd(&b.node_port().clone(), msg!["can", "time", &reply, "can"]);
+    assert_eq!(recv(&rx), msg!["can", "1"]);
+    a.snd(&b.node_port().clone(), msg!["can", "nothing::here", &reply]);
+    assert_eq!(recv(&rx), msg![""]);
+}

@@ -1,0 +1,77 @@
+//! The network against the behaviour checklist (acceptance.md §8): nodes
+//! in one process on 127.0.0.1, and child processes where one must die.
+//! Each test is named with its item number.
+
+mod basics;
+mod monitors;
+mod nodes;
+mod robustness;
+
+use aemp::{Config, Node};
+use crossbeam_channel::Receiver;
+use std::time::Duration;
+
+/// A config for a test node: listening on 127.0.0.1 (port from the OS),
+/// secret `s`, short timeouts.
+pub fn cfg(tag: &str) -> Config {
+    Config::new(format!("{tag}/%u"))
+        .bind("127.0.0.1:0")
+        .secret("s")
+        .monitor_timeout(Duration::from_secs(3))
+        .connect_interval(Duration::from_millis(200))
+}
+
+pub fn node(tag: &str) -> Node {
+    let _ = env_logger::builder().is_test(true).try_init();
+    Node::with_config(cfg(tag)).unwrap()
+}
+
+pub fn addr(n: &Node) -> String {
+    n.listen_addrs()[0].to_string()
+}
+
+/// Two nodes that know each other's address.
+pub fn pair() -> (Node, Node) {
+    let (a, b) = (node("a"), node("b"));
+    introduce(&a, &b);
+    (a, b)
+}
+
+pub fn introduce(a: &Node, b: &Node) {
+    a.add_address(b.id(), &addr(b)).unwrap();
+    b.add_address(a.id(), &addr(a)).unwrap();
+}
+
+/// The next value, or a failed test after 10 s.
+pub fn recv<T>(rx: &Receiver<T>) -> T {
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("nothing arrived within 10 s")
+}
+
+/// Asserts that nothing arrives within `ms` milliseconds.
+pub fn nothing<T: std::fmt::Debug>(rx: &Receiver<T>, ms: u64) {
+    if let Ok(v) = rx.recv_timeout(Duration::from_millis(ms)) {
+        panic!("unexpected arrival: {v:?}");
+    }
+}
+
+/// Waits until `cond` holds (at most 10 s).
+pub fn eventually(mut cond: impl FnMut() -> bool) {
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < end,
+            "condition not met within 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A port on `n` forwarding every message into a channel.
+pub fn sink(n: &Node) -> (aemp::PortId, Receiver<aemp::Message>) {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let p = n.port_fn(move |m| {
+        let _ = tx.send(m);
+    });
+    (p, rx)
+}
