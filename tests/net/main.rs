@@ -5,6 +5,7 @@
 mod basics;
 mod monitors;
 mod nodes;
+mod process;
 mod robustness;
 
 use aemp::{Config, Node};
