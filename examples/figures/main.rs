@@ -10,6 +10,7 @@
 //! Each figure is the median of several runs.
 
 mod kernel;
+mod net;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -94,13 +95,19 @@ fn print(figures: &[Figure]) {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // The peer process of the network figures (see net.rs).
+    if args.first().map(String::as_str) == Some("--net-peer") {
+        return net::peer_main();
+    }
     let quick = args.iter().any(|a| a == "--quick");
     // `--only NAME` runs the groups whose name contains NAME.
     let only = args
         .iter()
         .position(|a| a == "--only")
         .and_then(|i| args.get(i + 1).cloned());
-    let groups = kernel::groups(quick, allocated);
+    let groups = kernel::groups(quick, allocated)
+        .into_iter()
+        .chain(net::groups(quick));
     for g in groups {
         if only.as_deref().is_none_or(|o| g.name.contains(o)) {
             print(&(g.measure)());

@@ -67,7 +67,9 @@ impl Conn {
                     self.wbuf = Vec::new();
                 }
                 if let Phase::Up { out, .. } = &self.phase {
-                    std::mem::swap(&mut *out.buf.lock(), &mut self.wbuf);
+                    let mut g = out.inner.lock();
+                    std::mem::swap(&mut g.buf, &mut self.wbuf);
+                    g.busy = !self.wbuf.is_empty();
                 }
                 if self.wbuf.is_empty() {
                     return Ok(());

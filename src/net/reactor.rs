@@ -15,6 +15,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -426,9 +427,16 @@ impl Reactor {
                         Some(r) => r.clone(),
                         None => self.net.remote(&est.peer_node_id),
                     };
+                    // Senders write directly when the connection is idle.
+                    let writer = conn
+                        .sock
+                        .as_fd()
+                        .try_clone_to_owned()
+                        .map(std::net::TcpStream::from)
+                        .ok();
                     let out = self
                         .net
-                        .established(&remote, token, est.send_framing)
+                        .established(&remote, token, est.send_framing, writer)
                         .ok_or("a connection to that node is already up")?;
                     self.dials.remove(remote.id.as_str());
                     let mut dec = Box::new(Decoder::new(est.recv_framing));
@@ -500,6 +508,9 @@ impl Reactor {
     /// Closes a connection (already removed from `conns`).
     fn finish(&mut self, token: Token, mut conn: Conn, why: &str) {
         let _ = self.poll.registry().deregister(&mut conn.sock);
+        // Senders may hold a second handle on the socket: shut it down so
+        // the peer sees the end now.
+        let _ = conn.sock.shutdown(std::net::Shutdown::Both);
         if let Some(peer) = &conn.peer {
             if self.greeted.get(peer.id.as_str()) == Some(&token) {
                 self.greeted.remove(peer.id.as_str());

@@ -17,6 +17,7 @@ use crate::transport::Framing;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 pub(crate) struct Remote {
     pub(crate) id: NodeId,
@@ -47,16 +48,77 @@ pub(crate) struct RemoteState {
 pub(crate) struct Out {
     pub(crate) token: mio::Token,
     pub(crate) framing: Framing,
-    pub(crate) buf: Mutex<Vec<u8>>,
+    pub(crate) inner: Mutex<OutInner>,
+    /// A second handle on the socket: a sender that finds the connection
+    /// idle writes itself instead of waking the reactor (one thread
+    /// hand-off less per message when traffic is light).
+    writer: Option<std::net::TcpStream>,
 }
 
+pub(crate) struct OutInner {
+    /// Encoded packets not yet taken by the reactor.
+    pub(crate) buf: Vec<u8>,
+    /// The reactor holds unwritten bytes: later bytes must queue behind.
+    pub(crate) busy: bool,
+    /// When a sender last wrote directly.
+    last_direct: Instant,
+}
+
+/// Direct writes at most this often: in a stream, packets gather in the
+/// buffer and leave in batches from the reactor (a syscall per packet
+/// would cost more than the hand-off it saves).
+const DIRECT_GAP: Duration = Duration::from_micros(25);
+
 impl Out {
-    /// Encodes a packet; true if the buffer was empty (wake the reactor).
+    pub(crate) fn new(
+        token: mio::Token,
+        framing: Framing,
+        writer: Option<std::net::TcpStream>,
+    ) -> Out {
+        Out {
+            token,
+            framing,
+            // Busy until the reactor wrote the rest of the handshake.
+            inner: Mutex::new(OutInner {
+                buf: Vec::new(),
+                busy: true,
+                last_direct: Instant::now(),
+            }),
+            writer,
+        }
+    }
+
+    /// Encodes a packet (and writes it at once if the connection is
+    /// idle); true if the reactor must be woken.
     fn push(&self, name: &str, msg: &[serde_json::Value]) -> bool {
-        let mut buf = self.buf.lock();
-        let was_empty = buf.is_empty();
-        encode_packet(self.framing, name, msg, &mut buf);
-        was_empty
+        let mut g = self.inner.lock();
+        let idle = g.buf.is_empty() && !g.busy;
+        encode_packet(self.framing, name, msg, &mut g.buf);
+        if !idle {
+            // The reactor was woken for the bytes before, or will look
+            // again when its own write completes.
+            return false;
+        }
+        let Some(mut w) = self.writer.as_ref() else {
+            return true;
+        };
+        let now = Instant::now();
+        if now.duration_since(g.last_direct) < DIRECT_GAP {
+            return true;
+        }
+        g.last_direct = now;
+        match std::io::Write::write(&mut w, &g.buf) {
+            Ok(n) if n == g.buf.len() => {
+                g.buf.clear();
+                false
+            }
+            Ok(n) => {
+                g.buf.drain(..n);
+                true
+            }
+            // Would block, or an error the reactor will see and handle.
+            Err(_) => true,
+        }
     }
 }
 
@@ -259,16 +321,13 @@ impl Net {
         remote: &Arc<Remote>,
         token: mio::Token,
         framing: Framing,
+        writer: Option<std::net::TcpStream>,
     ) -> Option<Arc<Out>> {
         let mut st = remote.st.lock();
         if matches!(st.link, Link::Up(_) | Link::Down) {
             return None;
         }
-        let out = Arc::new(Out {
-            token,
-            framing,
-            buf: Mutex::new(Vec::new()),
-        });
+        let out = Arc::new(Out::new(token, framing, writer));
         for (name, msg) in std::mem::take(&mut st.queue) {
             out.push(&name, &msg);
         }

@@ -32,8 +32,8 @@ use std::collections::VecDeque;
 /// What travels through a port's inbox.
 pub(crate) enum Item {
     Msg(Message),
-    /// A message from another node (it never skips the inbox, so
-    /// `src_node` can be set while it is handled).
+    /// A message from another node: `src_node` is set while a callback
+    /// handles it.
     Remote(Message, crate::NodeId),
     Kill(Reason),
     Change(HandlerChange),
@@ -105,6 +105,18 @@ impl PortCell {
         if st.dead {
             return Pushed::Dead;
         }
+        // A message from another node takes the direct paths too: a
+        // thread or a waiting call has no use for its source node.
+        let item = match item {
+            Item::Remote(msg, src) => {
+                if st.inbox.is_empty() && !st.scheduled && !matches!(st.direct, Direct::No) {
+                    Item::Msg(msg)
+                } else {
+                    Item::Remote(msg, src)
+                }
+            }
+            other => other,
+        };
         if let Item::Msg(msg) = item {
             if st.inbox.is_empty() && !st.scheduled {
                 match &st.direct {

@@ -1,0 +1,253 @@
+//! Network figures: this process against a peer process (the figures
+//! binary re-run with `--net-peer`), over TCP on 127.0.0.1.
+//!
+//! The peer runs two nodes, one accepting only json and one preferring
+//! cbor (each direction uses the receiver's preference), each with a
+//! sink port (counts `["tag", ...]`, answers `["end", reply]` with the
+//! count) and an echo port (`[reply, x]` → `[x]`), plus a raw TCP echo
+//! server for the baseline.
+
+use super::{median, Figure, Group};
+use aemp::transport::Framing;
+use aemp::{msg, Config, Node, PortId};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+const SECRET: &str = "figures";
+
+fn peer_node(tag: &str, framings: &[Framing]) -> (Node, PortId, PortId) {
+    let node = Node::with_config(
+        Config::new(format!("fig-{tag}/%u"))
+            .bind("127.0.0.1:0")
+            .secret(SECRET)
+            .framings(framings),
+    )
+    .expect("peer node");
+    let mut count = 0u64;
+    let n = node.clone();
+    let sink = node.port_fn(move |m| {
+        if m.tag() == Some("end") {
+            if let Ok(reply) = PortId::try_from(&m[1]) {
+                n.snd(&reply, msg!["count", count]);
+            }
+            count = 0;
+        } else {
+            count += 1;
+        }
+    });
+    let n = node.clone();
+    let echo = node.port_fn(move |m| {
+        if let Some(Ok(reply)) = m.first().map(PortId::try_from) {
+            n.snd(&reply, m[1..].iter().cloned().collect());
+        }
+    });
+    (node, sink, echo)
+}
+
+/// The peer process: prints `READY` with what the measuring side needs,
+/// then serves until its stdin closes.
+pub fn peer_main() {
+    let (json, jsink, jecho) = peer_node("json", &[Framing::Json]);
+    let (cbor, csink, cecho) = peer_node("cbor", &[Framing::Cbor, Framing::Json]);
+    let raw = TcpListener::bind("127.0.0.1:0").expect("raw listener");
+    let raw_addr = raw.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in raw.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut s = s;
+                let _ = s.set_nodelay(true);
+                let mut buf = [0u8; 32];
+                while s.read_exact(&mut buf).is_ok() {
+                    if s.write_all(&buf).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    println!(
+        "READY {} {} {jsink} {jecho} {} {} {csink} {cecho} {raw_addr}",
+        json.id(),
+        json.listen_addrs()[0],
+        cbor.id(),
+        cbor.listen_addrs()[0],
+    );
+    let mut line = String::new();
+    while std::io::stdin().read_line(&mut line).is_ok_and(|n| n > 0) {
+        line.clear();
+    }
+}
+
+struct Peer {
+    local: Node,
+    jsink: PortId,
+    jecho: PortId,
+    csink: PortId,
+    raw: String,
+}
+
+/// The peer process, started on first use; it exits when we do (its
+/// stdin closes).
+fn peer() -> &'static Peer {
+    static PEER: OnceLock<Peer> = OnceLock::new();
+    PEER.get_or_init(|| {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .arg("--net-peer")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("cannot start the peer process");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("peer output");
+        // Keep the pipe open for our lifetime.
+        std::mem::forget(child.stdin.take());
+        std::mem::forget(child);
+        let f: Vec<&str> = line
+            .trim()
+            .strip_prefix("READY ")
+            .expect("READY")
+            .split(' ')
+            .collect();
+        let local = Node::with_config(Config::new("fig-local/%u").secret(SECRET)).unwrap();
+        local.add_address(&f[0].parse().unwrap(), f[1]).unwrap();
+        local.add_address(&f[4].parse().unwrap(), f[5]).unwrap();
+        let peer = Peer {
+            local,
+            jsink: f[2].parse().unwrap(),
+            jecho: f[3].parse().unwrap(),
+            csink: f[6].parse().unwrap(),
+            raw: f[8].to_string(),
+        };
+        // Connect both nodes before measuring.
+        roundtrip(&peer.local, &peer.jecho, 1);
+        roundtrip(&peer.local, &f[7].parse().unwrap(), 1);
+        peer
+    })
+}
+
+/// Sends `n` messages made by `make` to `sink`; returns messages/s.
+fn oneway(sink: &PortId, n: u64, make: impl Fn(u64) -> aemp::Message) -> f64 {
+    let local = &peer().local;
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let reply = local.port_fn(move |m| {
+        let _ = tx.send(m);
+    });
+    let t = Instant::now();
+    for i in 0..n {
+        local.snd(sink, make(i));
+    }
+    local.snd(sink, msg!["end", &reply]);
+    let got = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("the peer did not answer");
+    let secs = t.elapsed().as_secs_f64();
+    assert_eq!(got, msg!["count", n], "messages lost");
+    let _ = local.kil(&reply, aemp::Reason::normal());
+    n as f64 / secs
+}
+
+/// Round trips through `echo` from a thread port (the pong goes straight
+/// to its thread); the RTTs in µs.
+fn roundtrip(local: &Node, echo: &PortId, rounds: u32) -> Vec<f64> {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let echo = echo.clone();
+    local.port_thread(move |mb| {
+        let me = mb.port().clone();
+        let node = mb.node().clone();
+        let mut rtts = Vec::with_capacity(rounds as usize);
+        for i in 0..rounds {
+            let t = Instant::now();
+            node.snd(&echo, msg![&me, i]);
+            if mb.get_timeout(Duration::from_secs(30))?.is_none() {
+                break;
+            }
+            rtts.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        let _ = tx.send(rtts);
+        Ok::<(), aemp::Error>(())
+    });
+    let rtts = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("round trips did not finish");
+    assert_eq!(rtts.len(), rounds as usize, "no pong from the peer");
+    rtts
+}
+
+fn tcp_roundtrip(addr: &str, rounds: u32) -> Vec<f64> {
+    let mut s = TcpStream::connect(addr).expect("raw peer");
+    s.set_nodelay(true).unwrap();
+    let mut buf = [7u8; 32];
+    (0..rounds)
+        .map(|_| {
+            let t = Instant::now();
+            s.write_all(&buf).unwrap();
+            s.read_exact(&mut buf).unwrap();
+            t.elapsed().as_secs_f64() * 1e6
+        })
+        .collect()
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len() as f64
+}
+
+fn p99(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[(v.len() * 99 / 100).min(v.len() - 1)]
+}
+
+pub fn groups(quick: bool) -> Vec<Group> {
+    let runs = if quick { 3 } else { 5 };
+    let n: u64 = if quick { 200_000 } else { 1_000_000 };
+    let n1k: u64 = if quick { 20_000 } else { 200_000 };
+    let rounds: u32 = if quick { 2_000 } else { 10_000 };
+    vec![
+        Group::new("remote_oneway", move || {
+            let p = peer();
+            let json = median(runs, || oneway(&p.jsink, n, |i| msg!["tag", i]));
+            let cbor = median(runs, || oneway(&p.csink, n, |i| msg!["tag", i]));
+            vec![
+                Figure::new("remote_oneway_msgs_per_s", json, "msgs/s"),
+                Figure::new("remote_oneway_cbor_msgs_per_s", cbor, "msgs/s"),
+            ]
+        }),
+        Group::new("remote_1k", move || {
+            let p = peer();
+            let text = "x".repeat(1000);
+            let rate = median(runs, || oneway(&p.jsink, n1k, |_| msg!["tag", &text]));
+            vec![Figure::new(
+                "remote_1k_mb_per_s",
+                rate * 1000.0 / 1e6,
+                "MB/s",
+            )]
+        }),
+        Group::new("remote_pingpong", move || {
+            let p = peer();
+            let mut all = Vec::new();
+            let rtt = median(runs, || {
+                let v = roundtrip(&p.local, &p.jecho, rounds);
+                all.extend_from_slice(&v);
+                mean(&v)
+            });
+            let mut base_all = Vec::new();
+            let base = median(runs, || {
+                let v = tcp_roundtrip(&p.raw, rounds);
+                base_all.extend_from_slice(&v);
+                mean(&v)
+            });
+            vec![
+                Figure::new("remote_pingpong_rtt_us", rtt, "us"),
+                Figure::new("remote_pingpong_p99_us", p99(&all), "us"),
+                Figure::new("baseline_tcp_pingpong_rtt_us", base, "us"),
+                Figure::new("baseline_tcp_pingpong_p99_us", p99(&base_all), "us"),
+                Figure::new("remote_pingpong_vs_tcp", rtt / base, "ratio"),
+            ]
+        }),
+    ]
+}
