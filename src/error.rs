@@ -163,6 +163,12 @@ pub enum Error {
         /// The node's ID.
         node: String,
     },
+    /// The configured TLS certificate PEM is unusable.
+    #[error("bad TLS certificate: {problem}")]
+    BadCert {
+        /// What is wrong with it.
+        problem: String,
+    },
     /// The network could not be started.
     #[error("cannot start the network: {problem}")]
     NetworkStart {

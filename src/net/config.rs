@@ -34,9 +34,11 @@ pub struct Config {
     pub binds: Vec<String>,
     /// The shared secret authenticating nodes to each other.
     pub secret: Option<String>,
-    /// PEM text with a private key and a certificate (and optionally a CA).
-    /// Only announced for now: TLS is not implemented yet, so a node with a
-    /// cert still needs the secret.
+    /// PEM text with a private key and a certificate (and optionally CA
+    /// certificates). When both nodes have one, the connection runs over
+    /// TLS and each verifies the other against the certificates in this
+    /// PEM (so nodes share one self-signed certificate, or one CA); then
+    /// no secret is needed. A cert on one side only falls back to hmac.
     pub cert: Option<String>,
     /// How long a handshake and a connection attempt may take before the
     /// node counts as unreachable. Default 30 s.

@@ -2,6 +2,7 @@
 //! then the data phase; its pending writes; packet encoding.
 
 use super::remote::{Out, Remote};
+use super::tls::Tls;
 use crate::transport::{Decoder, Framing, Handshake};
 use mio::net::TcpStream;
 use serde_json::Value;
@@ -27,6 +28,8 @@ pub(crate) struct Conn {
     /// The outgoing TCP connect has not completed yet.
     pub(crate) tcp_connecting: bool,
     pub(crate) phase: Phase,
+    /// The TLS session, once started.
+    pub(crate) tls: Option<Box<Tls>>,
     /// The peer, once its greeting passed.
     pub(crate) peer: Option<Arc<Remote>>,
     /// Bytes the reactor is writing; `wpos` of them are written.
@@ -53,6 +56,19 @@ impl Conn {
         }
     }
 
+    /// Queues handshake bytes, encrypted once TLS runs.
+    pub(crate) fn send_plain(&mut self, bytes: &[u8]) -> Result<(), String> {
+        match self.tls.as_mut() {
+            Some(tls) if tls.is_ready() => {
+                tls.write(bytes)?;
+                let cipher = tls.take_output();
+                self.wbuf.extend_from_slice(&cipher);
+            }
+            _ => self.wbuf.extend_from_slice(bytes),
+        }
+        Ok(())
+    }
+
     /// Writes pending bytes, refilling from the shared outgoing buffer,
     /// until everything is written or the socket would block.
     pub(crate) fn flush(&mut self) -> io::Result<()> {
@@ -68,8 +84,21 @@ impl Conn {
                 }
                 if let Phase::Up { out, .. } = &self.phase {
                     let mut g = out.inner.lock();
-                    std::mem::swap(&mut g.buf, &mut self.wbuf);
-                    g.busy = !self.wbuf.is_empty();
+                    match self.tls.as_mut() {
+                        None => {
+                            std::mem::swap(&mut g.buf, &mut self.wbuf);
+                            g.busy = !self.wbuf.is_empty();
+                        }
+                        Some(tls) => {
+                            let plain = std::mem::take(&mut g.buf);
+                            g.busy = !plain.is_empty();
+                            drop(g);
+                            if !plain.is_empty() {
+                                tls.write(&plain).map_err(io::Error::other)?;
+                                self.wbuf = tls.take_output();
+                            }
+                        }
+                    }
                 }
                 if self.wbuf.is_empty() {
                     return Ok(());

@@ -11,6 +11,7 @@
 //! - `requests.rs`: node-port requests that need the sending node
 //!   (`mon1`, `mon0`, `kil1`, `kil0`).
 //! - `nodes.rs`: `mon_nodes` callbacks.
+//! - `tls.rs`: TLS sessions over in-memory pipes (OpenSSL).
 //!
 //! Senders encode on their own thread into the connection's outgoing
 //! buffer and wake the reactor only when that buffer was empty, so many
@@ -22,6 +23,7 @@ mod nodes;
 mod reactor;
 mod remote;
 mod requests;
+mod tls;
 
 pub use config::Config;
 
@@ -44,6 +46,7 @@ pub(crate) struct Net {
     node: Weak<NodeInner>,
     id: NodeId,
     hs: transport::Config,
+    tls: Option<tls::TlsConfig>,
     monitor_timeout: Duration,
     connect_interval: Duration,
     nodelay: bool,
@@ -91,9 +94,13 @@ impl Node {
         hs.auth_offer = cfg.auth_offer.clone();
         hs.auth_accept = cfg.auth_accept.clone();
         hs.timeout = cfg.monitor_timeout;
-        if cfg.cert.is_some() {
-            log::warn!("node {id}: TLS is not implemented yet; the cert is ignored");
-        }
+        let tls = match &cfg.cert {
+            Some(pem) => {
+                Some(tls::TlsConfig::from_pem(pem).map_err(|problem| Error::BadCert { problem })?)
+            }
+            None => None,
+        };
+        hs.have_cert = tls.is_some();
         let mut binds = Vec::new();
         for b in &cfg.binds {
             binds.extend(config::parse_bind(b)?.into_iter().map(|a| (b.clone(), a)));
@@ -103,6 +110,7 @@ impl Node {
             node: Arc::downgrade(&node.inner),
             id: id.clone(),
             hs,
+            tls,
             monitor_timeout: cfg.monitor_timeout,
             connect_interval: cfg.connect_interval,
             nodelay: cfg.nodelay,

@@ -7,6 +7,7 @@
 use super::config::parse_addr;
 use super::conn::{Conn, Phase, ReadState};
 use super::remote::Remote;
+use super::tls::Tls;
 use super::{requests, Net};
 use crate::error::{Error, Result};
 use crate::transport::{Decoder, Event, Handshake};
@@ -323,6 +324,7 @@ impl Reactor {
                 dialed,
                 tcp_connecting,
                 phase: Phase::Handshake(hs),
+                tls: None,
                 peer: None,
                 wbuf,
                 wpos: 0,
@@ -405,12 +407,35 @@ impl Reactor {
         conn.flush().map_err(|e| format!("write error: {e}"))
     }
 
-    /// Bytes arrived on `conn`.
+    /// Bytes arrived on `conn` (ciphertext once TLS runs).
     fn received(&mut self, token: Token, conn: &mut Conn, data: &[u8]) -> Result<(), String> {
+        let Some(tls) = conn.tls.as_mut() else {
+            return self.received_plain(token, conn, data);
+        };
+        let mut plain = Vec::new();
+        let ready = tls.feed(data, &mut plain)?;
+        let cipher = tls.take_output();
+        conn.wbuf.extend_from_slice(&cipher);
+        if ready {
+            if let Phase::Handshake(hs) = &mut conn.phase {
+                hs.tls_established().map_err(|e| e.to_string())?;
+                let out = hs.take_output();
+                conn.send_plain(&out)?;
+            }
+        }
+        if plain.is_empty() {
+            return Ok(());
+        }
+        self.received_plain(token, conn, &plain)
+    }
+
+    /// Plaintext arrived on `conn`.
+    fn received_plain(&mut self, token: Token, conn: &mut Conn, data: &[u8]) -> Result<(), String> {
         let events = match &mut conn.phase {
             Phase::Handshake(hs) => {
                 let events = hs.feed(data).map_err(|e| e.to_string());
-                conn.wbuf.extend(hs.take_output());
+                let out = hs.take_output();
+                conn.send_plain(&out)?;
                 events?
             }
             Phase::Up { dec, .. } => {
@@ -421,19 +446,35 @@ impl Reactor {
         for ev in events {
             match ev {
                 Event::PeerGreeting { node_id, .. } => self.greeting(token, conn, node_id)?,
-                Event::StartTls { .. } => return Err("TLS is not supported by this node".into()),
+                Event::StartTls { client, ciphertext } => {
+                    let cfg = self
+                        .net
+                        .tls
+                        .as_ref()
+                        .ok_or("TLS requested, but this node has no certificate")?;
+                    let mut tls = Box::new(Tls::start(cfg, client)?);
+                    let hello = tls.take_output();
+                    conn.wbuf.extend_from_slice(&hello);
+                    conn.tls = Some(tls);
+                    // The handshake stops at StartTls: this was the last event.
+                    return self.received(token, conn, &ciphertext);
+                }
                 Event::Established(est) => {
                     let remote = match &conn.peer {
                         Some(r) => r.clone(),
                         None => self.net.remote(&est.peer_node_id),
                     };
-                    // Senders write directly when the connection is idle.
-                    let writer = conn
-                        .sock
-                        .as_fd()
-                        .try_clone_to_owned()
-                        .map(std::net::TcpStream::from)
-                        .ok();
+                    // Senders write directly when the connection is idle
+                    // (not under TLS: the session lives here).
+                    let writer = if conn.tls.is_some() {
+                        None
+                    } else {
+                        conn.sock
+                            .as_fd()
+                            .try_clone_to_owned()
+                            .map(std::net::TcpStream::from)
+                            .ok()
+                    };
                     let out = self
                         .net
                         .established(&remote, token, est.send_framing, writer)

@@ -7,6 +7,7 @@ mod monitors;
 mod nodes;
 mod process;
 mod robustness;
+mod tls;
 
 use aemp::{Config, Node};
 use crossbeam_channel::Receiver;

@@ -1,0 +1,179 @@
+//! TLS (protocol.md §5) over in-memory pipes, so the reactor keeps owning
+//! the socket: ciphertext read from the socket is fed in, plaintext comes
+//! out, and plaintext written produces ciphertext to send.
+//!
+//! Both ends verify the peer's certificate against the configured PEM
+//! (trust roots = the certificates in it), the server requires a client
+//! certificate, host names are not checked. OpenSSL is used directly:
+//! native-tls (which wraps it on Linux) cannot require or verify client
+//! certificates.
+
+use openssl::pkey::PKey;
+use openssl::ssl::{
+    HandshakeError, MidHandshakeSslStream, SslAcceptor, SslConnector, SslMethod, SslStream,
+    SslVerifyMode, SslVersion,
+};
+use openssl::x509::X509;
+use std::io::{self, Read, Write};
+
+/// The TLS contexts built from the configured PEM.
+pub(crate) struct TlsConfig {
+    connector: SslConnector,
+    acceptor: SslAcceptor,
+}
+
+impl TlsConfig {
+    /// Builds both contexts from PEM text holding a private key and a
+    /// certificate (and optionally CA certificates).
+    pub(crate) fn from_pem(pem: &str) -> Result<TlsConfig, String> {
+        let key = PKey::private_key_from_pem(pem.as_bytes())
+            .map_err(|e| format!("no usable private key in the PEM: {e}"))?;
+        let certs = X509::stack_from_pem(pem.as_bytes())
+            .map_err(|e| format!("bad certificate in the PEM: {e}"))?;
+        let Some(own) = certs.first() else {
+            return Err("no certificate in the PEM".into());
+        };
+        let err = |e: openssl::error::ErrorStack| e.to_string();
+        let mut acc = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).map_err(err)?;
+        let mut con = SslConnector::builder(SslMethod::tls()).map_err(err)?;
+        for b in [&mut *acc, &mut *con] {
+            b.set_private_key(&key).map_err(err)?;
+            b.set_certificate(own).map_err(err)?;
+            b.check_private_key()
+                .map_err(|e| format!("the key does not match the certificate: {e}"))?;
+            b.set_min_proto_version(Some(SslVersion::TLS1_2))
+                .map_err(err)?;
+            for c in &certs {
+                b.cert_store_mut().add_cert(c.clone()).map_err(err)?;
+            }
+        }
+        acc.set_verify(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT);
+        con.set_verify(SslVerifyMode::PEER);
+        Ok(TlsConfig {
+            connector: con.build(),
+            acceptor: acc.build(),
+        })
+    }
+}
+
+/// Ciphertext in and out.
+#[derive(Default)]
+pub(crate) struct Pipe {
+    input: Vec<u8>,
+    pos: usize,
+    output: Vec<u8>,
+}
+
+impl Read for Pipe {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pos == self.input.len() {
+            self.input.clear();
+            self.pos = 0;
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = buf.len().min(self.input.len() - self.pos);
+        buf[..n].copy_from_slice(&self.input[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+impl Write for Pipe {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.output.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// One connection's TLS session.
+pub(crate) enum Tls {
+    Handshaking(MidHandshakeSslStream<Pipe>),
+    Ready(SslStream<Pipe>),
+    Failed,
+}
+
+impl Tls {
+    /// Starts TLS in the given role (the smaller nonce is the client).
+    pub(crate) fn start(cfg: &TlsConfig, client: bool) -> Result<Tls, String> {
+        let res = if client {
+            let c = cfg
+                .connector
+                .configure()
+                .map_err(|e| e.to_string())?
+                .verify_hostname(false)
+                .use_server_name_indication(false);
+            c.connect("aemp", Pipe::default())
+        } else {
+            cfg.acceptor.accept(Pipe::default())
+        };
+        Tls::from_handshake(res)
+    }
+
+    fn from_handshake(res: Result<SslStream<Pipe>, HandshakeError<Pipe>>) -> Result<Tls, String> {
+        match res {
+            Ok(s) => Ok(Tls::Ready(s)),
+            Err(HandshakeError::WouldBlock(mid)) => Ok(Tls::Handshaking(mid)),
+            Err(HandshakeError::Failure(mid)) => {
+                Err(format!("TLS handshake failed: {}", mid.error()))
+            }
+            Err(HandshakeError::SetupFailure(e)) => Err(format!("TLS setup failed: {e}")),
+        }
+    }
+
+    fn pipe(&mut self) -> Option<&mut Pipe> {
+        match self {
+            Tls::Handshaking(m) => Some(m.get_mut()),
+            Tls::Ready(s) => Some(s.get_mut()),
+            Tls::Failed => None,
+        }
+    }
+
+    pub(crate) fn is_ready(&self) -> bool {
+        matches!(self, Tls::Ready(_))
+    }
+
+    /// Feeds ciphertext; appends the plaintext it yields to `plain`.
+    /// Returns true when this completed the TLS handshake.
+    pub(crate) fn feed(&mut self, data: &[u8], plain: &mut Vec<u8>) -> Result<bool, String> {
+        let pipe = self.pipe().ok_or("TLS failed earlier")?;
+        pipe.input.extend_from_slice(data);
+        let mut became_ready = false;
+        if let Tls::Handshaking(_) = self {
+            let Tls::Handshaking(mid) = std::mem::replace(self, Tls::Failed) else {
+                unreachable!("checked above")
+            };
+            *self = Tls::from_handshake(mid.handshake())?;
+            became_ready = self.is_ready();
+        }
+        if let Tls::Ready(s) = self {
+            let mut buf = [0u8; 16 << 10];
+            loop {
+                match s.read(&mut buf) {
+                    Ok(0) => return Err("TLS session closed by peer".into()),
+                    Ok(n) => plain.extend_from_slice(&buf[..n]),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(format!("TLS error: {e}")),
+                }
+            }
+        }
+        Ok(became_ready)
+    }
+
+    /// Encrypts plaintext (only once ready).
+    pub(crate) fn write(&mut self, plain: &[u8]) -> Result<(), String> {
+        match self {
+            Tls::Ready(s) => s.write_all(plain).map_err(|e| format!("TLS error: {e}")),
+            _ => Err("TLS is not ready for data".into()),
+        }
+    }
+
+    /// The ciphertext to send.
+    pub(crate) fn take_output(&mut self) -> Vec<u8> {
+        self.pipe()
+            .map(|p| std::mem::take(&mut p.output))
+            .unwrap_or_default()
+    }
+}
