@@ -13,6 +13,16 @@
 //!   `mon_send`, `mon_guard`), [`Node::spawn`], [`Node::cal`],
 //!   [`Node::call`], [`Node::after`], [`Node::peval`], [`psub`].
 //!
+//! - Networking: [`Node::with_config`] (or [`configure`] for the
+//!   process-wide node) with a [`Config`] makes a node that talks to other
+//!   nodes — Rust or Perl AnyEvent::MP 2.x — over TCP (hmac or TLS auth,
+//!   json or cbor framing). `snd`, `kil`, `mon` and `spawn` then work on
+//!   remote ports too; [`Node::connect`], [`Node::up_nodes`],
+//!   [`Node::node_is_up`], [`Node::mon_nodes`] and [`src_node`] tell about
+//!   the network. After `mon`, a message is delivered in order or the
+//!   monitor fires (with `["transport_error", node, text]` on connection
+//!   loss): never a silent hole.
+//!
 //! Each `Node` method has a free-function twin ([`snd`], [`port_fn`],
 //! [`kil`], ...) acting on the *current* node: the node whose port code is
 //! running, else the process-wide [`default_node`].

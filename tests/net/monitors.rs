@@ -143,3 +143,36 @@ fn unknown_spawn_function_kills_with_die_55() {
     let (_g, rx) = mon_chan(&a, &p);
     assert_eq!(recv(&rx).kind(), Some("die"));
 }
+
+#[test]
+fn restarted_node_never_matches_old_port_ids_47() {
+    let a = node("a");
+    let b1 = Node::with_config(cfg("unused").clone_with_id("fixed/restart")).unwrap();
+    a.add_address(b1.id(), &addr(&b1)).unwrap();
+    let (old, rx) = sink(&b1);
+    let (_g, died) = mon_chan(&a, &old);
+    a.snd(&old, msg!["before"]);
+    assert_eq!(recv(&rx), msg!["before"]);
+    b1.net_shutdown(); // the process "dies"
+    assert_eq!(recv(&died).kind(), Some("transport_error"));
+    // The same node ID comes back elsewhere.
+    let b2 = Node::with_config(cfg("unused").clone_with_id("fixed/restart")).unwrap();
+    a.add_address(b2.id(), &addr(&b2)).unwrap();
+    let (new, rx2) = sink(&b2);
+    a.snd(&new, msg!["after"]);
+    assert_eq!(recv(&rx2), msg!["after"]);
+    let (_g2, died2) = mon_chan(&a, &old);
+    assert_eq!(recv(&died2).kind(), Some("no_such_port"));
+    nothing(&rx, 50);
+}
+
+trait WithId {
+    fn clone_with_id(self, id: &str) -> Self;
+}
+
+impl WithId for aemp::Config {
+    fn clone_with_id(mut self, id: &str) -> Self {
+        self.node_id = id.to_string();
+        self
+    }
+}
