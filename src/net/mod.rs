@@ -53,8 +53,9 @@ pub(crate) struct Net {
     /// `AEMP_TRACE=1`: one log line per packet.
     trace: bool,
     remotes: RwLock<HashMap<String, Arc<Remote>>>,
-    /// Known addresses of other nodes.
-    addresses: Mutex<HashMap<String, Vec<String>>>,
+    /// Known addresses of other nodes, resolved when learned (so the
+    /// reactor never waits for DNS): `(text, address)` in trial order.
+    addresses: Mutex<HashMap<String, Vec<(String, SocketAddr)>>>,
     listen: Vec<SocketAddr>,
     reactor: reactor::Handle,
     nodes: nodes::NodeMonitors,
@@ -70,6 +71,17 @@ impl Drop for NetHandle {
 }
 
 impl Net {
+    /// Remembers resolved addresses of `node` (duplicates ignored).
+    fn learn(&self, node: &str, text: &str, addrs: Vec<SocketAddr>) {
+        let mut map = self.addresses.lock();
+        let list = map.entry(node.to_string()).or_default();
+        for a in addrs {
+            if !list.iter().any(|(_, known)| *known == a) {
+                list.push((text.to_string(), a));
+            }
+        }
+    }
+
     pub(crate) fn node(&self) -> Option<Node> {
         self.node.upgrade().map(|inner| Node { inner })
     }
@@ -116,11 +128,16 @@ impl Node {
             nodelay: cfg.nodelay,
             trace: std::env::var("AEMP_TRACE").is_ok_and(|v| v != "0" && !v.is_empty()),
             remotes: RwLock::new(HashMap::new()),
-            addresses: Mutex::new(cfg.addresses.clone()),
+            addresses: Mutex::new(HashMap::new()),
             listen,
             reactor: handle,
             nodes: nodes::NodeMonitors::default(),
         });
+        for (peer, list) in &cfg.addresses {
+            for text in list {
+                net.learn(peer, text, config::parse_addr(text)?);
+            }
+        }
         run(net.clone())?;
         let _ = node.inner.net.set(NetHandle(net));
         Ok(node)
@@ -152,12 +169,7 @@ impl Node {
     /// Adds a known address of `node` (like [`Config::address`]).
     pub fn add_address(&self, node: &NodeId, addr: &str) -> Result<()> {
         let net = self.need_net("add_address")?;
-        config::parse_addr(addr)?;
-        let mut map = net.addresses.lock();
-        let list = map.entry(node.to_string()).or_default();
-        if !list.iter().any(|a| a == addr) {
-            list.push(addr.to_string());
-        }
+        net.learn(node.as_str(), addr, config::parse_addr(addr)?);
         Ok(())
     }
 

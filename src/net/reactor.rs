@@ -4,7 +4,6 @@
 //! writes outgoing buffers and routes incoming packets into port inboxes.
 //! It never runs user code and never blocks except in `poll`.
 
-use super::config::parse_addr;
 use super::conn::{Conn, Phase, ReadState};
 use super::remote::Remote;
 use super::tls::Tls;
@@ -275,12 +274,9 @@ impl Reactor {
                 .cloned()
                 .unwrap_or_default();
             if !known.is_empty() {
-                let text = known[dial.next % known.len()].clone();
+                let (text, addr) = known[dial.next % known.len()].clone();
                 dial.next += 1;
-                match parse_addr(&text) {
-                    Ok(addrs) => self.start_connect(addrs[0], text, Some(dial.remote.clone())),
-                    Err(e) => log::warn!("{}: cannot connect to {key}: {e}", self.net.id),
-                }
+                self.start_connect(addr, text, Some(dial.remote.clone()));
             }
             dial.next_at = now + self.net.connect_interval;
             self.dials.insert(key, dial);
@@ -505,10 +501,8 @@ impl Reactor {
         self.net.may_connect(&remote)?;
         if let Some(None) = conn.dialed {
             // Node::connect: now we know whose address this is.
-            let mut map = self.net.addresses.lock();
-            let list = map.entry(node_id.clone()).or_default();
-            if !list.contains(&conn.addr) {
-                list.push(conn.addr.clone());
+            if let Ok(a) = conn.sock.peer_addr() {
+                self.net.learn(&node_id, &conn.addr, vec![a]);
             }
         }
         if let Some(other) = self.greeted.get(&node_id).copied() {

@@ -32,6 +32,21 @@ pub(crate) enum Link {
     Up(Arc<Out>),
     /// Lost; waiting for the monitors to fire. Sends are dropped.
     Down,
+    /// The monitors are firing on this thread (the dispatcher): its sends
+    /// (from monitor callbacks, e.g. a supervisor's respawn) are queued
+    /// for a new connection; other threads' sends are still dropped.
+    Firing(std::thread::ThreadId),
+}
+
+impl Link {
+    /// Down for the calling thread: sends are dropped.
+    fn is_down(&self) -> bool {
+        match self {
+            Link::Down => true,
+            Link::Firing(t) => *t != std::thread::current().id(),
+            _ => false,
+        }
+    }
 }
 
 pub(crate) struct RemoteState {
@@ -177,8 +192,12 @@ impl Net {
             log::info!(target: "aemp::trace", "SND {} {}", remote.id, trace_text(name, &msg));
         }
         match &st.link {
+            _ if st.link.is_down() => {
+                log::debug!("dropping message to {}#{name}: connection lost", remote.id);
+                None
+            }
             Link::Up(out) => out.push(name, &msg).then_some(out.token),
-            Link::Connecting => {
+            Link::Connecting | Link::Firing(_) => {
                 st.queue.push((name.to_string(), msg));
                 None
             }
@@ -188,10 +207,7 @@ impl Net {
                 self.reactor.dial(remote.clone());
                 None
             }
-            Link::Down => {
-                log::debug!("dropping message to {}#{name}: connection lost", remote.id);
-                None
-            }
+            Link::Down => None,
         }
     }
 
@@ -200,7 +216,7 @@ impl Net {
         let remote = self.remote(port.node());
         let name = port.name().to_string();
         let mut st = remote.st.lock();
-        if matches!(st.link, Link::Down) {
+        if st.link.is_down() {
             drop(st);
             let reason = Reason::transport_error(port.node(), "connection lost");
             return match self.node() {
@@ -247,7 +263,7 @@ impl Net {
                 st.monitors.remove(name);
                 if !name.is_empty()
                     && removed.is_some()
-                    && matches!(st.link, Link::Up(_) | Link::Connecting)
+                    && matches!(st.link, Link::Up(_) | Link::Connecting | Link::Firing(_))
                 {
                     wake = self.send_locked(remote, &mut st, "", crate::msg!["mon0", name]);
                 }
@@ -324,7 +340,7 @@ impl Net {
         writer: Option<std::net::TcpStream>,
     ) -> Option<Arc<Out>> {
         let mut st = remote.st.lock();
-        if matches!(st.link, Link::Up(_) | Link::Down) {
+        if matches!(st.link, Link::Up(_) | Link::Down | Link::Firing(_)) {
             return None;
         }
         let out = Arc::new(Out::new(token, framing, writer));
@@ -356,34 +372,54 @@ impl Net {
         let queue = std::mem::take(&mut st.queue);
         let Some(node) = self.node() else { return };
         let reason = Reason::transport_error(remote.id.as_str(), text);
-        if was_up {
-            self.nodes
-                .notify(&node, remote.id.clone(), false, reason.clone());
+        if text == "connection closed by peer" {
+            log::info!("{}: connection to {} closed", self.id, remote.id);
+        } else {
+            log::warn!("{}: connection to {} failed: {text}", self.id, remote.id);
         }
-        log::info!("{}: connection to {} failed: {text}", self.id, remote.id);
         let (n, r) = (node.clone(), remote.clone());
+        let net = self.node_net();
         // Runs on the dispatcher, after the callbacks of packets already
         // routed; the link opens again only after every monitor fired.
+        // The node-down event is queued before the link may come up again
+        // (so up and down alternate), and runs when sends work again.
         node.task(move || {
             drop(held);
             drop(queue);
+            r.st.lock().link = Link::Firing(std::thread::current().id());
             for (_, list) in monitors {
                 for (_, action) in list {
                     n.fire(action, &reason);
                 }
             }
+            if let (true, Some(net)) = (was_up, net) {
+                net.nodes.notify(&n, r.id.clone(), false, reason);
+            }
             let mut st = r.st.lock();
-            if matches!(st.link, Link::Down) {
-                st.link = Link::Idle;
+            if matches!(st.link, Link::Firing(_)) {
+                if st.queue.is_empty() && st.monitors.is_empty() {
+                    st.link = Link::Idle;
+                } else if let Some(net) = n.net() {
+                    // The callbacks sent or monitored: connect again.
+                    st.link = Link::Connecting;
+                    net.reactor.dial(r.clone());
+                }
             }
         });
+    }
+
+    /// This node's network, for tasks that outlive the call.
+    fn node_net(&self) -> Option<Arc<Net>> {
+        self.node().and_then(|n| n.net().cloned())
     }
 
     /// Whether a new connection to `remote` may proceed past the greeting.
     pub(crate) fn may_connect(&self, remote: &Remote) -> Result<(), &'static str> {
         match remote.st.lock().link {
             Link::Up(_) => Err("already connected to that node"),
-            Link::Down => Err("the previous connection to that node is still shutting down"),
+            Link::Down | Link::Firing(_) => {
+                Err("the previous connection to that node is still shutting down")
+            }
             Link::Idle | Link::Connecting => Ok(()),
         }
     }

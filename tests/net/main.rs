@@ -23,6 +23,12 @@ pub fn cfg(tag: &str) -> Config {
         .connect_interval(Duration::from_millis(200))
 }
 
+/// `c` with its node ID pattern replaced.
+pub fn with_id(mut c: Config, id: &str) -> Config {
+    c.node_id = id.to_string();
+    c
+}
+
 pub fn node(tag: &str) -> Node {
     let _ = env_logger::builder().is_test(true).try_init();
     Node::with_config(cfg(tag)).unwrap()
