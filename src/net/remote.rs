@@ -298,6 +298,9 @@ impl Net {
         let Some(node) = self.node() else { return };
         let port = PortId::from_parts(node.id().as_str(), name);
         let (net, peer, pname) = (Arc::downgrade(self), remote.clone(), name.to_string());
+        // Locked until the guard is stored: the callback (a dispatcher task
+        // for a nonexistent port) looks for it under this lock.
+        let mut st = remote.st.lock();
         let guard = node.mon(&port, move |reason| {
             let Some(net) = net.upgrade() else { return };
             let mut req = crate::msg!["kil0", &pname];
@@ -318,7 +321,8 @@ impl Net {
                 net.reactor.flush(token);
             }
         });
-        let old = remote.st.lock().held.insert(name.to_string(), guard);
+        let old = st.held.insert(name.to_string(), guard);
+        drop(st);
         drop(old);
     }
 
