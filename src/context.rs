@@ -23,7 +23,12 @@ struct Ctx {
     kill_self: Option<Reason>,
 }
 
+type Deferred = Vec<(Node, Arc<PortCell>)>;
+
 thread_local! {
+    /// Ports to schedule when the current batch of incoming packets is
+    /// routed (the reactor's thread), see [`defer_schedules`].
+    static DEFERRED: RefCell<Option<Deferred>> = const { RefCell::new(None) };
     /// The node that sent the message being handled (`$SRCNODE`).
     static SRC: RefCell<Option<NodeId>> = const { RefCell::new(None) };
     static CTX: RefCell<Ctx> = RefCell::new(Ctx::default());
@@ -66,6 +71,42 @@ impl Drop for SrcGuard {
         let prev = self.0.take();
         SRC.with(|s| *s.borrow_mut() = prev);
     }
+}
+
+/// Until the returned guard drops, ports this thread schedules wait (in
+/// order) instead of going to their dispatcher at once. The reactor
+/// routes each chunk of packets under one guard, so that requests read
+/// together take effect together, as in the original's event loop: a
+/// spawn's init runs only after a `mon1` that came with it was served.
+pub(crate) fn defer_schedules() -> DeferGuard {
+    DEFERRED.with(|d| {
+        d.borrow_mut().get_or_insert_with(Vec::new);
+    });
+    DeferGuard(())
+}
+
+/// Schedules the deferred ports when dropped.
+pub(crate) struct DeferGuard(());
+
+impl Drop for DeferGuard {
+    fn drop(&mut self) {
+        let batch = DEFERRED.with(|d| d.borrow_mut().take()).unwrap_or_default();
+        for (node, cell) in batch {
+            node.schedule(cell);
+        }
+    }
+}
+
+/// Defers scheduling `cell` if a [`defer_schedules`] guard is active;
+/// otherwise hands it back.
+pub(crate) fn try_defer(node: &Node, cell: Arc<PortCell>) -> Option<Arc<PortCell>> {
+    DEFERRED.with(|d| match d.borrow_mut().as_mut() {
+        Some(list) => {
+            list.push((node.clone(), cell));
+            None
+        }
+        None => Some(cell),
+    })
 }
 
 pub(crate) fn current_node() -> Option<Node> {

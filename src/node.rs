@@ -344,6 +344,9 @@ impl Node {
     }
 
     pub(crate) fn schedule(&self, cell: Arc<PortCell>) {
+        let Some(cell) = context::try_defer(self, cell) else {
+            return;
+        };
         // The receiver lives as long as the node: a failed send means the
         // node is being torn down, and then nothing is left to deliver to.
         let _ = self.inner.jobs.send(Job::Port(cell));

@@ -498,7 +498,20 @@ impl Reactor {
                 ));
             }
         }
-        self.net.may_connect(&remote)?;
+        match self.net.may_connect(&remote) {
+            Ok(()) => {}
+            // The node connects again while we think we are connected: it
+            // restarted, or saw the old connection fail first. The earlier
+            // connection counts as failed (its monitors fire); this one is
+            // refused too, and the node's next attempt finds us free.
+            Err((Some(old), _)) if old != token => {
+                if let Some(c) = self.conns.remove(&old) {
+                    self.finish(old, c, "switched connections: the node connected again");
+                }
+                return Err("switched connections; the node must connect again".into());
+            }
+            Err((_, why)) => return Err(why.into()),
+        }
         if let Some(None) = conn.dialed {
             // Node::connect: now we know whose address this is.
             if let Ok(a) = conn.sock.peer_addr() {
@@ -531,6 +544,7 @@ impl Reactor {
             return Ok(());
         };
         let node = self.net.node().ok_or("the local node is gone")?;
+        let _batch = crate::context::defer_schedules();
         loop {
             match dec.next_packet() {
                 Ok(Some(packet)) => requests::route(&self.net, &node, remote, packet)?,

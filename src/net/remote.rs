@@ -418,12 +418,17 @@ impl Net {
     }
 
     /// Whether a new connection to `remote` may proceed past the greeting.
-    pub(crate) fn may_connect(&self, remote: &Remote) -> Result<(), &'static str> {
-        match remote.st.lock().link {
-            Link::Up(_) => Err("already connected to that node"),
-            Link::Down | Link::Firing(_) => {
-                Err("the previous connection to that node is still shutting down")
-            }
+    /// `Err(Some(token))`: the node is connected over `token` already.
+    pub(crate) fn may_connect(
+        &self,
+        remote: &Remote,
+    ) -> Result<(), (Option<mio::Token>, &'static str)> {
+        match &remote.st.lock().link {
+            Link::Up(out) => Err((Some(out.token), "already connected to that node")),
+            Link::Down | Link::Firing(_) => Err((
+                None,
+                "the previous connection to that node is still shutting down",
+            )),
             Link::Idle | Link::Connecting => Ok(()),
         }
     }

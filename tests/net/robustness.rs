@@ -242,3 +242,29 @@ fn random_cuts_never_make_holes_46() {
     }
     eprintln!("{cuts} cuts, {} received, {holes} gaps", seen.len());
 }
+
+/// A node that connects again while connected (it restarted, say): the
+/// earlier connection counts as failed, and its monitors fire.
+#[test]
+fn a_second_connection_from_a_node_fails_the_first() {
+    let (a, b) = pair();
+    let (p, rx) = sink(&b);
+    let (tx, died) = crossbeam_channel::unbounded();
+    a.mon(&p, move |r| tx.send(r).unwrap()).forget();
+    a.snd(&p, msg!["first"]);
+    assert_eq!(recv(&rx), msg!["first"]);
+    // "b" again, from a raw client with b's node ID.
+    let mut s = TcpStream::connect(addr(&a)).unwrap();
+    let mut cfg = HsConfig::new(b.id().as_str());
+    cfg.secret = Some(b"s".to_vec());
+    let mut hs = Handshake::new(cfg, Instant::now());
+    s.write_all(&hs.take_output()).unwrap();
+    let r = recv(&died);
+    assert_eq!(r.kind(), Some("transport_error"), "{r}");
+    assert!(closed_by_node(&mut s));
+    // Afterwards a and b talk again.
+    eventually(|| {
+        a.snd(&p, msg!["again"]);
+        rx.recv_timeout(Duration::from_millis(100)).is_ok()
+    });
+}
