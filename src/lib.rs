@@ -31,6 +31,11 @@
 //! assert_eq!(rx.recv().unwrap(), msg!["pong"]);
 //! ```
 
+/// The README's code, compiled and run as a doctest so that it stays true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 mod calls;
 mod context;
 mod dispatcher;
