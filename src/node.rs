@@ -264,6 +264,22 @@ impl Node {
         }
     }
 
+    /// Retires a blocking call's reply port at once, without a trip
+    /// through the dispatcher, unless someone monitors it.
+    pub(crate) fn close_reply_port(&self, cell: &Arc<PortCell>) {
+        {
+            let mut st = cell.state.lock();
+            if st.monitors.is_empty() && st.inbox.is_empty() {
+                st.dead = true;
+                st.direct = Direct::No;
+                drop(st);
+                self.inner.ports.remove(cell);
+                return;
+            }
+        }
+        self.kill_cell(cell, Reason::normal());
+    }
+
     pub(crate) fn lookup(&self, name: &str) -> Option<Arc<PortCell>> {
         self.inner.ports.get(name)
     }
