@@ -31,6 +31,8 @@
 //! assert_eq!(rx.recv().unwrap(), msg!["pong"]);
 //! ```
 
+#![warn(missing_docs)]
+
 /// The README's code, compiled and run as a doctest so that it stays true.
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
