@@ -50,6 +50,14 @@ pub enum Error {
         /// The node port.
         port: String,
     },
+    /// The node port serves the node protocol; its handlers are built in.
+    #[error("{what} is not possible on the node port {port}: its handlers are built in")]
+    NodePort {
+        /// The operation.
+        what: &'static str,
+        /// The node port.
+        port: String,
+    },
     /// An operation needs a current port (`self_port()`), but none is set.
     #[error("{what} needs a current port: call it inside a port callback, a thread port or peval")]
     NoCurrentPort {

@@ -291,6 +291,12 @@ impl Node {
                 port: port.to_string(),
             });
         }
+        if port.is_node_port() {
+            return Err(Error::NodePort {
+                what,
+                port: port.to_string(),
+            });
+        }
         self.lookup(port.name())
             .ok_or_else(|| no_such_port(what, port))
     }
