@@ -1,1 +1,2 @@
 //! aemp
+pub mod rpc;
