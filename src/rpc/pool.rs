@@ -424,14 +424,23 @@ impl<S: Serialiser> Inner<S> {
 
     /// A worker answered: account, run the user's callback, dispatch more.
     fn finished_job(self: &Arc<Self>, slot: u64, cb: Callback<S>, r: Result<S::Value, Error>) {
-        {
+        let became_idle = {
             let mut st = self.st.lock();
-            if let Some(s) = st.slots.iter_mut().find(|s| s.id == slot) {
-                s.load -= 1;
-                if s.load == 0 {
-                    s.idle_since = Instant::now();
+            let many = st.slots.len() > self.idle;
+            match st.slots.iter_mut().find(|s| s.id == slot) {
+                Some(s) => {
+                    s.load -= 1;
+                    if s.load == 0 {
+                        s.idle_since = Instant::now();
+                    }
+                    s.load == 0 && many
                 }
+                None => false,
             }
+        };
+        if became_idle {
+            // The manager may have to stop it after `stop`.
+            self.wake.notify_all();
         }
         cb(r);
         let mut st = self.st.lock();
