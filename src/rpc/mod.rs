@@ -62,6 +62,7 @@
 //! A Unix socket pair; the child finds its end in `AEMP_RPC_FD`. Frames are
 //! `kind u8, id u32, len u32` plus payload, so one message carries up to
 //! 4 GiB − 1 octets. Queued frames are sent in batches.
+#![warn(missing_docs)]
 
 mod child;
 mod error;
