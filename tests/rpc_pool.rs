@@ -144,10 +144,10 @@ fn pool_start_gap_145() {
     let p = pool("sleep")
         .max(3)
         .load(1)
-        .start(Duration::from_millis(250))
+        .start(Duration::from_millis(400))
         .build()
         .unwrap();
-    let results = run_all(&p, (0..3).map(|_| json!(1500)).collect());
+    let results = run_all(&p, (0..3).map(|_| json!(1200)).collect());
     let mut starts: Vec<u64> = results
         .iter()
         .map(|r| r.as_ref().unwrap()[1].as_u64().unwrap())

@@ -158,6 +158,7 @@ impl<S: Serialiser> PoolBuilder<S> {
                 queue: VecDeque::new(),
                 starting: 0,
                 alive: 0,
+                in_callbacks: 0,
                 closing: false,
                 finished: false,
                 last_start: None,
@@ -207,6 +208,9 @@ struct PoolState<S: Serialiser> {
     starting: usize,
     /// Worker processes not yet reaped.
     alive: usize,
+    /// User callbacks running right now (the pool is not finished before
+    /// they return).
+    in_callbacks: usize,
     closing: bool,
     finished: bool,
     last_start: Option<Instant>,
@@ -426,6 +430,7 @@ impl<S: Serialiser> Inner<S> {
     fn finished_job(self: &Arc<Self>, slot: u64, cb: Callback<S>, r: Result<S::Value, Error>) {
         let became_idle = {
             let mut st = self.st.lock();
+            st.in_callbacks += 1;
             let many = st.slots.len() > self.idle;
             match st.slots.iter_mut().find(|s| s.id == slot) {
                 Some(s) => {
@@ -442,8 +447,11 @@ impl<S: Serialiser> Inner<S> {
             // The manager may have to stop it after `stop`.
             self.wake.notify_all();
         }
-        cb(r);
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(r))).is_err() {
+            log::error!("rpc pool: a result callback panicked");
+        }
         let mut st = self.st.lock();
+        st.in_callbacks -= 1;
         let work = self.dispatch(&mut st);
         let notify =
             st.closing || !st.queue.is_empty() || st.slots.iter().any(|s| s.retired && s.load == 0);
@@ -510,7 +518,11 @@ impl<S: Serialiser> Inner<S> {
         let mut st = self.st.lock();
         loop {
             let now = Instant::now();
-            if st.closing && st.queue.is_empty() && st.slots.iter().all(|s| s.load == 0) {
+            if st.closing
+                && st.queue.is_empty()
+                && st.in_callbacks == 0
+                && st.slots.iter().all(|s| s.load == 0)
+            {
                 break;
             }
             let mut deadline: Option<Instant> = None;
