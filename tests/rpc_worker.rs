@@ -99,6 +99,10 @@ fn main() {
             "mismatched_serialiser_or_backend_refused",
             mismatched_serialiser_or_backend_refused,
         ),
+        (
+            "event_type_and_outside_worker_errors",
+            event_type_and_outside_worker_errors,
+        ),
         ("round_trip_100_mib", round_trip_100_mib),
     ]);
 }
@@ -642,5 +646,20 @@ fn round_trip_100_mib() {
     want.reverse();
     let got = rpc.call_wait(data, Duration::from_secs(50)).unwrap();
     assert!(got == want, "100 MiB came back reversed");
+    rpc.join(T).unwrap();
+}
+
+fn event_type_and_outside_worker_errors() {
+    let err = rpc::event(&json!(1)).unwrap_err();
+    assert!(matches!(err, Error::NotWorker { what: "event" }), "{err}");
+    assert!(rpc::retire().is_err());
+    assert!(!rpc::is_worker());
+    let rpc = json_rpc("wrong_event").on_event(|_| {}).spawn().unwrap();
+    let msg = rpc.call_wait(json!(null), T).unwrap();
+    let msg = msg.as_str().unwrap();
+    assert!(
+        msg.contains("alloc::vec::Vec<u8>") && msg.contains("json"),
+        "{msg}"
+    );
     rpc.join(T).unwrap();
 }

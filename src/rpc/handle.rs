@@ -442,7 +442,8 @@ impl<S: Serialiser> Rpc<S> {
     /// answered everything, exited and been reaped (after `on_destroy` or
     /// `on_error` ran). Other clones of the handle keep the worker running
     /// until they are dropped too. Returns the error that ended the worker,
-    /// if it did not end cleanly.
+    /// if it did not end cleanly. Do not call it from one of this worker's
+    /// own callbacks (they run on the thread it waits for).
     pub fn join(self, timeout: Duration) -> Result<(), Error> {
         let shared = self.shared.clone();
         drop(self);

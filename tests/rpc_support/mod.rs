@@ -129,6 +129,10 @@ pub fn register_workers() {
         std::thread::sleep(Duration::from_millis(300));
         rpc::event(&json!("done ran")).unwrap();
     });
+    // Emits an event of the wrong type; answers with the error text.
+    rpc::register_sync("wrong_event", Json::new(), |_v: Value| {
+        json!(rpc::event(&b"octets".to_vec()).unwrap_err().to_string())
+    });
     rpc::register_sync("event_raw", Raw, |v: Vec<u8>| {
         rpc::event(&v).unwrap();
         v
@@ -196,14 +200,51 @@ pub type Test = (&'static str, fn());
 /// exits non-zero on failure.
 pub fn run(tests: &[Test]) {
     let _ = env_logger::builder().is_test(true).try_init();
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
+    // Understands the libtest options test runners use: `--list`
+    // (`--format terse`, `--ignored`), `--exact`, `--skip NAME`; other
+    // options are ignored.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut filters = Vec::new();
+    let mut skips = Vec::new();
+    let (mut list, mut exact, mut ignored) = (false, false, false);
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i].as_str();
+        match a {
+            "--list" => list = true,
+            "--exact" => exact = true,
+            "--ignored" => ignored = true,
+            "--skip" => {
+                i += 1;
+                skips.extend(args.get(i).cloned());
+            }
+            "--test-threads" | "--format" | "--color" | "--logfile" | "-Z" => i += 1,
+            _ if a.starts_with('-') => {}
+            _ => filters.push(a.to_string()),
+        }
+        i += 1;
+    }
     let chosen: Vec<&Test> = tests
         .iter()
-        .filter(|(n, _)| filters.is_empty() || filters.iter().any(|f| n.contains(f.as_str())))
+        .filter(|(n, _)| {
+            filters.is_empty()
+                || filters.iter().any(|f| {
+                    if exact {
+                        n == f
+                    } else {
+                        n.contains(f.as_str())
+                    }
+                })
+        })
+        .filter(|(n, _)| !skips.iter().any(|s| n.contains(s.as_str())))
+        .filter(|_| !ignored)
         .collect();
+    if list {
+        for (name, _) in &chosen {
+            println!("{name}: test");
+        }
+        return;
+    }
     println!("\nrunning {} tests", chosen.len());
     let started = Instant::now();
     let (mut passed, mut failed) = (0, 0);
