@@ -55,10 +55,41 @@ fn spawn(function: &str, backend: Backend) -> Rpc<Raw> {
         .expect("start a worker")
 }
 
+/// Baseline for the round trip: one octet bounced between two threads over
+/// a Unix socket pair (two wake-ups; an RPC round trip needs three).
+fn socket_ping_pong_us(n: usize) -> f64 {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    let (mut a, mut b) = UnixStream::pair().expect("socketpair");
+    let echo = std::thread::spawn(move || {
+        let mut buf = [0u8; 1];
+        while b.read_exact(&mut buf).is_ok() {
+            if b.write_all(&buf).is_err() {
+                break;
+            }
+        }
+    });
+    let mut buf = [0u8; 1];
+    let t0 = Instant::now();
+    for _ in 0..n {
+        a.write_all(&[1]).expect("ping");
+        a.read_exact(&mut buf).expect("pong");
+    }
+    let us = t0.elapsed().as_secs_f64() * 1e6 / n as f64;
+    drop(a);
+    echo.join().expect("echo thread");
+    us
+}
+
 /// Measures the process-RPC figures; `quick` keeps it to a few seconds.
 pub fn figures(quick: bool) -> Vec<Figure> {
     let scale = if quick { 5 } else { 1 };
     let mut out = Vec::new();
+    out.push(Figure::new(
+        "rpc_baseline_socket_rtt_us",
+        socket_ping_pong_us(20_000 / scale),
+        "us",
+    ));
 
     // Sequential round trips of a trivial function.
     let rpc = spawn("figures_echo", Backend::Sync);

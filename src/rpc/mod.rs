@@ -93,3 +93,19 @@ pub enum Backend {
     /// Many concurrent calls; each completes through its [`Done`] handle.
     Async,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn handles_are_send_and_sync() {
+        send_sync::<Rpc<Raw>>();
+        send_sync::<Rpc<Json>>();
+        send_sync::<Pool<Cbor>>();
+        send_sync::<Worker>();
+        send_sync::<Error>();
+    }
+}
