@@ -129,7 +129,9 @@ fn worker_call_data_flows_both_ways_128() {
     rpc.join(T).unwrap();
     // The same through "any executable that serves workers", by path.
     let exe = std::env::current_exe().unwrap();
-    let rpc = Rpc::builder(Worker::program(exe), "reverse").spawn().unwrap();
+    let rpc = Rpc::builder(Worker::program(exe), "reverse")
+        .spawn()
+        .unwrap();
     assert_eq!(rpc.call_wait(b"xy".to_vec(), T).unwrap(), b"yx".to_vec());
     rpc.join(T).unwrap();
 }
