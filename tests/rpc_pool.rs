@@ -327,11 +327,18 @@ fn pool_least_loaded_dispatch() {
 }
 
 fn pool_unstartable_worker_fails_calls() {
+    let reported = Arc::new(AtomicUsize::new(0));
+    let r = reported.clone();
     let p = Pool::builder(Worker::program("/nonexistent/worker"), "f")
+        .on_error(move |e| {
+            assert!(matches!(e, Error::Spawn { .. }), "{e}");
+            r.fetch_add(1, Ordering::SeqCst);
+        })
         .build()
         .unwrap();
     let err = p.call_wait(vec![1], T).unwrap_err();
     assert!(matches!(err, Error::Spawn { .. }), "{err}");
+    assert_eq!(reported.load(Ordering::SeqCst), 1);
     p.join(T).unwrap();
 }
 

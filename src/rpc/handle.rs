@@ -155,6 +155,14 @@ impl<S: Serialiser> RpcBuilder<S> {
         }
     }
 
+    /// Hands an error to `on_error`, or logs it when there is none.
+    pub(crate) fn report(&self, e: &Error) {
+        match &self.on_error {
+            Some(f) => guarded("on_error", || f(e)),
+            None => log::error!("rpc: {e}"),
+        }
+    }
+
     /// Whether an `on_event` handler is set.
     pub(crate) fn has_on_event(&self) -> bool {
         self.on_event.is_some()

@@ -73,7 +73,8 @@ impl<S: Serialiser> PoolBuilder<S> {
     }
 
     /// Called once for each worker that dies or misbehaves (the pool
-    /// replaces it), with the error its in-flight calls got.
+    /// replaces it), with the error its in-flight calls got, and when a
+    /// worker cannot be started.
     pub fn on_error(mut self, f: impl Fn(&Error) + Send + Sync + 'static) -> Self {
         self.rpc = self.rpc.on_error(f);
         self
@@ -561,8 +562,7 @@ impl<S: Serialiser> Inner<S> {
                     st.last_start = Some(now);
                     drop(st);
                     if let Err(e) = self.start_worker() {
-                        log::error!("rpc pool: {e}");
-                        self.template_report(&e);
+                        self.template.report(&e);
                         // With no worker at all, queued jobs can never run.
                         let mut s = self.st.lock();
                         if s.slots.is_empty() && s.starting == 0 {
@@ -626,13 +626,5 @@ impl<S: Serialiser> Inner<S> {
         }
         self.st.lock().finished = true;
         self.done.notify_all();
-    }
-
-    fn template_report(&self, e: &Error) {
-        // Spawn failures are not worker deaths; log them once here.
-        log::warn!(
-            "rpc pool for {}: could not start a worker: {e}",
-            self.template.function_name()
-        );
     }
 }
