@@ -57,6 +57,14 @@
 //! reaped. The parent never hangs on a dead worker. In a [`Pool`], the dead
 //! worker is replaced and the pool keeps serving.
 //!
+//! # Threads
+//!
+//! Each worker costs the parent two threads (one sends batched frames, one
+//! receives and runs the callbacks); a pool adds one manager thread. In the
+//! worker, calls of the sync backend run on the main thread; the async
+//! backend hands each call to the worker function on the receiving thread,
+//! which may complete it from any thread.
+//!
 //! # Wire
 //!
 //! A Unix socket pair; the child finds its end in `AEMP_RPC_FD`. Frames are
