@@ -15,9 +15,6 @@ use super::serialiser::{Raw, Serialiser, Strings};
 use super::wire::{self, Outbox};
 use super::{Backend, Error, Worker};
 
-/// How long `call_wait` polls for a quick answer before sleeping.
-const SPIN_US: u64 = 40;
-
 pub(crate) type Callback<S> = Box<dyn FnOnce(Result<<S as Serialiser>::Value, Error>) + Send>;
 pub(crate) type ErrorHook = Arc<dyn Fn(&Error) + Send + Sync>;
 type EventHook<S> = Arc<dyn Fn(<S as Serialiser>::Value) + Send + Sync>;
@@ -350,15 +347,6 @@ impl<S: Serialiser> Rpc<S> {
         );
         if let Err((_, e)) = sent {
             return Err(e);
-        }
-        // A trivial call answers within tens of microseconds: poll briefly
-        // before sleeping, which saves a wake-up on the way back.
-        let spin_until = Instant::now() + Duration::from_micros(SPIN_US);
-        while Instant::now() < spin_until {
-            if let Ok(r) = rx.try_recv() {
-                return r;
-            }
-            std::hint::spin_loop();
         }
         rx.recv_timeout(timeout).unwrap_or_else(|_| {
             Err(Error::Timeout {
