@@ -1,7 +1,7 @@
 //! Which program a worker runs, and how it is started.
 
 use std::ffi::OsString;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -110,8 +110,15 @@ impl Worker {
             message: e.to_string(),
         };
         let (ours, theirs) = UnixStream::pair().map_err(err)?;
+        // Both descriptors must survive the child's stdio set-up, which
+        // overwrites 0, 1 and 2 (a parent with closed stdio may get those).
+        let theirs = above_stdio(theirs.as_raw_fd()).map_err(err)?;
+        let extra_fd = match &self.fd {
+            Some(f) => Some(above_stdio(f.as_raw_fd()).map_err(err)?),
+            None => None,
+        };
         let chan = theirs.as_raw_fd();
-        let extra = self.fd.as_ref().map(|f| f.as_raw_fd());
+        let extra = extra_fd.as_ref().map(|f| f.as_raw_fd());
         let mut cmd = Command::new(&program);
         cmd.args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
@@ -136,6 +143,19 @@ impl Worker {
         }
         let child = cmd.spawn().map_err(err)?;
         drop(theirs);
+        drop(extra_fd);
         Ok((child, ours))
     }
+}
+
+/// A close-on-exec duplicate of `fd` numbered 3 or higher.
+fn above_stdio(fd: RawFd) -> std::io::Result<OwnedFd> {
+    // SAFETY: fcntl(F_DUPFD_CLOEXEC) on a descriptor we hold open; the new
+    // descriptor is ours alone.
+    let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+    if new < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `new` was just created and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
