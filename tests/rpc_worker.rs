@@ -176,6 +176,9 @@ fn worker_template_starts_many_alike_130() {
         assert_eq!(v["args"], json!(["--role", "worker"]));
         assert_eq!(v["env"], json!("cloned"));
         assert_eq!(v["calls_before"], json!(0), "state is per process");
+        // A fresh program image: its main thread and the channel's writer,
+        // none of the parent's (many) threads.
+        assert_eq!(v["threads"], json!("2"), "{v}");
     }
     assert_ne!(va["pid"], vb["pid"]);
     a.join(T).unwrap();

@@ -57,6 +57,9 @@ pub fn register_workers() {
             "args": std::env::args().skip(1).collect::<Vec<_>>(),
             "env": std::env::var("RPC_TEST_ENV").ok(),
             "calls_before": CALLS.fetch_add(1, Ordering::SeqCst),
+            "threads": std::fs::read_to_string("/proc/self/status")
+                .ok()
+                .and_then(|s| s.lines().find(|l| l.starts_with("Threads:")).map(|l| l[8..].trim().to_string())),
         })
     });
     rpc::register_init("record_init", |args| {
