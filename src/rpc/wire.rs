@@ -224,7 +224,11 @@ impl Outbox {
             data.clear();
             st.buf = data;
         }
-        self.cv.notify_all();
+        // Wake the writer only if it has something to do: a needless wake
+        // per round trip costs a context switch on a busy machine.
+        if !st.buf.is_empty() || st.closed || st.failed {
+            self.cv.notify_all();
+        }
     }
 
     /// No more frames: the writer sends what is buffered, then half-closes.
