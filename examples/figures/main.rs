@@ -10,6 +10,7 @@
 //! Each figure is the median of several runs.
 
 mod kernel;
+mod rpc;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -93,6 +94,8 @@ fn print(figures: &[Figure]) {
 }
 
 fn main() {
+    // Worker processes of the RPC figures are this program re-executed.
+    rpc::setup_worker();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
     // `--only NAME` runs the groups whose name contains NAME.
@@ -100,7 +103,8 @@ fn main() {
         .iter()
         .position(|a| a == "--only")
         .and_then(|i| args.get(i + 1).cloned());
-    let groups = kernel::groups(quick, allocated);
+    let mut groups = kernel::groups(quick, allocated);
+    groups.push(Group::new("rpc", move || rpc::figures(quick)));
     for g in groups {
         if only.as_deref().is_none_or(|o| g.name.contains(o)) {
             print(&(g.measure)());
