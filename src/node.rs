@@ -313,14 +313,17 @@ impl Node {
         handlers: Handlers,
         setup: impl FnOnce(&mut crate::port::PortState),
     ) -> Arc<PortCell> {
-        let cell = Arc::new(PortCell::new(
-            PortId::from_parts(self.inner.id.as_str(), name),
-            handlers,
-        ));
+        let cell = self.new_cell(PortId::from_parts(self.inner.id.as_str(), name), handlers);
         setup(&mut cell.state.lock());
         let fresh = self.inner.ports.insert(&cell);
         debug_assert!(fresh, "generated port names are unique");
         cell
+    }
+
+    /// A cell for `id`, not yet in the table.
+    pub(crate) fn new_cell(&self, id: PortId, handlers: Handlers) -> Arc<PortCell> {
+        let hash = self.inner.ports.hash_of(id.name());
+        Arc::new(PortCell::new(id, hash, handlers))
     }
 
     /// Registers a cell under a name chosen elsewhere (spawn); `false` if

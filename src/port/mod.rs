@@ -64,6 +64,9 @@ pub(crate) struct PortState {
 
 pub(crate) struct PortCell {
     pub(crate) id: PortId,
+    /// The name's hash in the port table, kept so that removal never
+    /// re-reads the name.
+    pub(crate) hash: u64,
     pub(crate) state: Mutex<PortState>,
     /// Wakes the attached thread.
     pub(crate) wake: Condvar,
@@ -84,9 +87,10 @@ pub(crate) enum Pushed {
 }
 
 impl PortCell {
-    pub(crate) fn new(id: PortId, handlers: Handlers) -> PortCell {
+    pub(crate) fn new(id: PortId, hash: u64, handlers: Handlers) -> PortCell {
         PortCell {
             id,
+            hash,
             state: Mutex::new(PortState {
                 inbox: VecDeque::new(),
                 scheduled: false,
