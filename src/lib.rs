@@ -48,6 +48,7 @@ mod monitor;
 mod node;
 mod node_port;
 mod port;
+pub mod rcfile;
 mod table;
 mod timer;
 pub mod transport;
