@@ -454,6 +454,17 @@ pub fn parse(text: &str) -> std::result::Result<Map<String, Value>, String> {
     Ok(map)
 }
 
+/// Parses any JSON value with the same relaxed rules as [`parse`] (the
+/// original reads `aemp`'s JSON arguments this way).
+///
+/// ```
+/// use serde_json::json;
+/// assert_eq!(aemp::rcfile::parse_value("[[\"m::f\", 1,],]").unwrap(), json!([["m::f", 1]]));
+/// ```
+pub fn parse_value(text: &str) -> std::result::Result<Value, String> {
+    serde_json::from_str(&relax(text)).map_err(|e| format!("invalid JSON: {e}"))
+}
+
 /// Turns relaxed JSON into plain JSON, keeping line and column numbers
 /// (dropped commas and comments become spaces).
 fn relax(text: &str) -> String {
