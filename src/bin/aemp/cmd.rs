@@ -91,6 +91,7 @@ pub struct Spec {
     pub alias: Option<&'static str>,
     pub about: String,
     pub long_about: Option<String>,
+    pub usage: Option<&'static str>,
     pub arity: Arity,
     pub run: Run,
 }
@@ -108,6 +109,7 @@ pub fn spec(
         alias,
         about: about.into(),
         long_about: None,
+        usage: None,
         arity,
         run: Box::new(run),
     }
@@ -117,6 +119,12 @@ impl Spec {
     /// Adds a longer help text (shown by `--help`).
     pub fn long(mut self, text: impl Into<String>) -> Spec {
         self.long_about = Some(text.into());
+        self
+    }
+
+    /// Replaces the usage line clap would make.
+    pub fn usage(mut self, usage: &'static str) -> Spec {
+        self.usage = Some(usage);
         self
     }
 
@@ -156,6 +164,9 @@ impl Spec {
             .disable_version_flag(true);
         if let Some(long) = &self.long_about {
             c = c.long_about(format!("{}\n\n{long}", self.about));
+        }
+        if let Some(usage) = self.usage {
+            c = c.override_usage(usage);
         }
         if let Some(alias) = &self.alias {
             c = c.visible_alias(*alias);

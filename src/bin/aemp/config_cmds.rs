@@ -81,6 +81,7 @@ pub fn commands() -> Vec<Spec> {
                 print!("{}", to_pretty_json(&Value::Object(cfg)));
                 Ok(())
             })
+            .usage("aemp showconfig [NAME [KEY VALUE]...]")
             .long("Merges, lowest first: the defaults, the KEY VALUE arguments, the global \
                    section, the parent chain, the profile. `profile` and `parent` are left out; \
                    `nodeid` is shown unexpanded."),
@@ -136,17 +137,49 @@ pub fn commands() -> Vec<Spec> {
     ] {
         v.extend(list_commands(key, one_name, what, is_service));
     }
-    for (key, kind) in [
-        ("monitor_timeout", Kind::Seconds),
-        ("connect_interval", Kind::Seconds),
-        ("framing_format", Kind::Names),
-        ("auth_offer", Kind::Names),
-        ("auth_accept", Kind::Names),
-        ("nodelay", Kind::Bool),
-        ("autocork", Kind::Bool),
-        ("secure", Kind::Bool),
+    for (key, kind, what) in [
+        (
+            "monitor_timeout",
+            Kind::Seconds,
+            "seconds until an unreachable node is given up (default 30)",
+        ),
+        (
+            "connect_interval",
+            Kind::Seconds,
+            "seconds between connection attempts to a node's addresses (default 2)",
+        ),
+        (
+            "framing_format",
+            Kind::Names,
+            "framings offered and accepted, by preference (default cbor,json)",
+        ),
+        (
+            "auth_offer",
+            Kind::Names,
+            "authentication methods sent (default tls_sha3_512,hmac_sha3_512)",
+        ),
+        (
+            "auth_accept",
+            Kind::Names,
+            "authentication methods accepted (default: the offer plus tls_anon,cleartext)",
+        ),
+        (
+            "nodelay",
+            Kind::Bool,
+            "TCP_NODELAY on connections (default on)",
+        ),
+        (
+            "autocork",
+            Kind::Bool,
+            "for Perl nodes sharing the file: aemp nodes always cork",
+        ),
+        (
+            "secure",
+            Kind::Bool,
+            "for Perl nodes sharing the file: aemp nodes never run code sent to them",
+        ),
     ] {
-        v.extend(scalar_commands(key, kind));
+        v.extend(scalar_commands(key, kind, what));
     }
     v
 }
@@ -376,28 +409,16 @@ enum Kind {
 }
 
 /// setKEY (alias KEY) and delKEY for a scalar key.
-fn scalar_commands(key: &'static str, kind: Kind) -> Vec<Spec> {
-    let (value, help, about) = match kind {
-        Kind::Seconds => (
-            "SECONDS",
-            "a positive number of seconds",
-            format!("Set {key} (seconds)"),
-        ),
+fn scalar_commands(key: &'static str, kind: Kind, what: &str) -> Vec<Spec> {
+    let (value, help) = match kind {
+        Kind::Seconds => ("SECONDS", "a positive number of seconds"),
         Kind::Names => (
             "LIST",
             "names, comma-separated or a JSON array, by preference",
-            format!("Set {key}"),
         ),
-        Kind::Bool => (
-            "BOOL",
-            "1/0, true/false, yes/no or on/off",
-            format!("Set {key}"),
-        ),
+        Kind::Bool => ("BOOL", "1/0, true/false, yes/no or on/off"),
     };
-    let mut about = about;
-    if matches!(key, "autocork" | "secure") {
-        about.push_str(" (for Perl nodes sharing the file; aemp nodes always autocork and never run remote code)");
-    }
+    let about = format!("Set {key}: {what}");
     vec![
         set(
             leak(format!("set{key}")),
