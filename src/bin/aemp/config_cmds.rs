@@ -48,10 +48,7 @@ pub fn commands() -> Vec<Spec> {
             "Print the profile's own keys (no inheritance) as JSON", |s, a| {
                 let name = name_arg("showprofile", &a[0])?;
                 match s.rc.profile(&name) {
-                    Some(p) => {
-                        print!("{}", to_pretty_json(&Value::Object(p.clone())));
-                        Ok(())
-                    }
+                    Some(p) => show(&Value::Object(p.clone())),
                     None => Err(Failure::Failed(format!("showprofile: there is no profile {name:?}"))),
                 }
             }),
@@ -78,8 +75,7 @@ pub fn commands() -> Vec<Spec> {
                 }
                 let cfg = rcfile::effective(&s.rc, Some(&name), &args, false, false)
                     .map_err(|e| Failure::Failed(format!("showconfig: {e}")))?;
-                print!("{}", to_pretty_json(&Value::Object(cfg)));
-                Ok(())
+                show(&Value::Object(cfg))
             })
             .usage("aemp showconfig [NAME [KEY VALUE]...]")
             .long("Merges, lowest first: the defaults, the KEY VALUE arguments, the global \
@@ -182,6 +178,16 @@ pub fn commands() -> Vec<Spec> {
         v.extend(scalar_commands(key, kind, what));
     }
     v
+}
+
+/// Prints a value in the file's layout (a closed stdout is a failure,
+/// not a panic).
+fn show(v: &Value) -> Res {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(to_pretty_json(v).as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| Failure::Failed(format!("cannot write to standard output: {e}")))
 }
 
 fn one(value: &'static str, help: &'static str) -> Arity {

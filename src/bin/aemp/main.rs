@@ -49,14 +49,14 @@ fn fail(f: Failure) -> ExitCode {
         Failure::Usage(text) => {
             // clap's messages start with "error:" or "Usage:" already.
             if text.starts_with("error:") || text.starts_with("Usage:") {
-                eprintln!("{}", text.trim_end());
+                let _ = writeln!(std::io::stderr(), "{}", text.trim_end());
             } else {
-                eprintln!("aemp: {}", text.trim_end());
+                let _ = writeln!(std::io::stderr(), "aemp: {}", text.trim_end());
             }
             ExitCode::from(2)
         }
         Failure::Failed(text) => {
-            eprintln!("aemp: {}", text.trim_end());
+            let _ = writeln!(std::io::stderr(), "aemp: {}", text.trim_end());
             ExitCode::from(1)
         }
     }
