@@ -137,6 +137,14 @@ pub enum Error {
         /// What is wrong with its value.
         problem: String,
     },
+    /// Text that should be JSON is not (e.g. an `aemp` JSON argument).
+    #[error("invalid JSON ({problem}): {input}")]
+    Json {
+        /// The text (shortened when long).
+        input: String,
+        /// The parser's complaint, with line and column.
+        problem: String,
+    },
     /// The configuration file could not be read, parsed or written.
     #[error("configuration file {path}: {problem}")]
     RcFile {

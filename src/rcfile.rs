@@ -425,15 +425,18 @@ fn check_layout(data: &Map<String, Value>) -> std::result::Result<(), String> {
 }
 
 fn short(v: &Value) -> String {
-    let s = v.to_string();
-    if s.len() > 40 {
-        let mut end = 37;
+    shorten(&v.to_string(), 40)
+}
+
+fn shorten(s: &str, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max - 3;
         while !s.is_char_boundary(end) {
             end -= 1;
         }
         format!("{}...", &s[..end])
     } else {
-        s
+        s.to_string()
     }
 }
 
@@ -441,7 +444,7 @@ fn short(v: &Value) -> String {
 /// plus trailing commas before `]`/`}`, `#` comments to the end of the
 /// line outside strings, and literal tabs in strings). The top level must
 /// be an object, and `profile`, if present, an object of objects.
-pub fn parse(text: &str) -> std::result::Result<Map<String, Value>, String> {
+fn parse(text: &str) -> std::result::Result<Map<String, Value>, String> {
     let relaxed = relax(text);
     let value: Value = serde_json::from_str(&relaxed).map_err(|e| format!("invalid JSON: {e}"))?;
     let Value::Object(map) = value else {
@@ -454,15 +457,20 @@ pub fn parse(text: &str) -> std::result::Result<Map<String, Value>, String> {
     Ok(map)
 }
 
-/// Parses any JSON value with the same relaxed rules as [`parse`] (the
-/// original reads `aemp`'s JSON arguments this way).
+/// Parses any JSON value with the configuration file's relaxed rules
+/// (plain JSON, plus trailing commas, `#` comments and literal tabs in
+/// strings); the original reads `aemp`'s JSON arguments this way. Fails
+/// with [`Error::Json`] naming the text.
 ///
 /// ```
 /// use serde_json::json;
 /// assert_eq!(aemp::rcfile::parse_value("[[\"m::f\", 1,],]").unwrap(), json!([["m::f", 1]]));
 /// ```
-pub fn parse_value(text: &str) -> std::result::Result<Value, String> {
-    serde_json::from_str(&relax(text)).map_err(|e| format!("invalid JSON: {e}"))
+pub fn parse_value(text: &str) -> Result<Value> {
+    serde_json::from_str(&relax(text)).map_err(|e| Error::Json {
+        input: shorten(text, 60),
+        problem: e.to_string(),
+    })
 }
 
 /// Turns relaxed JSON into plain JSON, keeping line and column numbers

@@ -22,18 +22,14 @@ pub fn decode(args: Vec<String>) -> Result<Vec<Value>, Failure> {
         return match aemp::rcfile::parse_value(&args[0]) {
             Ok(Value::Array(a)) => Ok(a),
             Ok(_) => unreachable!("text starting with '[' decodes to an array"),
-            Err(e) => Err(Failure::Usage(format!(
-                "{e}: while parsing the JSON command array '{}'",
-                args[0]
-            ))),
+            Err(e) => Err(Failure::Usage(format!("{e} (the JSON command array)"))),
         };
     }
     args.into_iter()
         .map(|a| {
             if a.starts_with(['[', '{', '"']) {
-                aemp::rcfile::parse_value(&a).map_err(|e| {
-                    Failure::Usage(format!("{e}: while parsing the JSON argument '{a}'"))
-                })
+                aemp::rcfile::parse_value(&a)
+                    .map_err(|e| Failure::Usage(format!("{e} (a JSON argument)")))
             } else {
                 Ok(Value::String(a))
             }
@@ -73,7 +69,9 @@ mod tests {
             decode(s(&["[\"profile\",\"p\"]"])).ok(),
             Some(vec![json!("profile"), json!("p")])
         );
-        assert!(matches!(decode(s(&["a", "[1"])), Err(Failure::Usage(m)) if m.contains("'[1'")));
+        assert!(
+            matches!(decode(s(&["a", "[1"])), Err(Failure::Usage(m)) if m.ends_with("[1 (a JSON argument)"))
+        );
         assert!(matches!(decode(s(&["[1]", "x"])), Err(Failure::Usage(_))));
     }
 }
