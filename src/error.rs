@@ -135,6 +135,32 @@ pub enum Error {
         /// The operation.
         what: &'static str,
     },
+    /// A configuration value (from the rc file, a profile or `configure`
+    /// arguments) is unusable, e.g. a parent chain that loops or a node ID
+    /// that expands to nothing.
+    #[error("configuration key {key:?}: {problem}")]
+    Config {
+        /// The key, e.g. `nodeid` or `parent`.
+        key: String,
+        /// What is wrong with its value.
+        problem: String,
+    },
+    /// Text that should be JSON is not (e.g. an `aemp` JSON argument).
+    #[error("invalid JSON ({problem}): {input}")]
+    Json {
+        /// The text (shortened when long).
+        input: String,
+        /// The parser's complaint, with line and column.
+        problem: String,
+    },
+    /// The configuration file could not be read, parsed or written.
+    #[error("configuration file {path}: {problem}")]
+    RcFile {
+        /// The file's path (`(none)` when no path could be determined).
+        path: String,
+        /// What went wrong.
+        problem: String,
+    },
 }
 
 /// `Result` with [`Error`].

@@ -48,6 +48,7 @@ mod monitor;
 mod node;
 mod node_port;
 mod port;
+pub mod rcfile;
 pub mod rpc;
 mod table;
 mod timer;
