@@ -122,37 +122,33 @@ impl Node {
         if context::on_dispatcher() {
             return Err(Error::WouldBlockDispatcher { what: "call" });
         }
-        let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
+        // One channel carries the reply, or the callee's death.
+        let (reply_tx, reply_rx) = crossbeam_channel::bounded(2);
         let name = self.new_name();
+        let death_tx = reply_tx.clone();
         let reply = self.insert(name.as_str(), Handlers::new(DefaultHandler::Ignore), |st| {
             st.direct = Direct::Channel(reply_tx);
         });
-        let (death_tx, death_rx) = crossbeam_channel::bounded(1);
         let monitor = self.mon(port, move |reason| {
-            let _ = death_tx.send(reason);
+            let _ = death_tx.try_send(Err(reason));
         });
         msg.push(reply.id.as_str().into());
         self.snd(port, msg);
-        let result = crossbeam_channel::select! {
-            recv(reply_rx) -> m => m.map_err(|_| Error::NoReply {
+        let result = match reply_rx.recv_timeout(timeout) {
+            Ok(Ok(m)) => Ok(m),
+            Ok(Err(reason)) => Err(Error::NoReply {
                 what: "call",
                 port: port.to_string(),
-                reason: Reason::normal(),
+                reason,
             }),
-            // A port may reply and then die at once: the reply wins.
-            recv(death_rx) -> reason => reply_rx.try_recv().map_err(|_| Error::NoReply {
-                what: "call",
-                port: port.to_string(),
-                reason: reason.unwrap_or_default(),
-            }),
-            default(timeout) => Err(Error::Timeout {
+            Err(_) => Err(Error::Timeout {
                 what: "call",
                 port: port.to_string(),
                 after: timeout,
             }),
         };
         drop(monitor);
-        self.kill_cell(&reply, Reason::normal());
+        self.close_reply_port(&reply);
         result
     }
 }

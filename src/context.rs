@@ -16,6 +16,7 @@ use std::sync::Arc;
 #[derive(Default)]
 struct Ctx {
     node: Option<Node>,
+    /// Set by thread ports and `peval`; else the processed port is current.
     port: Option<PortId>,
     /// The port whose handlers this thread owns right now (dispatcher only).
     processing: Option<Arc<PortCell>>,
@@ -49,7 +50,12 @@ thread_local! {
 /// assert_eq!(inside, Some(p));
 /// ```
 pub fn self_port() -> Option<PortId> {
-    CTX.with(|c| c.borrow().port.clone())
+    CTX.with(|c| {
+        let c = c.borrow();
+        c.port
+            .clone()
+            .or_else(|| c.processing.as_ref().map(|p| p.id.clone()))
+    })
 }
 
 /// The node that sent the message whose callback is running (the
@@ -147,17 +153,12 @@ impl Drop for Saved {
 
 /// The dispatcher starts processing `cell`.
 pub(crate) fn begin_processing(cell: &Arc<PortCell>) {
-    CTX.with(|c| {
-        let mut c = c.borrow_mut();
-        c.port = Some(cell.id.clone());
-        c.processing = Some(cell.clone());
-    })
+    CTX.with(|c| c.borrow_mut().processing = Some(cell.clone()))
 }
 
 pub(crate) fn end_processing() {
     CTX.with(|c| {
         let mut c = c.borrow_mut();
-        c.port = None;
         c.processing = None;
         c.pending.clear();
         c.kill_self = None;

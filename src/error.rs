@@ -50,6 +50,14 @@ pub enum Error {
         /// The node port.
         port: String,
     },
+    /// The node port serves the node protocol; its handlers are built in.
+    #[error("{what} is not possible on the node port {port}: its handlers are built in")]
+    NodePort {
+        /// The operation.
+        what: &'static str,
+        /// The node port.
+        port: String,
+    },
     /// An operation needs a current port (`self_port()`), but none is set.
     #[error("{what} needs a current port: call it inside a port callback, a thread port or peval")]
     NoCurrentPort {
@@ -173,6 +181,32 @@ pub enum Error {
     #[error("cannot start the network: {problem}")]
     NetworkStart {
         /// What failed.
+        problem: String,
+    },
+    /// A configuration value (from the rc file, a profile or `configure`
+    /// arguments) is unusable, e.g. a parent chain that loops or a node ID
+    /// that expands to nothing.
+    #[error("configuration key {key:?}: {problem}")]
+    Config {
+        /// The key, e.g. `nodeid` or `parent`.
+        key: String,
+        /// What is wrong with its value.
+        problem: String,
+    },
+    /// Text that should be JSON is not (e.g. an `aemp` JSON argument).
+    #[error("invalid JSON ({problem}): {input}")]
+    Json {
+        /// The text (shortened when long).
+        input: String,
+        /// The parser's complaint, with line and column.
+        problem: String,
+    },
+    /// The configuration file could not be read, parsed or written.
+    #[error("configuration file {path}: {problem}")]
+    RcFile {
+        /// The file's path (`(none)` when no path could be determined).
+        path: String,
+        /// What went wrong.
         problem: String,
     },
 }

@@ -41,6 +41,13 @@
 //! assert_eq!(rx.recv().unwrap(), msg!["pong"]);
 //! ```
 
+#![warn(missing_docs)]
+
+/// The README's code, compiled and run as a doctest so that it stays true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 mod calls;
 mod context;
 mod dispatcher;
@@ -52,6 +59,8 @@ mod net;
 mod node;
 mod node_port;
 mod port;
+pub mod rcfile;
+pub mod rpc;
 mod table;
 mod timer;
 pub mod transport;

@@ -267,6 +267,22 @@ impl Node {
         }
     }
 
+    /// Retires a blocking call's reply port at once, without a trip
+    /// through the dispatcher, unless someone monitors it.
+    pub(crate) fn close_reply_port(&self, cell: &Arc<PortCell>) {
+        {
+            let mut st = cell.state.lock();
+            if st.monitors.is_empty() && st.inbox.is_empty() {
+                st.dead = true;
+                st.direct = Direct::No;
+                drop(st);
+                self.inner.ports.remove(cell);
+                return;
+            }
+        }
+        self.kill_cell(cell, Reason::normal());
+    }
+
     pub(crate) fn lookup(&self, name: &str) -> Option<Arc<PortCell>> {
         self.inner.ports.get(name)
     }
@@ -274,6 +290,12 @@ impl Node {
     fn local_cell(&self, what: &'static str, port: &PortId) -> Result<Arc<PortCell>> {
         if !self.port_is_local(port) {
             return Err(Error::NotLocal {
+                what,
+                port: port.to_string(),
+            });
+        }
+        if port.is_node_port() {
+            return Err(Error::NodePort {
                 what,
                 port: port.to_string(),
             });
@@ -294,14 +316,17 @@ impl Node {
         handlers: Handlers,
         setup: impl FnOnce(&mut crate::port::PortState),
     ) -> Arc<PortCell> {
-        let cell = Arc::new(PortCell::new(
-            PortId::from_parts(self.inner.id.as_str(), name),
-            handlers,
-        ));
+        let cell = self.new_cell(PortId::from_parts(self.inner.id.as_str(), name), handlers);
         setup(&mut cell.state.lock());
         let fresh = self.inner.ports.insert(&cell);
         debug_assert!(fresh, "generated port names are unique");
         cell
+    }
+
+    /// A cell for `id`, not yet in the table.
+    pub(crate) fn new_cell(&self, id: PortId, handlers: Handlers) -> Arc<PortCell> {
+        let hash = self.inner.ports.hash_of(id.name());
+        Arc::new(PortCell::new(id, hash, handlers))
     }
 
     /// Registers a cell under a name chosen elsewhere (spawn); `false` if

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::id::{NodeId, PortId};
 use crate::message::{Message, Reason};
 use crate::node::Node;
-use crate::port::{DefaultHandler, Handlers, Item, PortCell};
+use crate::port::{DefaultHandler, Handlers, Item};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -121,7 +121,7 @@ impl Node {
 
     pub(crate) fn spawn_named(&self, name: &str, func: &str, args: Message) {
         let id = PortId::from_parts(self.id().as_str(), name);
-        let cell = Arc::new(PortCell::new(id, Handlers::new(DefaultHandler::Ignore)));
+        let cell = self.new_cell(id, Handlers::new(DefaultHandler::Ignore));
         if !self.insert_named(&cell) {
             log::warn!("spawn of {func}: port name {name} is already in use; ignored");
             return;

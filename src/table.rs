@@ -31,9 +31,18 @@ impl PortTable {
         }
     }
 
+    /// The hash a port named `name` is filed under.
+    pub(crate) fn hash_of(&self, name: &str) -> u64 {
+        self.hasher.hash_one(name)
+    }
+
+    fn shard(&self, hash: u64) -> &RwLock<HashTable<Entry>> {
+        &self.shards[(hash >> 59) as usize % SHARDS]
+    }
+
     fn locate(&self, name: &str) -> (u64, &RwLock<HashTable<Entry>>) {
-        let hash = self.hasher.hash_one(name);
-        (hash, &self.shards[(hash >> 59) as usize % SHARDS])
+        let hash = self.hash_of(name);
+        (hash, self.shard(hash))
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<Arc<PortCell>> {
@@ -51,9 +60,8 @@ impl PortTable {
 
     /// Adds the cell unless its name is taken; `false` if it was.
     pub(crate) fn insert(&self, cell: &Arc<PortCell>) -> bool {
-        let name = cell.id.name();
-        let (hash, shard) = self.locate(name);
-        let mut shard = shard.write();
+        let (name, hash) = (cell.id.name(), cell.hash);
+        let mut shard = self.shard(hash).write();
         if shard
             .find(hash, |e| e.hash == hash && e.cell.id.name() == name)
             .is_some()
@@ -73,8 +81,8 @@ impl PortTable {
 
     /// Removes this very cell (not another one that took its name).
     pub(crate) fn remove(&self, cell: &Arc<PortCell>) {
-        let (hash, shard) = self.locate(cell.id.name());
-        let mut shard = shard.write();
+        let hash = cell.hash;
+        let mut shard = self.shard(hash).write();
         if let Ok(entry) = shard.find_entry(hash, |e| Arc::ptr_eq(&e.cell, cell)) {
             entry.remove();
         }

@@ -11,6 +11,7 @@
 
 mod kernel;
 mod net;
+mod rpc;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -94,6 +95,8 @@ fn print(figures: &[Figure]) {
 }
 
 fn main() {
+    // Worker processes of the RPC figures are this program re-executed.
+    rpc::setup_worker();
     let args: Vec<String> = std::env::args().skip(1).collect();
     // The peer process of the network figures (see net.rs).
     if args.first().map(String::as_str) == Some("--net-peer") {
@@ -105,9 +108,9 @@ fn main() {
         .iter()
         .position(|a| a == "--only")
         .and_then(|i| args.get(i + 1).cloned());
-    let groups = kernel::groups(quick, allocated)
-        .into_iter()
-        .chain(net::groups(quick));
+    let mut groups = kernel::groups(quick, allocated);
+    groups.push(Group::new("rpc", move || rpc::figures(quick)));
+    groups.extend(net::groups(quick));
     for g in groups {
         if only.as_deref().is_none_or(|o| g.name.contains(o)) {
             print(&(g.measure)());

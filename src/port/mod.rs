@@ -28,6 +28,7 @@ use crate::PortId;
 use crossbeam_channel::Sender;
 use parking_lot::{Condvar, Mutex};
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// What travels through a port's inbox.
 pub(crate) enum Item {
@@ -49,8 +50,9 @@ pub(crate) enum Direct {
     No,
     /// Straight into the attached thread's incoming queue.
     Thread,
-    /// Straight into a channel (reply port of a blocking call).
-    Channel(Sender<Message>),
+    /// Straight into a channel (reply port of a blocking call, which also
+    /// learns of the callee's death through it).
+    Channel(Sender<Result<Message, Reason>>),
 }
 
 pub(crate) struct PortState {
@@ -65,9 +67,15 @@ pub(crate) struct PortState {
 
 pub(crate) struct PortCell {
     pub(crate) id: PortId,
+    /// The name's hash in the port table, kept so that removal never
+    /// re-reads the name.
+    pub(crate) hash: u64,
     pub(crate) state: Mutex<PortState>,
     /// Wakes the attached thread.
     pub(crate) wake: Condvar,
+    /// Set when a message for the attached thread arrives, so that the
+    /// thread can spin briefly on it before sleeping.
+    pub(crate) arrived: AtomicBool,
     /// Only ever locked by the thread processing the port (the dispatcher).
     pub(crate) handlers: Mutex<Handlers>,
 }
@@ -82,9 +90,10 @@ pub(crate) enum Pushed {
 }
 
 impl PortCell {
-    pub(crate) fn new(id: PortId, handlers: Handlers) -> PortCell {
+    pub(crate) fn new(id: PortId, hash: u64, handlers: Handlers) -> PortCell {
         PortCell {
             id,
+            hash,
             state: Mutex::new(PortState {
                 inbox: VecDeque::new(),
                 scheduled: false,
@@ -94,6 +103,7 @@ impl PortCell {
                 direct: Direct::No,
             }),
             wake: Condvar::new(),
+            arrived: AtomicBool::new(false),
             handlers: Mutex::new(handlers),
         }
     }
@@ -124,6 +134,7 @@ impl PortCell {
                     Direct::Thread => {
                         let side = st.thread.as_mut().expect("direct thread delivery");
                         side.incoming.push_back(msg);
+                        self.arrived.store(true, Ordering::Release);
                         if side.waiting {
                             self.wake.notify_one();
                         }
@@ -131,7 +142,7 @@ impl PortCell {
                     }
                     Direct::Channel(tx) => {
                         // A second reply to a call has nobody to go to.
-                        let _ = tx.try_send(msg);
+                        let _ = tx.try_send(Ok(msg));
                         return Pushed::Done;
                     }
                 }
@@ -153,6 +164,7 @@ impl PortCell {
         let mut st = self.state.lock();
         if let Some(side) = st.thread.as_mut() {
             side.incoming.push_back(msg);
+            self.arrived.store(true, Ordering::Release);
             if side.waiting {
                 self.wake.notify_one();
             }

@@ -7,8 +7,10 @@ use crate::error::{Error, Result};
 use crate::message::{Message, Reason};
 use crate::node::Node;
 use crate::PortId;
+use crossbeam_utils::Backoff;
 use std::collections::VecDeque;
 use std::fmt::Display;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -210,6 +212,7 @@ impl Mailbox {
             if let Some(r) = pick(&mut self.queue) {
                 return Ok(Some(r));
             }
+            let mut spun = false;
             let mut st = self.cell.state.lock();
             loop {
                 let side = st.thread.as_mut().expect("thread port state");
@@ -222,6 +225,18 @@ impl Mailbox {
                 }
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     return Ok(None);
+                }
+                if !spun {
+                    // A reply often comes within microseconds: spin a
+                    // little before paying for sleeping and waking.
+                    spun = true;
+                    drop(st);
+                    let backoff = Backoff::new();
+                    while !backoff.is_completed() && !self.cell.arrived.load(Ordering::Acquire) {
+                        backoff.snooze();
+                    }
+                    st = self.cell.state.lock();
+                    continue;
                 }
                 side.waiting = true;
                 match deadline {
@@ -245,10 +260,9 @@ impl Mailbox {
                 return Err(self.killed(reason));
             }
             std::mem::swap(&mut side.incoming, &mut self.spare);
+            self.cell.arrived.store(false, Ordering::Relaxed);
         }
-        for m in self.spare.drain(..) {
-            self.queue.push(m);
-        }
+        self.queue.append(&mut self.spare);
         Ok(())
     }
 

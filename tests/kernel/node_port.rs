@@ -75,3 +75,11 @@ fn remote_spawn_request_creates_named_port() {
     assert_eq!(recv(&rx), ("msg", msg!["hello"]));
     n.kil(&p, Reason::normal()).unwrap();
 }
+
+#[test]
+fn node_port_handlers_cannot_be_replaced() {
+    let n = node();
+    let err = n.rcv(n.node_port(), "x", |_| {}).unwrap_err();
+    assert!(matches!(err, aemp::Error::NodePort { .. }), "{err}");
+    assert!(n.rcv_thread(n.node_port(), |_mb| ()).is_err());
+}

@@ -1,0 +1,107 @@
+//! `aemp`: the command line tool of aemp, the Rust form of Perl's
+//! AnyEvent::MP, with the original's commands.
+//!
+//! Commands chain (`aemp profile seed binds '*:4040' nodeid seed`): each
+//! takes its own arguments and the rest is read again. Arguments starting
+//! with `[`, `{` or `"` are JSON; a single argument starting with `[` is
+//! the whole command line as a JSON array.
+//!
+//! Layout: this file reads the arguments, runs the chain and sets the exit
+//! code (0 ok, 1 failure, 2 usage); `cmd.rs` has the command table and its
+//! help; each command group lives in its own module (`config_cmds.rs`) and
+//! contributes its commands to the table.
+
+mod argv;
+mod cmd;
+mod config_cmds;
+
+use cmd::{Failure, Session};
+use std::io::Write;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    init_logging();
+    let args: Vec<String> = match std::env::args_os()
+        .skip(1)
+        .map(|a| a.into_string())
+        .collect::<Result<_, _>>()
+    {
+        Ok(a) => a,
+        Err(bad) => {
+            return fail(Failure::Usage(format!(
+                "argument {bad:?} is not valid UTF-8"
+            )))
+        }
+    };
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => fail(f),
+    }
+}
+
+fn fail(f: Failure) -> ExitCode {
+    match f {
+        Failure::Help(text) => {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(text.as_bytes());
+            ExitCode::SUCCESS
+        }
+        Failure::Usage(text) => {
+            // clap's messages start with "error:" or "Usage:" already.
+            if text.starts_with("error:") || text.starts_with("Usage:") {
+                let _ = writeln!(std::io::stderr(), "{}", text.trim_end());
+            } else {
+                let _ = writeln!(std::io::stderr(), "aemp: {}", text.trim_end());
+            }
+            ExitCode::from(2)
+        }
+        Failure::Failed(text) => {
+            let _ = writeln!(std::io::stderr(), "aemp: {}", text.trim_end());
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Runs the whole command line: every command in turn, then saves the
+/// configuration file if it changed. Nothing is saved when a command fails.
+fn run(args: Vec<String>) -> Result<(), Failure> {
+    let table = cmd::Table::new(config_cmds::commands());
+    if args.is_empty() {
+        return Err(Failure::Usage(table.usage()));
+    }
+    if let Some(done) = table.top_level(&args) {
+        return done;
+    }
+    let mut argv = argv::decode(args)?.into_iter().peekable();
+    let mut session = Session::new();
+    while let Some(name) = argv.next() {
+        let spec = table.find(&name)?;
+        let taken = spec.take(&mut argv);
+        let values = spec.check(&taken)?;
+        (spec.run)(&mut session, values)?;
+    }
+    session.finish()
+}
+
+/// `RUST_LOG` works as usual; `AEMP_VERBOSE=0..9` sets the level first
+/// (0 off, 1 error, 2–4 warn, 5–7 info, 8 debug, 9 trace; default warn),
+/// and `RUST_LOG` directives apply on top of it.
+fn init_logging() {
+    let level = match std::env::var("AEMP_VERBOSE")
+        .ok()
+        .and_then(|v| v.trim().parse::<u8>().ok())
+    {
+        Some(0) => log::LevelFilter::Off,
+        Some(1) => log::LevelFilter::Error,
+        Some(2..=4) | None => log::LevelFilter::Warn,
+        Some(5..=7) => log::LevelFilter::Info,
+        Some(8) => log::LevelFilter::Debug,
+        Some(_) => log::LevelFilter::Trace,
+    };
+    let mut builder = env_logger::Builder::new();
+    builder.filter_level(level);
+    if let Ok(spec) = std::env::var("RUST_LOG") {
+        builder.parse_filters(&spec);
+    }
+    let _ = builder.try_init();
+}

@@ -1,0 +1,119 @@
+//! Process RPC: call functions in worker child processes, one worker or a
+//! self-sizing pool (the Rust form of AnyEvent::Fork::RPC and
+//! AnyEvent::Fork::Pool).
+//!
+//! Some work belongs in another process: it blocks, it crashes, it holds a
+//! lot of memory, or it must not share the parent's threads. A *worker* is a
+//! child process that serves one worker function registered by name. It is
+//! started with `exec` (never a bare `fork` of a threaded parent), either by
+//! re-running the current program ([`Worker::current_exe`]) or by running
+//! any executable that serves workers ([`Worker::program`]).
+//!
+//! # The worker side
+//!
+//! Register worker functions, then call [`serve_if_worker`] early in `main`:
+//! in a worker it serves and exits, elsewhere it returns at once.
+//!
+//! ```no_run
+//! use aemp::rpc::{self, Backend, Json, Rpc, Worker};
+//! use serde_json::{json, Value};
+//! use std::time::Duration;
+//!
+//! fn main() -> Result<(), rpc::Error> {
+//!     rpc::register_sync("square", Json::new(), |v: Value| {
+//!         let n = v.as_i64().unwrap_or(0);
+//!         rpc::event(&json!({"squaring": n})).ok(); // progress to the parent
+//!         json!(n * n)
+//!     });
+//!     rpc::serve_if_worker(); // never returns in a worker
+//!
+//!     // The parent:
+//!     let rpc = Rpc::builder(Worker::current_exe(), "square")
+//!         .serialiser(Json::new())
+//!         .on_event(|ev| eprintln!("event {ev}"))
+//!         .spawn()?;
+//!     rpc.call(json!(3), |r| println!("3² = {}", r.unwrap()));
+//!     assert_eq!(rpc.call_wait(json!(4), Duration::from_secs(5))?, json!(16));
+//!     rpc.join(Duration::from_secs(5)) // let queued calls finish, reap the child
+//! }
+//! ```
+//!
+//! # Backends
+//!
+//! * [`Backend::Sync`] ([`register_sync`]): one call at a time; results in
+//!   call order.
+//! * [`Backend::Async`] ([`register_async`]): the function gets a [`Done`]
+//!   handle it may complete later, from any thread; many calls run at once
+//!   and results are matched by id.
+//!
+//! In both, events ([`event`]) and results reach the parent in exactly the
+//! order the child emitted them.
+//!
+//! # Failure
+//!
+//! A worker that exits, is killed, panics, or writes garbage on the channel
+//! ends every outstanding call with an [`Error`] naming what happened (a
+//! panic's message travels to the parent), calls `on_error` once, and is
+//! reaped. The parent never hangs on a dead worker. In a [`Pool`], the dead
+//! worker is replaced and the pool keeps serving.
+//!
+//! # Threads
+//!
+//! Each worker costs the parent two threads (one sends batched frames, one
+//! receives and runs the callbacks); a pool adds one manager thread. In the
+//! worker, calls of the sync backend run on the main thread; the async
+//! backend hands each call to the worker function on the receiving thread,
+//! which may complete it from any thread.
+//!
+//! # Wire
+//!
+//! A Unix socket pair; the child finds its end in `AEMP_RPC_FD`. Frames are
+//! `kind u8, id u32, len u32` plus payload, so one message carries up to
+//! 4 GiB − 1 octets. Queued frames are sent in batches.
+#![warn(missing_docs)]
+
+mod child;
+mod error;
+mod handle;
+mod ncpu;
+mod pool;
+mod serialiser;
+mod wire;
+mod worker;
+
+pub use child::{
+    event, is_worker, register_async, register_done, register_init, register_sync, retire,
+    serve_if_worker, take_extra_fd, Done,
+};
+pub use error::Error;
+pub use handle::{Rpc, RpcBuilder};
+pub use ncpu::{ncpu, ncpu_eus};
+pub use pool::{Pool, PoolBuilder};
+pub use serialiser::{Cbor, Json, Raw, Serialiser, Strings};
+pub use worker::Worker;
+
+/// How a worker runs its calls.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Backend {
+    /// One call at a time, results in call order (the default).
+    #[default]
+    Sync,
+    /// Many concurrent calls; each completes through its [`Done`] handle.
+    Async,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn handles_are_send_and_sync() {
+        send_sync::<Rpc<Raw>>();
+        send_sync::<Rpc<Json>>();
+        send_sync::<Pool<Cbor>>();
+        send_sync::<Worker>();
+        send_sync::<Error>();
+    }
+}

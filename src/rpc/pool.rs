@@ -1,0 +1,630 @@
+//! A self-sizing pool of workers (the original's AnyEvent::Fork::Pool).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use super::handle::{Callback, PlainHook};
+use super::serialiser::{Raw, Serialiser};
+use super::{Backend, Error, Rpc, RpcBuilder, Worker};
+
+/// Options for a [`Pool`]; made by [`Pool::builder`].
+///
+/// ```no_run
+/// use aemp::rpc::{Json, Pool, Worker};
+/// use std::time::Duration;
+/// let pool = Pool::builder(Worker::current_exe(), "square")
+///     .serialiser(Json::new())
+///     .max(4)                              // at most 4 workers
+///     .idle(1)                             // keep one idle worker around
+///     .load(2)                             // 2 concurrent calls per worker
+///     .start(Duration::from_millis(100))   // at most one new worker per 100 ms
+///     .stop(Duration::from_secs(10))       // stop workers idle for 10 s
+///     .on_destroy(|| eprintln!("pool finished"))
+///     .build()?;
+/// for i in 0..100 {
+///     pool.call(serde_json::json!(i), move |r| println!("{i}² = {}", r.unwrap()));
+/// }
+/// pool.join(Duration::from_secs(60))?; // finish the queue, stop all workers
+/// # Ok::<(), aemp::rpc::Error>(())
+/// ```
+pub struct PoolBuilder<S: Serialiser = Raw> {
+    rpc: RpcBuilder<S>,
+    max: usize,
+    idle: usize,
+    load: usize,
+    start: Duration,
+    stop: Duration,
+    on_destroy: Option<PlainHook>,
+}
+
+impl<S: Serialiser> PoolBuilder<S> {
+    /// Chooses the serialiser (default [`Raw`]). Resets `on_event`.
+    pub fn serialiser<T: Serialiser>(self, ser: T) -> PoolBuilder<T> {
+        PoolBuilder {
+            rpc: self.rpc.serialiser(ser),
+            max: self.max,
+            idle: self.idle,
+            load: self.load,
+            start: self.start,
+            stop: self.stop,
+            on_destroy: self.on_destroy,
+        }
+    }
+
+    /// The backend of every worker (default [`Backend::Sync`]).
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.rpc = self.rpc.backend(backend);
+        self
+    }
+
+    /// An init function run first in every worker, with these arguments.
+    pub fn init(mut self, function: &str, args: Vec<Vec<u8>>) -> Self {
+        self.rpc = self.rpc.init(function, args);
+        self
+    }
+
+    /// Async backend: the done function of every worker.
+    pub fn done(mut self, function: &str) -> Self {
+        self.rpc = self.rpc.done(function);
+        self
+    }
+
+    /// Called once for each worker that dies or misbehaves (the pool
+    /// replaces it), with the error its in-flight calls got, and when a
+    /// worker cannot be started.
+    pub fn on_error(mut self, f: impl Fn(&Error) + Send + Sync + 'static) -> Self {
+        self.rpc = self.rpc.on_error(f);
+        self
+    }
+
+    /// Called for worker events. Unlike a single [`Rpc`], a pool ignores
+    /// events when this is not set.
+    pub fn on_event(mut self, f: impl Fn(S::Value) + Send + Sync + 'static) -> Self {
+        self.rpc = self.rpc.on_event(f);
+        self
+    }
+
+    /// Called once after the pool is dropped, every job is done and every
+    /// worker has exited.
+    pub fn on_destroy(mut self, f: impl Fn() + Send + Sync + 'static) -> Self {
+        self.on_destroy = Some(Arc::new(f));
+        self
+    }
+
+    /// The most workers at once (default: [`ncpu`](super::ncpu), the CPU
+    /// core count). At least 1.
+    pub fn max(mut self, max: usize) -> Self {
+        self.max = max;
+        self
+    }
+
+    /// The least number of idle workers kept around, also the number started
+    /// at once (default 0).
+    pub fn idle(mut self, idle: usize) -> Self {
+        self.idle = idle;
+        self
+    }
+
+    /// The most concurrent calls per worker (default 2). At least 1.
+    pub fn load(mut self, load: usize) -> Self {
+        self.load = load;
+        self
+    }
+
+    /// The least time between starting two workers (default 0.1 s).
+    pub fn start(mut self, gap: Duration) -> Self {
+        self.start = gap;
+        self
+    }
+
+    /// How long a worker beyond `idle` may be idle before it is stopped
+    /// (default 10 s).
+    pub fn stop(mut self, idle_time: Duration) -> Self {
+        self.stop = idle_time;
+        self
+    }
+
+    /// Creates the pool and starts its `idle` workers. Workers are started
+    /// in the background; calls queue until one is ready.
+    pub fn build(self) -> Result<Pool<S>, Error> {
+        if self.max == 0 {
+            return Err(Error::Option {
+                option: "max",
+                message: "a pool needs at least one worker".into(),
+            });
+        }
+        if self.load == 0 {
+            return Err(Error::Option {
+                option: "load",
+                message: "a worker must take at least one call".into(),
+            });
+        }
+        let mut rpc = self.rpc;
+        if !rpc.has_on_event() {
+            rpc = rpc.on_event(|_| {});
+        }
+        let inner = Arc::new(Inner {
+            template: rpc,
+            max: self.max,
+            idle: self.idle.min(self.max),
+            load: self.load,
+            start: self.start,
+            stop: self.stop,
+            on_destroy: self.on_destroy,
+            st: Mutex::new(PoolState {
+                slots: Vec::new(),
+                queue: VecDeque::new(),
+                starting: 0,
+                alive: 0,
+                in_callbacks: 0,
+                closing: false,
+                finished: false,
+                last_start: None,
+                next_slot: 0,
+            }),
+            wake: Condvar::new(),
+            done: Condvar::new(),
+        });
+        // Start the `idle` workers now, so they exist when build returns.
+        for _ in 0..inner.idle {
+            inner.st.lock().starting += 1;
+            inner.start_worker()?;
+        }
+        if inner.idle > 0 {
+            inner.st.lock().last_start = Some(Instant::now());
+        }
+        let manager = inner.clone();
+        std::thread::Builder::new()
+            .name("aemp-rpc-pool".into())
+            .spawn(move || manager.manage())
+            .map_err(|e| Error::Io {
+                function: inner.template.function_name().to_string(),
+                pid: std::process::id(),
+                message: format!("cannot start the pool thread: {e}"),
+            })?;
+        Ok(Pool {
+            token: Arc::new(PoolToken(inner.clone())),
+            inner,
+        })
+    }
+}
+
+struct Slot<S: Serialiser> {
+    id: u64,
+    rpc: Rpc<S>,
+    load: usize,
+    retired: bool,
+    idle_since: Instant,
+}
+
+type Job<S> = (<S as Serialiser>::Value, Callback<S>);
+
+struct PoolState<S: Serialiser> {
+    slots: Vec<Slot<S>>,
+    queue: VecDeque<Job<S>>,
+    /// Workers being started by the manager.
+    starting: usize,
+    /// Worker processes not yet reaped.
+    alive: usize,
+    /// User callbacks running right now (the pool is not finished before
+    /// they return).
+    in_callbacks: usize,
+    closing: bool,
+    finished: bool,
+    last_start: Option<Instant>,
+    next_slot: u64,
+}
+
+struct Inner<S: Serialiser> {
+    template: RpcBuilder<S>,
+    max: usize,
+    idle: usize,
+    load: usize,
+    start: Duration,
+    stop: Duration,
+    on_destroy: Option<PlainHook>,
+    st: Mutex<PoolState<S>>,
+    /// Wakes the manager thread.
+    wake: Condvar,
+    /// Signals `finished`.
+    done: Condvar,
+}
+
+/// Marks the pool closing when the last handle goes.
+struct PoolToken<S: Serialiser>(Arc<Inner<S>>);
+
+impl<S: Serialiser> Drop for PoolToken<S> {
+    fn drop(&mut self) {
+        self.0.st.lock().closing = true;
+        self.0.wake.notify_all();
+    }
+}
+
+/// A self-sizing pool of workers serving one worker function (the
+/// original's AnyEvent::Fork::Pool).
+///
+/// A call goes to the least-loaded worker whose load is below `load`;
+/// otherwise it waits in a FIFO queue, and the pool starts another worker
+/// (at most `max`, at most one per `start` gap). Workers idle for `stop`
+/// beyond the `idle` minimum are stopped. A worker may [`retire`](super::retire)
+/// itself. A worker that dies is replaced: only its in-flight calls fail,
+/// with the error naming what happened. Dropping the last handle finishes
+/// every queued call, then stops all workers and runs `on_destroy`.
+///
+/// Callbacks run on the worker's receiving thread; they may call the pool.
+pub struct Pool<S: Serialiser = Raw> {
+    inner: Arc<Inner<S>>,
+    token: Arc<PoolToken<S>>,
+}
+
+impl<S: Serialiser> Clone for Pool<S> {
+    fn clone(&self) -> Self {
+        Pool {
+            inner: self.inner.clone(),
+            token: self.token.clone(),
+        }
+    }
+}
+
+impl Pool<Raw> {
+    /// Starts configuring a pool of `worker` processes serving `function`.
+    pub fn builder(worker: Worker, function: &str) -> PoolBuilder<Raw> {
+        PoolBuilder {
+            rpc: Rpc::builder(worker, function),
+            max: super::ncpu(1),
+            idle: 0,
+            load: 2,
+            start: Duration::from_millis(100),
+            stop: Duration::from_secs(10),
+            on_destroy: None,
+        }
+    }
+}
+
+impl<S: Serialiser> Pool<S> {
+    /// Queues a call; `callback` runs exactly once with its result.
+    pub fn call(
+        &self,
+        args: S::Value,
+        callback: impl FnOnce(Result<S::Value, Error>) + Send + 'static,
+    ) {
+        let inner = &self.inner;
+        let mut st = inner.st.lock();
+        st.queue.push_back((args, Box::new(callback)));
+        let work = inner.dispatch(&mut st);
+        let more = !st.queue.is_empty();
+        drop(st);
+        inner.run(work);
+        if more {
+            inner.wake.notify_all();
+        }
+    }
+
+    /// Calls and waits for the result, at most `timeout`.
+    pub fn call_wait(&self, args: S::Value, timeout: Duration) -> Result<S::Value, Error> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.call(args, move |r| {
+            let _ = tx.send(r);
+        });
+        rx.recv_timeout(timeout).unwrap_or_else(|_| {
+            Err(Error::Timeout {
+                what: format!("pool of {}", self.inner.template.function_name()),
+                ms: timeout.as_millis(),
+            })
+        })
+    }
+
+    /// The process ids of the current workers (retired ones included until
+    /// they exit).
+    pub fn pids(&self) -> Vec<u32> {
+        self.inner
+            .st
+            .lock()
+            .slots
+            .iter()
+            .map(|s| s.rpc.pid())
+            .collect()
+    }
+
+    /// How many workers the pool has now (not counting ones being started).
+    pub fn workers(&self) -> usize {
+        self.inner.st.lock().slots.len()
+    }
+
+    /// How many calls wait in the queue (not yet given to a worker).
+    pub fn queued(&self) -> usize {
+        self.inner.st.lock().queue.len()
+    }
+
+    /// Drops this handle and waits, at most `timeout`, until the pool has
+    /// finished every call, every worker has exited and `on_destroy` ran
+    /// (when this was the last handle).
+    pub fn join(self, timeout: Duration) -> Result<(), Error> {
+        let inner = self.inner.clone();
+        drop(self);
+        let deadline = Instant::now() + timeout;
+        let mut st = inner.st.lock();
+        while !st.finished {
+            if inner.done.wait_until(&mut st, deadline).timed_out() {
+                return Err(Error::Timeout {
+                    what: format!("pool of {} to finish", inner.template.function_name()),
+                    ms: timeout.as_millis(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A job handed to a worker, executed outside the pool lock.
+struct Dispatch<S: Serialiser> {
+    slot: u64,
+    rpc: Rpc<S>,
+    job: Job<S>,
+}
+
+impl<S: Serialiser> Inner<S> {
+    /// Assigns queued jobs (FIFO) to the least-loaded workers below `load`.
+    fn dispatch(&self, st: &mut PoolState<S>) -> Vec<Dispatch<S>> {
+        let mut work = Vec::new();
+        while !st.queue.is_empty() {
+            let best = st
+                .slots
+                .iter_mut()
+                .filter(|s| !s.retired && s.load < self.load)
+                .min_by_key(|s| s.load);
+            let Some(slot) = best else { break };
+            slot.load += 1;
+            let job = st.queue.pop_front().expect("queue is not empty");
+            work.push(Dispatch {
+                slot: slot.id,
+                rpc: slot.rpc.clone(),
+                job,
+            });
+        }
+        work
+    }
+
+    /// Sends dispatched jobs to their workers. A job whose worker turned out
+    /// to be dead goes back to the front of the queue.
+    fn run(self: &Arc<Self>, work: Vec<Dispatch<S>>) {
+        let mut requeue = Vec::new();
+        for Dispatch { slot, rpc, job } in work {
+            let (args, cb) = job;
+            // The user's callback sits in a cell, so it can be taken back
+            // (uncalled) if the worker turns out to be dead already.
+            let cell = Arc::new(Mutex::new(Some(cb)));
+            let (me, inner_cell) = (self.clone(), cell.clone());
+            let wrapped: Callback<S> = Box::new(move |r| {
+                if let Some(cb) = inner_cell.lock().take() {
+                    me.finished_job(slot, cb, r);
+                }
+            });
+            if let Err((wrapped, _)) = rpc.try_call(&args, wrapped) {
+                drop(wrapped);
+                if let Some(cb) = cell.lock().take() {
+                    requeue.push((slot, args, cb));
+                }
+            }
+        }
+        if requeue.is_empty() {
+            return;
+        }
+        let mut st = self.st.lock();
+        for (slot, args, cb) in requeue.into_iter().rev() {
+            if let Some(s) = st.slots.iter_mut().find(|s| s.id == slot) {
+                s.load -= 1;
+                s.retired = true; // dead: never pick it again
+            }
+            st.queue.push_front((args, cb));
+        }
+        let work = self.dispatch(&mut st);
+        drop(st);
+        self.wake.notify_all();
+        self.run(work);
+    }
+
+    /// A worker answered: account, run the user's callback, dispatch more.
+    fn finished_job(self: &Arc<Self>, slot: u64, cb: Callback<S>, r: Result<S::Value, Error>) {
+        let became_idle = {
+            let mut st = self.st.lock();
+            st.in_callbacks += 1;
+            let many = st.slots.len() > self.idle;
+            match st.slots.iter_mut().find(|s| s.id == slot) {
+                Some(s) => {
+                    s.load -= 1;
+                    if s.load == 0 {
+                        s.idle_since = Instant::now();
+                    }
+                    s.load == 0 && many
+                }
+                None => false,
+            }
+        };
+        if became_idle {
+            // The manager may have to stop it after `stop`.
+            self.wake.notify_all();
+        }
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(r))).is_err() {
+            log::error!("rpc pool: a result callback panicked");
+        }
+        let mut st = self.st.lock();
+        st.in_callbacks -= 1;
+        let work = self.dispatch(&mut st);
+        let notify =
+            st.closing || !st.queue.is_empty() || st.slots.iter().any(|s| s.retired && s.load == 0);
+        drop(st);
+        self.run(work);
+        if notify {
+            self.wake.notify_all();
+        }
+    }
+
+    /// Starts one worker (the caller has counted it in `starting`).
+    fn start_worker(self: &Arc<Self>) -> Result<(), Error> {
+        let id = {
+            let mut st = self.st.lock();
+            st.next_slot += 1;
+            st.next_slot
+        };
+        let mut b = self.template.template();
+        let me = Arc::downgrade(self);
+        b.on_retire = Some(Arc::new(move || {
+            if let Some(me) = me.upgrade() {
+                let mut st = me.st.lock();
+                if let Some(s) = st.slots.iter_mut().find(|s| s.id == id) {
+                    s.retired = true;
+                }
+                drop(st);
+                me.wake.notify_all();
+            }
+        }));
+        let me = Arc::downgrade(self);
+        b.on_exit = Some(Box::new(move |_err: Option<&Error>| {
+            if let Some(me) = me.upgrade() {
+                let mut st = me.st.lock();
+                st.slots.retain(|s| s.id != id);
+                st.alive -= 1;
+                drop(st);
+                me.wake.notify_all();
+            }
+        }));
+        let spawned = b.spawn();
+        let mut st = self.st.lock();
+        st.starting -= 1;
+        match spawned {
+            Ok(rpc) => {
+                st.alive += 1;
+                st.slots.push(Slot {
+                    id,
+                    rpc,
+                    load: 0,
+                    retired: false,
+                    idle_since: Instant::now(),
+                });
+                let work = self.dispatch(&mut st);
+                drop(st);
+                self.run(work);
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The manager thread: starts and stops workers, and shuts the pool down.
+    fn manage(self: Arc<Self>) {
+        let mut st = self.st.lock();
+        loop {
+            let now = Instant::now();
+            if st.closing
+                && st.queue.is_empty()
+                && st.in_callbacks == 0
+                && st.slots.iter().all(|s| s.load == 0)
+            {
+                break;
+            }
+            let mut deadline: Option<Instant> = None;
+
+            // Retired workers with nothing left to do go.
+            let gone: Vec<Slot<S>> = {
+                let (gone, keep) = std::mem::take(&mut st.slots)
+                    .into_iter()
+                    .partition(|s| s.retired && s.load == 0);
+                st.slots = keep;
+                gone
+            };
+            if !gone.is_empty() {
+                drop(st);
+                drop(gone);
+                st = self.st.lock();
+                continue;
+            }
+
+            // Start a worker when all are busy or too few are idle.
+            let active = st.slots.iter().filter(|s| !s.retired).count() + st.starting;
+            let idle = st
+                .slots
+                .iter()
+                .filter(|s| !s.retired && s.load == 0)
+                .count()
+                + st.starting;
+            let all_busy = st.slots.iter().all(|s| s.retired || s.load >= self.load);
+            let need = (!st.queue.is_empty() && all_busy && st.starting == 0)
+                || (!st.closing && idle < self.idle);
+            if need && active < self.max {
+                let empty = active == 0;
+                let due = st.last_start.map_or(now, |t| t + self.start);
+                if empty || due <= now {
+                    st.starting += 1;
+                    st.last_start = Some(now);
+                    drop(st);
+                    if let Err(e) = self.start_worker() {
+                        self.template.report(&e);
+                        // With no worker at all, queued jobs can never run.
+                        let mut s = self.st.lock();
+                        if s.slots.is_empty() && s.starting == 0 {
+                            let failed: Vec<Job<S>> = s.queue.drain(..).collect();
+                            drop(s);
+                            for (_, cb) in failed {
+                                cb(Err(e.clone()));
+                            }
+                        }
+                    }
+                    st = self.st.lock();
+                    continue;
+                }
+                deadline = Some(due);
+            }
+
+            // Stop one worker idle for `stop`, beyond the `idle` minimum.
+            let idle_now = st
+                .slots
+                .iter()
+                .filter(|s| !s.retired && s.load == 0)
+                .count();
+            if idle_now > self.idle && !st.closing {
+                if let Some(oldest) = st
+                    .slots
+                    .iter()
+                    .filter(|s| !s.retired && s.load == 0)
+                    .min_by_key(|s| s.idle_since)
+                {
+                    let due = oldest.idle_since + self.stop;
+                    if due <= now {
+                        let id = oldest.id;
+                        let pos = st.slots.iter().position(|s| s.id == id).expect("slot");
+                        let slot = st.slots.remove(pos);
+                        drop(st);
+                        drop(slot);
+                        st = self.st.lock();
+                        continue;
+                    }
+                    deadline = Some(deadline.map_or(due, |d| d.min(due)));
+                }
+            }
+            match deadline {
+                Some(d) => {
+                    self.wake.wait_until(&mut st, d);
+                }
+                None => self.wake.wait(&mut st),
+            }
+        }
+        // Closing and idle: stop every worker, wait until all have exited.
+        let slots = std::mem::take(&mut st.slots);
+        drop(st);
+        drop(slots);
+        let mut st = self.st.lock();
+        while st.alive > 0 || st.starting > 0 {
+            self.wake.wait(&mut st);
+        }
+        drop(st);
+        if let Some(f) = &self.on_destroy {
+            f();
+        }
+        self.st.lock().finished = true;
+        self.done.notify_all();
+    }
+}
