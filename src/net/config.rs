@@ -153,6 +153,101 @@ impl Config {
         self
     }
 
+    /// The network settings of a resolved configuration (rc file,
+    /// profile and arguments, see [`rcfile::resolve`](crate::rcfile::resolve)):
+    /// its node ID and the keys `binds`, `secret`, `cert`,
+    /// `monitor_timeout`, `connect_interval`, `framing_format`,
+    /// `auth_offer`, `auth_accept` and `nodelay`. Framings and auth
+    /// methods aemp does not know (Perl's `storable`) are skipped; a key
+    /// with a value of the wrong type is an [`Error::Config`] naming it.
+    ///
+    /// ```
+    /// let rc = aemp::rcfile::RcFile::from_json(
+    ///     r#"{"secret": "s", "profile": {"seed": {"nodeid": "seed", "binds": ["127.0.0.1:0"]}}}"#,
+    /// ).unwrap();
+    /// let resolved = aemp::rcfile::resolve(&rc, Some("seed"), &Default::default(), false, false).unwrap();
+    /// let cfg = aemp::Config::from_rc(&resolved).unwrap();
+    /// assert_eq!(cfg.node_id, "seed");
+    /// assert_eq!(cfg.binds, ["127.0.0.1:0"]);
+    /// assert_eq!(cfg.secret.as_deref(), Some("s"));
+    /// ```
+    pub fn from_rc(resolved: &crate::rcfile::Resolved) -> Result<Config> {
+        use serde_json::Value;
+        let map = &resolved.config;
+        let bad = |key: &str, problem: &str| Error::Config {
+            key: key.to_string(),
+            problem: problem.to_string(),
+        };
+        let strings = |key: &str| -> Result<Option<Vec<String>>> {
+            match map.get(key) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .map(|v| {
+                        v.as_str()
+                            .map(str::to_string)
+                            .ok_or_else(|| bad(key, "expected a list of strings"))
+                    })
+                    .collect::<Result<Vec<_>>>()
+                    .map(Some),
+                Some(Value::String(s)) => Ok(Some(vec![s.clone()])),
+                Some(_) => Err(bad(key, "expected a list of strings")),
+            }
+        };
+        let text = |key: &str| -> Result<Option<String>> {
+            match map.get(key) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) if s.is_empty() => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(_) => Err(bad(key, "expected a string")),
+            }
+        };
+        let secs = |key: &str| -> Result<Option<Duration>> {
+            match map.get(key) {
+                None | Some(Value::Null) => Ok(None),
+                Some(v) => {
+                    let n = v
+                        .as_f64()
+                        .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+                        .filter(|n| n.is_finite() && *n >= 0.0)
+                        .ok_or_else(|| bad(key, "expected a number of seconds"))?;
+                    Ok(Some(Duration::from_secs_f64(n)))
+                }
+            }
+        };
+        let mut cfg = Config::new(resolved.node_id.node_id.as_str());
+        if let Some(b) = strings("binds")? {
+            cfg.binds = b;
+        }
+        cfg.secret = text("secret")?;
+        cfg.cert = text("cert")?;
+        if let Some(t) = secs("monitor_timeout")? {
+            cfg.monitor_timeout = t;
+        }
+        if let Some(t) = secs("connect_interval")? {
+            cfg.connect_interval = t;
+        }
+        if let Some(f) = strings("framing_format")? {
+            cfg.framings = f.iter().filter_map(|n| Framing::from_name(n)).collect();
+        }
+        let auths = |names: Vec<String>| -> Vec<AuthMethod> {
+            names
+                .iter()
+                .filter_map(|n| AuthMethod::ALL.into_iter().find(|m| m.name() == n))
+                .collect()
+        };
+        if let Some(a) = strings("auth_offer")? {
+            cfg.auth_offer = auths(a);
+        }
+        if let Some(a) = strings("auth_accept")? {
+            cfg.auth_accept = auths(a);
+        }
+        if let Some(v) = map.get("nodelay") {
+            cfg.nodelay = crate::rcfile::truthy(v);
+        }
+        Ok(cfg)
+    }
+
     /// The node ID with `%n`, `%u` and a trailing `/` expanded.
     pub fn expanded_node_id(&self) -> Result<crate::NodeId> {
         crate::NodeId::new(expand_node_id(&self.node_id))
@@ -160,6 +255,9 @@ impl Config {
 }
 
 /// Expands `%n` (host name), `%u` (random text) and a trailing `/`.
+/// Unlike [`rcfile::expand_node_id`](crate::rcfile::expand_node_id), each
+/// `%u` is fresh random text, so several nodes of one process built from
+/// one pattern get distinct IDs.
 pub(crate) fn expand_node_id(pattern: &str) -> String {
     let mut out = String::new();
     let mut chars = pattern.chars().peekable();
@@ -183,15 +281,10 @@ pub(crate) fn expand_node_id(pattern: &str) -> String {
 }
 
 fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
-    // when it fits, and we stop at the first NUL or the end.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
+    let name = crate::rcfile::hostname();
+    if name.is_empty() {
         return "localhost".into();
     }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    let name = String::from_utf8_lossy(&buf[..end]).into_owned();
     // Node IDs must not contain these; host names never do, but be sure.
     name.replace(['#', ';', ','], "_")
 }
@@ -203,9 +296,11 @@ pub(crate) fn parse_bind(bind: &str) -> Result<Vec<SocketAddr>> {
         bind: bind.to_string(),
         problem,
     };
-    let (host, port) = bind
-        .rsplit_once(':')
-        .ok_or_else(|| bad("expected host:port".into()))?;
+    // A bare host (e.g. the rc file's default `*`) gets a dynamic port.
+    let (host, port) = match bind.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(':') && !p.contains(']') => (h, p),
+        _ => (bind, "*"),
+    };
     let port: u16 = match port {
         "*" => 0,
         p => p
@@ -272,7 +367,8 @@ mod tests {
             parse_bind("127.0.0.1:4040").unwrap()[0],
             "127.0.0.1:4040".parse().unwrap()
         );
-        assert!(parse_bind("nocolon").is_err());
+        assert_eq!(parse_bind("*").unwrap()[0].port(), 0);
+        assert!(parse_bind("no-such-host.invalid").is_err());
         assert!(parse_bind("127.0.0.1:notaport").is_err());
         assert!(parse_addr("127.0.0.1").is_err());
     }
