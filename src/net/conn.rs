@@ -115,9 +115,12 @@ impl Conn {
     }
 
     /// Reads what is available, passing each chunk to `f`.
+    /// `drain`: read until the socket says it would block (needed when
+    /// the peer closed: its end-of-stream raises no further event).
     pub(crate) fn read(
         &mut self,
         buf: &mut [u8],
+        drain: bool,
         mut f: impl FnMut(&mut Conn, &[u8]) -> Result<(), String>,
     ) -> Result<ReadState, String> {
         // A budget per turn keeps one busy peer from starving the others;
@@ -125,7 +128,15 @@ impl Conn {
         for _ in 0..16 {
             match self.sock.read(buf) {
                 Ok(0) => return Ok(ReadState::Eof),
-                Ok(n) => f(self, &buf[..n])?,
+                Ok(n) => {
+                    f(self, &buf[..n])?;
+                    // A short read emptied the socket's receive queue: the
+                    // next arrival raises a new event (as tokio assumes
+                    // too), so skip the read that would only say so.
+                    if n < buf.len() && !drain {
+                        return Ok(ReadState::Open);
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(ReadState::Open),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(format!("read error: {e}")),

@@ -163,11 +163,11 @@ impl Reactor {
                 match ev.token() {
                     WAKER => {}
                     Token(t) if t < FIRST_CONN => self.accept(t - 1),
-                    token => self.conn_event(
-                        token,
-                        ev.is_readable() || ev.is_read_closed() || ev.is_error(),
-                        ev.is_writable(),
-                    ),
+                    token => {
+                        let closed = ev.is_read_closed() || ev.is_error();
+                        let readable = ev.is_readable() || closed;
+                        self.conn_event(token, readable.then_some(closed), ev.is_writable())
+                    }
                 }
             }
             while let Ok(cmd) = self.cmds.try_recv() {
@@ -176,7 +176,7 @@ impl Reactor {
                 }
             }
             for token in std::mem::take(&mut self.again) {
-                self.conn_event(token, true, false);
+                self.conn_event(token, Some(true), false);
             }
             self.timers();
         }
@@ -187,7 +187,7 @@ impl Reactor {
         match cmd {
             Cmd::Flush(token) => {
                 log::trace!("{}: flush {token:?}", self.net.id);
-                self.conn_event(token, false, true)
+                self.conn_event(token, None, true)
             }
             Cmd::Dial(remote) => {
                 let now = Instant::now();
@@ -327,7 +327,7 @@ impl Reactor {
             },
         );
         if !tcp_connecting {
-            self.conn_event(token, true, true);
+            self.conn_event(token, Some(true), true);
         }
     }
 
@@ -355,7 +355,9 @@ impl Reactor {
         }
     }
 
-    fn conn_event(&mut self, token: Token, readable: bool, writable: bool) {
+    /// `readable`: `Some(drain)` to read (draining the socket if the
+    /// peer may have closed).
+    fn conn_event(&mut self, token: Token, readable: Option<bool>, writable: bool) {
         let Some(mut conn) = self.conns.remove(&token) else {
             return;
         };
@@ -369,11 +371,11 @@ impl Reactor {
         &mut self,
         token: Token,
         conn: &mut Conn,
-        readable: bool,
+        readable: Option<bool>,
         writable: bool,
     ) -> Result<(), String> {
         if conn.tcp_connecting {
-            if !writable && !readable {
+            if !writable && readable.is_none() {
                 return Ok(());
             }
             if let Ok(Some(e)) | Err(e) = conn.sock.take_error() {
@@ -385,9 +387,9 @@ impl Reactor {
                 Err(e) => return Err(format!("connect failed: {e}")),
             }
         }
-        if readable {
+        if let Some(drain) = readable {
             let mut rbuf = std::mem::take(&mut self.rbuf);
-            let res = conn.read(&mut rbuf, |c, data| self.received(token, c, data));
+            let res = conn.read(&mut rbuf, drain, |c, data| self.received(token, c, data));
             self.rbuf = rbuf;
             match res? {
                 ReadState::Open => {}
