@@ -278,9 +278,24 @@ impl Reactor {
                 dial.next += 1;
                 self.start_connect(addr, text, Some(dial.remote.clone()));
             }
-            dial.next_at = now + self.net.connect_interval;
+            dial.next_at = now + self.spacing(known.len());
             self.dials.insert(key, dial);
         }
+    }
+
+    /// The delay before the next attempt with `n` known addresses:
+    /// `min(connect_interval, (monitor_timeout - connect_interval) / n)`,
+    /// ±10% jitter (as the original), so all addresses get a turn.
+    fn spacing(&self, n: usize) -> Duration {
+        let ci = self.net.connect_interval;
+        let share = self.net.monitor_timeout.saturating_sub(ci) / n.max(1) as u32;
+        let base = if share.is_zero() { ci } else { ci.min(share) };
+        // Cheap jitter from the clock: no need for good randomness here.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let factor = 0.9 + f64::from(nanos % 1000) / 5000.0;
+        base.mul_f64(factor)
     }
 
     fn handshake(&self, addr: &str) -> Box<Handshake> {
