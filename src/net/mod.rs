@@ -15,7 +15,26 @@
 //!
 //! Senders encode on their own thread into the connection's outgoing
 //! buffer and wake the reactor only when that buffer was empty, so many
-//! packets leave in one write.
+//! packets leave in one write. A sender that finds the connection idle
+//! (nothing buffered, nothing being written, no direct write in the last
+//! 25 µs) writes the packet itself: a light exchange then skips one
+//! thread hand-off, while a stream still leaves in batches.
+//!
+//! Decisions worth knowing:
+//! - One connection per node pair. A new connection from a node we are
+//!   connected to fails the old one (its monitors fire, "switched
+//!   connections") and is refused itself; the node's next attempt gets
+//!   through. Two handshakes racing each other: the one opened by the node
+//!   with the smaller ID is kept, the other closed before it completes, so
+//!   both ends agree and no monitor fires.
+//! - No holes: after a loss the link is down until a dispatcher task has
+//!   fired every monitor of that node. Sends from other threads meanwhile
+//!   are dropped; sends from those monitor callbacks go out on a new
+//!   connection. Then `mon_nodes` hears of it, and sends work again.
+//! - Packets read in one chunk take effect together (port scheduling is
+//!   deferred to the end of the chunk), like one turn of the original's
+//!   event loop: a spawn and the `mon1` sent right after it report the
+//!   init's `die`, not `no_such_port`.
 
 mod config;
 mod conn;

@@ -1,6 +1,7 @@
 //! The network against the behaviour checklist (acceptance.md §8): nodes
 //! in one process on 127.0.0.1, and child processes where one must die.
-//! Each test is named with its item number.
+//! Each test is named with its item number: 17-19, 41-48, 55, 70-82
+//! (73: self-connection only; seeds come with discovery).
 
 mod basics;
 mod monitors;
