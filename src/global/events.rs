@@ -57,7 +57,7 @@ pub enum Event {
         /// The answer.
         result: QueryResult,
     },
-    /// The answer to `find`: a node's listen
+    /// The answer to [`find`](super::DbNode::find): a node's listen
     /// addresses, `None` if the master does not know the node.
     Found {
         /// The node looked up.
@@ -68,7 +68,7 @@ pub enum Event {
     /// The master changed (`None`: no seed is connected; requests wait).
     MasterChanged(Option<String>),
     /// This node became a global node (it received `g_slave`, or
-    /// `become_global` was called).
+    /// [`become_global`](super::DbNode::become_global) was called).
     BecameGlobal,
     /// The global nodes (family `'g`, without us) this global node must keep
     /// connections to; sent whenever the set changes.
