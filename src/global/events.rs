@@ -45,6 +45,15 @@ pub struct DbMonEvent {
     pub del: Vec<String>,
 }
 
+impl DbMonEvent {
+    /// The arguments of a `grp_mon` callback (the 2.x shim over `db_mon`):
+    /// `([ports], add, del)`, the group's members being the family's keys;
+    /// changed values do not concern groups.
+    pub fn grp_args(&self) -> (Vec<String>, &[String], &[String]) {
+        (self.fam.keys().cloned().collect(), &self.add, &self.del)
+    }
+}
+
 /// Something the driver acts on.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {

@@ -344,3 +344,39 @@ fn the_local_api_rejects_bad_families_and_keys_naming_them() {
     assert!(n.db_family("").is_err());
     assert!(n.take_packets().is_empty());
 }
+
+#[test]
+fn grp_mon_arguments_are_ports_add_del_97() {
+    let mut sim = cluster();
+    let port = |n: &str| format!("{n}#worker");
+    sim.set("s1", "workers", &port("s1"), Value::Null);
+    sim.run();
+    let m = sim.mon("s4", "workers");
+    sim.run();
+    sim.set("s5", "workers", &port("s5"), Value::Null);
+    sim.run();
+    sim.set("s5", "workers", &port("s5"), json!("ignored change"));
+    sim.run();
+    sim.kill("s1");
+    sim.run();
+    let args: Vec<_> = sim.events["s4"]
+        .iter()
+        .filter_map(|e| match e {
+            Event::DbMon(ev) if ev.monitors.contains(&m) => {
+                let (ports, add, del) = ev.grp_args();
+                Some((ports, add.to_vec(), del.to_vec()))
+            }
+            _ => None,
+        })
+        .collect();
+    let v = |x: &[&str]| x.iter().map(|s| port(s)).collect::<Vec<_>>();
+    assert_eq!(
+        args,
+        [
+            (v(&["s1"]), v(&["s1"]), v(&[])),
+            (v(&["s1", "s5"]), v(&["s5"]), v(&[])),
+            (v(&["s1", "s5"]), v(&[]), v(&[])),
+            (v(&["s5"]), v(&[]), v(&["s1"])),
+        ]
+    );
+}

@@ -63,11 +63,31 @@ fn check(sim: &mut Sim, mons: &[(&str, MonId)]) {
     }
 }
 
-fn run(seed: u64, ops: usize) {
+/// The links that disruptions may cut (and restore as seed links).
+const LINKS: [(&str, &str); 5] = [
+    ("g1", "g2"),
+    ("s1", "g1"),
+    ("s1", "g2"),
+    ("s2", "g1"),
+    ("s2", "g2"),
+];
+
+fn run(seed: u64, ops: usize, chaos: bool) {
     let (mut sim, mons) = network();
     let mut rng = Rng(seed);
     sim.run_random(&mut rng);
-    for _ in 0..ops {
+    for i in 0..ops {
+        if chaos && i % 100 == 50 {
+            let (a, b) = LINKS[rng.below(LINKS.len())];
+            sim.cut(a, b);
+        }
+        if chaos && i % 100 == 99 {
+            for (a, b) in LINKS {
+                if !sim.is_linked(a, b) {
+                    sim.connect(a, b, true, a.starts_with('g'));
+                }
+            }
+        }
         let n = NODES[rng.below(4)];
         // Keys 0–3 are shared by all nodes, the others belong to one node.
         let key = match rng.below(8) {
@@ -94,12 +114,22 @@ fn run(seed: u64, ops: usize) {
 
 #[test]
 fn db_mon_deltas_match_1000_random_operations() {
-    run(0x9e37_79b9_7f4a_7c15, 1000);
+    run(0x9e37_79b9_7f4a_7c15, 1000, false);
+}
+
+/// The same with a link cut (a slave's master link, a slave's spare seed
+/// link, or the globals' link) in the middle of every 100 operations and
+/// restored at its end: master fail-over and split/merge under load.
+#[test]
+fn db_mon_deltas_match_1000_random_operations_with_cuts_94_96() {
+    for seed in [1, 2, 3, 0x9e37_79b9_7f4a_7c15] {
+        run(seed, 1000, true);
+    }
 }
 
 #[test]
 fn db_mon_deltas_match_random_operations_many_seeds() {
     for seed in 1..=20 {
-        run(seed * 7919, 200);
+        run(seed * 7919, 200, false);
     }
 }

@@ -100,6 +100,10 @@ impl Sim {
         }
     }
 
+    pub fn is_linked(&self, a: &str, b: &str) -> bool {
+        self.links.contains(&pair(a, b))
+    }
+
     /// The node dies: every link of it breaks.
     pub fn kill(&mut self, id: &str) {
         self.nodes.remove(id);
