@@ -5,4 +5,5 @@ mod cluster;
 mod failover;
 mod interop;
 mod random;
+mod robust;
 mod sim;
