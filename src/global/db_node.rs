@@ -170,7 +170,7 @@ impl DbNode {
             | GPacket::Found { .. } => self.slave.handle(from, p),
             p => match &mut self.global {
                 Some(g) => g.handle(from, p),
-                None => debug!("{}: not global, ignoring {p:?} from {from}", self.me),
+                None => debug!("{}: not global, ignoring {} from {from}", self.me, p.tag()),
             },
         }
     }

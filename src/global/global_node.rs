@@ -188,7 +188,7 @@ impl GlobalNode {
             | GPacket::Chg1 { .. }
             | GPacket::Chg2 { .. }
             | GPacket::Found { .. }) => {
-                debug!("global side ignores {other:?} from {from}");
+                debug!("global side ignores {} from {from}", other.tag());
             }
         }
         self.flush(all, rep);

@@ -66,7 +66,9 @@
 //!   side; a global node is its own master, its packets to itself go
 //!   straight across.
 //! - `slave.rs`: [`Slave`], the local database, requests waiting for and
-//!   re-sent to the master, `db_mon` caches and master selection.
+//!   re-sent to the master, and master selection.
+//! - `subscriptions.rs`: [`Subscriptions`], `db_mon` subscribers and the
+//!   per-family cache that turns the master's reports into exact deltas.
 //! - `global_node.rs`: [`GlobalNode`], the merged database served to slaves
 //!   and exchanged with the other global nodes.
 //! - `store.rs`: [`Store`], shards by owner and the merged view.
@@ -108,6 +110,7 @@ pub mod events;
 pub mod global_node;
 pub mod slave;
 pub mod store;
+pub mod subscriptions;
 pub mod wire;
 
 pub use db_node::DbNode;
@@ -116,4 +119,5 @@ pub use events::{DbMonEvent, Event, MonId, QueryId, QueryResult};
 pub use global_node::{GlobalNode, GLOBALS, LISTENERS};
 pub use slave::Slave;
 pub use store::{Changes, Db, Family, FamilyChange, Store};
+pub use subscriptions::Subscriptions;
 pub use wire::{GPacket, QueryKind};

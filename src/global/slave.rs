@@ -8,15 +8,15 @@
 //! (monitors: until stopped); on every master change the whole local
 //! database (`g_slave`) and then every pending request is sent again.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
 
 use log::{debug, warn};
 use serde_json::Value;
 
 use super::error::{check_family, check_key, Error};
-use super::events::{DbMonEvent, Event, MonId, QueryId, QueryResult};
+use super::events::{Event, MonId, QueryId, QueryResult};
 use super::store::{Db, Family};
+use super::subscriptions::{Subscribe, Subscriptions};
 use super::wire::{self, GPacket, QueryKind};
 
 #[derive(Debug)]
@@ -41,14 +41,6 @@ impl Request {
             Request::Mon(family) => wire::packet("g_mon1", [family.as_str().into()]),
         }
     }
-}
-
-#[derive(Debug)]
-struct MonFamily {
-    seq: u64,
-    subs: BTreeSet<MonId>,
-    /// The family as last reported by the master; `None` until `g_chg1`.
-    cache: Option<Arc<Family>>,
 }
 
 /// Perl's string increment on lowercase IDs: `a`→`b`, `z`→`aa`, `az`→`ba`.
@@ -79,8 +71,7 @@ pub struct Slave {
     pending: BTreeMap<u64, Request>,
     by_id: HashMap<String, u64>,
     finds: HashMap<String, u64>,
-    mons: BTreeMap<String, MonFamily>,
-    mon_family: HashMap<MonId, String>,
+    mons: Subscriptions,
     next_token: u64,
     out: Vec<(String, Vec<Value>)>,
     events: Vec<Event>,
@@ -100,8 +91,7 @@ impl Slave {
             pending: BTreeMap::new(),
             by_id: HashMap::new(),
             finds: HashMap::new(),
-            mons: BTreeMap::new(),
-            mon_family: HashMap::new(),
+            mons: Subscriptions::default(),
             next_token: 0,
             out: Vec::new(),
             events: Vec::new(),
@@ -194,48 +184,20 @@ impl Slave {
     pub fn db_mon(&mut self, family: &str) -> Result<MonId, Error> {
         check_family(family)?;
         let mon = MonId(self.token());
-        self.mon_family.insert(mon, family.to_owned());
-        if let Some(mf) = self.mons.get_mut(family) {
-            mf.subs.insert(mon);
-            if let Some(cache) = &mf.cache {
-                let ev = DbMonEvent {
-                    family: family.into(),
-                    monitors: vec![mon],
-                    fam: cache.clone(),
-                    add: cache.keys().cloned().collect(),
-                    chg: Vec::new(),
-                    del: Vec::new(),
-                };
-                self.events.push(Event::DbMon(ev));
+        match self.mons.subscribe(family, mon) {
+            Subscribe::Joined(first) => self.events.extend(first.map(Event::DbMon)),
+            Subscribe::NewFamily => {
+                let seq = self.request(Request::Mon(family.into()));
+                self.mons.add_family(family, mon, seq);
             }
-            return Ok(mon);
         }
-        let seq = self.request(Request::Mon(family.into()));
-        let subs = BTreeSet::from([mon]);
-        self.mons.insert(
-            family.into(),
-            MonFamily {
-                seq,
-                subs,
-                cache: None,
-            },
-        );
         Ok(mon)
     }
 
     /// Ends a subscription; the family's last one sends `g_mon0` and drops
     /// the cache. Unknown handles are ignored.
     pub fn db_mon_stop(&mut self, mon: MonId) {
-        let Some(family) = self.mon_family.remove(&mon) else {
-            return;
-        };
-        let Some(mf) = self.mons.get_mut(&family) else {
-            return;
-        };
-        mf.subs.remove(&mon);
-        if mf.subs.is_empty() {
-            let seq = mf.seq;
-            self.mons.remove(&family);
+        if let Some((family, seq)) = self.mons.unsubscribe(mon) {
             self.pending.remove(&seq);
             self.send_to_master(wire::packet("g_mon0", [family.into()]));
         }
@@ -294,22 +256,32 @@ impl Slave {
     pub fn handle(&mut self, from: &str, packet: GPacket) {
         if self.master.as_deref() != Some(from) {
             debug!(
-                "{}: ignoring {packet:?} from {from}, which is not our master",
-                self.me
+                "{}: ignoring {} from {from}, which is not our master",
+                self.me,
+                packet.tag()
             );
             return;
         }
         match packet {
             GPacket::Reply { id, value } => self.on_reply(from, id, value),
-            GPacket::Chg1 { family, full } => self.on_chg1(family, full),
-            GPacket::Chg2 { family, set, del } => self.on_chg2(family, set, del),
+            GPacket::Chg1 { family, full } => self
+                .events
+                .extend(self.mons.full(family, full).map(Event::DbMon)),
+            GPacket::Chg2 { family, set, del } => {
+                let ev = self.mons.change(family, set, del);
+                self.events.extend(ev.map(Event::DbMon))
+            }
             GPacket::Found { node, addresses } => {
                 if let Some(seq) = self.finds.remove(&node) {
                     self.pending.remove(&seq);
                     self.events.push(Event::Found { node, addresses });
                 }
             }
-            other => debug!("{}: slave side ignores {other:?} from {from}", self.me),
+            other => debug!(
+                "{}: slave side ignores {} from {from}",
+                self.me,
+                other.tag()
+            ),
         }
     }
 
@@ -351,88 +323,6 @@ impl Slave {
             query: token,
             result,
         });
-    }
-
-    fn on_chg1(&mut self, family: String, full: Family) {
-        let Some(mf) = self.mons.get_mut(&family) else {
-            return;
-        };
-        let (add, chg, del) = match &mf.cache {
-            // The first answer: every key is new, and the call is made even
-            // for an empty family.
-            None => (full.keys().cloned().collect(), Vec::new(), Vec::new()),
-            // A new master's full state: report only the differences.
-            Some(old) => {
-                let add = full
-                    .keys()
-                    .filter(|k| !old.contains_key(*k))
-                    .cloned()
-                    .collect();
-                let chg = full
-                    .iter()
-                    .filter(|(k, v)| old.get(*k).is_some_and(|o| o != *v))
-                    .map(|(k, _)| k.clone())
-                    .collect();
-                let del: Vec<String> = old
-                    .keys()
-                    .filter(|k| !full.contains_key(*k))
-                    .cloned()
-                    .collect();
-                let (a, c, d): (Vec<String>, Vec<String>, Vec<String>) = (add, chg, del);
-                if a.is_empty() && c.is_empty() && d.is_empty() {
-                    mf.cache = Some(Arc::new(full));
-                    return;
-                }
-                (a, c, d)
-            }
-        };
-        let fam = Arc::new(full);
-        mf.cache = Some(fam.clone());
-        let monitors = mf.subs.iter().copied().collect();
-        self.events.push(Event::DbMon(DbMonEvent {
-            family,
-            monitors,
-            fam,
-            add,
-            chg,
-            del,
-        }));
-    }
-
-    fn on_chg2(&mut self, family: String, set: Family, del_keys: Vec<String>) {
-        let Some(mf) = self.mons.get_mut(&family) else {
-            return;
-        };
-        let Some(cache) = &mut mf.cache else {
-            debug!("{}: g_chg2 for {family:?} before g_chg1", self.me);
-            return;
-        };
-        let cur = Arc::make_mut(cache);
-        let (mut add, mut chg, mut del) = (Vec::new(), Vec::new(), Vec::new());
-        for (k, v) in set {
-            match cur.insert(k.clone(), v.clone()) {
-                None => add.push(k),
-                Some(old) if old != v => chg.push(k),
-                Some(_) => {}
-            }
-        }
-        for k in del_keys {
-            if cur.remove(&k).is_some() {
-                del.push(k);
-            }
-        }
-        if add.is_empty() && chg.is_empty() && del.is_empty() {
-            return;
-        }
-        let ev = DbMonEvent {
-            family,
-            monitors: mf.subs.iter().copied().collect(),
-            fam: cache.clone(),
-            add,
-            chg,
-            del,
-        };
-        self.events.push(Event::DbMon(ev));
     }
 
     fn token(&mut self) -> u64 {

@@ -95,6 +95,26 @@ pub enum GPacket {
     },
 }
 
+impl GPacket {
+    /// The packet's tag, e.g. `g_upd` (for logs: the packet may be big).
+    pub fn tag(&self) -> &'static str {
+        match self {
+            GPacket::Slave(_) => "g_slave",
+            GPacket::Upd { .. } => "g_upd",
+            GPacket::Set(_) => "g_set",
+            GPacket::Global => "g_global",
+            GPacket::Query { kind, .. } => kind.tag(),
+            GPacket::Reply { .. } => "g_reply",
+            GPacket::Mon1(_) => "g_mon1",
+            GPacket::Mon0(_) => "g_mon0",
+            GPacket::Chg1 { .. } => "g_chg1",
+            GPacket::Chg2 { .. } => "g_chg2",
+            GPacket::Find(_) => "g_find",
+            GPacket::Found { .. } => "g_found",
+        }
+    }
+}
+
 fn string(args: &[Value], i: usize, what: &str) -> Result<String, String> {
     match args.get(i) {
         Some(Value::String(s)) => Ok(s.clone()),
