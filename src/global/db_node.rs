@@ -152,6 +152,19 @@ impl DbNode {
         self.pump();
     }
 
+    /// Takes a whole received packet if it is a node-port `g_*` request
+    /// (`["", "g_…", args…]`) and returns true; returns false, ignoring it,
+    /// for anything else.
+    pub fn node_packet(&mut self, from: &str, packet: &[Value]) -> bool {
+        match packet {
+            [port, Value::String(tag), args @ ..] if port == "" && tag.starts_with("g_") => {
+                self.packet(from, tag, args);
+                true
+            }
+            _ => false,
+        }
+    }
+
     fn dispatch(&mut self, from: &str, p: GPacket) {
         match p {
             GPacket::Slave(_) if self.global.is_none() => {

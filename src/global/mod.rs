@@ -12,8 +12,9 @@
 //!   [`become_global`](DbNode::become_global) if a seed address turns out
 //!   to be this node itself;
 //! - passes every node-port packet `["", "g_…", args…]` to
-//!   [`packet`](DbNode::packet)`(from, tag, args)` (malformed ones are
-//!   logged and ignored);
+//!   [`packet`](DbNode::packet)`(from, tag, args)`, or the whole packet to
+//!   [`node_packet`](DbNode::node_packet) (malformed ones are logged and
+//!   ignored);
 //! - publishes its listen addresses with `db_set("'l", own_id, ["ip:port", …])`;
 //! - after each call, sends [`take_packets`](DbNode::take_packets)
 //!   (`(to_node, packet)`, always to a connected peer, in order) and acts

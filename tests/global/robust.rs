@@ -73,3 +73,23 @@ proptest! {
         global.take_packets();
     }
 }
+
+#[test]
+fn node_packet_takes_only_node_port_g_packets() {
+    let mut n = DbNode::new("s");
+    for p in [
+        json!([]),
+        json!(["", ""]),
+        json!(["", "snd", "x"]),
+        json!(["port", "g_reply", "b", {}]),
+        json!(["", 5]),
+    ] {
+        assert!(!n.node_packet("g", p.as_array().unwrap()), "{p}");
+    }
+    assert!(n.node_packet("g", json!(["", "g_global"]).as_array().unwrap()));
+    assert!(
+        n.node_packet("g", json!(["", "g_bogus"]).as_array().unwrap()),
+        "taken, logged, ignored"
+    );
+    assert!(n.take_packets().is_empty());
+}

@@ -166,8 +166,10 @@ impl Sim {
             .unwrap()
             .pop_front()
             .unwrap();
-        let tag = p[1].as_str().unwrap().to_owned();
-        self.node(&to).packet(&from, &tag, &p[2..]);
+        assert!(
+            self.node(&to).node_packet(&from, &p),
+            "not a g_* packet: {p:?}"
+        );
         self.collect(&to);
     }
 
