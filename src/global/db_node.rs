@@ -84,18 +84,21 @@ impl DbNode {
         if self.global.is_some() {
             return;
         }
-        let mut g = GlobalNode::new(&self.me);
-        // Our own g_slave must reach the global side before any local 'g
-        // update, or its full replacement would undo that update.
-        self.slave.become_own_master();
-        for p in &self.peers {
-            g.peer_up(p);
-        }
-        for p in &self.global_peers {
-            g.handle(p, GPacket::Global);
-        }
-        self.global = Some(g);
+        self.global = Some(GlobalNode::new(&self.me));
         self.events.push(Event::BecameGlobal);
+        // Our own g_slave reaches our global side first: the g_set we send
+        // other globals must carry our entries, and a later 'g update must
+        // not be undone by that g_slave's full replacement.
+        self.slave.become_own_master();
+        self.pump();
+        if let Some(g) = &mut self.global {
+            for p in &self.peers {
+                g.peer_up(p);
+            }
+            for p in &self.global_peers {
+                g.handle(p, GPacket::Global);
+            }
+        }
         let me = self.me.clone();
         if let Err(e) = self.slave.db_set(GLOBALS, &me, Value::Null) {
             warn!("cannot list ourselves in 'g: {e}");

@@ -261,6 +261,8 @@ fn find_resolves_listen_addresses_via_the_master() {
 #[test]
 fn a_node_that_receives_g_slave_becomes_global_and_meshes() {
     let mut sim = cluster();
+    sim.set("s3", "f", "s3key", json!(3));
+    sim.run();
     // s3 is also a seed of a new node x: the bare g_slave makes s3 global.
     sim.add("x");
     sim.set("x", "f", "xkey", json!("x"));
@@ -269,8 +271,14 @@ fn a_node_that_receives_g_slave_becomes_global_and_meshes() {
     assert!(sim.events["s3"].contains(&Event::BecameGlobal));
     assert!(sim.node("s3").is_global());
     assert_eq!(sim.node("s3").master(), Some("s3"));
-    sim.set("s3", "f", "s3key", json!(3));
-    sim.run();
+    // Its g_set to the globals it meshes with carries its own entries.
+    for g in ["g1", "g2"] {
+        let g_set = sim
+            .wire
+            .iter()
+            .find(|(f, t, p)| f == "s3" && t == g && p[1] == "g_set");
+        assert_eq!(g_set.unwrap().2[2]["f"]["s3key"], json!(3), "g_set to {g}");
+    }
     // s3 told g1 (its old master) and g2 it is global; they mesh.
     for g in ["g1", "g2", "s3"] {
         let store = sim.node(g).global_store().unwrap();
