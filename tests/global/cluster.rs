@@ -388,3 +388,28 @@ fn grp_mon_arguments_are_ports_add_del_97() {
         ]
     );
 }
+
+#[test]
+fn a_global_node_answers_its_own_requests_at_once() {
+    let mut sim = cluster();
+    let g = sim.node("g2");
+    g.take_events();
+    g.find("nobody");
+    let q = g.db_keys("'l").unwrap();
+    let m = g.db_mon("'l").unwrap();
+    assert!(g.take_packets().is_empty(), "nothing goes over the network");
+    let events = g.take_events();
+    let found = Event::Found {
+        node: "nobody".into(),
+        addresses: None,
+    };
+    assert!(events.contains(&found), "no known address: fails at once");
+    let keys: Vec<String> = (1..=6).map(|i| format!("s{i}")).collect();
+    assert!(events.contains(&Event::Reply {
+        query: q,
+        result: QueryResult::Keys(keys.clone())
+    }));
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::DbMon(ev) if ev.monitors == [m] && ev.add == keys)));
+}
