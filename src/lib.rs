@@ -52,6 +52,7 @@ mod calls;
 mod context;
 mod dispatcher;
 mod error;
+pub mod global;
 mod id;
 pub mod message;
 mod monitor;

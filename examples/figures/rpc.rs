@@ -127,21 +127,27 @@ pub fn figures(quick: bool) -> Vec<Figure> {
     ));
     rpc.join(T).expect("worker exits");
 
-    // A pool of two workers, 100,000 trivial jobs.
-    let pool = Pool::builder(Worker::current_exe(), "figures_echo")
-        .max(2)
-        .idle(2)
-        .load(512)
-        .build()
-        .expect("start a pool");
-    for _ in 0..100 {
-        pool.call_wait(vec![1], T).expect("warm-up");
+    // A pool of two workers, 100,000 trivial jobs: with up to 512 calls in
+    // flight per worker (pipelined), and with the default load of 2.
+    for (name, load) in [
+        ("pool2_jobs_per_s", 512),
+        ("pool2_default_load_jobs_per_s", 2),
+    ] {
+        let pool = Pool::builder(Worker::current_exe(), "figures_echo")
+            .max(2)
+            .idle(2)
+            .load(load)
+            .build()
+            .expect("start a pool");
+        for _ in 0..100 {
+            pool.call_wait(vec![1], T).expect("warm-up");
+        }
+        out.push(Figure::new(
+            name,
+            flood(|a, cb| pool.call(a, cb), n),
+            "jobs/s",
+        ));
+        pool.join(T).expect("pool finishes");
     }
-    out.push(Figure::new(
-        "pool2_jobs_per_s",
-        flood(|a, cb| pool.call(a, cb), n),
-        "jobs/s",
-    ));
-    pool.join(T).expect("pool finishes");
     out
 }
