@@ -18,6 +18,10 @@ type Res = Result<(), Failure>;
 
 const DEFAULT_TIMEOUT: f64 = 5.0;
 
+/// How long `snd` waits after the confirmation for its monitor of the
+/// port to report that the port does not exist.
+const SND_GRACE: Duration = Duration::from_millis(250);
+
 const REACH: &str = "\
 Finding the node: the command joins as a short-lived node aemp/<host>/<random>
 with the configuration file's secret or cert (global section, then profile
@@ -68,7 +72,8 @@ Seeds are not connected yet (they come with discovery).",
             .long(format!(
                 "Sends [ARG...] to PORT, then asks PORT's node to relay a reply to us: \
 prints \"message sent successfully\" when it arrives, or fails (exit 1) with the \
-reason when PORT does not exist or its node cannot be reached.\n\n{REACH}"
+reason when PORT does not exist (reported by PORT's node within 0.25 s of the \
+confirmation) or its node cannot be reached.\n\n{REACH}"
             )),
         ),
         with_net_options(
@@ -443,7 +448,17 @@ fn snd(s: &mut Session, a: Vec<Value>) -> Res {
         &c.target.node_port(),
         msg!["snd", &reply, "message sent successfully"],
     );
-    match rx.recv_deadline(c.deadline) {
+    let mut got = rx.recv_deadline(c.deadline);
+    if matches!(got, Ok(Ok(_))) {
+        // The node answers a monitor of a missing port from its dispatcher,
+        // so that answer may come just after the relayed reply: give it a
+        // moment.
+        let grace = (Instant::now() + SND_GRACE).min(c.deadline);
+        if let Ok(Err(reason)) = rx.recv_deadline(grace) {
+            got = Ok(Err(reason));
+        }
+    }
+    match got {
         Ok(Ok(m)) => {
             let words: Vec<String> =
                 m.0.iter()
