@@ -421,6 +421,21 @@ fn fails_clearly_when_no_node_answers() {
         "{out:?}"
     );
 
+    // Without a secret or cert the handshake cannot succeed: say so.
+    env.run(&["delsecret"]).ok();
+    let out = env
+        .run(&[
+            "cal",
+            "--timeout",
+            "1",
+            "--connect",
+            &seed.addr,
+            "seed",
+            "time",
+        ])
+        .fails(1);
+    assert!(out.stderr.contains("no secret or cert"), "{out:?}");
+
     // Usage errors name the bad input.
     let out = env.run(&["cal", "--timeout", "soon", "seed"]).fails(2);
     assert!(out.stderr.contains("--timeout soon"), "{out:?}");

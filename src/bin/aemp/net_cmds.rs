@@ -238,6 +238,8 @@ struct Call {
     args: Vec<Value>,
     deadline: Instant,
     timeout: Duration,
+    /// Whether the configuration has a secret or a cert.
+    can_authenticate: bool,
 }
 
 impl Call {
@@ -315,6 +317,9 @@ impl Call {
                  (aemp seeds HOST:PORT)"
             )));
         }
+        let can_authenticate = ["secret", "cert"]
+            .iter()
+            .any(|k| matches!(resolved.config.get(*k), Some(Value::String(v)) if !v.is_empty()));
         let node = Node::from_profile(&s.rc, Some(&profile), args, |_| {})
             .map_err(|e| Failure::Failed(format!("{cmd}: {e}")))?;
         log::debug!("{cmd}: joined as {}", node.id());
@@ -327,6 +332,7 @@ impl Call {
             args: a.into(),
             deadline: Instant::now() + timeout,
             timeout,
+            can_authenticate,
         };
         call.reach(&connect)?;
         Ok(call)
@@ -368,12 +374,20 @@ impl Call {
                     }
                 }
                 Err(_) => {
-                    return Err(self.failed(format!(
+                    let mut text = format!(
                         "cannot reach node {} at {} within {} s",
                         self.target,
                         addrs.join(", "),
                         self.timeout.as_secs_f64()
-                    )))
+                    );
+                    if !others.is_empty() {
+                        text += &format!(" ({} answered instead)", others.join(", "));
+                    }
+                    if !self.can_authenticate {
+                        text += " (no secret or cert is configured: nodes cannot authenticate; \
+                                 see aemp gensecret)";
+                    }
+                    return Err(self.failed(text));
                 }
             }
         }
