@@ -193,6 +193,16 @@ pub enum Error {
         /// What is wrong with its value.
         problem: String,
     },
+    /// A `services` entry of the configuration could not run: its
+    /// function is not registered, its module has no loader, or it
+    /// panicked. Configuring stops there.
+    #[error("service {name:?}: {problem}")]
+    Service {
+        /// The service entry's function or module name.
+        name: String,
+        /// What went wrong.
+        problem: String,
+    },
     /// Text that should be JSON is not (e.g. an `aemp` JSON argument).
     #[error("invalid JSON ({problem}): {input}")]
     Json {

@@ -14,7 +14,8 @@
 //!   [`Node::call`], [`Node::after`], [`Node::peval`], [`psub`].
 //!
 //! - Networking: [`Node::with_config`] (or [`configure`] for the
-//!   process-wide node) with a [`Config`] makes a node that talks to other
+//!   process-wide node) with a [`Config`] — or [`Node::from_profile`] /
+//!   [`configure_profile`] from the configuration file — makes a node that talks to other
 //!   nodes — Rust or Perl AnyEvent::MP 2.x — over TCP (hmac or TLS auth,
 //!   json or cbor framing). `snd`, `kil`, `mon` and `spawn` then work on
 //!   remote ports too; [`Node::connect`], [`Node::up_nodes`],
@@ -49,6 +50,7 @@
 pub struct ReadmeDoctests;
 
 mod calls;
+mod configure;
 mod context;
 mod dispatcher;
 mod error;
@@ -66,6 +68,7 @@ mod table;
 mod timer;
 pub mod transport;
 
+pub use configure::configure_profile;
 pub use context::{self_port, src_node};
 pub use error::{Error, Result};
 pub use id::{NodeId, PortId};

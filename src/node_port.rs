@@ -60,6 +60,22 @@ impl Node {
             .insert(package.to_string(), Arc::new(loader));
     }
 
+    /// Runs the loader registered for `package` (`"chat"`) unless it ran
+    /// already; `false` if there is none.
+    pub(crate) fn load_package(&self, package: &str) -> bool {
+        let loader = {
+            let mut fns = self.inner.functions.write();
+            let Some(l) = fns.loaders.get(package).cloned() else {
+                return false;
+            };
+            fns.loaded.insert(package.to_string()).then_some(l)
+        };
+        if let Some(load) = loader {
+            load(self);
+        }
+        true
+    }
+
     /// The function registered under `name`, running package loaders if
     /// needed.
     pub(crate) fn function(&self, name: &str) -> Option<Func> {

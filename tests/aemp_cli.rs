@@ -1,7 +1,6 @@
 //! The `aemp` tool's configuration commands, driving the real binary in a
 //! temporary directory (acceptance.md §4; checklist items 102–110).
-//! Items 111–113 need the network layer (`run`, `snd`, `cal`, `mon`,
-//! tracing): they come with it.
+//! The network commands (items 111–113) are in `aemp_net.rs`.
 
 use serde_json::{json, Value};
 use std::fs;
@@ -418,7 +417,7 @@ fn unknown_command_and_usage_109() {
     // A missing argument is a usage error.
     let err = rc.fails(&["setsecret"], 2);
     assert!(err.contains("<SECRET>"), "{err}");
-    // Network commands are not part of this build; eval and shell never are.
+    // eval and shell are never offered.
     for cmd in ["eval", "shell"] {
         rc.fails(&[cmd], 2);
     }
@@ -432,7 +431,7 @@ fn help_everywhere_109() {
         "gensecret",
         "showconfig",
         "eval and shell are not offered",
-        "network layer",
+        "Network commands: run",
     ] {
         assert!(top.contains(word), "{word} missing in:\n{top}");
     }

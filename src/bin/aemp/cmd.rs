@@ -93,6 +93,9 @@ pub struct Spec {
     pub long_about: Option<String>,
     pub usage: Option<&'static str>,
     pub arity: Arity,
+    /// Options shown in help and checked by clap; the command reads them
+    /// itself from the front of its arguments.
+    pub options: Vec<clap::Arg>,
     pub run: Run,
 }
 
@@ -111,6 +114,7 @@ pub fn spec(
         long_about: None,
         usage: None,
         arity,
+        options: Vec::new(),
         run: Box::new(run),
     }
 }
@@ -119,6 +123,12 @@ impl Spec {
     /// Adds a longer help text (shown by `--help`).
     pub fn long(mut self, text: impl Into<String>) -> Spec {
         self.long_about = Some(text.into());
+        self
+    }
+
+    /// Adds an option (see [`Spec::options`]).
+    pub fn option(mut self, arg: clap::Arg) -> Spec {
+        self.options.push(arg);
         self
     }
 
@@ -171,6 +181,7 @@ impl Spec {
         if let Some(alias) = &self.alias {
             c = c.visible_alias(*alias);
         }
+        c = c.args(self.options.iter().cloned());
         let arg = |value: &'static str, help: &'static str| {
             clap::Arg::new(value)
                 .value_name(value)
@@ -212,12 +223,12 @@ services, framing_format, auth_offer, auth_accept) are comma-separated or a
 JSON array. Every setX command has the bare alias X (seeds = setseeds).
 
 The file: $AEMP_RC, else $PERL_ANYEVENT_MP_RC, else ~/.perl-anyevent-mp.
-Logging: RUST_LOG, or AEMP_VERBOSE=0..9.
+Logging: RUST_LOG, or AEMP_VERBOSE=0..9; AEMP_TRACE=1 prints SND/RCV lines.
 Exit codes: 0 ok, 1 failure, 2 usage error.
 
-The network commands (run, snd, cal, mon, nodes, trace, db) come with the
-network layer. The original's eval and shell are not offered: aemp nodes
-only run registered functions, never code sent to them.";
+Network commands: run (a node), snd, cal, mon (see aemp help snd). The
+original's eval and shell are not offered: aemp nodes only run registered
+functions, never code sent to them.";
 
 impl Table {
     pub fn new(specs: Vec<Spec>) -> Table {

@@ -8,12 +8,13 @@
 //!
 //! Layout: this file reads the arguments, runs the chain and sets the exit
 //! code (0 ok, 1 failure, 2 usage); `cmd.rs` has the command table and its
-//! help; each command group lives in its own module (`config_cmds.rs`) and
-//! contributes its commands to the table.
+//! help; each command group lives in its own module (`config_cmds.rs`,
+//! `net_cmds.rs`) and contributes its commands to the table.
 
 mod argv;
 mod cmd;
 mod config_cmds;
+mod net_cmds;
 
 use cmd::{Failure, Session};
 use std::io::Write;
@@ -65,7 +66,9 @@ fn fail(f: Failure) -> ExitCode {
 /// Runs the whole command line: every command in turn, then saves the
 /// configuration file if it changed. Nothing is saved when a command fails.
 fn run(args: Vec<String>) -> Result<(), Failure> {
-    let table = cmd::Table::new(config_cmds::commands());
+    let mut commands = config_cmds::commands();
+    commands.extend(net_cmds::commands());
+    let table = cmd::Table::new(commands);
     if args.is_empty() {
         return Err(Failure::Usage(table.usage()));
     }
@@ -85,7 +88,8 @@ fn run(args: Vec<String>) -> Result<(), Failure> {
 
 /// `RUST_LOG` works as usual; `AEMP_VERBOSE=0..9` sets the level first
 /// (0 off, 1 error, 2–4 warn, 5–7 info, 8 debug, 9 trace; default warn),
-/// and `RUST_LOG` directives apply on top of it.
+/// and `RUST_LOG` directives apply on top of it. `AEMP_TRACE=1` shows the
+/// network's `SND`/`RCV` packet lines (log target `aemp::trace`, info).
 fn init_logging() {
     let level = match std::env::var("AEMP_VERBOSE")
         .ok()
@@ -100,6 +104,9 @@ fn init_logging() {
     };
     let mut builder = env_logger::Builder::new();
     builder.filter_level(level);
+    if std::env::var("AEMP_TRACE").is_ok_and(|v| !v.is_empty() && v != "0") {
+        builder.filter_module("aemp::trace", log::LevelFilter::Info);
+    }
     if let Ok(spec) = std::env::var("RUST_LOG") {
         builder.parse_filters(&spec);
     }

@@ -1,0 +1,540 @@
+//! The network commands: `run` (a node, until SIGINT/SIGTERM) and the
+//! protocol commands `snd`, `cal` and `mon`, which join the network as a
+//! short-lived node `aemp/%n/%u`.
+//!
+//! Until seeds and discovery land, a protocol command reaches the target
+//! port's node by address: `--connect HOST:PORT`, else the seeds of the
+//! configuration. The node answering there must be the port's node.
+
+use crate::cmd::{spec, Arity, Failure, Session, Spec};
+use aemp::rcfile;
+use aemp::{msg, Error, Message, Node, NodeId, PortId};
+use serde_json::{json, Map, Value};
+use std::collections::VecDeque;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+type Res = Result<(), Failure>;
+
+const DEFAULT_TIMEOUT: f64 = 5.0;
+
+/// How long `snd` waits after the confirmation for its monitor of the
+/// port to report that the port does not exist.
+const SND_GRACE: Duration = Duration::from_millis(250);
+
+const REACH: &str = "\
+Finding the node: the command joins as a short-lived node aemp/<host>/<random>
+with the configuration file's secret or cert (global section, then profile
+`aemp`, or the profile chosen by an earlier `profile NAME`). It connects to
+the --connect addresses, else to that configuration's seeds, and the node
+answering there must be PORT's node (reaching other nodes through seeds
+comes with discovery). If the node cannot be reached within the time-out,
+the command fails (exit 1).
+
+PORT is a port ID NODE#NAME; a bare node ID means that node's node port.";
+
+/// Every network command, in help order.
+pub fn commands() -> Vec<Spec> {
+    vec![
+        spec(
+            "run",
+            None,
+            Arity::Rest {
+                value: "CONFIGURE_ARGS",
+                help: "[PROFILE] [KEY VALUE]...: configure arguments (values may be JSON)",
+            },
+            "Run a node configured from the file until SIGINT or SIGTERM (ends the chain)",
+            run,
+        )
+        .usage("aemp run [PROFILE] [KEY VALUE]...")
+        .long(
+            "Configures the node like the original's configure: the profile (an odd first \
+argument, a `profile NAME` pair, or an earlier `aemp profile NAME`; default the host \
+name), then KEY VALUE pairs as configure \
+arguments (nodeid, binds, secret, ...), below the file's keys unless `force 1`. The \
+profile's services run at start; aemp has no functions of its own, so a service name \
+there fails. Prints `NODEID listening on ADDR, ...` once running, e.g.\n\n  \
+aemp run profile seed\n  aemp run nodeid test binds '[\"127.0.0.1:4040\"]'\n\n\
+Seeds are not connected yet (they come with discovery).",
+        ),
+        with_net_options(
+            spec(
+                "snd",
+                None,
+                Arity::Rest {
+                    value: "PORT ARG",
+                    help: "the port, then the message (JSON arguments stay JSON)",
+                },
+                "Send a message to a port and confirm that its node got it (ends the chain)",
+                snd,
+            )
+            .usage("aemp snd [--connect HOST:PORT]... [--timeout SECS] PORT [ARG]...")
+            .long(format!(
+                "Sends [ARG...] to PORT, then asks PORT's node to relay a reply to us: \
+prints \"message sent successfully\" when it arrives, or fails (exit 1) with the \
+reason when PORT does not exist (reported by PORT's node within 0.25 s of the \
+confirmation) or its node cannot be reached.\n\n{REACH}"
+            )),
+        ),
+        with_net_options(
+            spec(
+                "cal",
+                None,
+                Arity::Rest {
+                    value: "PORT ARG",
+                    help: "the port, then the request (a reply port is appended)",
+                },
+                "Send a request with a reply port and print the reply (ends the chain)",
+                cal,
+            )
+            .usage("aemp cal [--connect HOST:PORT]... [--timeout SECS] PORT [ARG]...")
+            .long(format!(
+                "Sends [ARG..., REPLYPORT] to PORT and prints the reply as comma-separated \
+JSON (an array without brackets), e.g. `aemp cal NODE time` prints the node's clock. \
+Fails (exit 1) when no reply comes within the time-out or PORT dies.\n\n{REACH}"
+            )),
+        ),
+        with_net_options(
+            spec(
+                "mon",
+                None,
+                Arity::Rest {
+                    value: "PORT",
+                    help: "the port to watch",
+                },
+                "Wait until a port dies and print the reason (ends the chain)",
+                mon,
+            )
+            .usage("aemp mon [--connect HOST:PORT]... [--timeout SECS] PORT")
+            .long(format!(
+                "Monitors PORT and waits (without a time-out once connected) until it \
+dies; prints the kill reason as comma-separated JSON (an empty line for a normal kill, \
+\"transport_error\",... when the connection is lost) and exits 0.\n\n{REACH}"
+            )),
+        ),
+    ]
+}
+
+fn with_net_options(s: Spec) -> Spec {
+    s.option(
+        clap::Arg::new("connect")
+            .long("connect")
+            .value_name("HOST:PORT")
+            .action(clap::ArgAction::Append)
+            .help("where the target node listens (repeatable, or comma-separated); default: the seeds"),
+    )
+    .option(
+        clap::Arg::new("timeout")
+            .long("timeout")
+            .value_name("SECS")
+            .help("how long to wait for the node (and the reply) [default: 5]"),
+    )
+}
+
+// ---------------------------------------------------------------- run
+
+fn run(s: &mut Session, a: Vec<Value>) -> Res {
+    let (mut profile, args) = configure_args(a)?;
+    if profile.is_none() && !args.contains_key("profile") {
+        profile = s.section.clone();
+    }
+    // Before any thread exists, so that every thread inherits the mask
+    // and only sigwait below sees the signals.
+    let signals = block_stop_signals();
+    let node = aemp::configure_profile(profile.as_deref(), &args, |_| {})
+        .map_err(|e| Failure::Failed(format!("run: {e}")))?;
+    let addrs: Vec<String> = node
+        .listen_addrs()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    {
+        let mut out = std::io::stdout().lock();
+        let listening = if addrs.is_empty() {
+            "not listening".to_string()
+        } else {
+            format!("listening on {}", addrs.join(", "))
+        };
+        let _ = writeln!(out, "{} {listening}", node.id());
+        let _ = out.flush();
+    }
+    let signal = wait_for_signal(&signals);
+    log::info!(
+        "run: {} received, stopping node {}",
+        if signal == libc::SIGINT {
+            "SIGINT"
+        } else {
+            "SIGTERM"
+        },
+        node.id()
+    );
+    node.net_shutdown();
+    Ok(())
+}
+
+/// `[PROFILE] [KEY VALUE]...` as the original's configure reads them.
+fn configure_args(a: Vec<Value>) -> Result<(Option<String>, Map<String, Value>), Failure> {
+    let mut a = VecDeque::from(a);
+    let mut profile = None;
+    if a.len() % 2 == 1 {
+        match a.pop_front() {
+            Some(Value::String(p)) if !p.is_empty() => profile = Some(p),
+            Some(other) => {
+                return Err(Failure::Usage(format!(
+                    "run: {other} is not a profile name (an odd first argument names the profile)"
+                )))
+            }
+            None => unreachable!("odd length"),
+        }
+    }
+    let mut args = Map::new();
+    while let (Some(k), Some(v)) = (a.pop_front(), a.pop_front()) {
+        match k {
+            Value::String(k) if !k.is_empty() => {
+                args.insert(k, v);
+            }
+            other => {
+                return Err(Failure::Usage(format!(
+                    "run: {other} is not a configuration key"
+                )))
+            }
+        }
+    }
+    Ok((profile, args))
+}
+
+fn block_stop_signals() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data that sigemptyset initialises; the
+    // calls get valid pointers.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+fn wait_for_signal(set: &libc::sigset_t) -> libc::c_int {
+    loop {
+        let mut sig: libc::c_int = 0;
+        // SAFETY: valid pointers; the set was initialised above.
+        if unsafe { libc::sigwait(set, &mut sig) } == 0 {
+            return sig;
+        }
+    }
+}
+
+// ------------------------------------------------- the protocol commands
+
+/// What the protocol commands share: the short-lived node, the target
+/// and the deadline.
+struct Call {
+    cmd: &'static str,
+    node: Node,
+    port: PortId,
+    target: NodeId,
+    args: Vec<Value>,
+    deadline: Instant,
+    timeout: Duration,
+    /// Whether the configuration has a secret or a cert.
+    can_authenticate: bool,
+}
+
+impl Call {
+    /// Reads the options and PORT, joins the network and reaches PORT's
+    /// node.
+    fn start(cmd: &'static str, s: &Session, a: Vec<Value>) -> Result<Call, Failure> {
+        let mut a = VecDeque::from(a);
+        let mut connect: Vec<String> = Vec::new();
+        let mut timeout = DEFAULT_TIMEOUT;
+        while let Some(Value::String(word)) = a.front().cloned() {
+            let (name, inline) = match word.split_once('=') {
+                Some((n, v)) => (n.to_string(), Some(v.to_string())),
+                None => (word.clone(), None),
+            };
+            if name != "--connect" && name != "--timeout" {
+                if word == "--" {
+                    a.pop_front();
+                }
+                break;
+            }
+            a.pop_front();
+            let value = match inline {
+                Some(v) => v,
+                None => match a.pop_front() {
+                    Some(Value::String(v)) => v,
+                    Some(other) => other.to_string(),
+                    None => return Err(usage(cmd, format!("{name} needs a value"))),
+                },
+            };
+            if name == "--connect" {
+                connect.extend(
+                    value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|v| !v.is_empty())
+                        .map(str::to_string),
+                );
+            } else {
+                timeout = value
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|t| t.is_finite() && *t > 0.0)
+                    .ok_or_else(|| {
+                        usage(
+                            cmd,
+                            format!("--timeout {value}: expected a number of seconds"),
+                        )
+                    })?;
+            }
+        }
+        let port = match a.pop_front() {
+            Some(Value::String(p)) => {
+                PortId::parse(&p).map_err(|e| usage(cmd, format!("PORT {p:?}: {e}")))?
+            }
+            Some(other) => return Err(usage(cmd, format!("PORT {other}: a port ID is a string"))),
+            None => return Err(usage(cmd, "PORT is missing".into())),
+        };
+        let target: NodeId = port
+            .node()
+            .parse()
+            .map_err(|e: Error| usage(cmd, e.to_string()))?;
+
+        let profile = s.section.clone().unwrap_or_else(|| "aemp".to_string());
+        let args = json!({"nodeid": "aemp/%n/%u", "binds": [], "services": [], "force": true});
+        let args = args.as_object().expect("an object");
+        let resolved = rcfile::resolve(&s.rc, Some(&profile), args, true, false)
+            .map_err(|e| Failure::Failed(format!("{cmd}: {e}")))?;
+        if connect.is_empty() {
+            connect = seeds(&resolved.config);
+        }
+        if connect.is_empty() {
+            return Err(Failure::Failed(format!(
+                "{cmd}: no address for node {target}: give --connect HOST:PORT, or set seeds \
+                 (aemp seeds HOST:PORT)"
+            )));
+        }
+        let can_authenticate = ["secret", "cert"]
+            .iter()
+            .any(|k| matches!(resolved.config.get(*k), Some(Value::String(v)) if !v.is_empty()));
+        let node = Node::from_profile(&s.rc, Some(&profile), args, |_| {})
+            .map_err(|e| Failure::Failed(format!("{cmd}: {e}")))?;
+        log::debug!("{cmd}: joined as {}", node.id());
+        let timeout = Duration::from_secs_f64(timeout);
+        let call = Call {
+            cmd,
+            node,
+            port,
+            target,
+            args: a.into(),
+            deadline: Instant::now() + timeout,
+            timeout,
+            can_authenticate,
+        };
+        call.reach(&connect)?;
+        Ok(call)
+    }
+
+    /// Connects to `addrs` and waits until the target node is up.
+    fn reach(&self, addrs: &[String]) -> Res {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let _guard = self
+            .node
+            .mon_nodes(move |id, up, _| {
+                if up {
+                    let _ = tx.send(id.clone());
+                }
+            })
+            .map_err(|e| self.failed(e.to_string()))?;
+        for addr in addrs {
+            self.node
+                .connect(addr)
+                .map_err(|e| usage(self.cmd, e.to_string()))?;
+        }
+        let mut others: Vec<String> = Vec::new();
+        loop {
+            if self.node.node_is_up(&self.target) == Some(true) {
+                return Ok(());
+            }
+            match rx.recv_deadline(self.deadline) {
+                Ok(id) if id == self.target => return Ok(()),
+                Ok(id) => {
+                    others.push(id.to_string());
+                    if others.len() >= addrs.len() {
+                        return Err(self.failed(format!(
+                            "node {} is not at {}: {} answered there (reaching other nodes \
+                             through seeds is not available yet)",
+                            self.target,
+                            addrs.join(", "),
+                            others.join(", ")
+                        )));
+                    }
+                }
+                Err(_) => {
+                    let mut text = format!(
+                        "cannot reach node {} at {} within {} s",
+                        self.target,
+                        addrs.join(", "),
+                        self.timeout.as_secs_f64()
+                    );
+                    if !others.is_empty() {
+                        text += &format!(" ({} answered instead)", others.join(", "));
+                    }
+                    if !self.can_authenticate {
+                        text += " (no secret or cert is configured: nodes cannot authenticate; \
+                                 see aemp gensecret)";
+                    }
+                    return Err(self.failed(text));
+                }
+            }
+        }
+    }
+
+    fn failed(&self, text: String) -> Failure {
+        Failure::Failed(format!("{}: {text}", self.cmd))
+    }
+
+    fn no_answer(&self, what: &str) -> Failure {
+        self.failed(format!(
+            "no {what} from node {} within {} s",
+            self.target,
+            self.timeout.as_secs_f64()
+        ))
+    }
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        self.node.net_shutdown();
+    }
+}
+
+fn usage(cmd: &str, text: String) -> Failure {
+    Failure::Usage(format!("{cmd}: {text} (see aemp help {cmd})"))
+}
+
+/// The `seeds` of an effective configuration, comma lists split.
+fn seeds(config: &Map<String, Value>) -> Vec<String> {
+    let list = match config.get("seeds") {
+        Some(Value::Array(a)) => a.clone(),
+        Some(Value::String(s)) => vec![Value::String(s.clone())],
+        _ => Vec::new(),
+    };
+    list.iter()
+        .filter_map(Value::as_str)
+        .flat_map(|s| s.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Values as comma-separated JSON (an array without brackets).
+fn json_list(values: &[Value]) -> String {
+    values
+        .iter()
+        .map(Value::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn print_line(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}");
+    let _ = out.flush();
+}
+
+fn snd(s: &mut Session, a: Vec<Value>) -> Res {
+    let c = Call::start("snd", s, a)?;
+    let (tx, rx) = crossbeam_channel::bounded(4);
+    let died = tx.clone();
+    let _mon = c.node.mon(&c.port, move |reason| {
+        let _ = died.try_send(Err(reason));
+    });
+    c.node.snd(&c.port, Message::from(c.args.clone()));
+    let reply = c.node.port_fn(move |m| {
+        let _ = tx.try_send(Ok(m));
+    });
+    c.node.snd(
+        &c.target.node_port(),
+        msg!["snd", &reply, "message sent successfully"],
+    );
+    let mut got = rx.recv_deadline(c.deadline);
+    if matches!(got, Ok(Ok(_))) {
+        // The node answers a monitor of a missing port from its dispatcher,
+        // so that answer may come just after the relayed reply: give it a
+        // moment.
+        let grace = (Instant::now() + SND_GRACE).min(c.deadline);
+        if let Ok(Err(reason)) = rx.recv_deadline(grace) {
+            got = Ok(Err(reason));
+        }
+    }
+    match got {
+        Ok(Ok(m)) => {
+            let words: Vec<String> =
+                m.0.iter()
+                    .map(|v| match v {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    })
+                    .collect();
+            print_line(&words.join(" "));
+            Ok(())
+        }
+        Ok(Err(reason)) => Err(c.failed(format!("port {}: {}", c.port, reason_text(&reason)))),
+        Err(_) => Err(c.no_answer("confirmation")),
+    }
+}
+
+fn cal(s: &mut Session, a: Vec<Value>) -> Res {
+    let c = Call::start("cal", s, a)?;
+    let remaining = c.deadline.saturating_duration_since(Instant::now());
+    match c
+        .node
+        .call(&c.port, Message::from(c.args.clone()), remaining)
+    {
+        Ok(m) => {
+            print_line(&json_list(&m.0));
+            Ok(())
+        }
+        Err(Error::Timeout { .. }) => Err(c.no_answer("reply")),
+        Err(Error::NoReply { reason, .. }) => Err(c.failed(format!(
+            "port {} died before replying: {}",
+            c.port,
+            reason_text(&reason)
+        ))),
+        Err(e) => Err(c.failed(e.to_string())),
+    }
+}
+
+fn mon(s: &mut Session, a: Vec<Value>) -> Res {
+    let c = Call::start("mon", s, a)?;
+    if let Some(extra) = c.args.first() {
+        return Err(usage(
+            "mon",
+            format!("unexpected argument {extra} after PORT"),
+        ));
+    }
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let _mon = c.node.mon(&c.port, move |reason| {
+        let _ = tx.try_send(reason);
+    });
+    match rx.recv() {
+        Ok(reason) => {
+            print_line(&json_list(&reason.0));
+            Ok(())
+        }
+        Err(_) => Err(c.failed("the monitor went away".into())),
+    }
+}
+
+fn reason_text(reason: &aemp::Reason) -> String {
+    if reason.0.is_empty() {
+        "killed (normal)".into()
+    } else {
+        json_list(&reason.0)
+    }
+}

@@ -1,0 +1,465 @@
+//! The `aemp` tool's network commands, driving the real binary against an
+//! `aemp run` child and against nodes in this process, all on 127.0.0.1
+//! (acceptance.md §4.2; checklist items 111–113, and failing fast when no
+//! node answers). Every child is killed and reaped; every wait is bounded.
+
+use aemp::{Config, Message, Node, Reason};
+use serde_json::json;
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A temporary HOME with an rc file: secret `s`, profile `seed` (node ID
+/// `seed`, listening on a dynamic port of 127.0.0.1).
+struct Env {
+    dir: tempfile::TempDir,
+    rc: PathBuf,
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let rc = dir.path().join("aemp-rc");
+        std::fs::write(
+            &rc,
+            r#"{"version": 1, "secret": "s", "monitor_timeout": 5,
+                "profile": {"seed": {"nodeid": "seed", "binds": ["127.0.0.1:0"]}}}"#,
+        )
+        .unwrap();
+        Env { dir, rc }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_aemp"));
+        c.args(args)
+            .env("AEMP_RC", &self.rc)
+            .env("HOME", self.dir.path())
+            .env_remove("PERL_ANYEVENT_MP_RC")
+            .env_remove("RUST_LOG")
+            .env_remove("AEMP_VERBOSE")
+            .env_remove("AEMP_TRACE")
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
+    }
+
+    /// Runs `aemp ARGS` to its end (killed after 30 s).
+    fn run(&self, args: &[&str]) -> Out {
+        run_bounded(self.cmd(args), Duration::from_secs(30))
+    }
+
+    /// `aemp run profile seed` (more configure arguments may follow).
+    fn seed(&self, extra: &[&str]) -> RunNode {
+        let mut args = vec!["run", "profile", "seed"];
+        args.extend_from_slice(extra);
+        RunNode::start(self.cmd(&args))
+    }
+}
+
+/// What a finished command did.
+struct Out {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+    took: Duration,
+}
+
+impl std::fmt::Debug for Out {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {:?} after {:?}\nstdout: {}\nstderr: {}",
+            self.code, self.took, self.stdout, self.stderr
+        )
+    }
+}
+
+impl Out {
+    fn ok(self) -> Out {
+        assert_eq!(self.code, Some(0), "{self:?}");
+        self
+    }
+
+    fn fails(self, code: i32) -> Out {
+        assert_eq!(self.code, Some(code), "{self:?}");
+        self
+    }
+}
+
+fn run_bounded(mut cmd: Command, limit: Duration) -> Out {
+    let start = Instant::now();
+    let mut child = cmd.spawn().unwrap();
+    let mut so = child.stdout.take().unwrap();
+    let mut se = child.stderr.take().unwrap();
+    let t1 = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = so.read_to_string(&mut s);
+        s
+    });
+    let t2 = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = se.read_to_string(&mut s);
+        s
+    });
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break Some(st);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = Out {
+        code: status.and_then(|s| s.code()),
+        stdout: t1.join().unwrap(),
+        stderr: t2.join().unwrap(),
+        took: start.elapsed(),
+    };
+    assert!(status.is_some(), "killed after {limit:?}: {out:?}");
+    out
+}
+
+/// An `aemp run` child; killed and reaped on drop.
+struct RunNode {
+    child: Child,
+    id: String,
+    addr: String,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+impl RunNode {
+    fn start(mut cmd: Command) -> RunNode {
+        let mut child = cmd.spawn().unwrap();
+        let out = child.stdout.take().unwrap();
+        let mut err = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            s
+        });
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { return };
+                let _ = tx.send(line);
+            }
+        });
+        let mut node = RunNode {
+            child,
+            id: String::new(),
+            addr: String::new(),
+            stderr: Some(stderr),
+        };
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("aemp run printed nothing within 20 s");
+        let (id, addr) = line
+            .split_once(" listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+        node.id = id.to_string();
+        node.addr = addr.split(", ").next().unwrap().to_string();
+        node
+    }
+
+    /// Sends `signal` and waits (at most 10 s) for the exit code.
+    fn stop(&mut self, signal: libc::c_int) -> Option<i32> {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("aemp run did not stop within 10 s of signal {signal}");
+    }
+}
+
+impl RunNode {
+    /// Its standard error, once it has exited.
+    fn stderr(&mut self) -> String {
+        self.stderr.take().unwrap().join().unwrap()
+    }
+}
+
+impl Drop for RunNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A node in this process with the rc file's secret.
+fn local_node(tag: &str) -> Node {
+    Node::with_config(
+        Config::new(format!("{tag}/%u"))
+            .bind("127.0.0.1:0")
+            .secret("s")
+            .monitor_timeout(Duration::from_secs(5)),
+    )
+    .unwrap()
+}
+
+fn addr(n: &Node) -> String {
+    n.listen_addrs()[0].to_string()
+}
+
+/// A 127.0.0.1 port nothing listens on.
+fn closed_port() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let a = l.local_addr().unwrap().to_string();
+    drop(l);
+    a
+}
+
+fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// 111: `aemp run profile seed` starts a node that others use as a seed:
+/// a library node connects to it, and the tool finds it through the
+/// `seeds` of the file. SIGTERM (and SIGINT) stop it cleanly.
+#[test]
+fn run_starts_a_seed_111() {
+    let env = Env::new();
+    let mut seed = env.seed(&[]);
+    assert_eq!(seed.id, "seed");
+
+    let n = local_node("c111");
+    let (tx, rx) = crossbeam_channel::bounded(4);
+    let _g = n
+        .mon_nodes(move |id, up, _| {
+            let _ = tx.send((id.to_string(), up));
+        })
+        .unwrap();
+    n.connect(&seed.addr).unwrap();
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(10)).unwrap(),
+        ("seed".to_string(), true)
+    );
+
+    env.run(&["seeds", &seed.addr]).ok();
+    let out = env.run(&["cal", "seed", "time"]).ok();
+    let t: f64 = out.stdout.trim().parse().unwrap();
+    assert!((t - now()).abs() < 60.0, "{out:?}");
+
+    assert_eq!(seed.stop(libc::SIGTERM), Some(0));
+    let stderr = seed.stderr();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    let mut seed = env.seed(&[]);
+    assert_eq!(seed.stop(libc::SIGINT), Some(0));
+}
+
+/// 112: `snd` delivers and confirms, `cal` prints the reply (`time`: a
+/// number), `mon` prints the kill reason. (`eval` is never offered.)
+#[test]
+fn snd_cal_mon_112() {
+    let env = Env::new();
+    let seed = env.seed(&[]);
+    let n = local_node("t112");
+    let at = addr(&n);
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let inbox = n.port_fn(move |m| tx.send(m).unwrap());
+    let node = n.clone();
+    let echo = n.port_fn(move |mut m: Message| {
+        let reply: aemp::PortId = (&m.0.pop().unwrap()).try_into().unwrap();
+        node.snd(&reply, m);
+    });
+
+    // snd
+    let out = env
+        .run(&[
+            "snd",
+            "--connect",
+            &at,
+            inbox.as_str(),
+            "a",
+            "b",
+            "{\"c\":1}",
+        ])
+        .ok();
+    assert_eq!(out.stdout, "message sent successfully\n", "{out:?}");
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+        Message::from(vec![json!("a"), json!("b"), json!({"c": 1})])
+    );
+    let missing = format!("{}#nope", n.id());
+    let out = env.run(&["snd", "--connect", &at, &missing, "x"]).fails(1);
+    assert!(out.stderr.contains("no_such_port"), "{out:?}");
+
+    // cal
+    let out = env
+        .run(&["cal", "--connect", &seed.addr, "seed", "time"])
+        .ok();
+    let t: f64 = out.stdout.trim().parse().unwrap();
+    assert!((t - now()).abs() < 60.0, "{out:?}");
+    let out = env
+        .run(&["cal", "--connect", &at, echo.as_str(), "x", "[1,2]"])
+        .ok();
+    assert_eq!(out.stdout, "\"x\",[1,2]\n");
+
+    // mon: a port killed with a reason.
+    let watched = n.port_fn(|_| {});
+    let cmd = env.cmd(&["mon", "--connect", &at, watched.as_str()]);
+    let waiter = std::thread::spawn(move || run_bounded(cmd, Duration::from_secs(30)));
+    wait_for_monitor(&n);
+    n.kil(&watched, Reason::die("bye")).unwrap();
+    let out = waiter.join().unwrap().ok();
+    assert_eq!(out.stdout, "\"die\",\"bye\"\n", "{out:?}");
+
+    // mon of a node port: the node going away.
+    let cmd = env.cmd(&["mon", "--connect", &seed.addr, "seed"]);
+    let waiter = std::thread::spawn(move || run_bounded(cmd, Duration::from_secs(30)));
+    std::thread::sleep(Duration::from_millis(1500));
+    drop(seed);
+    let out = waiter.join().unwrap().ok();
+    assert!(
+        out.stdout.starts_with("\"transport_error\",\"seed\""),
+        "{out:?}"
+    );
+}
+
+/// Waits until an `aemp/...` node is connected to `n`, plus a moment for
+/// its monitor request to arrive.
+fn wait_for_monitor(n: &Node) {
+    let start = Instant::now();
+    while !n
+        .up_nodes()
+        .iter()
+        .any(|id| id.as_str().starts_with("aemp/"))
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "aemp mon never connected"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+}
+
+/// 113: `AEMP_TRACE=1` prints a SND and a RCV line per packet.
+#[test]
+fn trace_prints_snd_rcv_113() {
+    let env = Env::new();
+    let seed = env.seed(&[]);
+    let out = run_bounded(
+        {
+            let mut c = env.cmd(&["cal", "--connect", &seed.addr, "seed", "time"]);
+            c.env("AEMP_TRACE", "1");
+            c
+        },
+        Duration::from_secs(30),
+    )
+    .ok();
+    let snd = out.stderr.lines().find(|l| l.contains("SND seed ["));
+    let rcv = out.stderr.lines().find(|l| l.contains("RCV seed ["));
+    assert!(
+        snd.is_some_and(|l| l.contains("\"time\"")) && rcv.is_some(),
+        "{out:?}"
+    );
+    // Without it, no trace.
+    let out = env
+        .run(&["cal", "--connect", &seed.addr, "seed", "time"])
+        .ok();
+    assert!(!out.stderr.contains("SND"), "{out:?}");
+}
+
+/// No seed or node answers: a clear message and exit 1 within the
+/// time-out, not a hang. Also: no address at all, and another node at
+/// the address.
+#[test]
+fn fails_clearly_when_no_node_answers() {
+    let env = Env::new();
+    let closed = closed_port();
+    let out = env
+        .run(&[
+            "cal",
+            "--timeout",
+            "1",
+            "--connect",
+            &closed,
+            "seed",
+            "time",
+        ])
+        .fails(1);
+    assert!(
+        out.stderr
+            .contains(&format!("cannot reach node seed at {closed} within 1 s")),
+        "{out:?}"
+    );
+    assert!(out.took < Duration::from_secs(10), "{out:?}");
+
+    // Through the file's seeds, default time-out 5 s.
+    env.run(&["seeds", &closed]).ok();
+    let out = env.run(&["snd", "seed", "x"]).fails(1);
+    assert!(out.stderr.contains("cannot reach node seed"), "{out:?}");
+    assert!(out.took < Duration::from_secs(15), "{out:?}");
+    let out = env.run(&["mon", "--timeout", "0.5", "seed"]).fails(1);
+    assert!(out.stderr.contains("cannot reach node seed"), "{out:?}");
+
+    env.run(&["delseeds"]).ok();
+    let out = env.run(&["cal", "seed", "time"]).fails(1);
+    assert!(out.stderr.contains("no address for node seed"), "{out:?}");
+
+    let seed = env.seed(&[]);
+    let out = env
+        .run(&["cal", "--connect", &seed.addr, "other", "time"])
+        .fails(1);
+    assert!(
+        out.stderr.contains("node other is not at") && out.stderr.contains("seed answered"),
+        "{out:?}"
+    );
+
+    // Without a secret or cert the handshake cannot succeed: say so.
+    env.run(&["delsecret"]).ok();
+    let out = env
+        .run(&[
+            "cal",
+            "--timeout",
+            "1",
+            "--connect",
+            &seed.addr,
+            "seed",
+            "time",
+        ])
+        .fails(1);
+    assert!(out.stderr.contains("no secret or cert"), "{out:?}");
+
+    // Usage errors name the bad input.
+    let out = env.run(&["cal", "--timeout", "soon", "seed"]).fails(2);
+    assert!(out.stderr.contains("--timeout soon"), "{out:?}");
+    let out = env.run(&["snd", "a#b#c"]).fails(2);
+    assert!(out.stderr.contains("a#b#c"), "{out:?}");
+}
+
+/// `run` with a service that aemp does not have fails at once, naming it
+/// (item 68 through the tool); bad configure arguments are usage errors.
+#[test]
+fn run_refuses_unknown_services() {
+    let env = Env::new();
+    let out = env
+        .run(&[
+            "run",
+            "nodeid",
+            "x",
+            "binds",
+            "[\"127.0.0.1:0\"]",
+            "services",
+            "[\"nope::f\"]",
+        ])
+        .fails(1);
+    assert!(out.stderr.contains("nope::f"), "{out:?}");
+    let out = env.run(&["run", "[1]"]).fails(2);
+    assert!(out.stderr.contains("not a profile name"), "{out:?}");
+}

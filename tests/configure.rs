@@ -1,0 +1,122 @@
+//! Configuring a node from the configuration file (acceptance.md §1.2):
+//! [`aemp::Node::from_profile`], items 67 and 68. The process-wide
+//! `configure_profile` (items 62, 66) is in `configure_default.rs`, its
+//! own process.
+
+use aemp::rcfile::RcFile;
+use aemp::{msg, Error, Message, Node};
+use serde_json::Map;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+fn rc(json: &str) -> RcFile {
+    RcFile::from_json(json).unwrap()
+}
+
+/// 67: default binds are `*`: one listener on a dynamic port, and the node
+/// knows its address; another node reaches it there.
+#[test]
+fn default_binds_listen_on_a_dynamic_port_67() {
+    let file = rc(r#"{"secret": "s", "profile": {"p": {"nodeid": "p67/%u"}}}"#);
+    let node = Node::from_profile(&file, Some("p"), &Map::new(), |_| {}).unwrap();
+    let addrs = node.listen_addrs();
+    assert_eq!(addrs.len(), 1, "{addrs:?}");
+    assert!(addrs[0].ip().is_unspecified(), "{addrs:?}");
+    assert_ne!(addrs[0].port(), 0, "the real port is recorded");
+
+    let client = Node::from_profile(
+        &rc(r#"{"secret": "s", "binds": []}"#),
+        Some("c"),
+        &Map::new(),
+        |_| {},
+    )
+    .unwrap();
+    assert!(client.listen_addrs().is_empty());
+    client
+        .add_address(node.id(), &format!("127.0.0.1:{}", addrs[0].port()))
+        .unwrap();
+    let reply = client
+        .call(node.node_port(), msg!["time"], Duration::from_secs(10))
+        .unwrap();
+    assert!(reply.0[0].as_f64().unwrap() > 1e9, "{reply}");
+}
+
+/// 68: `"Pkg::"` runs the package loader, `"f"` calls `f()`,
+/// `["f", 1, 2]` calls `f(1, 2)`, in list order, in the node's context.
+#[test]
+fn services_run_in_order_68() {
+    let file =
+        rc(r#"{"binds": [], "services": ["svc::", "svc::f", ["svc::f", 1, 2], "svc::here"]}"#);
+    let log: Arc<Mutex<Vec<String>>> = Arc::default();
+    let node = Node::from_profile(&file, Some("s68"), &Map::new(), |n| {
+        let l = log.clone();
+        n.register_loader("svc", move |_| l.lock().unwrap().push("loaded svc".into()));
+        let l = log.clone();
+        n.register("svc::f", move |args: Message| {
+            l.lock().unwrap().push(format!("f {args}"))
+        });
+        let l = log.clone();
+        n.register("svc::here", move |_| {
+            l.lock()
+                .unwrap()
+                .push(format!("node {}", aemp::node().id()))
+        });
+    })
+    .unwrap();
+    assert_eq!(
+        *log.lock().unwrap(),
+        [
+            "loaded svc".to_string(),
+            "f []".into(),
+            "f [1,2]".into(),
+            format!("node {}", node.id()),
+        ]
+    );
+}
+
+/// 68: an unknown or failing service aborts configuring, naming it; the
+/// services after it do not run.
+#[test]
+fn failing_service_aborts_68() {
+    let ran = Arc::new(Mutex::new(Vec::<String>::new()));
+    let setup = |n: &Node| {
+        n.register("x::boom", |_| panic!("kaputt"));
+        let r = ran.clone();
+        n.register("x::after", move |_| r.lock().unwrap().push("after".into()));
+    };
+    let file = rc(r#"{"binds": [], "services": ["x::boom", "x::after"]}"#);
+    match Node::from_profile(&file, Some("f68"), &Map::new(), setup) {
+        Err(e @ Error::Service { .. }) => {
+            let text = e.to_string();
+            assert!(
+                text.contains("x::boom") && text.contains("kaputt"),
+                "{text}"
+            );
+        }
+        other => panic!(
+            "expected a service error, got {:?}",
+            other.map(|n| n.id().clone())
+        ),
+    }
+    assert!(ran.lock().unwrap().is_empty());
+
+    for (services, name) in [
+        (r#"["x::missing", "x::after"]"#, "x::missing"),
+        (r#"["Nope::"]"#, "Nope::"),
+    ] {
+        let file = rc(&format!(r#"{{"binds": [], "services": {services}}}"#));
+        let err = Node::from_profile(&file, Some("u68"), &Map::new(), setup)
+            .expect_err("unknown service refused");
+        assert!(
+            matches!(&err, Error::Service { name: n, .. } if n == name),
+            "{err}"
+        );
+    }
+    assert!(ran.lock().unwrap().is_empty());
+
+    let file = rc(r#"{"binds": [], "services": "x::after"}"#);
+    let err = Node::from_profile(&file, None, &Map::new(), setup)
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("services"), "{err}");
+}
