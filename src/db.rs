@@ -156,7 +156,9 @@ impl Node {
     /// [`db_reg`](Node::db_reg) of the port whose callback is running
     /// (`$SELF`); an error outside port context.
     pub fn db_reg_self(&self, family: &str) -> Result<DbGuard> {
-        let port = context::self_port().ok_or(Error::NoSelf { what: "db_reg_self" })?;
+        let port = context::self_port().ok_or(Error::NoSelf {
+            what: "db_reg_self",
+        })?;
         self.db_reg(family, &port)
     }
 
@@ -196,7 +198,11 @@ impl Node {
     }
 
     /// Asks the master for the keys of `family`.
-    pub fn db_keys(&self, family: &str, f: impl FnOnce(Vec<String>) + Send + 'static) -> Result<()> {
+    pub fn db_keys(
+        &self,
+        family: &str,
+        f: impl FnOnce(Vec<String>) + Send + 'static,
+    ) -> Result<()> {
         use crate::global::QueryKind;
         self.db_query(
             "db_keys",
@@ -256,17 +262,23 @@ impl Node {
     /// [`db_family`](Node::db_family), waiting up to `timeout` for the
     /// answer. Refused on the dispatcher thread.
     pub fn db_family_wait(&self, family: &str, timeout: Duration) -> Result<Family> {
-        self.db_wait("db_family_wait", family, timeout, |n, cb| n.db_family(family, cb))
+        self.db_wait("db_family_wait", family, timeout, |n, cb| {
+            n.db_family(family, cb)
+        })
     }
 
     /// [`db_keys`](Node::db_keys), waiting up to `timeout`.
     pub fn db_keys_wait(&self, family: &str, timeout: Duration) -> Result<Vec<String>> {
-        self.db_wait("db_keys_wait", family, timeout, |n, cb| n.db_keys(family, cb))
+        self.db_wait("db_keys_wait", family, timeout, |n, cb| {
+            n.db_keys(family, cb)
+        })
     }
 
     /// [`db_values`](Node::db_values), waiting up to `timeout`.
     pub fn db_values_wait(&self, family: &str, timeout: Duration) -> Result<Vec<Value>> {
-        self.db_wait("db_values_wait", family, timeout, |n, cb| n.db_values(family, cb))
+        self.db_wait("db_values_wait", family, timeout, |n, cb| {
+            n.db_values(family, cb)
+        })
     }
 
     /// Monitors `family`: `f` is called promptly with the current contents

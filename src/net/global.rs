@@ -140,7 +140,10 @@ impl Glue {
                         });
                     }
                 }
-                Event::Found { node: who, addresses } => match addresses {
+                Event::Found {
+                    node: who,
+                    addresses,
+                } => match addresses {
                     Some(list) => {
                         let mut any = false;
                         for text in list {
@@ -233,7 +236,10 @@ impl Glue {
         }
         self.with(net, |st| {
             let me = st.db.node_id().to_string();
-            if let Err(e) = st.db.db_set(crate::global::LISTENERS, &me, Value::Array(addrs)) {
+            if let Err(e) = st
+                .db
+                .db_set(crate::global::LISTENERS, &me, Value::Array(addrs))
+            {
                 log::warn!("{}: cannot publish listen addresses: {e}", net.id);
             }
         });

@@ -54,7 +54,10 @@ fn db_mon_first_call_prompt_even_empty_85_and_deltas_86() {
     assert!(first.fam.is_empty() && first.add.is_empty() && first.chg.is_empty());
     a.db_set("empty", "k", 1).unwrap().forget();
     let ev = next(&rx);
-    assert_eq!((ev.add.as_slice(), ev.fam.get("k")), (&["k".to_string()][..], Some(&json!(1))));
+    assert_eq!(
+        (ev.add.as_slice(), ev.fam.get("k")),
+        (&["k".to_string()][..], Some(&json!(1)))
+    );
     a.db_set("empty", "k", 2).unwrap().forget();
     let ev = next(&rx);
     assert_eq!(ev.chg, ["k"]);
@@ -88,7 +91,9 @@ fn db_reg_removed_on_normal_kill_89_and_self_90() {
     let a = slave("a", &[&s]);
     let p = a.port();
     a.db_reg("f89", &p).unwrap().forget();
-    until("registered", || keys(&s, "f89").contains(&p.to_string()).then_some(()));
+    until("registered", || {
+        keys(&s, "f89").contains(&p.to_string()).then_some(())
+    });
     a.kil(&p, aemp::Reason::normal()).unwrap();
     until("removed", || keys(&s, "f89").is_empty().then_some(()));
     // $SELF inside port context.
@@ -99,8 +104,13 @@ fn db_reg_removed_on_normal_kill_89_and_self_90() {
     });
     a.snd(&q, aemp::msg!["go"]);
     assert!(rx.recv_timeout(WAIT).unwrap());
-    until("self registered", || (keys(&s, "f90") == [q.to_string()]).then_some(()));
-    assert!(matches!(a.db_reg_self("f90"), Err(aemp::Error::NoSelf { .. })));
+    until("self registered", || {
+        (keys(&s, "f90") == [q.to_string()]).then_some(())
+    });
+    assert!(matches!(
+        a.db_reg_self("f90"),
+        Err(aemp::Error::NoSelf { .. })
+    ));
 }
 
 #[test]
@@ -121,7 +131,9 @@ fn second_db_mon_gets_current_contents_93() {
     let a = slave("a", &[&s]);
     a.db_set("f93", "k", 1).unwrap().forget();
     let (_g1, rx1) = mon(&a, "f93");
-    until("k in first", || next(&rx1).fam.contains_key("k").then_some(()));
+    until("k in first", || {
+        next(&rx1).fam.contains_key("k").then_some(())
+    });
     let (_g2, rx2) = mon(&a, "f93");
     let ev = next(&rx2);
     assert_eq!(ev.add, ["k"]);
@@ -133,14 +145,20 @@ fn grp_compat_97() {
     let a = slave("a", &[&s]);
     let (tx, rx) = unbounded();
     let _g = s
-        .grp_mon("g97", move |ports: &[String], add: &[String], del: &[String]| {
-            let _ = tx.send((ports.to_vec(), add.to_vec(), del.to_vec()));
-        })
+        .grp_mon(
+            "g97",
+            move |ports: &[String], add: &[String], del: &[String]| {
+                let _ = tx.send((ports.to_vec(), add.to_vec(), del.to_vec()));
+            },
+        )
         .unwrap();
     let p = a.port();
     let reg = a.grp_reg("g97", &p).unwrap();
     let (ports, add, del) = rx.recv_timeout(WAIT).unwrap();
-    assert_eq!((ports, add, del.len()), (vec![p.to_string()], vec![p.to_string()], 0));
+    assert_eq!(
+        (ports, add, del.len()),
+        (vec![p.to_string()], vec![p.to_string()], 0)
+    );
     assert_eq!(s.grp_get("g97"), Some(vec![p.to_string()]));
     assert_eq!(a.grp_get("g97"), None, "grp_get works on global nodes only");
     drop(reg);
@@ -166,14 +184,22 @@ fn validation_and_blocking_rules() {
     });
     s.snd(&p, aemp::msg!["x"]);
     let e = rx.recv_timeout(WAIT).unwrap();
-    assert!(matches!(e, Some(aemp::Error::WouldBlockDispatcher { .. })), "{e:?}");
+    assert!(
+        matches!(e, Some(aemp::Error::WouldBlockDispatcher { .. })),
+        "{e:?}"
+    );
     // Without a master a query waits; the time-out says so.
     let lonely = Node::with_config(cfg("lonely")).unwrap();
-    let e = lonely.db_keys_wait("f", Duration::from_millis(100)).unwrap_err();
+    let e = lonely
+        .db_keys_wait("f", Duration::from_millis(100))
+        .unwrap_err();
     assert!(matches!(e, aemp::Error::Timeout { .. }), "{e}");
     // A node without a network.
     let local = Node::new("local-db").unwrap();
-    assert!(matches!(local.db_set("f", "k", 1), Err(aemp::Error::NoNetwork { .. })));
+    assert!(matches!(
+        local.db_set("f", "k", 1),
+        Err(aemp::Error::NoNetwork { .. })
+    ));
 }
 
 #[test]
