@@ -3,6 +3,7 @@
 //! 83-101 by name.
 
 mod api;
+mod process;
 mod topology;
 
 use aemp::{Config, Node};
