@@ -163,6 +163,16 @@ impl Glue {
                             net.reactor.poke(who);
                         }
                     }
+                    // A global node knows every listener: the node is
+                    // unreachable, fail at once (a slave's dial keeps
+                    // asking until monitor_timeout).
+                    None if st.db.is_global() => {
+                        log::info!("{}: no known address for node {who}", net.id);
+                        let remote = net.remotes.read().get(&who).cloned();
+                        if let Some(r) = remote {
+                            net.fail(&r, None, "no known address");
+                        }
+                    }
                     None => log::debug!("{}: the master does not know node {who}", net.id),
                 },
                 Event::MasterChanged(m) => {

@@ -279,3 +279,19 @@ fn db_mon_deltas_match_random_operations() {
         "spurious event"
     );
 }
+
+#[test]
+fn global_node_fails_at_once_for_an_unknown_node() {
+    let s = seed();
+    // Its own address among its seeds: it is global at once.
+    s.add_seed(&addr(&s)).unwrap();
+    assert!(s.is_global());
+    let (tx, rx) = unbounded();
+    let ghost: aemp::PortId = "ghost/none#p".parse().unwrap();
+    s.mon(&ghost, move |r| {
+        let _ = tx.send(r);
+    })
+    .forget();
+    let r = rx.recv_timeout(MT / 2).expect("not failed at once");
+    assert!(r.to_string().contains("no known address"), "{r}");
+}
