@@ -291,6 +291,8 @@ impl Glue {
                 }
             }
         });
+        // Maybe an unidentified seed: look again before dialing it.
+        let _ = self.wake.send(());
     }
 
     /// The connection to `node` is gone (runs on the dispatcher).
@@ -358,6 +360,25 @@ impl Glue {
         let mut next = now + self.monitor_timeout.max(Duration::from_millis(100));
         let mut st = self.st.lock();
         let st = &mut *st;
+        // A seed whose node we can tell from known addresses (learned, or
+        // `'l` on a global node) and that is connected already is not
+        // dialed: a second connection would make the peer drop the first
+        // ("switched connections").
+        let unknown: Vec<usize> = (0..st.seeds.len())
+            .filter(|&i| st.seeds[i].node.is_none())
+            .collect();
+        for i in unknown {
+            if let Some(n) = identify(net, &st.db, &st.seeds[i]) {
+                if let Some(told) = st.up.get_mut(&n) {
+                    st.seeds[i].node = Some(n.clone());
+                    st.seed_nodes.insert(n.clone());
+                    if !*told {
+                        *told = true;
+                        st.db.peer_up(&n, true);
+                    }
+                }
+            }
+        }
         for s in st.seeds.iter_mut() {
             if s.node.as_ref().is_some_and(|n| st.up.contains_key(n)) {
                 continue;
@@ -375,8 +396,34 @@ impl Glue {
                 net.ensure_connection(g);
             }
         }
+        self.flush(net, st);
         next
     }
+}
+
+/// The node at a seed's address, if known: from the addresses learned
+/// for nodes, or from `'l` on a global node.
+fn identify(net: &Net, db: &DbNode, seed: &Seed) -> Option<String> {
+    let learned = net.addresses.lock().iter().find_map(|(node, list)| {
+        list.iter()
+            .any(|(_, a)| seed.addrs.contains(a))
+            .then(|| node.clone())
+    });
+    if learned.is_some() {
+        return learned;
+    }
+    let store = db.global_store()?;
+    store
+        .family(crate::global::LISTENERS)
+        .into_iter()
+        .find_map(|(node, v)| {
+            let hit = v.as_array()?.iter().any(|a| {
+                a.as_str()
+                    .and_then(|t| t.parse::<SocketAddr>().ok())
+                    .is_some_and(|a| seed.addrs.contains(&a))
+            });
+            hit.then_some(node)
+        })
 }
 
 /// Starts the seed thread of `net`: it lives while the network does.

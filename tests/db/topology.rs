@@ -22,6 +22,10 @@ fn mon(n: &Node, fam: &str) -> (aemp::DbMonGuard, Receiver<DbMonEvent>) {
 fn two_globals() -> (Node, Node) {
     let g1 = seed();
     let g2 = slave("seed", &[&g1]);
+    // Once g1 knows g2's listener it takes g2 as a seed without dialing it
+    // again (a second connection would replace the working one).
+    let lkey = g2.id().to_string();
+    until("g2 in 'l", || keys(&g1, "'l").contains(&lkey).then_some(()));
     g1.add_seed(&addr(&g2)).unwrap();
     until("both global", || {
         (g1.is_global() && g2.is_global()).then_some(())
