@@ -284,13 +284,15 @@ impl Reactor {
                 .get(&key)
                 .cloned()
                 .unwrap_or_default();
+            if known.is_empty() || dial.next >= known.len() {
+                // Discovery: ask the master for its listen addresses (also
+                // when every known one was tried: they may be stale).
+                self.net.glue.want_find(&self.net, &key);
+            }
             if !known.is_empty() {
                 let (text, addr) = known[dial.next % known.len()].clone();
                 dial.next += 1;
                 self.start_connect(addr, text, Some(dial.remote.clone()));
-            } else {
-                // Discovery: ask the master for its listen addresses.
-                self.net.glue.want_find(&self.net, &key);
             }
             dial.next_at = now + self.spacing(known.len());
             self.dials.insert(key, dial);

@@ -299,3 +299,54 @@ fn global_node_fails_at_once_for_an_unknown_node() {
     let r = rx.recv_timeout(MT / 2).expect("not failed at once");
     assert!(r.to_string().contains("no known address"), "{r}");
 }
+
+#[test]
+fn connect_tries_addresses_in_turn_101() {
+    let s = seed();
+    let a = slave("a", &[&s]);
+    let b = Node::with_config(cfg("b").bind("127.0.0.1:0").seeds([addr(&s)])).unwrap();
+    has_master(&a);
+    has_master(&b);
+    // A dead address first, then b's second listener.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_addr = dead.local_addr().unwrap().to_string();
+    drop(dead);
+    a.add_address(b.id(), &dead_addr).unwrap();
+    a.add_address(b.id(), &b.listen_addrs()[1].to_string())
+        .unwrap();
+    let (tx, rx) = unbounded();
+    let p = b.port_fn(move |m| {
+        let _ = tx.send(m);
+    });
+    let t = Instant::now();
+    a.snd(&p, aemp::msg!["x"]);
+    rx.recv_timeout(WAIT).unwrap();
+    // The second address is tried connect_interval (100 ms ±10%) later.
+    assert!(
+        t.elapsed() >= Duration::from_millis(85),
+        "{:?}",
+        t.elapsed()
+    );
+}
+
+#[test]
+fn stale_addresses_fall_back_to_discovery() {
+    let s = seed();
+    let a = slave("a", &[&s]);
+    let b = slave("b", &[&s]);
+    has_master(&a);
+    until("b's listener at the master", || {
+        keys(&s, "'l").contains(&b.id().to_string()).then_some(())
+    });
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_addr = dead.local_addr().unwrap().to_string();
+    drop(dead);
+    a.add_address(b.id(), &dead_addr).unwrap();
+    let (tx, rx) = unbounded();
+    let p = b.port_fn(move |m| {
+        let _ = tx.send(m);
+    });
+    a.snd(&p, aemp::msg!["x"]);
+    rx.recv_timeout(WAIT)
+        .expect("not delivered via the found address");
+}
