@@ -11,6 +11,11 @@
 //! - `requests.rs`: node-port requests that need the sending node
 //!   (`mon1`, `mon0`, `kil1`, `kil0`).
 //! - `nodes.rs`: `mon_nodes` callbacks.
+//! - `global.rs`: the database glue: one [`DbNode`](crate::global::DbNode)
+//!   per node driven under a lock, seeds (a thread retrying them with
+//!   back-off), `'l` publication, the global mesh, discovery (a dial with
+//!   no usable address asks the master, `g_find`), and the database
+//!   callbacks, queued as dispatcher tasks.
 //! - `tls.rs`: TLS sessions over in-memory pipes (OpenSSL).
 //!
 //! Senders encode on their own thread into the connection's outgoing
