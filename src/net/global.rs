@@ -145,21 +145,22 @@ impl Glue {
                     addresses,
                 } => match addresses {
                     Some(list) => {
-                        let mut any = false;
+                        let count = |net: &Net| net.addresses.lock().get(&who).map_or(0, Vec::len);
+                        let before = count(net);
                         for text in list {
                             // Only literal ip:port: no DNS on this path.
                             match text.parse::<SocketAddr>() {
-                                Ok(a) => {
-                                    net.learn(&who, &text, vec![a]);
-                                    any = true;
-                                }
+                                Ok(a) => net.learn(&who, &text, vec![a]),
                                 Err(_) => log::debug!(
                                     "{}: ignoring address {text:?} found for {who}",
                                     net.id
                                 ),
                             }
                         }
-                        if any {
+                        // Only new addresses hurry the dial: a second
+                        // attempt overlapping a working one would make the
+                        // peer replace the connection.
+                        if count(net) > before {
                             net.reactor.poke(who);
                         }
                     }

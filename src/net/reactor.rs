@@ -284,7 +284,7 @@ impl Reactor {
                 .get(&key)
                 .cloned()
                 .unwrap_or_default();
-            if known.is_empty() || dial.next >= known.len() {
+            if known.is_empty() || (dial.next > 0 && dial.next % known.len() == 0) {
                 // Discovery: ask the master for its listen addresses (also
                 // when every known one was tried: they may be stale).
                 self.net.glue.want_find(&self.net, &key);
