@@ -231,17 +231,22 @@ impl Glue {
 
     /// Publishes our listen addresses in `'l`.
     pub(crate) fn publish_listeners(&self, net: &Net) {
-        let addrs: Vec<Value> = net
-            .listen
-            .iter()
-            .map(|a| {
-                let mut a = *a;
-                if a.ip().is_unspecified() {
-                    a.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        let mut addrs: Vec<Value> = Vec::new();
+        for a in &net.listen {
+            if a.ip().is_unspecified() {
+                // `*`: every local IPv4 address of the host (as the
+                // original), loopback last.
+                let mut ips = local_ipv4();
+                ips.sort_by_key(|ip| ip.is_loopback());
+                for ip in ips {
+                    addrs.push(Value::from(
+                        SocketAddr::new(ip.into(), a.port()).to_string(),
+                    ));
                 }
-                Value::from(a.to_string())
-            })
-            .collect();
+            } else {
+                addrs.push(Value::from(a.to_string()));
+            }
+        }
         if addrs.is_empty() {
             return;
         }
@@ -400,6 +405,36 @@ impl Glue {
         self.flush(net, st);
         next
     }
+}
+
+/// The IPv4 addresses of the host's interfaces (loopback at least).
+fn local_ipv4() -> Vec<std::net::Ipv4Addr> {
+    let mut out = Vec::new();
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list` with a linked list we only read and
+    // free with freeifaddrs.
+    unsafe {
+        if libc::getifaddrs(&mut list) == 0 {
+            let mut cur = list;
+            while !cur.is_null() {
+                let ifa = &*cur;
+                if !ifa.ifa_addr.is_null() && i32::from((*ifa.ifa_addr).sa_family) == libc::AF_INET
+                {
+                    let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+                    let ip = std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+                    if !out.contains(&ip) {
+                        out.push(ip);
+                    }
+                }
+                cur = ifa.ifa_next;
+            }
+            libc::freeifaddrs(list);
+        }
+    }
+    if out.is_empty() {
+        out.push(std::net::Ipv4Addr::LOCALHOST);
+    }
+    out
 }
 
 /// The node at a seed's address, if known: from the addresses learned

@@ -221,3 +221,18 @@ fn queued_requests_answered_once_a_master_is_found() {
     let got: Vec<i32> = (0..3).map(|_| rx.recv_timeout(WAIT).unwrap().0).collect();
     assert_eq!(got, [0, 1, 2], "in order");
 }
+
+#[test]
+fn wildcard_bind_publishes_interface_addresses() {
+    let mut c = cfg("wild");
+    c.binds = vec!["*:0".into()];
+    let s = Node::with_config(c).unwrap();
+    s.add_seed(&format!("127.0.0.1:{}", s.listen_addrs()[0].port()))
+        .unwrap();
+    assert!(s.is_global(), "its own address among its seeds");
+    let l = s.db_family_wait("'l", WAIT).unwrap();
+    let mine = l[s.id().as_str()].as_array().unwrap().clone();
+    let port = s.listen_addrs()[0].port();
+    assert!(mine.contains(&json!(format!("127.0.0.1:{port}"))), "{mine:?}");
+    assert!(mine.iter().all(|a| !a.as_str().unwrap().starts_with("0.0.0.0")));
+}
