@@ -54,8 +54,8 @@ pub struct Config {
     pub auth_accept: Vec<AuthMethod>,
     /// Set TCP_NODELAY on connections. Default true.
     pub nodelay: bool,
-    /// Known addresses of other nodes (node ID → `host:port` list), used
-    /// until discovery exists.
+    /// Known addresses of other nodes (node ID → `host:port` list), tried
+    /// before asking the database master (discovery).
     pub addresses: HashMap<String, Vec<String>>,
     /// Seed addresses (`host:port`, resolved when the node starts): the
     /// node keeps connecting to each, picks the first connected one as its
