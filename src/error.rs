@@ -219,6 +219,16 @@ pub enum Error {
         /// What went wrong.
         problem: String,
     },
+    /// An operation that needs the running port (`$SELF`) was called
+    /// outside port context.
+    #[error("{what} needs a port context (it uses self_port()), but no port callback is running")]
+    NoSelf {
+        /// The operation.
+        what: &'static str,
+    },
+    /// A database call got a family or key it cannot store.
+    #[error(transparent)]
+    Db(#[from] crate::global::Error),
 }
 
 /// `Result` with [`Error`].

@@ -52,6 +52,7 @@ pub struct ReadmeDoctests;
 mod calls;
 mod configure;
 mod context;
+mod db;
 mod dispatcher;
 mod error;
 pub mod global;
@@ -70,6 +71,7 @@ pub mod transport;
 
 pub use configure::configure_profile;
 pub use context::{self_port, src_node};
+pub use db::{DbGuard, DbMonGuard};
 pub use error::{Error, Result};
 pub use id::{NodeId, PortId};
 pub use message::{Message, Reason};
@@ -226,4 +228,68 @@ pub fn after_fn(delay: Duration, f: impl FnOnce() + Send + 'static) -> Timer {
 /// [`Node::peval`] on the current node.
 pub fn peval<R>(port: &PortId, f: impl FnOnce() -> R) -> Option<R> {
     node().peval(port, f)
+}
+
+/// [`Node::db_set`] on the current node.
+pub fn db_set(family: &str, key: &str, value: impl Into<serde_json::Value>) -> Result<DbGuard> {
+    node().db_set(family, key, value)
+}
+
+/// [`Node::db_del`] on the current node.
+pub fn db_del(family: &str, keys: &[&str]) -> Result<()> {
+    node().db_del(family, keys)
+}
+
+/// [`Node::db_reg`] on the current node.
+pub fn db_reg(family: &str, port: &PortId) -> Result<DbGuard> {
+    node().db_reg(family, port)
+}
+
+/// [`Node::db_reg_self`] on the current node (`$SELF`).
+pub fn db_reg_self(family: &str) -> Result<DbGuard> {
+    node().db_reg_self(family)
+}
+
+/// [`Node::db_family`] on the current node.
+pub fn db_family(family: &str, f: impl FnOnce(global::Family) + Send + 'static) -> Result<()> {
+    node().db_family(family, f)
+}
+
+/// [`Node::db_keys`] on the current node.
+pub fn db_keys(family: &str, f: impl FnOnce(Vec<String>) + Send + 'static) -> Result<()> {
+    node().db_keys(family, f)
+}
+
+/// [`Node::db_values`] on the current node.
+pub fn db_values(
+    family: &str,
+    f: impl FnOnce(Vec<serde_json::Value>) + Send + 'static,
+) -> Result<()> {
+    node().db_values(family, f)
+}
+
+/// [`Node::db_mon`] on the current node.
+pub fn db_mon(
+    family: &str,
+    f: impl FnMut(&global::DbMonEvent) + Send + 'static,
+) -> Result<DbMonGuard> {
+    node().db_mon(family, f)
+}
+
+/// [`Node::grp_reg`] on the current node.
+pub fn grp_reg(group: &str, port: &PortId) -> Result<DbGuard> {
+    node().grp_reg(group, port)
+}
+
+/// [`Node::grp_get`] on the current node.
+pub fn grp_get(group: &str) -> Option<Vec<String>> {
+    node().grp_get(group)
+}
+
+/// [`Node::grp_mon`] on the current node.
+pub fn grp_mon(
+    group: &str,
+    f: impl FnMut(&[String], &[String], &[String]) + Send + 'static,
+) -> Result<DbMonGuard> {
+    node().grp_mon(group, f)
 }

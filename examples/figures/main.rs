@@ -9,6 +9,7 @@
 //!
 //! Each figure is the median of several runs.
 
+mod db;
 mod kernel;
 mod net;
 mod rpc;
@@ -111,6 +112,7 @@ fn main() {
     let mut groups = kernel::groups(quick, allocated);
     groups.push(Group::new("rpc", move || rpc::figures(quick)));
     groups.extend(net::groups(quick));
+    groups.extend(db::groups(quick));
     for g in groups {
         if only.as_deref().is_none_or(|o| g.name.contains(o)) {
             print(&(g.measure)());

@@ -54,9 +54,14 @@ pub struct Config {
     pub auth_accept: Vec<AuthMethod>,
     /// Set TCP_NODELAY on connections. Default true.
     pub nodelay: bool,
-    /// Known addresses of other nodes (node ID → `host:port` list), used
-    /// until discovery exists.
+    /// Known addresses of other nodes (node ID → `host:port` list), tried
+    /// before asking the database master (discovery).
     pub addresses: HashMap<String, Vec<String>>,
+    /// Seed addresses (`host:port`, resolved when the node starts): the
+    /// node keeps connecting to each, picks the first connected one as its
+    /// database master, and the seeds become global nodes. A node whose
+    /// seeds include its own listen address is global itself.
+    pub seeds: Vec<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -71,6 +76,7 @@ impl std::fmt::Debug for Config {
             .field("framings", &self.framings)
             .field("nodelay", &self.nodelay)
             .field("addresses", &self.addresses)
+            .field("seeds", &self.seeds)
             .finish()
     }
 }
@@ -89,6 +95,7 @@ impl Default for Config {
             auth_accept: AuthMethod::ALL.to_vec(),
             nodelay: true,
             addresses: HashMap::new(),
+            seeds: Vec::new(),
         }
     }
 }
@@ -153,11 +160,17 @@ impl Config {
         self
     }
 
+    /// Adds seed addresses (`host:port` each).
+    pub fn seeds<S: Into<String>>(mut self, seeds: impl IntoIterator<Item = S>) -> Config {
+        self.seeds.extend(seeds.into_iter().map(Into::into));
+        self
+    }
+
     /// The network settings of a resolved configuration (rc file,
     /// profile and arguments, see [`rcfile::resolve`](crate::rcfile::resolve)):
     /// its node ID and the keys `binds`, `secret`, `cert`,
     /// `monitor_timeout`, `connect_interval`, `framing_format`,
-    /// `auth_offer`, `auth_accept` and `nodelay`. Framings and auth
+    /// `auth_offer`, `auth_accept`, `seeds` and `nodelay`. Framings and auth
     /// methods aemp does not know (Perl's `storable`) are skipped; a key
     /// with a value of the wrong type is an [`Error::Config`] naming it.
     ///
@@ -241,6 +254,9 @@ impl Config {
         }
         if let Some(a) = strings("auth_accept")? {
             cfg.auth_accept = auths(a);
+        }
+        if let Some(s) = strings("seeds")? {
+            cfg.seeds = s;
         }
         if let Some(v) = map.get("nodelay") {
             cfg.nodelay = crate::rcfile::truthy(v);

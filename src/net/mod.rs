@@ -11,6 +11,11 @@
 //! - `requests.rs`: node-port requests that need the sending node
 //!   (`mon1`, `mon0`, `kil1`, `kil0`).
 //! - `nodes.rs`: `mon_nodes` callbacks.
+//! - `global.rs`: the database glue: one [`DbNode`](crate::global::DbNode)
+//!   per node driven under a lock, seeds (a thread retrying them with
+//!   back-off), `'l` publication, the global mesh, discovery (a dial with
+//!   no usable address asks the master, `g_find`), and the database
+//!   callbacks, queued as dispatcher tasks.
 //! - `tls.rs`: TLS sessions over in-memory pipes (OpenSSL).
 //!
 //! Senders encode on their own thread into the connection's outgoing
@@ -38,6 +43,7 @@
 
 mod config;
 mod conn;
+mod global;
 mod nodes;
 mod reactor;
 mod remote;
@@ -78,6 +84,8 @@ pub(crate) struct Net {
     listen: Vec<SocketAddr>,
     reactor: reactor::Handle,
     nodes: nodes::NodeMonitors,
+    /// The database service, seeds and discovery.
+    pub(crate) glue: global::Glue,
 }
 
 /// The node's owning handle: dropping the node stops its reactor.
@@ -85,6 +93,7 @@ pub(crate) struct NetHandle(pub(crate) Arc<Net>);
 
 impl Drop for NetHandle {
     fn drop(&mut self) {
+        self.0.glue.stop();
         self.0.reactor.shutdown();
     }
 }
@@ -136,6 +145,10 @@ impl Node {
         for b in &cfg.binds {
             binds.extend(config::parse_bind(b)?.into_iter().map(|a| (b.clone(), a)));
         }
+        let mut seeds = Vec::new();
+        for s in &cfg.seeds {
+            seeds.push((s.clone(), config::parse_addr(s)?));
+        }
         let (handle, listen, run) = reactor::prepare(&binds)?;
         let net = Arc::new(Net {
             node: Arc::downgrade(&node.inner),
@@ -151,6 +164,7 @@ impl Node {
             listen,
             reactor: handle,
             nodes: nodes::NodeMonitors::default(),
+            glue: global::Glue::new(id.as_str(), cfg.monitor_timeout),
         });
         for (peer, list) in &cfg.addresses {
             for text in list {
@@ -158,7 +172,10 @@ impl Node {
             }
         }
         run(net.clone())?;
-        let _ = node.inner.net.set(NetHandle(net));
+        let _ = node.inner.net.set(NetHandle(net.clone()));
+        net.glue.publish_listeners(&net);
+        net.glue.add_seeds(&net, &seeds);
+        global::start_seed_thread(&net);
         Ok(node)
     }
 
@@ -183,6 +200,28 @@ impl Node {
         let addrs = config::parse_addr(addr)?;
         net.reactor.connect(addr.to_string(), addrs);
         Ok(())
+    }
+
+    /// Adds a seed (`host:port`, resolved now) to those the node keeps
+    /// connecting to (see [`Config::seeds`](Config#structfield.seeds)).
+    pub fn add_seed(&self, addr: &str) -> Result<()> {
+        let net = self.need_net("add_seed")?;
+        let addrs = config::parse_addr(addr)?;
+        net.glue.add_seeds(net, &[(addr.to_string(), addrs)]);
+        Ok(())
+    }
+
+    /// Whether this node is a global node (it serves the database).
+    pub fn is_global(&self) -> bool {
+        self.net()
+            .is_some_and(|n| n.glue.with(n, |st| st.db.is_global()))
+    }
+
+    /// This node's database master (itself on a global node), if any.
+    pub fn db_master(&self) -> Option<NodeId> {
+        let n = self.net()?;
+        n.glue
+            .with(n, |st| st.db.master().map(NodeId::from_trusted))
     }
 
     /// Adds a known address of `node` (like [`Config::address`]).
@@ -241,6 +280,7 @@ impl Node {
     #[doc(hidden)]
     pub fn net_shutdown(&self) {
         if let Some(net) = self.net() {
+            net.glue.stop();
             net.reactor.shutdown();
         }
     }

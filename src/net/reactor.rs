@@ -27,6 +27,8 @@ enum Cmd {
     Dial(Arc<Remote>),
     Connect(String, Vec<SocketAddr>),
     Cut(String),
+    /// New addresses for a node: try them now.
+    Poke(String),
     Shutdown,
 }
 
@@ -57,6 +59,10 @@ impl Handle {
 
     pub(crate) fn connect(&self, text: String, addrs: Vec<SocketAddr>) {
         self.send(Cmd::Connect(text, addrs));
+    }
+
+    pub(crate) fn poke(&self, node: String) {
+        self.send(Cmd::Poke(node));
     }
 
     pub(crate) fn cut(&self, node: String) {
@@ -212,6 +218,11 @@ impl Reactor {
                     }
                 }
             }
+            Cmd::Poke(node) => {
+                if let Some(d) = self.dials.get_mut(&node) {
+                    d.next_at = Instant::now();
+                }
+            }
             Cmd::Shutdown => return false,
         }
         true
@@ -273,6 +284,11 @@ impl Reactor {
                 .get(&key)
                 .cloned()
                 .unwrap_or_default();
+            if known.is_empty() || (dial.next > 0 && dial.next % known.len() == 0) {
+                // Discovery: ask the master for its listen addresses (also
+                // when every known one was tried: they may be stale).
+                self.net.glue.want_find(&self.net, &key);
+            }
             if !known.is_empty() {
                 let (text, addr) = known[dial.next % known.len()].clone();
                 dial.next += 1;
@@ -493,6 +509,7 @@ impl Reactor {
                         .established(&remote, token, est.send_framing, writer)
                         .ok_or("a connection to that node is already up")?;
                     self.dials.remove(remote.id.as_str());
+                    self.net.glue.peer_up(&self.net, remote.id.as_str());
                     let mut dec = Box::new(Decoder::new(est.recv_framing));
                     dec.feed(&est.leftover);
                     conn.phase = Phase::Up { remote, out, dec };
@@ -507,6 +524,9 @@ impl Reactor {
     /// may go on.
     fn greeting(&mut self, token: Token, conn: &mut Conn, node_id: String) -> Result<(), String> {
         let remote = self.net.remote(&node_id);
+        if let Some(None) = conn.dialed {
+            self.net.glue.seed_greeted(&self.net, &conn.addr, &node_id);
+        }
         if let Some(Some(expected)) = &conn.dialed {
             if expected.id.as_str() != node_id {
                 return Err(format!(

@@ -211,6 +211,17 @@ impl Net {
         }
     }
 
+    /// Starts connecting to `node` unless a connection exists or is being
+    /// made (the global mesh).
+    pub(crate) fn ensure_connection(&self, node: &str) {
+        let remote = self.remote(node);
+        let mut st = remote.st.lock();
+        if matches!(st.link, Link::Idle) {
+            st.link = Link::Connecting;
+            self.reactor.dial(remote.clone());
+        }
+    }
+
     /// Monitors the remote port `port`.
     pub(crate) fn monitor(self: &Arc<Self>, port: &PortId, action: MonitorAction) -> MonGuard {
         let remote = self.remote(port.node());
@@ -390,6 +401,9 @@ impl Net {
         node.task(move || {
             drop(held);
             drop(queue);
+            if let (true, Some(net)) = (was_up, n.net()) {
+                net.glue.peer_down(net, r.id.as_str());
+            }
             r.st.lock().link = Link::Firing(std::thread::current().id());
             for (_, list) in monitors {
                 for (_, action) in list {

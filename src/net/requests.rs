@@ -71,6 +71,10 @@ pub(crate) fn route(
                 }
             }
         }
+        t if t.starts_with("g_") => {
+            net.glue
+                .packet(net, remote.id.as_str(), t, msg.get(1..).unwrap_or(&[]))
+        }
         _ => crate::node_port::route(node, msg, Some(&remote.id)),
     }
     Ok(())

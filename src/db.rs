@@ -1,0 +1,342 @@
+//! The distributed database API (AnyEvent::MP 2.x `db_*`, and the
+//! `grp_*` compatibility names): `impl Node` plus the guards.
+//!
+//! Every node keeps the entries it set; its master (the first connected
+//! seed, or itself on a global node) holds the merge. Queries and
+//! monitors go through the master: without one they wait, in order, and
+//! are answered once one is found. Callbacks run on the node's
+//! dispatcher, like port callbacks: they must not block.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! let node = aemp::Node::with_config(
+//!     aemp::Config::new("doc/%u").bind("127.0.0.1:0").seeds(["127.0.0.1:4040"]),
+//! ).unwrap();
+//! let svc = node.port_fn(|m| println!("{m}"));
+//! let _reg = node.db_reg("services", &svc).unwrap();
+//! let keys = node.db_keys_wait("services", Duration::from_secs(5)).unwrap();
+//! assert!(keys.contains(&svc.to_string()));
+//! ```
+
+use crate::context;
+use crate::error::{Error, Result};
+use crate::global::{DbMonEvent, Family, MonId, QueryResult};
+use crate::id::PortId;
+use crate::monitor::MonGuard;
+use crate::node::Node;
+use serde_json::Value;
+use std::time::Duration;
+
+/// Deletes a database entry when dropped (returned by
+/// [`db_set`](Node::db_set) and [`db_reg`](Node::db_reg)).
+/// [`forget`](DbGuard::forget) keeps the entry (for `db_reg`: until the
+/// port dies).
+#[must_use = "dropping the guard deletes the entry at once; call .forget() to keep it"]
+pub struct DbGuard {
+    inner: Option<(Node, String, String)>,
+    mon: Option<MonGuard>,
+}
+
+impl DbGuard {
+    /// Keeps the entry: dropping does nothing any more.
+    pub fn forget(mut self) {
+        self.inner = None;
+        if let Some(m) = self.mon.take() {
+            m.forget();
+        }
+    }
+}
+
+impl Drop for DbGuard {
+    fn drop(&mut self) {
+        drop(self.mon.take());
+        if let Some((node, family, key)) = self.inner.take() {
+            let _ = node.db_del(&family, &[key.as_str()]);
+        }
+    }
+}
+
+impl std::fmt::Debug for DbGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.inner {
+            Some((_, fam, key)) => write!(f, "DbGuard({fam}/{key})"),
+            None => write!(f, "DbGuard(forgotten)"),
+        }
+    }
+}
+
+/// Stops a [`db_mon`](Node::db_mon) subscription when dropped.
+#[must_use = "dropping the guard stops the monitor at once; call .forget() to keep it"]
+pub struct DbMonGuard {
+    inner: Option<(Node, MonId)>,
+}
+
+impl DbMonGuard {
+    /// Keeps the subscription for the node's lifetime.
+    pub fn forget(mut self) {
+        self.inner = None;
+    }
+}
+
+impl Drop for DbMonGuard {
+    fn drop(&mut self) {
+        if let Some((node, id)) = self.inner.take() {
+            if let Some(net) = node.net() {
+                net.glue.with(net, |st| net.glue.remove_mon(st, id));
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for DbMonGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DbMonGuard({:?})", self.inner.as_ref().map(|(_, id)| id))
+    }
+}
+
+impl Node {
+    fn db_net(&self, what: &'static str) -> Result<&std::sync::Arc<crate::net::Net>> {
+        self.net().ok_or_else(|| Error::NoNetwork {
+            what,
+            node: self.id().to_string(),
+        })
+    }
+
+    /// Sets `family`/`key` to `value` in this node's part of the database
+    /// (setting an equal value sends nothing). The guard deletes the entry
+    /// when dropped; `.forget()` keeps it. Errors name an invalid family
+    /// (`'?[A-Za-z][A-Za-z0-9_:]*`) or an empty key.
+    pub fn db_set(&self, family: &str, key: &str, value: impl Into<Value>) -> Result<DbGuard> {
+        let net = self.db_net("db_set")?;
+        let value = value.into();
+        net.glue.with(net, |st| st.db.db_set(family, key, value))?;
+        Ok(DbGuard {
+            inner: Some((self.clone(), family.to_string(), key.to_string())),
+            mon: None,
+        })
+    }
+
+    /// Deletes `keys` of `family` that this node set; keys set by other
+    /// nodes are never touched.
+    pub fn db_del(&self, family: &str, keys: &[&str]) -> Result<()> {
+        let net = self.db_net("db_del")?;
+        net.glue.with(net, |st| st.db.db_del(family, keys))?;
+        Ok(())
+    }
+
+    /// Registers the local `port` in `family` (key: the port ID, value:
+    /// `null`): the entry goes when the port dies, however it dies, or
+    /// when the guard drops.
+    pub fn db_reg(&self, family: &str, port: &PortId) -> Result<DbGuard> {
+        self.db_reg_value(family, port, Value::Null)
+    }
+
+    /// [`db_reg`](Node::db_reg) with a value.
+    pub fn db_reg_value(
+        &self,
+        family: &str,
+        port: &PortId,
+        value: impl Into<Value>,
+    ) -> Result<DbGuard> {
+        if !self.port_is_local(port) {
+            return Err(Error::NotLocal {
+                what: "db_reg",
+                port: port.to_string(),
+            });
+        }
+        let key = port.to_string();
+        let mut guard = self.db_set(family, &key, value)?;
+        let (node, fam) = (self.clone(), family.to_string());
+        guard.mon = Some(self.mon(port, move |_| {
+            let _ = node.db_del(&fam, &[key.as_str()]);
+        }));
+        Ok(guard)
+    }
+
+    /// [`db_reg`](Node::db_reg) of the port whose callback is running
+    /// (`$SELF`); an error outside port context.
+    pub fn db_reg_self(&self, family: &str) -> Result<DbGuard> {
+        let port = context::self_port().ok_or(Error::NoSelf {
+            what: "db_reg_self",
+        })?;
+        self.db_reg(family, &port)
+    }
+
+    fn db_query(
+        &self,
+        what: &'static str,
+        family: &str,
+        kind: crate::global::QueryKind,
+        cb: Box<dyn FnOnce(QueryResult) + Send>,
+    ) -> Result<()> {
+        let net = self.db_net(what)?;
+        net.glue.with(net, |st| {
+            let q = match kind {
+                crate::global::QueryKind::Family => st.db.db_family(family),
+                crate::global::QueryKind::Keys => st.db.db_keys(family),
+                crate::global::QueryKind::Values => st.db.db_values(family),
+            }?;
+            net.glue.add_query(st, q, cb);
+            Ok(())
+        })
+    }
+
+    /// Asks the master for the whole `family` (`{}` if unknown); `f` gets
+    /// it on the dispatcher (it may keep it).
+    pub fn db_family(&self, family: &str, f: impl FnOnce(Family) + Send + 'static) -> Result<()> {
+        use crate::global::QueryKind;
+        self.db_query(
+            "db_family",
+            family,
+            QueryKind::Family,
+            Box::new(move |r| {
+                if let QueryResult::Family(m) = r {
+                    f(m)
+                }
+            }),
+        )
+    }
+
+    /// Asks the master for the keys of `family`.
+    pub fn db_keys(
+        &self,
+        family: &str,
+        f: impl FnOnce(Vec<String>) + Send + 'static,
+    ) -> Result<()> {
+        use crate::global::QueryKind;
+        self.db_query(
+            "db_keys",
+            family,
+            QueryKind::Keys,
+            Box::new(move |r| {
+                if let QueryResult::Keys(k) = r {
+                    f(k)
+                }
+            }),
+        )
+    }
+
+    /// Asks the master for the values of `family`.
+    pub fn db_values(
+        &self,
+        family: &str,
+        f: impl FnOnce(Vec<Value>) + Send + 'static,
+    ) -> Result<()> {
+        use crate::global::QueryKind;
+        self.db_query(
+            "db_values",
+            family,
+            QueryKind::Values,
+            Box::new(move |r| {
+                if let QueryResult::Values(v) = r {
+                    f(v)
+                }
+            }),
+        )
+    }
+
+    fn db_wait<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        family: &str,
+        timeout: Duration,
+        ask: impl FnOnce(&Node, Box<dyn FnOnce(T) + Send>) -> Result<()>,
+    ) -> Result<T> {
+        if context::on_dispatcher() {
+            return Err(Error::WouldBlockDispatcher { what });
+        }
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        ask(
+            self,
+            Box::new(move |v| {
+                let _ = tx.send(v);
+            }),
+        )?;
+        rx.recv_timeout(timeout).map_err(|_| Error::Timeout {
+            what,
+            port: format!("database family {family:?}"),
+            after: timeout,
+        })
+    }
+
+    /// [`db_family`](Node::db_family), waiting up to `timeout` for the
+    /// answer. Refused on the dispatcher thread.
+    pub fn db_family_wait(&self, family: &str, timeout: Duration) -> Result<Family> {
+        self.db_wait("db_family_wait", family, timeout, |n, cb| {
+            n.db_family(family, cb)
+        })
+    }
+
+    /// [`db_keys`](Node::db_keys), waiting up to `timeout`.
+    pub fn db_keys_wait(&self, family: &str, timeout: Duration) -> Result<Vec<String>> {
+        self.db_wait("db_keys_wait", family, timeout, |n, cb| {
+            n.db_keys(family, cb)
+        })
+    }
+
+    /// [`db_values`](Node::db_values), waiting up to `timeout`.
+    pub fn db_values_wait(&self, family: &str, timeout: Duration) -> Result<Vec<Value>> {
+        self.db_wait("db_values_wait", family, timeout, |n, cb| {
+            n.db_values(family, cb)
+        })
+    }
+
+    /// Monitors `family`: `f` is called promptly with the current contents
+    /// (every key in `add`, even for an empty family), then with each
+    /// change (`add`, `chg`, `del`; `fam` is the whole family after it).
+    /// After a master change the subscription is re-sent and `f` sees
+    /// only the differences. Dropping the guard stops it.
+    pub fn db_mon(
+        &self,
+        family: &str,
+        f: impl FnMut(&DbMonEvent) + Send + 'static,
+    ) -> Result<DbMonGuard> {
+        let net = self.db_net("db_mon")?;
+        let id = net.glue.with(net, |st| -> Result<MonId> {
+            let id = st.db.db_mon(family)?;
+            net.glue.add_mon(st, id, Box::new(f));
+            Ok(id)
+        })?;
+        Ok(DbMonGuard {
+            inner: Some((self.clone(), id)),
+        })
+    }
+
+    /// Compatibility (`grp_reg`): [`db_reg`](Node::db_reg).
+    pub fn grp_reg(&self, group: &str, port: &PortId) -> Result<DbGuard> {
+        self.db_reg(group, port)
+    }
+
+    /// Compatibility (`grp_get`): the group's ports from this node's
+    /// global database; `None` on a non-global node or for an empty group.
+    /// Use [`db_keys`](Node::db_keys) instead.
+    pub fn grp_get(&self, group: &str) -> Option<Vec<String>> {
+        let net = self.net()?;
+        let keys = net
+            .glue
+            .with(net, |st| st.db.global_store().map(|s| s.keys(group)))?;
+        (!keys.is_empty()).then_some(keys)
+    }
+
+    /// Compatibility (`grp_mon`): [`db_mon`](Node::db_mon) with the
+    /// arguments `(ports, added, deleted)`; the first call only when the
+    /// group is non-empty.
+    pub fn grp_mon(
+        &self,
+        group: &str,
+        mut f: impl FnMut(&[String], &[String], &[String]) + Send + 'static,
+    ) -> Result<DbMonGuard> {
+        let mut first = true;
+        self.db_mon(group, move |ev| {
+            let (ports, add, del) = ev.grp_args();
+            let was_first = std::mem::replace(&mut first, false);
+            if was_first && ports.is_empty() {
+                return;
+            }
+            if !was_first && add.is_empty() && del.is_empty() {
+                return;
+            }
+            f(&ports, add, del)
+        })
+    }
+}
