@@ -9,11 +9,12 @@
 //! Layout: this file reads the arguments, runs the chain and sets the exit
 //! code (0 ok, 1 failure, 2 usage); `cmd.rs` has the command table and its
 //! help; each command group lives in its own module (`config_cmds.rs`,
-//! `net_cmds.rs`) and contributes its commands to the table.
+//! `net_cmds.rs`, `db_cmds.rs`) and contributes its commands to the table.
 
 mod argv;
 mod cmd;
 mod config_cmds;
+mod db_cmds;
 mod net_cmds;
 
 use cmd::{Failure, Session};
@@ -68,6 +69,7 @@ fn fail(f: Failure) -> ExitCode {
 fn run(args: Vec<String>) -> Result<(), Failure> {
     let mut commands = config_cmds::commands();
     commands.extend(net_cmds::commands());
+    commands.extend(db_cmds::commands());
     let table = cmd::Table::new(commands);
     if args.is_empty() {
         return Err(Failure::Usage(table.usage()));

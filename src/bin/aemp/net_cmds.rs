@@ -203,7 +203,7 @@ fn configure_args(a: Vec<Value>) -> Result<(Option<String>, Map<String, Value>),
     Ok((profile, args))
 }
 
-fn block_stop_signals() -> libc::sigset_t {
+pub(crate) fn block_stop_signals() -> libc::sigset_t {
     // SAFETY: sigset_t is plain data that sigemptyset initialises; the
     // calls get valid pointers.
     unsafe {
@@ -412,12 +412,12 @@ impl Drop for Call {
     }
 }
 
-fn usage(cmd: &str, text: String) -> Failure {
+pub(crate) fn usage(cmd: &str, text: String) -> Failure {
     Failure::Usage(format!("{cmd}: {text} (see aemp help {cmd})"))
 }
 
 /// The `seeds` of an effective configuration, comma lists split.
-fn seeds(config: &Map<String, Value>) -> Vec<String> {
+pub(crate) fn seeds(config: &Map<String, Value>) -> Vec<String> {
     let list = match config.get("seeds") {
         Some(Value::Array(a)) => a.clone(),
         Some(Value::String(s)) => vec![Value::String(s.clone())],
@@ -441,7 +441,7 @@ fn json_list(values: &[Value]) -> String {
         .join(",")
 }
 
-fn print_line(text: &str) {
+pub(crate) fn print_line(text: &str) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{text}");
     let _ = out.flush();
