@@ -360,7 +360,7 @@ fn print_text(text: &str) {
 
 fn db(s: &mut Session, a: Vec<Value>) -> Res {
     let mut a = VecDeque::from(a);
-    // Options may come before or after the subcommand word.
+    // Options may come before or after the subcommand word or FAMILY.
     let (mut connect, mut timeout) = options("db", &mut a)?;
     let what = match a.pop_front() {
         Some(Value::String(w)) if ["family", "keys", "values", "mon"].contains(&w.as_str()) => w,
@@ -375,11 +375,15 @@ fn db(s: &mut Session, a: Vec<Value>) -> Res {
         }
         None => return Err(usage("db", "family, keys, values or mon is missing".into())),
     };
-    let (more, t) = options("db", &mut a)?;
-    connect.extend(more);
-    if t != DEFAULT_TIMEOUT {
-        timeout = t;
-    }
+    let mut more_options = |a: &mut VecDeque<Value>| -> Res {
+        let (more, t) = options("db", a)?;
+        connect.extend(more);
+        if t != DEFAULT_TIMEOUT {
+            timeout = t;
+        }
+        Ok(())
+    };
+    more_options(&mut a)?;
     let family = match a.pop_front() {
         Some(Value::String(f)) => f,
         Some(other) => {
@@ -390,6 +394,7 @@ fn db(s: &mut Session, a: Vec<Value>) -> Res {
         }
         None => return Err(usage("db", "FAMILY is missing".into())),
     };
+    more_options(&mut a)?;
     no_more("db", &a)?;
     aemp::global::error::check_family(&family)
         .map_err(|e| usage("db", format!("FAMILY {family:?}: {e}")))?;

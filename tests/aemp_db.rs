@@ -1,0 +1,423 @@
+//! The `aemp` tool's database commands (`nodes`, `trace`, `db
+//! family|keys|values|mon`), driving the real binary against an `aemp run`
+//! seed (a global node: its own address is among its seeds) and library
+//! nodes in this process that join through that seed, all on 127.0.0.1.
+//! Every child is killed and reaped; every wait is bounded.
+
+use aemp::{Config, Node};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A 127.0.0.1 port nothing listens on (for now).
+fn free_port() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let a = l.local_addr().unwrap().to_string();
+    drop(l);
+    a
+}
+
+/// A temporary HOME with an rc file: secret `s`, seeds `[seed]`, profile
+/// `seed` (node ID `seed`, listening on the seed address).
+struct Env {
+    dir: tempfile::TempDir,
+    rc: PathBuf,
+    seed: String,
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let rc = dir.path().join("aemp-rc");
+        let seed = free_port();
+        let text = json!({
+            "version": 1, "secret": "s", "monitor_timeout": 5, "seeds": [seed],
+            "profile": {"seed": {"nodeid": "seed", "binds": [seed]}}
+        });
+        std::fs::write(&rc, text.to_string()).unwrap();
+        Env { dir, rc, seed }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_aemp"));
+        c.args(args)
+            .env("AEMP_RC", &self.rc)
+            .env("HOME", self.dir.path())
+            .env_remove("PERL_ANYEVENT_MP_RC")
+            .env_remove("RUST_LOG")
+            .env_remove("AEMP_VERBOSE")
+            .env_remove("AEMP_TRACE")
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
+    }
+
+    /// Runs `aemp ARGS` to its end (killed after 30 s).
+    fn run(&self, args: &[&str]) -> Out {
+        run_bounded(self.cmd(args), Duration::from_secs(30))
+    }
+
+    /// Runs `aemp ARGS` until `good` accepts its output (at most 10 s).
+    fn run_until(&self, args: &[&str], good: impl Fn(&Out) -> bool) -> Out {
+        let start = Instant::now();
+        loop {
+            let out = self.run(args);
+            if good(&out) {
+                return out;
+            }
+            assert!(start.elapsed() < WAIT, "never as wanted: {out:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `aemp run profile seed`: the global node.
+    fn seed(&self) -> Proc {
+        let mut p = Proc::start(self.cmd(&["run", "profile", "seed"]));
+        let line = p.line().expect("aemp run printed nothing within 10 s");
+        assert_eq!(line, format!("seed listening on {}", self.seed));
+        p
+    }
+
+    /// A node in this process joining through the seed.
+    fn node(&self, tag: &str) -> Node {
+        let n = Node::with_config(
+            Config::new(format!("{tag}/%u"))
+                .bind("127.0.0.1:0")
+                .secret("s")
+                .seeds([self.seed.as_str()])
+                .monitor_timeout(Duration::from_secs(5)),
+        )
+        .unwrap();
+        let start = Instant::now();
+        while n.db_master().map(|m| m.to_string()) != Some("seed".into()) {
+            assert!(start.elapsed() < WAIT, "{} found no master", n.id());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        n
+    }
+}
+
+/// What a finished command did.
+struct Out {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+    took: Duration,
+}
+
+impl std::fmt::Debug for Out {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {:?} after {:?}\nstdout: {}\nstderr: {}",
+            self.code, self.took, self.stdout, self.stderr
+        )
+    }
+}
+
+impl Out {
+    fn ok(self) -> Out {
+        assert_eq!(self.code, Some(0), "{self:?}");
+        self
+    }
+
+    fn fails(self, code: i32) -> Out {
+        assert_eq!(self.code, Some(code), "{self:?}");
+        self
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("{e}: {self:?}"))
+    }
+}
+
+fn run_bounded(mut cmd: Command, limit: Duration) -> Out {
+    let start = Instant::now();
+    let mut child = cmd.spawn().unwrap();
+    let mut so = child.stdout.take().unwrap();
+    let mut se = child.stderr.take().unwrap();
+    let t1 = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = so.read_to_string(&mut s);
+        s
+    });
+    let t2 = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = se.read_to_string(&mut s);
+        s
+    });
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break Some(st);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = Out {
+        code: status.and_then(|s| s.code()),
+        stdout: t1.join().unwrap(),
+        stderr: t2.join().unwrap(),
+        took: start.elapsed(),
+    };
+    assert!(status.is_some(), "killed after {limit:?}: {out:?}");
+    out
+}
+
+/// A long-running child (`aemp run`, `aemp db mon`) whose stdout lines
+/// are read as they come; killed and reaped on drop.
+struct Proc {
+    child: Child,
+    lines: crossbeam_channel::Receiver<String>,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Proc {
+    fn start(mut cmd: Command) -> Proc {
+        let mut child = cmd.spawn().unwrap();
+        let out = child.stdout.take().unwrap();
+        let mut err = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            s
+        });
+        let (tx, lines) = crossbeam_channel::unbounded();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { return };
+                let _ = tx.send(line);
+            }
+        });
+        Proc {
+            child,
+            lines,
+            stderr: Some(stderr),
+        }
+    }
+
+    /// The next line of stdout (at most 10 s).
+    fn line(&mut self) -> Option<String> {
+        self.lines.recv_timeout(WAIT).ok()
+    }
+
+    /// Sends `signal` (if given) and waits at most 15 s for the exit code.
+    fn wait(&mut self, signal: Option<libc::c_int>) -> Option<i32> {
+        if let Some(signal) = signal {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+        }
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(15) {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("child did not exit within 15 s (signal {signal:?})");
+    }
+
+    /// Its standard error, once it has exited.
+    fn stderr(&mut self) -> String {
+        self.stderr.take().unwrap().join().unwrap()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn nodes_lists_the_seed_and_a_library_node() {
+    let env = Env::new();
+    let _seed = env.seed();
+    let n = env.node("lib");
+    let me = n.id().to_string();
+    let out = env.run_until(&["nodes"], |o| o.code == Some(0) && o.stdout.contains(&me));
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    let mut sorted = lines.clone();
+    sorted.sort();
+    assert_eq!(lines, sorted, "{out:?}");
+    assert!(lines.contains(&"seed global"), "{out:?}");
+    assert!(lines.contains(&me.as_str()), "{out:?}");
+    assert!(
+        !out.stdout.contains("aemp/"),
+        "the command's own node is left out: {out:?}"
+    );
+    assert!(out.stderr.is_empty(), "{out:?}");
+    // --connect replaces the seeds of the file.
+    env.run(&["seeds", "127.0.0.1:1"]).ok();
+    let out = env.run(&["nodes", "--connect", &env.seed]).ok();
+    assert!(out.stdout.lines().any(|l| l == "seed global"), "{out:?}");
+}
+
+#[test]
+fn trace_shows_nodes_addresses_and_globals() {
+    let env = Env::new();
+    let _seed = env.seed();
+    let n = env.node("lib");
+    let me = n.id().to_string();
+    let out = env.run_until(&["trace"], |o| o.code == Some(0) && o.stdout.contains(&me));
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines[0], "master seed", "{out:?}");
+    assert!(
+        lines.contains(&format!("seed global {}", env.seed).as_str()),
+        "{out:?}"
+    );
+    let mine = format!("{me} slave {}", n.listen_addrs()[0]);
+    assert!(lines.contains(&mine.as_str()), "{out:?}");
+}
+
+#[test]
+fn db_family_keys_values_print_what_was_set() {
+    let env = Env::new();
+    let _seed = env.seed();
+    let n = env.node("lib");
+    let _a = n.db_set("cli_fam", "a", json!({"x": [1, 2]})).unwrap();
+    let _b = n.db_set("cli_fam", "b", "text").unwrap();
+    let port = n.port_fn(|_| {});
+    let _r = n.db_reg("cli_fam", &port).unwrap();
+    let p = port.to_string();
+
+    let out = env.run_until(&["db", "family", "cli_fam"], |o| {
+        o.code == Some(0) && o.stdout.contains(&p)
+    });
+    assert_eq!(
+        out.json(),
+        json!({"a": {"x": [1, 2]}, "b": "text", p.clone(): null}),
+        "{out:?}"
+    );
+    assert!(out.stdout.contains("\n  \"a\": {"), "pretty: {out:?}");
+
+    let out = env.run(&["db", "keys", "cli_fam"]).ok();
+    let mut keys: Vec<String> = serde_json::from_value(out.json()).unwrap();
+    keys.sort();
+    let mut want = vec!["a".to_string(), "b".to_string(), p.clone()];
+    want.sort();
+    assert_eq!(keys, want, "{out:?}");
+
+    let out = env.run(&["db", "--timeout", "5", "values", "cli_fam"]).ok();
+    let values = out.json();
+    let values = values.as_array().unwrap();
+    assert_eq!(values.len(), 3, "{out:?}");
+    for v in [json!({"x": [1, 2]}), json!("text"), Value::Null] {
+        assert!(values.contains(&v), "{v} missing: {out:?}");
+    }
+
+    let out = env.run(&["db", "keys", "no_such_family"]).ok();
+    assert_eq!(out.json(), json!([]));
+}
+
+#[test]
+fn db_mon_prints_the_state_then_changes_until_sigterm() {
+    let env = Env::new();
+    let _seed = env.seed();
+    let n = env.node("lib");
+    let a = n.db_set("cli_mon", "a", 1).unwrap();
+    // The entry is at the master once a query sees it.
+    env.run_until(&["db", "keys", "cli_mon"], |o| o.stdout.contains("\"a\""));
+
+    let mut mon = Proc::start(env.cmd(&["db", "mon", "cli_mon"]));
+    assert_eq!(mon.line().as_deref(), Some("+ a 1"));
+    let b = n.db_set("cli_mon", "b c", json!({"k": "v"})).unwrap();
+    assert_eq!(mon.line().as_deref(), Some(r#"+ "b c" {"k":"v"}"#));
+    let _a2 = n.db_set("cli_mon", "a", 2).unwrap();
+    assert_eq!(mon.line().as_deref(), Some("~ a 2"));
+    drop(b);
+    assert_eq!(mon.line().as_deref(), Some(r#"- "b c""#));
+    a.forget();
+    n.db_del("cli_mon", &["a"]).unwrap();
+    assert_eq!(mon.line().as_deref(), Some("- a"));
+
+    assert_eq!(mon.wait(Some(libc::SIGTERM)), Some(0));
+    let err = mon.stderr();
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(mon.lines.try_recv().is_err(), "no more output");
+}
+
+#[test]
+fn db_mon_fails_when_the_network_is_lost() {
+    let env = Env::new();
+    let mut seed = env.seed();
+    let mut mon = Proc::start(env.cmd(&["db", "mon", "--timeout", "1", "'l"]));
+    assert_eq!(
+        mon.line(),
+        Some(format!("+ seed [\"{}\"]", env.seed)),
+        "the seed's listeners"
+    );
+    assert_eq!(seed.wait(Some(libc::SIGTERM)), Some(0));
+    let start = Instant::now();
+    assert_eq!(mon.wait(None), Some(1));
+    assert!(start.elapsed() < Duration::from_secs(10));
+    let err = mon.stderr();
+    assert!(
+        err.contains("lost the connection to the network (master seed is gone)")
+            && err.contains(&format!("tried {}", env.seed)),
+        "{err}"
+    );
+}
+
+#[test]
+fn fails_fast_without_a_seed_and_names_bad_input() {
+    let env = Env::new();
+    // Nothing listens at the seed address.
+    for args in [
+        &["nodes", "--timeout", "1"][..],
+        &["trace", "--timeout", "1"],
+        &["db", "keys", "fam", "--timeout", "1"],
+        &["db", "--timeout", "1", "mon", "fam"],
+    ] {
+        let out = env.run(args).fails(1);
+        assert!(
+            out.stderr
+                .contains(&format!("no seed answered within 1 s: tried {}", env.seed)),
+            "{args:?}: {out:?}"
+        );
+        assert!(out.took < Duration::from_secs(8), "{args:?}: {out:?}");
+        assert!(out.stdout.is_empty(), "{out:?}");
+    }
+    let out = env
+        .run(&[
+            "nodes",
+            "--timeout",
+            "1",
+            "--connect",
+            "127.0.0.1:1,127.0.0.1:2",
+        ])
+        .fails(1);
+    assert!(
+        out.stderr.contains("tried 127.0.0.1:1, 127.0.0.1:2"),
+        "{out:?}"
+    );
+
+    env.run(&["seeds", "[]"]).ok();
+    let out = env.run(&["nodes"]).fails(1);
+    assert!(out.stderr.contains("no seeds"), "{out:?}");
+
+    let out = env.run(&["db", "bogus", "fam"]).fails(2);
+    assert!(out.stderr.contains("\"bogus\""), "{out:?}");
+    let out = env.run(&["db", "keys", "1bad"]).fails(2);
+    assert!(out.stderr.contains("\"1bad\""), "{out:?}");
+    let out = env.run(&["db", "keys"]).fails(2);
+    assert!(out.stderr.contains("FAMILY is missing"), "{out:?}");
+    let out = env.run(&["nodes", "--timeout", "soon"]).fails(2);
+    assert!(out.stderr.contains("--timeout soon"), "{out:?}");
+    let out = env.run(&["trace", "extra"]).fails(2);
+    assert!(out.stderr.contains("extra"), "{out:?}");
+    for cmd in ["nodes", "trace", "db"] {
+        let out = env.run(&[cmd, "--help"]).ok();
+        assert!(out.stdout.contains("--timeout"), "{out:?}");
+    }
+}
