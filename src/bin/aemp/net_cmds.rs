@@ -55,7 +55,8 @@ arguments (nodeid, binds, secret, ...), below the file's keys unless `force 1`. 
 profile's services run at start; aemp has no functions of its own, so a service name \
 there fails. Prints `NODEID listening on ADDR, ...` once running, e.g.\n\n  \
 aemp run profile seed\n  aemp run nodeid test binds '[\"127.0.0.1:4040\"]'\n\n\
-Seeds are not connected yet (they come with discovery).",
+The node connects to its seeds; a node whose own address is among its seeds is a \
+global node.",
         ),
         with_net_options(
             spec(
