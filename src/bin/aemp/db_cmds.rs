@@ -100,7 +100,7 @@ each:\n\n  + KEY VALUE   (an entry appeared; first the current ones)\n  ~ KEY VA
 VALUE is compact JSON; KEY is printed as is, or as a JSON string when it is empty or \
 contains white space or starts with a quote. It runs until SIGINT or SIGTERM (exit 0) \
 or until the connection to the network is lost: no master for the time-out (exit 1). \
-When the master changes, the new master's differences are printed.\n\n{JOIN}"
+When the master changes, the new master's differences are printed; a closed output (a pipe into head) ends it too (exit 0).\n\n{JOIN}"
             )),
         ),
     ]
@@ -351,11 +351,13 @@ fn trace(s: &mut Session, a: Vec<Value>) -> Res {
     Ok(())
 }
 
-fn print_text(text: &str) {
+/// Prints `text`; false when stdout is gone (a closed pipe).
+fn print_text(text: &str) -> bool {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes());
-    let _ = out.flush();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .is_ok()
 }
 
 fn db(s: &mut Session, a: Vec<Value>) -> Res {
@@ -465,7 +467,10 @@ fn db_mon(j: &Joined, family: &str, signals: &libc::sigset_t) -> Res {
     loop {
         match rx.recv_timeout(TICK) {
             Ok(lines) => {
-                print_text(&lines);
+                if !print_text(&lines) {
+                    // Nobody reads any more (`aemp db mon F | head`).
+                    return Ok(());
+                }
                 continue;
             }
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
