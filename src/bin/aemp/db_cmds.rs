@@ -49,8 +49,8 @@ pub fn commands() -> Vec<Spec> {
             .long(format!(
                 "Prints one node ID per line, sorted; a global node's line is \
 `NODEID global`. The nodes are those with an entry in the database family 'l (every \
-node publishes its listen addresses there; nodes without listeners too) or 'g (the \
-global nodes), as the master knows them; the command's own node is left out.\n\n{JOIN}"
+node with listeners publishes its addresses there; a node without listeners cannot be \
+reached and is not listed) or 'g (the global nodes), as the master knows them.\n\n{JOIN}"
             )),
         ),
         with_options(
