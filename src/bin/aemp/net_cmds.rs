@@ -321,8 +321,13 @@ impl Call {
         let can_authenticate = ["secret", "cert"]
             .iter()
             .any(|k| matches!(resolved.config.get(*k), Some(Value::String(v)) if !v.is_empty()));
-        let node = Node::from_profile(&s.rc, Some(&profile), args, |_| {})
-            .map_err(|e| Failure::Failed(format!("{cmd}: {e}")))?;
+        // The node dials the addresses itself (reach): as seeds too, it
+        // would open a second connection to the same node, and the peer
+        // would close one of them under the call.
+        let mut cfg =
+            aemp::Config::from_rc(&resolved).map_err(|e| Failure::Failed(format!("{cmd}: {e}")))?;
+        cfg.seeds.clear();
+        let node = Node::with_config(cfg).map_err(|e| Failure::Failed(format!("{cmd}: {e}")))?;
         log::debug!("{cmd}: joined as {}", node.id());
         let timeout = Duration::from_secs_f64(timeout);
         let call = Call {
