@@ -525,3 +525,18 @@ fn any_nonce_content_is_accepted() {
         assert!(hs.is_done());
     }
 }
+
+#[test]
+fn auth_sent_once_the_peer_nonce_arrived() {
+    let mut a = Handshake::new(cfg("a", Some("s")), Instant::now());
+    let mut b = Handshake::new(cfg("b", Some("s")), Instant::now());
+    assert!(!a.auth_sent());
+    let out_b = b.take_output();
+    let text = String::from_utf8(out_b.clone()).unwrap();
+    let line1_len = text.find('\n').unwrap() + 1;
+    // Line 1 alone: the driver may still drop the handshake.
+    a.feed(&out_b[..line1_len]).unwrap();
+    assert!(!a.auth_sent());
+    a.feed(&out_b[line1_len..]).unwrap();
+    assert!(a.auth_sent());
+}

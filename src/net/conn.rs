@@ -35,6 +35,11 @@ pub(crate) struct Conn {
     /// Bytes the reactor is writing; `wpos` of them are written.
     pub(crate) wbuf: Vec<u8>,
     pub(crate) wpos: usize,
+    /// When bytes last arrived.
+    pub(crate) last_rx: std::time::Instant,
+    /// When the node last tried to connect again while this connection
+    /// was up, and it was probed (see the reactor's `greeting`).
+    pub(crate) probed: Option<std::time::Instant>,
 }
 
 /// What a read produced.
@@ -129,6 +134,7 @@ impl Conn {
             match self.sock.read(buf) {
                 Ok(0) => return Ok(ReadState::Eof),
                 Ok(n) => {
+                    self.last_rx = std::time::Instant::now();
                     f(self, &buf[..n])?;
                     // A short read emptied the socket's receive queue: the
                     // next arrival raises a new event (as tokio assumes

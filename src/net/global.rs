@@ -368,8 +368,8 @@ impl Glue {
         let st = &mut *st;
         // A seed whose node we can tell from known addresses (learned, or
         // `'l` on a global node) and that is connected already is not
-        // dialed: a second connection would make the peer drop the first
-        // ("switched connections").
+        // dialed: a second connection would only be refused (and make both
+        // ends probe the working one).
         let unknown: Vec<usize> = (0..st.seeds.len())
             .filter(|&i| st.seeds[i].node.is_none())
             .collect();

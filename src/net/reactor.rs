@@ -132,6 +132,8 @@ struct Dial {
     next: usize,
     next_at: Instant,
     deadline: Instant,
+    /// The connection of the latest attempt.
+    attempt: Option<Token>,
 }
 
 struct Reactor {
@@ -204,11 +206,12 @@ impl Reactor {
                         next: 0,
                         next_at: now,
                         deadline: now + self.net.monitor_timeout,
+                        attempt: None,
                     });
             }
             Cmd::Connect(text, addrs) => {
                 if let Some(addr) = addrs.first() {
-                    self.start_connect(*addr, text, None);
+                    let _ = self.start_connect(*addr, text, None);
                 }
             }
             Cmd::Cut(node) => {
@@ -243,7 +246,13 @@ impl Reactor {
             Phase::Handshake(h) => Some(h.deadline()),
             Phase::Up { .. } => None,
         });
-        let dials = self.dials.values().map(|d| d.next_at.min(d.deadline));
+        let dials = self.dials.iter().map(|(k, d)| {
+            if self.dial_busy(k, d) {
+                d.deadline
+            } else {
+                d.next_at.min(d.deadline)
+            }
+        });
         hs.chain(dials).min()
     }
 
@@ -277,6 +286,18 @@ impl Reactor {
                 self.net.fail(&dial.remote, None, "unable to connect");
                 continue;
             }
+            if self.dial_busy(&key, &dial) {
+                // A handshake with the node is under way: a second
+                // connection would only race it.
+                self.dials.insert(key, dial);
+                continue;
+            }
+            if let Some(t) = dial.attempt.take() {
+                // Still connecting after its turn: give up on that address.
+                if let Some(c) = self.conns.remove(&t) {
+                    self.finish(t, c, "no answer within connect_interval");
+                }
+            }
             let known = self
                 .net
                 .addresses
@@ -292,11 +313,26 @@ impl Reactor {
             if !known.is_empty() {
                 let (text, addr) = known[dial.next % known.len()].clone();
                 dial.next += 1;
-                self.start_connect(addr, text, Some(dial.remote.clone()));
+                dial.attempt = self.start_connect(addr, text, Some(dial.remote.clone()));
             }
             dial.next_at = now + self.spacing(known.len());
             self.dials.insert(key, dial);
         }
+    }
+
+    /// Whether a handshake with the dialed node is running: our latest
+    /// attempt past its TCP connect, or a connection from the node.
+    fn dial_busy(&self, key: &str, dial: &Dial) -> bool {
+        let ours = dial
+            .attempt
+            .and_then(|t| self.conns.get(&t))
+            .is_some_and(|c| !c.tcp_connecting);
+        let theirs = self
+            .greeted
+            .get(key)
+            .and_then(|t| self.conns.get(t))
+            .is_some_and(|c| matches!(c.phase, Phase::Handshake(_)));
+        ours || theirs
     }
 
     /// The delay before the next attempt with `n` known addresses:
@@ -320,7 +356,12 @@ impl Reactor {
         Box::new(Handshake::new(cfg, Instant::now()))
     }
 
-    fn add_conn(&mut self, mut sock: TcpStream, addr: String, dialed: Option<Option<Arc<Remote>>>) {
+    fn add_conn(
+        &mut self,
+        mut sock: TcpStream,
+        addr: String,
+        dialed: Option<Option<Arc<Remote>>>,
+    ) -> Option<Token> {
         if let Err(e) = sock.set_nodelay(self.net.nodelay) {
             log::debug!("set_nodelay on {addr}: {e}");
         }
@@ -338,7 +379,7 @@ impl Reactor {
                 "{}: cannot register connection with {addr}: {e}",
                 self.net.id
             );
-            return;
+            return None;
         }
         let mut hs = self.handshake(&addr);
         let wbuf = hs.take_output();
@@ -355,17 +396,28 @@ impl Reactor {
                 peer: None,
                 wbuf,
                 wpos: 0,
+                last_rx: Instant::now(),
+                probed: None,
             },
         );
         if !tcp_connecting {
             self.conn_event(token, Some(true), true);
         }
+        Some(token)
     }
 
-    fn start_connect(&mut self, addr: SocketAddr, text: String, expected: Option<Arc<Remote>>) {
+    fn start_connect(
+        &mut self,
+        addr: SocketAddr,
+        text: String,
+        expected: Option<Arc<Remote>>,
+    ) -> Option<Token> {
         match TcpStream::connect(addr) {
             Ok(sock) => self.add_conn(sock, text, Some(expected)),
-            Err(e) => log::info!("{}: cannot connect to {text}: {e}", self.net.id),
+            Err(e) => {
+                log::info!("{}: cannot connect to {text}: {e}", self.net.id);
+                None
+            }
         }
     }
 
@@ -375,7 +427,9 @@ impl Reactor {
                 return;
             };
             match l.accept() {
-                Ok((sock, addr)) => self.add_conn(sock, addr.to_string(), None),
+                Ok((sock, addr)) => {
+                    self.add_conn(sock, addr.to_string(), None);
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(e) => {
                     // E.g. out of file descriptors: the listener stays.
@@ -535,17 +589,54 @@ impl Reactor {
                 ));
             }
         }
+        // At most one connection per node pair, without losing what a
+        // working connection carries. A second connection is refused
+        // here, before our auth line leaves, so the peer can never
+        // complete it either:
+        // - If a connection is up, the new one is refused. The peer may
+        //   have restarted (same ID, new process) while the old one still
+        //   looks up, which the greeting cannot tell from a race; so the
+        //   old one is probed: a restarted peer's host answers with a
+        //   reset, the old connection fails (its monitors fire: messages
+        //   to the old process may be lost) and the peer's next attempt
+        //   gets through. A node that tries again after a probe went
+        //   unanswered (nothing arrived since) while the old connection
+        //   stays silent replaces it the same way (a host that vanished).
+        // - Two handshakes: once we sent our auth line on the first, the
+        //   peer may already use it, so the new one is refused; before
+        //   that, the one dialed by the node with the smaller ID is kept,
+        //   which the peer decides alike. When the two ends saw the
+        //   greetings in opposite orders both may be refused; nothing was
+        //   established, and the next attempt connects.
         match self.net.may_connect(&remote) {
             Ok(()) => {}
-            // The node connects again while we think we are connected: it
-            // restarted, or saw the old connection fail first. The earlier
-            // connection counts as failed (its monitors fire); this one is
-            // refused too, and the node's next attempt finds us free.
             Err((Some(old), _)) if old != token => {
-                if let Some(c) = self.conns.remove(&old) {
-                    self.finish(old, c, "switched connections: the node connected again");
+                let now = Instant::now();
+                let Some(c) = self.conns.get_mut(&old) else {
+                    return Err("simultaneous connection; the other one is kept".into());
+                };
+                let stale = c.probed.is_some_and(|t| {
+                    c.last_rx < t && now.duration_since(t) >= self.net.connect_interval
+                });
+                if stale {
+                    if let Some(c) = self.conns.remove(&old) {
+                        self.finish(old, c, "switched connections: the node connected again and the old connection is silent");
+                    }
+                    return Err("switched connections; the node must connect again".into());
                 }
-                return Err("switched connections; the node must connect again".into());
+                if c.probed.is_none_or(|t| c.last_rx >= t) {
+                    c.probed = Some(now);
+                }
+                let wake = match &c.phase {
+                    Phase::Up { out, .. } => out.probe(),
+                    Phase::Handshake(_) => false,
+                };
+                if wake {
+                    self.conn_event(old, None, true);
+                }
+                return Err(
+                    "simultaneous connection; already connected (probing the old one)".into(),
+                );
             }
             Err((_, why)) => return Err(why.into()),
         }
@@ -557,8 +648,12 @@ impl Reactor {
         }
         if let Some(other) = self.greeted.get(&node_id).copied() {
             if other != token && self.conns.contains_key(&other) {
-                // Two handshakes with one node: keep the connection opened
-                // by the node with the smaller ID; both ends agree.
+                // Two handshakes with one node (see above).
+                if let Phase::Handshake(h) = &self.conns[&other].phase {
+                    if h.auth_sent() {
+                        return Err("simultaneous connection; the other one is kept".into());
+                    }
+                }
                 let other_out = self.conns[&other].dialed.is_some();
                 let this_out = conn.dialed.is_some();
                 let me_smaller = self.net.id.as_str() < node_id.as_str();

@@ -137,6 +137,16 @@ impl Out {
     }
 }
 
+impl Out {
+    /// Queues a no-op packet (`["",""]`): a peer that restarted (or
+    /// closed its end) answers it with a reset, so a stale connection
+    /// fails now instead of when TCP would notice. True to wake the
+    /// reactor.
+    pub(crate) fn probe(&self) -> bool {
+        self.push("", &[serde_json::Value::from("")])
+    }
+}
+
 impl Remote {
     pub(crate) fn is_up(&self) -> bool {
         matches!(self.st.lock().link, Link::Up(_))

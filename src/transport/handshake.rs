@@ -242,6 +242,12 @@ impl Handshake {
         self.state == State::Done
     }
 
+    /// Whether our auth line was queued: from then on the peer may
+    /// complete the handshake (and use the connection) before we do.
+    pub fn auth_sent(&self) -> bool {
+        matches!(self.state, State::Auth | State::Done)
+    }
+
     /// The error the handshake failed with, if it did.
     pub fn error(&self) -> Option<&Error> {
         self.failed.as_ref()
