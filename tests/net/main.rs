@@ -10,6 +10,10 @@ mod process;
 mod robustness;
 mod tls;
 
+#[path = "../support/wait.rs"]
+mod wait;
+pub use wait::{eventually, nothing, recv};
+
 use aemp::{Config, Node};
 use crossbeam_channel::Receiver;
 use std::time::Duration;
@@ -49,31 +53,6 @@ pub fn pair() -> (Node, Node) {
 pub fn introduce(a: &Node, b: &Node) {
     a.add_address(b.id(), &addr(b)).unwrap();
     b.add_address(a.id(), &addr(a)).unwrap();
-}
-
-/// The next value, or a failed test after 10 s.
-pub fn recv<T>(rx: &Receiver<T>) -> T {
-    rx.recv_timeout(Duration::from_secs(10))
-        .expect("nothing arrived within 10 s")
-}
-
-/// Asserts that nothing arrives within `ms` milliseconds.
-pub fn nothing<T: std::fmt::Debug>(rx: &Receiver<T>, ms: u64) {
-    if let Ok(v) = rx.recv_timeout(Duration::from_millis(ms)) {
-        panic!("unexpected arrival: {v:?}");
-    }
-}
-
-/// Waits until `cond` holds (at most 10 s).
-pub fn eventually(mut cond: impl FnMut() -> bool) {
-    let end = std::time::Instant::now() + Duration::from_secs(10);
-    while !cond() {
-        assert!(
-            std::time::Instant::now() < end,
-            "condition not met within 10 s"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 /// A port on `n` forwarding every message into a channel.
