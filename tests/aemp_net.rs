@@ -330,6 +330,102 @@ fn snd_cal_mon_112() {
     );
 }
 
+/// `snd`, `cal` and `mon` reach a port on a node that is not a seed: a
+/// library node that joined through the seed (a global node), with only
+/// the seed's address configured. The tool finds it through the master.
+#[test]
+fn snd_cal_mon_through_discovery() {
+    let env = Env::new();
+    let at = closed_port();
+    env.run(&["seeds", &at]).ok();
+    // Its own address is among its seeds: a global node.
+    let binds = format!("[\"{at}\"]");
+    let seed = RunNode::start(env.cmd(&["run", "nodeid", "gseed", "binds", &binds]));
+    assert_eq!(
+        (seed.id.as_str(), seed.addr.as_str()),
+        ("gseed", at.as_str())
+    );
+
+    let n = Node::with_config(
+        Config::new("joined/%u")
+            .bind("127.0.0.1:0")
+            .secret("s")
+            .monitor_timeout(Duration::from_secs(5))
+            .seeds([at.as_str()]),
+    )
+    .unwrap();
+    let start = Instant::now();
+    while n.db_master().as_ref().map(|m| m.as_str()) != Some("gseed") {
+        assert!(start.elapsed() < Duration::from_secs(20), "no master");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!n
+        .up_nodes()
+        .iter()
+        .any(|id| id.as_str().starts_with("aemp/")));
+
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let inbox = n.port_fn(move |m| tx.send(m).unwrap());
+    let node = n.clone();
+    let echo = n.port_fn(move |mut m: Message| {
+        let reply: aemp::PortId = (&m.0.pop().unwrap()).try_into().unwrap();
+        node.snd(&reply, m);
+    });
+
+    // snd, through the file's seeds.
+    let out = env.run(&["snd", inbox.as_str(), "hi", "[1]"]).ok();
+    assert_eq!(out.stdout, "message sent successfully\n", "{out:?}");
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+        Message::from(vec![json!("hi"), json!([1])])
+    );
+    let missing = format!("{}#nope", n.id());
+    let out = env.run(&["snd", &missing, "x"]).fails(1);
+    assert!(out.stderr.contains("no_such_port"), "{out:?}");
+
+    // cal, with --connect naming the seed.
+    let out = env
+        .run(&["cal", "--connect", &at, echo.as_str(), "x", "{\"y\":2}"])
+        .ok();
+    assert_eq!(out.stdout, "\"x\",{\"y\":2}\n", "{out:?}");
+    let out = env.run(&["cal", n.id().as_str(), "time"]).ok();
+    let t: f64 = out.stdout.trim().parse().unwrap();
+    assert!((t - now()).abs() < 60.0, "{out:?}");
+
+    // mon (once the earlier commands' nodes are gone, so that
+    // wait_for_monitor sees this one's).
+    let start = Instant::now();
+    while n
+        .up_nodes()
+        .iter()
+        .any(|id| id.as_str().starts_with("aemp/"))
+    {
+        assert!(start.elapsed() < Duration::from_secs(20), "aemp nodes stay");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let watched = n.port_fn(|_| {});
+    let cmd = env.cmd(&["mon", watched.as_str()]);
+    let waiter = std::thread::spawn(move || run_bounded(cmd, Duration::from_secs(30)));
+    wait_for_monitor(&n);
+    n.kil(&watched, Reason::die("gone")).unwrap();
+    let out = waiter.join().unwrap().ok();
+    assert_eq!(out.stdout, "\"die\",\"gone\"\n", "{out:?}");
+
+    // A node the network does not know: a clear failure within the time-out.
+    let out = env
+        .run(&["cal", "--timeout", "2", "nowhere", "time"])
+        .fails(1);
+    assert!(
+        out.stderr
+            .contains(&format!("cannot reach node nowhere through {at}"))
+            && out.stderr.contains("gseed answered"),
+        "{out:?}"
+    );
+    assert!(out.took < Duration::from_secs(10), "{out:?}");
+    n.net_shutdown();
+    drop(seed);
+}
+
 /// Waits until an `aemp/...` node is connected to `n`, plus a moment for
 /// its monitor request to arrive.
 fn wait_for_monitor(n: &Node) {
@@ -362,12 +458,13 @@ fn trace_prints_snd_rcv_113() {
         Duration::from_secs(30),
     )
     .ok();
-    let snd = out.stderr.lines().find(|l| l.contains("SND seed ["));
+    // Joining through the seed sends g_* packets too: find the request.
+    let snd = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("SND seed [") && l.contains("\"time\""));
     let rcv = out.stderr.lines().find(|l| l.contains("RCV seed ["));
-    assert!(
-        snd.is_some_and(|l| l.contains("\"time\"")) && rcv.is_some(),
-        "{out:?}"
-    );
+    assert!(snd.is_some() && rcv.is_some(), "{out:?}");
     // Without it, no trace.
     let out = env
         .run(&["cal", "--connect", &seed.addr, "seed", "time"])
@@ -376,8 +473,8 @@ fn trace_prints_snd_rcv_113() {
 }
 
 /// No seed or node answers: a clear message and exit 1 within the
-/// time-out, not a hang. Also: no address at all, and another node at
-/// the address.
+/// time-out, not a hang. Also: no address at all, and a node at the
+/// address that is not the target and cannot find it (not a global node).
 #[test]
 fn fails_clearly_when_no_node_answers() {
     let env = Env::new();
@@ -394,8 +491,9 @@ fn fails_clearly_when_no_node_answers() {
         ])
         .fails(1);
     assert!(
-        out.stderr
-            .contains(&format!("cannot reach node seed at {closed} within 1 s")),
+        out.stderr.contains(&format!(
+            "cannot reach node seed through {closed} within 1 s"
+        )),
         "{out:?}"
     );
     assert!(out.took < Duration::from_secs(10), "{out:?}");
@@ -414,10 +512,20 @@ fn fails_clearly_when_no_node_answers() {
 
     let seed = env.seed(&[]);
     let out = env
-        .run(&["cal", "--connect", &seed.addr, "other", "time"])
+        .run(&[
+            "cal",
+            "--timeout",
+            "2",
+            "--connect",
+            &seed.addr,
+            "other",
+            "time",
+        ])
         .fails(1);
     assert!(
-        out.stderr.contains("node other is not at") && out.stderr.contains("seed answered"),
+        out.stderr
+            .contains(&format!("cannot reach node other through {}", seed.addr))
+            && out.stderr.contains("seed answered"),
         "{out:?}"
     );
 

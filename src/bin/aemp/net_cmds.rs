@@ -2,9 +2,11 @@
 //! protocol commands `snd`, `cal` and `mon`, which join the network as a
 //! short-lived node `aemp/%n/%u`.
 //!
-//! Until seeds and discovery land, a protocol command reaches the target
-//! port's node by address: `--connect HOST:PORT`, else the seeds of the
-//! configuration. The node answering there must be the port's node.
+//! A protocol command joins through the seeds of the configuration (or the
+//! `--connect HOST:PORT` addresses, used as seeds instead) and reaches the
+//! target port's node wherever it is: a seed itself, or any node the
+//! network's global nodes know (discovery: the master is asked for its
+//! addresses).
 
 use crate::cmd::{spec, Arity, Failure, Session, Spec};
 use aemp::rcfile;
@@ -26,10 +28,11 @@ const REACH: &str = "\
 Finding the node: the command joins as a short-lived node aemp/<host>/<random>
 with the configuration file's secret or cert (global section, then profile
 `aemp`, or the profile chosen by an earlier `profile NAME`). It connects to
-the --connect addresses, else to that configuration's seeds, and the node
-answering there must be PORT's node (reaching other nodes through seeds
-comes with discovery). If the node cannot be reached within the time-out,
-the command fails (exit 1).
+the configuration's seeds (--connect HOST:PORT replaces them) and reaches
+PORT's node wherever it is: at one of those addresses, or anywhere in the
+network, through discovery (the seed that answers becomes the database
+master, which knows where the network's nodes listen). If the node cannot be
+reached within the time-out, the command fails (exit 1), naming what answered.
 
 PORT is a port ID NODE#NAME; a bare node ID means that node's node port.";
 
@@ -122,7 +125,7 @@ fn with_net_options(s: Spec) -> Spec {
             .long("connect")
             .value_name("HOST:PORT")
             .action(clap::ArgAction::Append)
-            .help("where the target node listens (repeatable, or comma-separated); default: the seeds"),
+            .help("a seed (or the target node) to use instead of the configured seeds (repeatable, or comma-separated)"),
     )
     .option(
         clap::Arg::new("timeout")
@@ -321,12 +324,12 @@ impl Call {
         let can_authenticate = ["secret", "cert"]
             .iter()
             .any(|k| matches!(resolved.config.get(*k), Some(Value::String(v)) if !v.is_empty()));
-        // The node dials the addresses itself (reach): as seeds too, it
-        // would open a second connection to the same node, and the peer
-        // would close one of them under the call.
+        // The addresses are the node's seeds: it connects to them (and
+        // learns the master there); the target node is then dialed by ID,
+        // which finds it at a seed address or through the master.
         let mut cfg =
             aemp::Config::from_rc(&resolved).map_err(|e| Failure::Failed(format!("{cmd}: {e}")))?;
-        cfg.seeds.clear();
+        cfg.seeds = connect.clone();
         let node = Node::with_config(cfg).map_err(|e| Failure::Failed(format!("{cmd}: {e}")))?;
         log::debug!("{cmd}: joined as {}", node.id());
         let timeout = Duration::from_secs_f64(timeout);
@@ -344,59 +347,74 @@ impl Call {
         Ok(call)
     }
 
-    /// Connects to `addrs` and waits until the target node is up.
+    /// Waits until the target node is up: at a seed address, or found
+    /// through the master.
     fn reach(&self, addrs: &[String]) -> Res {
+        enum Ev {
+            Up(NodeId),
+            Lost(aemp::Reason),
+        }
         let (tx, rx) = crossbeam_channel::unbounded();
+        let up = tx.clone();
         let _guard = self
             .node
-            .mon_nodes(move |id, up, _| {
-                if up {
-                    let _ = tx.send(id.clone());
+            .mon_nodes(move |id, is_up, _| {
+                if is_up {
+                    let _ = up.send(Ev::Up(id.clone()));
                 }
             })
             .map_err(|e| self.failed(e.to_string()))?;
-        for addr in addrs {
-            self.node
-                .connect(addr)
-                .map_err(|e| usage(self.cmd, e.to_string()))?;
-        }
+        // Monitoring the node port dials the node by ID: at an address
+        // learned from a seed connection, else asking the master (g_find).
+        // It fires when the node cannot be reached.
+        let _probe = self.node.mon(&self.target.node_port(), move |reason| {
+            let _ = tx.send(Ev::Lost(reason));
+        });
         let mut others: Vec<String> = Vec::new();
+        let mut lost = None;
         loop {
             if self.node.node_is_up(&self.target) == Some(true) {
                 return Ok(());
             }
             match rx.recv_deadline(self.deadline) {
-                Ok(id) if id == self.target => return Ok(()),
-                Ok(id) => {
-                    others.push(id.to_string());
-                    if others.len() >= addrs.len() {
-                        return Err(self.failed(format!(
-                            "node {} is not at {}: {} answered there (reaching other nodes \
-                             through seeds is not available yet)",
-                            self.target,
-                            addrs.join(", "),
-                            others.join(", ")
-                        )));
-                    }
+                Ok(Ev::Up(id)) if id == self.target => return Ok(()),
+                Ok(Ev::Up(id)) => others.push(id.to_string()),
+                Ok(Ev::Lost(reason)) => {
+                    lost = Some(reason);
+                    break;
                 }
-                Err(_) => {
-                    let mut text = format!(
-                        "cannot reach node {} at {} within {} s",
-                        self.target,
-                        addrs.join(", "),
-                        self.timeout.as_secs_f64()
-                    );
-                    if !others.is_empty() {
-                        text += &format!(" ({} answered instead)", others.join(", "));
-                    }
-                    if !self.can_authenticate {
-                        text += " (no secret or cert is configured: nodes cannot authenticate; \
-                                 see aemp gensecret)";
-                    }
-                    return Err(self.failed(text));
-                }
+                Err(_) => break,
             }
         }
+        let mut text = match &lost {
+            Some(reason) => format!(
+                "cannot reach node {} through {}: {}",
+                self.target,
+                addrs.join(", "),
+                reason_text(reason)
+            ),
+            None => format!(
+                "cannot reach node {} through {} within {} s",
+                self.target,
+                addrs.join(", "),
+                self.timeout.as_secs_f64()
+            ),
+        };
+        if others.is_empty() {
+            if !self.can_authenticate {
+                text += " (no secret or cert is configured: nodes cannot authenticate; \
+                         see aemp gensecret)";
+            } else if lost.is_none() {
+                text += " (no node answered there)";
+            }
+        } else {
+            let master = match self.node.db_master() {
+                Some(m) => format!("; master {m} does not know it"),
+                None => "; none of them is a global node that could find it".into(),
+            };
+            text += &format!(" ({} answered{master})", others.join(", "));
+        }
+        Err(self.failed(text))
     }
 
     fn failed(&self, text: String) -> Failure {
@@ -414,6 +432,11 @@ impl Call {
 
 impl Drop for Call {
     fn drop(&mut self) {
+        // Leaving is expected: its connection warnings are noise (a
+        // chosen AEMP_VERBOSE/RUST_LOG above warn still shows them).
+        if log::max_level() <= log::LevelFilter::Warn {
+            log::set_max_level(log::LevelFilter::Error);
+        }
         self.node.net_shutdown();
     }
 }
