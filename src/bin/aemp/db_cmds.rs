@@ -234,8 +234,12 @@ impl Joined {
     }
 }
 
-/// `--connect` and `--timeout` from the front of the arguments.
-fn options(cmd: &'static str, a: &mut VecDeque<Value>) -> Result<(Vec<String>, f64), Failure> {
+/// `--connect` and `--timeout` from the front of the arguments (shared by
+/// every command that joins the network).
+pub(crate) fn options(
+    cmd: &'static str,
+    a: &mut VecDeque<Value>,
+) -> Result<(Vec<String>, f64), Failure> {
     let mut connect: Vec<String> = Vec::new();
     let mut timeout = DEFAULT_TIMEOUT;
     while let Some(Value::String(word)) = a.front().cloned() {

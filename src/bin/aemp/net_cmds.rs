@@ -18,8 +18,6 @@ use std::time::{Duration, Instant};
 
 type Res = Result<(), Failure>;
 
-const DEFAULT_TIMEOUT: f64 = 5.0;
-
 /// How long `snd` waits after the confirmation for its monitor of the
 /// port to report that the port does not exist.
 const SND_GRACE: Duration = Duration::from_millis(250);
@@ -251,50 +249,7 @@ impl Call {
     /// node.
     fn start(cmd: &'static str, s: &Session, a: Vec<Value>) -> Result<Call, Failure> {
         let mut a = VecDeque::from(a);
-        let mut connect: Vec<String> = Vec::new();
-        let mut timeout = DEFAULT_TIMEOUT;
-        while let Some(Value::String(word)) = a.front().cloned() {
-            let (name, inline) = match word.split_once('=') {
-                Some((n, v)) => (n.to_string(), Some(v.to_string())),
-                None => (word.clone(), None),
-            };
-            if name != "--connect" && name != "--timeout" {
-                if word == "--" {
-                    a.pop_front();
-                }
-                break;
-            }
-            a.pop_front();
-            let value = match inline {
-                Some(v) => v,
-                None => match a.pop_front() {
-                    Some(Value::String(v)) => v,
-                    Some(other) => other.to_string(),
-                    None => return Err(usage(cmd, format!("{name} needs a value"))),
-                },
-            };
-            if name == "--connect" {
-                connect.extend(
-                    value
-                        .split(',')
-                        .map(str::trim)
-                        .filter(|v| !v.is_empty())
-                        .map(str::to_string),
-                );
-            } else {
-                timeout = value
-                    .trim()
-                    .parse::<f64>()
-                    .ok()
-                    .filter(|t| t.is_finite() && *t > 0.0)
-                    .ok_or_else(|| {
-                        usage(
-                            cmd,
-                            format!("--timeout {value}: expected a number of seconds"),
-                        )
-                    })?;
-            }
-        }
+        let (mut connect, timeout) = crate::db_cmds::options(cmd, &mut a)?;
         let port = match a.pop_front() {
             Some(Value::String(p)) => {
                 PortId::parse(&p).map_err(|e| usage(cmd, format!("PORT {p:?}: {e}")))?
