@@ -103,74 +103,13 @@ impl Env {
     }
 }
 
-/// What a finished command did.
-struct Out {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-    took: Duration,
-}
+#[path = "support/run.rs"]
+mod run;
+use run::{run_bounded, Out};
 
-impl std::fmt::Debug for Out {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {:?} after {:?}\nstdout: {}\nstderr: {}",
-            self.code, self.took, self.stdout, self.stderr
-        )
-    }
-}
-
-impl Out {
-    fn ok(self) -> Out {
-        assert_eq!(self.code, Some(0), "{self:?}");
-        self
-    }
-
-    fn fails(self, code: i32) -> Out {
-        assert_eq!(self.code, Some(code), "{self:?}");
-        self
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("{e}: {self:?}"))
-    }
-}
-
-fn run_bounded(mut cmd: Command, limit: Duration) -> Out {
-    let start = Instant::now();
-    let mut child = cmd.spawn().unwrap();
-    let mut so = child.stdout.take().unwrap();
-    let mut se = child.stderr.take().unwrap();
-    let t1 = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = so.read_to_string(&mut s);
-        s
-    });
-    let t2 = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = se.read_to_string(&mut s);
-        s
-    });
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break Some(st);
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let out = Out {
-        code: status.and_then(|s| s.code()),
-        stdout: t1.join().unwrap(),
-        stderr: t2.join().unwrap(),
-        took: start.elapsed(),
-    };
-    assert!(status.is_some(), "killed after {limit:?}: {out:?}");
-    out
+/// The command's stdout as JSON.
+fn json(out: &Out) -> Value {
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"))
 }
 
 /// A long-running child (`aemp run`, `aemp db mon`) whose stdout lines
@@ -295,21 +234,21 @@ fn db_family_keys_values_print_what_was_set() {
         o.code == Some(0) && o.stdout.contains(&p)
     });
     assert_eq!(
-        out.json(),
+        json(&out),
         json!({"a": {"x": [1, 2]}, "b": "text", p.clone(): null}),
         "{out:?}"
     );
     assert!(out.stdout.contains("\n  \"a\": {"), "pretty: {out:?}");
 
     let out = env.run(&["db", "keys", "cli_fam"]).ok();
-    let mut keys: Vec<String> = serde_json::from_value(out.json()).unwrap();
+    let mut keys: Vec<String> = serde_json::from_value(json(&out)).unwrap();
     keys.sort();
     let mut want = vec!["a".to_string(), "b".to_string(), p.clone()];
     want.sort();
     assert_eq!(keys, want, "{out:?}");
 
     let out = env.run(&["db", "--timeout", "5", "values", "cli_fam"]).ok();
-    let values = out.json();
+    let values = json(&out);
     let values = values.as_array().unwrap();
     assert_eq!(values.len(), 3, "{out:?}");
     for v in [json!({"x": [1, 2]}), json!("text"), Value::Null] {
@@ -317,7 +256,7 @@ fn db_family_keys_values_print_what_was_set() {
     }
 
     let out = env.run(&["db", "keys", "no_such_family"]).ok();
-    assert_eq!(out.json(), json!([]));
+    assert_eq!(json(&out), json!([]));
 }
 
 #[test]
