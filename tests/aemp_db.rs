@@ -8,7 +8,7 @@ use aemp::{Config, Node};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -43,19 +43,7 @@ impl Env {
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_aemp"));
-        c.args(args)
-            .env("AEMP_RC", &self.rc)
-            .env("HOME", self.dir.path())
-            .env_remove("PERL_ANYEVENT_MP_RC")
-            .env_remove("RUST_LOG")
-            .env_remove("AEMP_VERBOSE")
-            .env_remove("AEMP_TRACE")
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        c
+        aemp_command(&self.rc, self.dir.path(), args)
     }
 
     /// Runs `aemp ARGS` to its end (killed after 30 s).
@@ -105,7 +93,7 @@ impl Env {
 
 #[path = "support/run.rs"]
 mod run;
-use run::{run_bounded, Out};
+use run::{aemp_command, run_bounded, Out};
 
 /// The command's stdout as JSON.
 fn json(out: &Out) -> Value {

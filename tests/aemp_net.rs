@@ -7,7 +7,7 @@ use aemp::{Config, Message, Node, Reason};
 use serde_json::json;
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 /// A temporary HOME with an rc file: secret `s`, profile `seed` (node ID
@@ -31,19 +31,7 @@ impl Env {
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_aemp"));
-        c.args(args)
-            .env("AEMP_RC", &self.rc)
-            .env("HOME", self.dir.path())
-            .env_remove("PERL_ANYEVENT_MP_RC")
-            .env_remove("RUST_LOG")
-            .env_remove("AEMP_VERBOSE")
-            .env_remove("AEMP_TRACE")
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        c
+        aemp_command(&self.rc, self.dir.path(), args)
     }
 
     /// Runs `aemp ARGS` to its end (killed after 30 s).
@@ -61,7 +49,7 @@ impl Env {
 
 #[path = "support/run.rs"]
 mod run;
-use run::{run_bounded, Out};
+use run::{aemp_command, run_bounded, Out};
 
 /// An `aemp run` child; killed and reaped on drop.
 struct RunNode {

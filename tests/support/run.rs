@@ -4,7 +4,8 @@
 #![allow(dead_code)]
 
 use std::io::Read;
-use std::process::Command;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// What a finished command did.
@@ -73,4 +74,22 @@ pub fn run_bounded(mut cmd: Command, limit: Duration) -> Out {
     };
     assert!(status.is_some(), "killed after {limit:?}: {out:?}");
     out
+}
+
+/// `aemp ARGS` with its configuration file at `rc` and `HOME` at `home`,
+/// and no inherited logging or configuration variables; output piped.
+pub fn aemp_command(rc: &Path, home: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_aemp"));
+    c.args(args)
+        .env("AEMP_RC", rc)
+        .env("HOME", home)
+        .env_remove("PERL_ANYEVENT_MP_RC")
+        .env_remove("RUST_LOG")
+        .env_remove("AEMP_VERBOSE")
+        .env_remove("AEMP_TRACE")
+        .current_dir(home)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
 }
