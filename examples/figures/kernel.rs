@@ -1,7 +1,7 @@
 //! Figures of the local kernel, each beside a bare crossbeam channel
 //! carrying the same messages between two threads.
 
-use super::{median, Figure, Group};
+use super::{median, paired, Figure, Group};
 use aemp::{msg, Message, Node, PortId, Reason};
 use crossbeam_channel::{bounded, unbounded};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,21 +18,19 @@ pub fn groups(quick: bool, allocated: fn() -> usize) -> Vec<Group> {
     let idle = if quick { 20_000 } else { 100_000 };
     vec![
         Group::new("local_send", move || {
-            let send = median(runs, || local_send(n_msgs));
-            let base = median(runs, || channel_send(n_msgs));
+            let send = paired(runs, || local_send(n_msgs), || channel_send(n_msgs));
             vec![
-                Figure::new("local_send_msgs_per_s", send, "msgs/s"),
-                Figure::new("baseline_channel_msgs_per_s", base, "msgs/s"),
-                Figure::new("local_send_vs_channel", send / base, "ratio"),
+                Figure::new("local_send_msgs_per_s", send.a, "msgs/s"),
+                Figure::new("baseline_channel_msgs_per_s", send.b, "msgs/s"),
+                Figure::new("local_send_vs_channel", send.ratio, "ratio"),
             ]
         }),
         Group::new("local_pingpong", move || {
-            let pp = median(runs, || local_pingpong(rounds));
-            let base = median(runs, || channel_pingpong(rounds));
+            let pp = paired(runs, || local_pingpong(rounds), || channel_pingpong(rounds));
             vec![
-                Figure::new("local_pingpong_rtt_us", pp, "us"),
-                Figure::new("baseline_channel_pingpong_rtt_us", base, "us"),
-                Figure::new("local_pingpong_vs_channel", pp / base, "ratio"),
+                Figure::new("local_pingpong_rtt_us", pp.a, "us"),
+                Figure::new("baseline_channel_pingpong_rtt_us", pp.b, "us"),
+                Figure::new("local_pingpong_vs_channel", pp.ratio, "ratio"),
             ]
         }),
         Group::new("thread_port_send", move || {

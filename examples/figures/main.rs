@@ -84,6 +84,34 @@ pub fn median(runs: usize, mut f: impl FnMut() -> f64) -> f64 {
     v[v.len() / 2]
 }
 
+/// A measurement and its baseline, taken in turns (a, b, a, b, ...) so
+/// that a slow spell of the machine hits both: the medians of each and
+/// the median of the per-turn ratios a/b.
+pub struct Paired {
+    pub a: f64,
+    pub b: f64,
+    pub ratio: f64,
+}
+
+pub fn paired(runs: usize, mut a: impl FnMut() -> f64, mut b: impl FnMut() -> f64) -> Paired {
+    let (mut va, mut vb, mut vr) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..runs.max(1) {
+        let (x, y) = (a(), b());
+        va.push(x);
+        vb.push(y);
+        vr.push(x / y);
+    }
+    let mid = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    Paired {
+        a: mid(va),
+        b: mid(vb),
+        ratio: mid(vr),
+    }
+}
+
 fn print(figures: &[Figure]) {
     for f in figures {
         let value = if f.value.abs() >= 100.0 {

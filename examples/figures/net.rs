@@ -7,7 +7,7 @@
 //! count) and an echo port (`[reply, x]` → `[x]`), plus a raw TCP echo
 //! server for the baseline.
 
-use super::{median, Figure, Group};
+use super::{median, paired, Figure, Group};
 use aemp::transport::Framing;
 use aemp::{msg, Config, Node, PortId};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -230,23 +230,28 @@ pub fn groups(quick: bool) -> Vec<Group> {
         Group::new("remote_pingpong", move || {
             let p = peer();
             let mut all = Vec::new();
-            let rtt = median(runs, || {
-                let v = roundtrip(&p.local, &p.jecho, rounds);
-                all.extend_from_slice(&v);
-                mean(&v)
-            });
             let mut base_all = Vec::new();
-            let base = median(runs, || {
-                let v = tcp_roundtrip(&p.raw, rounds);
-                base_all.extend_from_slice(&v);
-                mean(&v)
-            });
+            let rtt = paired(
+                runs,
+                || {
+                    let v = roundtrip(&p.local, &p.jecho, rounds);
+                    all.extend_from_slice(&v);
+                    mean(&v)
+                },
+                || {
+                    let v = tcp_roundtrip(&p.raw, rounds);
+                    base_all.extend_from_slice(&v);
+                    mean(&v)
+                },
+            );
+            let p99_aemp = p99(&all);
             vec![
-                Figure::new("remote_pingpong_rtt_us", rtt, "us"),
-                Figure::new("remote_pingpong_p99_us", p99(&all), "us"),
-                Figure::new("baseline_tcp_pingpong_rtt_us", base, "us"),
+                Figure::new("remote_pingpong_rtt_us", rtt.a, "us"),
+                Figure::new("remote_pingpong_p99_us", p99_aemp, "us"),
+                Figure::new("baseline_tcp_pingpong_rtt_us", rtt.b, "us"),
                 Figure::new("baseline_tcp_pingpong_p99_us", p99(&base_all), "us"),
-                Figure::new("remote_pingpong_vs_tcp", rtt / base, "ratio"),
+                Figure::new("remote_pingpong_vs_tcp", rtt.ratio, "ratio"),
+                Figure::new("remote_pingpong_p99_vs_tcp_mean", p99_aemp / rtt.b, "ratio"),
             ]
         }),
     ]
