@@ -6,8 +6,13 @@ use crate::context;
 use crate::message::{Message, Reason};
 use crate::node::{Node, NodeInner};
 use crate::port::{DefaultHandler, Handlers, Item, PortCell};
+use crate::NodeId;
 use crossbeam_channel::Receiver;
+use std::collections::VecDeque;
 use std::sync::{Arc, Weak};
+
+/// The most inbox slots the dispatcher keeps between batches.
+const KEPT_CAPACITY: usize = 4096;
 
 pub(crate) enum Job {
     /// The port has items in its inbox.
@@ -25,6 +30,9 @@ pub(crate) fn start(node: &Node, queue: Receiver<Job>) {
 
 fn run(weak: Weak<NodeInner>, queue: Receiver<Job>) {
     context::mark_dispatcher();
+    // The inbox buffers trade places with this one, so that a busy port's
+    // inbox keeps its capacity instead of growing again after each batch.
+    let mut spare = VecDeque::new();
     // The node is held only while there is work, so that dropping the last
     // handle elsewhere ends this thread.
     while let Ok(mut job) = queue.recv() {
@@ -33,7 +41,7 @@ fn run(weak: Weak<NodeInner>, queue: Receiver<Job>) {
         context::set_node(Some(node.clone()));
         loop {
             match job {
-                Job::Port(cell) => run_port(&node, &cell),
+                Job::Port(cell) => run_port(&node, &cell, &mut spare, &queue),
                 Job::Task(f) => {
                     if let Err(text) = context::catch(f) {
                         log::error!("a timer or monitor callback panicked: {text}");
@@ -49,23 +57,37 @@ fn run(weak: Weak<NodeInner>, queue: Receiver<Job>) {
     }
 }
 
-/// Processes one batch of a port's inbox, then puts the port back into
-/// the run queue if more arrived meanwhile (so busy ports take turns).
-fn run_port(node: &Node, cell: &Arc<PortCell>) {
-    let batch = std::mem::take(&mut cell.state.lock().inbox);
-    if !batch.is_empty() {
-        if let Some((reason, quiet)) = process(node, cell, batch) {
-            node.die(cell, reason, quiet);
+/// Processes a port's inbox a batch at a time while nothing else waits in
+/// the run queue; puts the port back into the run queue if more arrived
+/// but others wait (so busy ports take turns). Each batch costs one lock:
+/// the look for more also takes the next batch.
+fn run_port(node: &Node, cell: &Arc<PortCell>, spare: &mut VecDeque<Item>, queue: &Receiver<Job>) {
+    std::mem::swap(&mut cell.state.lock().inbox, spare);
+    loop {
+        if !spare.is_empty() {
+            if let Some((reason, quiet)) = process(node, cell, spare) {
+                node.die(cell, reason, quiet);
+            }
         }
-    }
-    let again = {
+        // A burst once queued may not pin its memory for good.
+        spare.shrink_to(KEPT_CAPACITY);
         let mut st = cell.state.lock();
-        let again = !st.dead && !st.inbox.is_empty();
-        st.scheduled = again;
-        again
-    };
-    if again {
-        node.schedule(cell.clone());
+        if st.dead || st.inbox.is_empty() {
+            st.scheduled = false;
+            // An idle port keeps no buffer.
+            let mut idle_buffer = std::mem::take(&mut st.inbox);
+            drop(st);
+            if idle_buffer.capacity() > spare.capacity() {
+                std::mem::swap(spare, &mut idle_buffer);
+            }
+            return;
+        }
+        if !queue.is_empty() {
+            drop(st);
+            node.schedule(cell.clone());
+            return;
+        }
+        std::mem::swap(&mut st.inbox, spare);
     }
 }
 
@@ -74,27 +96,27 @@ fn run_port(node: &Node, cell: &Arc<PortCell>) {
 fn process(
     node: &Node,
     cell: &Arc<PortCell>,
-    batch: std::collections::VecDeque<Item>,
+    batch: &mut VecDeque<Item>,
 ) -> Option<(Reason, bool)> {
     context::begin_processing(cell);
     let mut handlers = cell.handlers.lock();
     let mut death = None;
-    for item in batch {
+    for item in batch.drain(..) {
         let mut quiet = false;
         let mut reason = match item {
             Item::Msg(msg) => deliver(node, cell, &mut handlers, msg),
             Item::Remote(msg, src) => {
-                let _src = context::enter_src(src);
+                let _src = context::enter_src(NodeId::clone(&src));
                 deliver(node, cell, &mut handlers, msg)
             }
             Item::Kill(reason) => Some(reason),
             Item::Change(change) => {
-                handlers.apply(change);
+                handlers.apply(*change);
                 cell.update_direct(&handlers);
                 None
             }
-            Item::Init { func, args } => {
-                let mut failed = crate::node_port::run_init(node, &func, args);
+            Item::Init(init) => {
+                let mut failed = crate::node_port::run_init(node, &init.func, init.args);
                 apply_requests(cell, &mut handlers, &mut failed);
                 // An init function that installed no callback leaves no port.
                 if failed.is_none() && !handlers.touched {

@@ -205,19 +205,68 @@ impl Node {
     /// serialises; the message is moved to the receiver. Messages from one
     /// thread to one port arrive in send order.
     pub fn snd(&self, port: &PortId, msg: Message) {
+        // A stream of messages to one local port: its cell is at hand, and
+        // comparing IDs is a pointer comparison when the caller's `PortId`
+        // is a clone of the port's own.
+        let item = match self.offer_to_last(|id| id == port, Item::Msg(msg)) {
+            Ok(()) => return,
+            Err(item) => item,
+        };
         if !self.port_is_local(port) {
+            let Item::Msg(msg) = item else { unreachable!() };
             return self.snd_remote(port, msg);
         }
         if port.is_node_port() {
+            let Item::Msg(msg) = item else { unreachable!() };
             return crate::node_port::route(self, msg, None);
         }
-        let to_schedule = self.inner.ports.with(port.name(), |cell| {
-            matches!(cell.push(Item::Msg(msg)), Pushed::Schedule).then(|| cell.clone())
-        });
-        match to_schedule {
-            None => log::trace!("dropping message to nonexistent port {port}"),
-            Some(Some(cell)) => self.schedule(cell),
-            Some(None) => {}
+        if self.deliver_via_table(port.name(), item).is_err() {
+            log::trace!("dropping message to nonexistent port {port}");
+        }
+    }
+
+    /// Puts `item` into the inbox of the local port `name`; gives it back
+    /// if there is no such port.
+    fn deliver_local(&self, name: &str, item: Item) -> std::result::Result<(), Item> {
+        match self.offer_to_last(|id| id.name() == name, item) {
+            Ok(()) => Ok(()),
+            Err(item) => self.deliver_via_table(name, item),
+        }
+    }
+
+    /// Offers `item` to the cell this thread delivered to last, if
+    /// `wanted` says it is the destination.
+    fn offer_to_last(
+        &self,
+        wanted: impl FnOnce(&PortId) -> bool,
+        item: Item,
+    ) -> std::result::Result<(), Item> {
+        self.inner
+            .ports
+            .offer_to_last(wanted, item, |cell, item| self.offer(cell, item))
+    }
+
+    /// [`deliver_local`](Self::deliver_local) through the port table; the
+    /// cell found becomes this thread's last one.
+    fn deliver_via_table(&self, name: &str, item: Item) -> std::result::Result<(), Item> {
+        let Some(cell) = self.inner.ports.get(name) else {
+            return Err(item);
+        };
+        let delivered = self.offer(&cell, item);
+        self.inner.ports.remember(cell);
+        delivered
+    }
+
+    /// Pushes into a cell's inbox, scheduling it if needed; gives the item
+    /// back if the port is dead.
+    fn offer(&self, cell: &Arc<PortCell>, item: Item) -> std::result::Result<(), Item> {
+        match cell.push(item) {
+            Pushed::Done => Ok(()),
+            Pushed::Schedule => {
+                self.schedule(cell.clone());
+                Ok(())
+            }
+            Pushed::Dead(item) => Err(item),
         }
     }
 
@@ -347,12 +396,12 @@ impl Node {
         if context::is_processing(cell) {
             context::push_pending(change);
         } else {
-            self.push(cell, Item::Change(change));
+            self.push(cell, Item::Change(Box::new(change)));
         }
     }
 
     /// Queues a function call for the node port's turn on the dispatcher.
-    pub(crate) fn push_node_port(&self, msg: Message, src: Option<&NodeId>) {
+    pub(crate) fn push_node_port(&self, msg: Message, src: Option<&Arc<NodeId>>) {
         if let Some(cell) = self.lookup("") {
             let item = match src {
                 Some(src) => Item::Remote(msg, src.clone()),
@@ -363,9 +412,7 @@ impl Node {
     }
 
     pub(crate) fn push(&self, cell: &Arc<PortCell>, item: Item) {
-        if let Pushed::Schedule = cell.push(item) {
-            self.schedule(cell.clone());
-        }
+        let _ = self.offer(cell, item);
     }
 
     pub(crate) fn schedule(&self, cell: Arc<PortCell>) {
@@ -438,15 +485,12 @@ impl Node {
     /// Delivers a message that arrived from node `src` to the local port
     /// `name` (the reactor's path); [`src_node`](crate::src_node) is set
     /// while a callback handles it.
-    pub(crate) fn deliver_from(&self, name: &str, msg: Message, src: &NodeId) {
-        let to_schedule = self.inner.ports.with(name, |cell| {
-            matches!(cell.push(Item::Remote(msg, src.clone())), Pushed::Schedule)
-                .then(|| cell.clone())
-        });
-        match to_schedule {
-            None => log::trace!("dropping message from {src} to nonexistent port {name:?}"),
-            Some(Some(cell)) => self.schedule(cell),
-            Some(None) => {}
+    pub(crate) fn deliver_from(&self, name: &str, msg: Message, src: &Arc<NodeId>) {
+        if self
+            .deliver_local(name, Item::Remote(msg, src.clone()))
+            .is_err()
+        {
+            log::trace!("dropping message from {src} to nonexistent port {name:?}");
         }
     }
 }

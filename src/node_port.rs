@@ -144,10 +144,10 @@ impl Node {
         }
         self.push(
             &cell,
-            Item::Init {
+            Item::Init(Box::new(crate::port::Init {
                 func: func.to_string(),
                 args,
-            },
+            })),
         );
     }
 }
@@ -168,7 +168,7 @@ pub(crate) fn run_init(node: &Node, func: &str, args: Message) -> Option<Reason>
 /// them: a spawn creates its port before the next message for it is
 /// routed. Only registered functions — user code — go through the node
 /// port's inbox to the dispatcher.
-pub(crate) fn route(node: &Node, mut msg: Message, src: Option<&NodeId>) {
+pub(crate) fn route(node: &Node, mut msg: Message, src: Option<&Arc<NodeId>>) {
     let tag = match msg.first() {
         Some(Value::String(t)) => t.clone(),
         Some(other) => {

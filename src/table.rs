@@ -3,12 +3,26 @@
 //! Sharded so that senders, port creation and the dispatcher's removals
 //! rarely meet on one lock; each entry keeps its name's hash, so lookups
 //! compare hashes before names and growing the table never re-reads names.
+//!
+//! Each thread also remembers the last cell it delivered to, so that a
+//! stream of messages to one port skips the shards altogether.
 
 use crate::port::PortCell;
+use crate::PortId;
 use crossbeam_utils::CachePadded;
 use hashbrown::HashTable;
 use parking_lot::RwLock;
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+
+/// Tells tables apart in the per-thread memo (an address could be reused).
+static NEXT_SERIAL: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// The last cell this thread delivered to, with its table's serial.
+    static LAST: RefCell<Option<(u64, Arc<PortCell>)>> = const { RefCell::new(None) };
+}
 
 const SHARDS: usize = 16;
 
@@ -18,6 +32,7 @@ struct Entry {
 }
 
 pub(crate) struct PortTable {
+    serial: u64,
     hasher: ahash::RandomState,
     /// Padded: two threads working on different shards never share a line.
     shards: [CachePadded<RwLock<HashTable<Entry>>>; SHARDS],
@@ -26,6 +41,7 @@ pub(crate) struct PortTable {
 impl PortTable {
     pub(crate) fn new() -> PortTable {
         PortTable {
+            serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),
             hasher: ahash::RandomState::new(),
             shards: std::array::from_fn(|_| CachePadded::new(RwLock::new(HashTable::new()))),
         }
@@ -56,6 +72,35 @@ impl PortTable {
         shard
             .find(hash, |e| e.hash == hash && e.cell.id.name() == name)
             .map(|e| f(&e.cell))
+    }
+
+    /// Offers `item` to the cell this thread last [remembered](Self::remember)
+    /// if that cell is in this table and `wanted` says it is the one; the
+    /// item comes back when it is not, or when `offer` gives it back (a dead
+    /// cell: its name may have a new owner, which only the table knows).
+    pub(crate) fn offer_to_last<T>(
+        &self,
+        wanted: impl FnOnce(&PortId) -> bool,
+        item: T,
+        offer: impl FnOnce(&Arc<PortCell>, T) -> Result<(), T>,
+    ) -> Result<(), T> {
+        LAST.with(|last| match last.try_borrow().as_deref() {
+            Ok(Some((serial, cell))) if *serial == self.serial && wanted(&cell.id) => {
+                offer(cell, item)
+            }
+            _ => Err(item),
+        })
+    }
+
+    /// Makes `cell` (found in this table) this thread's last cell.
+    pub(crate) fn remember(&self, cell: Arc<PortCell>) {
+        let old = LAST.with(|last| match last.try_borrow_mut() {
+            Ok(mut last) => last.replace((self.serial, cell)),
+            Err(_) => None,
+        });
+        // Dropped outside the borrow: a dead port's last handle may run
+        // user code (its callbacks' captures) as it goes.
+        drop(old);
     }
 
     /// Adds the cell unless its name is taken; `false` if it was.

@@ -240,7 +240,7 @@ impl Node {
         remotes
             .into_iter()
             .filter(|r| r.is_up())
-            .map(|r| r.id.clone())
+            .map(|r| crate::NodeId::clone(&r.id))
             .collect()
     }
 

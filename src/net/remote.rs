@@ -20,7 +20,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub(crate) struct Remote {
-    pub(crate) id: NodeId,
+    /// Behind its own `Arc`: every message from this node carries it.
+    pub(crate) id: Arc<NodeId>,
     pub(crate) st: Mutex<RemoteState>,
 }
 
@@ -163,7 +164,7 @@ impl Net {
         map.entry(id.to_string())
             .or_insert_with(|| {
                 Arc::new(Remote {
-                    id: crate::NodeId::from_trusted(id),
+                    id: Arc::new(crate::NodeId::from_trusted(id)),
                     st: Mutex::new(RemoteState {
                         link: Link::Idle,
                         queue: Vec::new(),
@@ -375,7 +376,7 @@ impl Net {
         st.link = Link::Up(out.clone());
         if let Some(node) = self.node() {
             self.nodes
-                .notify(&node, remote.id.clone(), true, Reason::normal());
+                .notify(&node, NodeId::clone(&remote.id), true, Reason::normal());
         }
         log::info!("{}: connected to {}", self.id, remote.id);
         Some(out)
@@ -421,7 +422,7 @@ impl Net {
                 }
             }
             if let (true, Some(net)) = (was_up, net) {
-                net.nodes.notify(&n, r.id.clone(), false, reason);
+                net.nodes.notify(&n, NodeId::clone(&r.id), false, reason);
             }
             let mut st = r.st.lock();
             if matches!(st.link, Link::Firing(_)) {

@@ -29,20 +29,29 @@ use crossbeam_channel::Sender;
 use parking_lot::{Condvar, Mutex};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// What travels through a port's inbox.
 pub(crate) enum Item {
     Msg(Message),
     /// A message from another node: `src_node` is set while a callback
-    /// handles it.
-    Remote(Message, crate::NodeId),
+    /// handles it. (The source is a thin pointer, shared by all messages
+    /// of a connection, to keep items at 32 bytes.)
+    Remote(Message, Arc<crate::NodeId>),
     Kill(Reason),
-    Change(HandlerChange),
+    /// Rare items are boxed, for the same reason.
+    Change(Box<HandlerChange>),
     /// A spawned port's init function, always the first item.
-    Init {
-        func: String,
-        args: Message,
-    },
+    Init(Box<Init>),
+}
+
+// Inboxes are written by one thread and read by another: every byte of an
+// item is a cache line shared between two cores.
+const _: () = assert!(std::mem::size_of::<Item>() <= 32);
+
+pub(crate) struct Init {
+    pub(crate) func: String,
+    pub(crate) args: Message,
 }
 
 /// Where a message may go without passing the dispatcher.
@@ -85,8 +94,8 @@ pub(crate) enum Pushed {
     Done,
     /// The caller must put the port into the run queue.
     Schedule,
-    /// The port is dead; the item was dropped.
-    Dead,
+    /// The port is dead; here is the item back.
+    Dead(Item),
 }
 
 impl PortCell {
@@ -113,7 +122,7 @@ impl PortCell {
     pub(crate) fn push(&self, item: Item) -> Pushed {
         let mut st = self.state.lock();
         if st.dead {
-            return Pushed::Dead;
+            return Pushed::Dead(item);
         }
         // A message from another node takes the direct paths too: a
         // thread or a waiting call has no use for its source node.
