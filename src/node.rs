@@ -292,6 +292,11 @@ impl Node {
     /// processed first; later ones are dropped. Killing a dead or unknown
     /// port does nothing; killing a node port is an error. Inside the
     /// port's own callback the kill takes effect when the callback returns.
+    ///
+    /// A callback port that nothing monitors and that has nothing queued
+    /// or running is gone when `kil` returns (there is nothing to defer):
+    /// its callbacks are dropped on the calling thread, and a `mon` set
+    /// afterwards reports `no_such_port`.
     pub fn kil(&self, port: &PortId, reason: Reason) -> Result<()> {
         if port.is_node_port() {
             return Err(Error::KillNodePort {
@@ -311,9 +316,44 @@ impl Node {
     pub(crate) fn kill_cell(&self, cell: &Arc<PortCell>, reason: Reason) {
         if context::is_processing(cell) {
             context::set_kill_self(reason);
-        } else {
+        } else if !self.kill_idle(cell, &reason) {
             self.push(cell, Item::Kill(reason));
         }
+    }
+
+    /// Kills at once a callback port with no monitors, nothing in its
+    /// inbox and no callback running; `false` if it is not such a port.
+    /// Nothing observable is deferred then, and skipping the dispatcher
+    /// makes short-lived ports cheap.
+    fn kill_idle(&self, cell: &Arc<PortCell>, reason: &Reason) -> bool {
+        {
+            let mut st = cell.state.lock();
+            let idle = !st.scheduled
+                && st.inbox.is_empty()
+                && st.monitors.is_empty()
+                && st.thread.is_none()
+                && matches!(st.direct, Direct::No);
+            if st.dead || !idle {
+                return st.dead;
+            }
+            st.dead = true;
+        }
+        self.inner.ports.remove(cell);
+        if !reason.is_normal() {
+            log::info!(
+                "unmonitored local port {} died with reason {reason}",
+                cell.id
+            );
+        }
+        // No dispatcher will touch the port again (it is neither scheduled
+        // nor able to be); drop the callbacks outside the lock, as their
+        // captures may call back into aemp.
+        let callbacks = std::mem::replace(
+            &mut *cell.handlers.lock(),
+            Handlers::new(DefaultHandler::Dead),
+        );
+        drop(callbacks);
+        true
     }
 
     /// Retires a blocking call's reply port at once, without a trip

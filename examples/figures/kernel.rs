@@ -58,8 +58,12 @@ pub fn groups(quick: bool, allocated: fn() -> usize) -> Vec<Group> {
             ]
         }),
         Group::new("port_create_kill", move || {
-            let ck = median(runs, || create_kill(ports));
-            vec![Figure::new("port_create_kill_per_s", ck, "ports/s")]
+            let ck = median(runs, || create_kill(ports, false));
+            let watched = median(runs, || create_kill(ports, true));
+            vec![
+                Figure::new("port_create_kill_per_s", ck, "ports/s"),
+                Figure::new("port_create_mon_kill_per_s", watched, "ports/s"),
+            ]
         }),
         Group::new("idle_callback_port", move || {
             let bytes = idle_port_bytes(idle, &allocated);
@@ -254,15 +258,25 @@ fn call_rtt(queued: u32, rounds: u32) -> f64 {
 }
 
 /// Creating a callback port and killing it, until every kill was processed.
-fn create_kill(n: u32) -> f64 {
+/// `watched`: with a monitor callback set in between, so that each kill
+/// goes through the dispatcher (an unwatched idle port dies inside `kil`).
+fn create_kill(n: u32, watched: bool) -> f64 {
     let node = node();
     let base = node.port_count();
+    let fired = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     for _ in 0..n {
         let p = node.port_fn(|_| {});
+        if watched {
+            let fired = fired.clone();
+            node.mon(&p, move |_| {
+                fired.fetch_add(1, Ordering::Relaxed);
+            })
+            .forget();
+        }
         node.kil(&p, Reason::normal()).unwrap();
     }
-    while node.port_count() > base {
+    while node.port_count() > base || (watched && fired.load(Ordering::Relaxed) < n as u64) {
         std::thread::yield_now();
     }
     n as f64 / start.elapsed().as_secs_f64()

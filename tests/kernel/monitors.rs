@@ -278,6 +278,37 @@ fn messages_after_kil_are_not_delivered_38() {
     nothing(&rx, 100);
 }
 
+/// An idle, unmonitored callback port has nothing to defer: it is gone
+/// when `kil` returns, its callbacks dropped; a busy or monitored one still
+/// dies on the dispatcher, after its queued messages.
+#[test]
+fn kil_of_idle_unmonitored_port_takes_effect_at_once() {
+    let n = node();
+    let captured = Arc::new(());
+    let held = captured.clone();
+    let (tx, rx) = unbounded();
+    let p = n.port_fn(move |m| {
+        let _ = &held;
+        tx.send(m).unwrap();
+    });
+    let before = n.port_count();
+    n.kil(&p, reason!["gone"]).unwrap();
+    assert_eq!(n.port_count(), before - 1, "the port left the table in kil");
+    assert_eq!(Arc::strong_count(&captured), 1, "its callback was dropped");
+    n.snd(&p, msg!["late"]);
+    nothing(&rx, 50);
+    let (mtx, mrx) = unbounded();
+    n.mon(&p, move |r| mtx.send(r).unwrap()).forget();
+    assert_eq!(recv(&mrx).0[0], "no_such_port");
+
+    // Monitored: the kill goes through the dispatcher, the monitor sees it.
+    let q = n.port_fn(|_| {});
+    let (qtx, qrx) = unbounded();
+    n.mon(&q, move |r| qtx.send(r).unwrap()).forget();
+    n.kil(&q, reason!["watched"]).unwrap();
+    assert_eq!(recv(&qrx), reason!["watched"]);
+}
+
 #[test]
 fn panicking_monitor_callback_is_contained_39() {
     let n = node();
