@@ -76,6 +76,45 @@ fn remote_spawn_request_creates_named_port() {
     n.kil(&p, Reason::normal()).unwrap();
 }
 
+/// A port name a remote spawner reuses after the port died reaches the new
+/// port, also from a thread that sent to the old one last (each thread
+/// remembers the last port it sent to).
+#[test]
+fn reused_spawn_name_reaches_the_new_port() {
+    let n = node();
+    let (tx, rx) = unbounded();
+    n.register("t::tagged_echo", move |args| {
+        let tx = tx.clone();
+        aemp::rcv_default(&aemp::self_port().unwrap(), move |m| {
+            tx.send((args.clone(), m)).unwrap()
+        })
+        .unwrap();
+    });
+    let spawn = |generation: &str| {
+        n.snd(
+            n.node_port(),
+            msg![
+                "AnyEvent::MP::_spawn",
+                "reused",
+                "t::tagged_echo",
+                generation
+            ],
+        );
+    };
+    let p = aemp::PortId::parse(&format!("{}#reused", n.id())).unwrap();
+    spawn("first");
+    n.snd(&p, msg![1]);
+    assert_eq!(recv(&rx), (msg!["first"], msg![1]));
+    let (dtx, drx) = unbounded();
+    n.mon(&p, move |r| dtx.send(r).unwrap()).forget();
+    n.kil(&p, Reason::normal()).unwrap();
+    recv(&drx);
+    spawn("second");
+    n.snd(&p, msg![2]);
+    assert_eq!(recv(&rx), (msg!["second"], msg![2]));
+    n.kil(&p, Reason::normal()).unwrap();
+}
+
 #[test]
 fn node_port_handlers_cannot_be_replaced() {
     let n = node();
