@@ -26,6 +26,9 @@ struct Ctx {
 
 type Deferred = Vec<(Node, Arc<PortCell>)>;
 
+// The accessors that sending, killing and monitoring use take
+// `try_with`: a destructor may send while its thread exits, after these
+// are gone (they then read as empty).
 thread_local! {
     /// Ports to schedule when the current batch of incoming packets is
     /// routed (the reactor's thread), see [`defer_schedules`].
@@ -50,18 +53,20 @@ thread_local! {
 /// assert_eq!(inside, Some(p));
 /// ```
 pub fn self_port() -> Option<PortId> {
-    CTX.with(|c| {
+    CTX.try_with(|c| {
         let c = c.borrow();
         c.port
             .clone()
             .or_else(|| c.processing.as_ref().map(|p| p.id.clone()))
     })
+    .ok()
+    .flatten()
 }
 
 /// The node that sent the message whose callback is running (the
 /// original's `$SRCNODE`); `None` outside callbacks or for local messages.
 pub fn src_node() -> Option<NodeId> {
-    SRC.with(|s| s.borrow().clone())
+    SRC.try_with(|s| s.borrow().clone()).ok().flatten()
 }
 
 /// Sets [`src_node`] until the returned value is dropped.
@@ -106,17 +111,17 @@ impl Drop for DeferGuard {
 /// Defers scheduling `cell` if a [`defer_schedules`] guard is active;
 /// otherwise hands it back.
 pub(crate) fn try_defer(node: &Node, cell: Arc<PortCell>) -> Option<Arc<PortCell>> {
-    DEFERRED.with(|d| match d.borrow_mut().as_mut() {
-        Some(list) => {
-            list.push((node.clone(), cell));
-            None
+    let mut cell = Some(cell);
+    let _ = DEFERRED.try_with(|d| {
+        if let Some(list) = d.borrow_mut().as_mut() {
+            list.push((node.clone(), cell.take().expect("deferred once")));
         }
-        None => Some(cell),
-    })
+    });
+    cell
 }
 
 pub(crate) fn current_node() -> Option<Node> {
-    CTX.with(|c| c.borrow().node.clone())
+    CTX.try_with(|c| c.borrow().node.clone()).ok().flatten()
 }
 
 pub(crate) fn set_node(node: Option<Node>) -> Option<Node> {
@@ -167,12 +172,13 @@ pub(crate) fn end_processing() {
 
 /// True if this thread is processing `cell` right now.
 pub(crate) fn is_processing(cell: &Arc<PortCell>) -> bool {
-    CTX.with(|c| {
+    CTX.try_with(|c| {
         c.borrow()
             .processing
             .as_ref()
             .is_some_and(|p| Arc::ptr_eq(p, cell))
     })
+    .unwrap_or(false)
 }
 
 pub(crate) fn push_pending(change: HandlerChange) {
@@ -205,7 +211,7 @@ pub(crate) fn mark_dispatcher() {
 }
 
 pub(crate) fn on_dispatcher() -> bool {
-    ON_DISPATCHER.with(Cell::get)
+    ON_DISPATCHER.try_with(Cell::get).unwrap_or(false)
 }
 
 /// Runs `f`, catching a panic and returning its text; the panic hook logs

@@ -84,17 +84,25 @@ impl PortTable {
         item: T,
         offer: impl FnOnce(&Arc<PortCell>, T) -> Result<(), T>,
     ) -> Result<(), T> {
-        LAST.with(|last| match last.try_borrow().as_deref() {
+        // (`try_with`: a send from a destructor while the thread exits finds
+        // the memo gone and takes the table.)
+        let mut item = Some(item);
+        let offered = LAST.try_with(|last| match last.try_borrow().as_deref() {
             Ok(Some((serial, cell))) if *serial == self.serial && wanted(&cell.id) => {
-                offer(cell, item)
+                Some(offer(cell, item.take().expect("offered once")))
             }
-            _ => Err(item),
-        })
+            _ => None,
+        });
+        match (offered, item) {
+            (Ok(Some(result)), _) => result,
+            (_, Some(item)) => Err(item),
+            (_, None) => unreachable!("an offered item comes back in the result"),
+        }
     }
 
     /// Makes `cell` (found in this table) this thread's last cell.
     pub(crate) fn remember(&self, cell: Arc<PortCell>) {
-        let old = LAST.with(|last| match last.try_borrow_mut() {
+        let old = LAST.try_with(|last| match last.try_borrow_mut() {
             Ok(mut last) => last.replace((self.serial, cell)),
             Err(_) => None,
         });

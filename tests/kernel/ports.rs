@@ -240,3 +240,42 @@ fn empty_node_id_is_refused_20() {
     assert!(n.snd_list(msg![42]).is_err());
     assert!(aemp::NodeId::new("").is_err());
 }
+
+/// A port's callbacks may outlive its node in a thread's memo of the last
+/// port it sent to; when that thread exits, their captures are dropped
+/// there, and a send from such a destructor must still work.
+#[test]
+fn send_from_a_destructor_at_thread_exit() {
+    struct SendsOnDrop(aemp::Node, PortId);
+    impl Drop for SendsOnDrop {
+        fn drop(&mut self) {
+            let on = std::thread::current().name().map(String::from);
+            self.0.snd(&self.1, msg!["dropped", on]);
+        }
+    }
+    let observer = node();
+    let (tx, rx) = unbounded();
+    let inbox = observer.port_fn(move |m| tx.send(m).unwrap());
+    let (observer2, inbox2) = (observer.clone(), inbox.clone());
+    std::thread::Builder::new()
+        .name("exiting".into())
+        .spawn(move || {
+            let short_lived = aemp::Node::anonymous();
+            let guard = SendsOnDrop(observer2, inbox2);
+            let (ack_tx, ack_rx) = unbounded();
+            let p = short_lived.port_fn(move |_| {
+                let _ = &guard;
+                ack_tx.send(()).unwrap();
+            });
+            short_lived.snd(&p, msg!["remember me"]);
+            recv(&ack_rx);
+            // Let the dispatcher let go of the node, so that dropping it
+            // here leaves this thread's memo the port's last owner.
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            drop(short_lived);
+        })
+        .unwrap()
+        .join()
+        .expect("the thread exits cleanly");
+    assert_eq!(recv(&rx), msg!["dropped", "exiting"]);
+}
