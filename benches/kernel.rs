@@ -96,6 +96,18 @@ fn create_kill(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+    // With a monitor, the kill goes through the dispatcher.
+    c.bench_function("port_create_mon_kill", |b| {
+        b.iter_batched(
+            || (),
+            |_| {
+                let p = node.port_fn(|_| {});
+                node.mon(&p, |_| {}).forget();
+                node.kil(&p, Reason::normal()).unwrap();
+            },
+            BatchSize::SmallInput,
+        )
+    });
 }
 
 fn decode(c: &mut Criterion) {
