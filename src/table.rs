@@ -20,8 +20,10 @@ use std::sync::Arc;
 static NEXT_SERIAL: AtomicU64 = AtomicU64::new(0);
 
 thread_local! {
-    /// The last cell this thread delivered to, with its table's serial.
-    static LAST: RefCell<Option<(u64, Arc<PortCell>)>> = const { RefCell::new(None) };
+    /// The last cell this thread delivered to, with its table's serial and
+    /// a copy of its ID (compared here, not in the cell, whose cache line
+    /// the dispatcher writes).
+    static LAST: RefCell<Option<(u64, PortId, Arc<PortCell>)>> = const { RefCell::new(None) };
 }
 
 const SHARDS: usize = 16;
@@ -88,7 +90,7 @@ impl PortTable {
         // the memo gone and takes the table.)
         let mut item = Some(item);
         let offered = LAST.try_with(|last| match last.try_borrow().as_deref() {
-            Ok(Some((serial, cell))) if *serial == self.serial && wanted(&cell.id) => {
+            Ok(Some((serial, id, cell))) if *serial == self.serial && wanted(id) => {
                 Some(offer(cell, item.take().expect("offered once")))
             }
             _ => None,
@@ -103,7 +105,7 @@ impl PortTable {
     /// Makes `cell` (found in this table) this thread's last cell.
     pub(crate) fn remember(&self, cell: Arc<PortCell>) {
         let old = LAST.try_with(|last| match last.try_borrow_mut() {
-            Ok(mut last) => last.replace((self.serial, cell)),
+            Ok(mut last) => last.replace((self.serial, cell.id.clone(), cell)),
             Err(_) => None,
         });
         // Dropped outside the borrow: a dead port's last handle may run
