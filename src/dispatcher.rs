@@ -33,11 +33,37 @@ fn run(weak: Weak<NodeInner>, queue: Receiver<Job>) {
     // The inbox buffers trade places with this one, so that a busy port's
     // inbox keeps its capacity instead of growing again after each batch.
     let mut spare = VecDeque::new();
+    // Out of jobs, poll the queue a while before sleeping (see
+    // `net/busy.rs`): a callback answering a remote request is often
+    // asked again within tens of microseconds.
+    let mut busy = crate::net::busy::BusyWait::new(crate::net::busy::DEFAULT_BUSY_WAIT);
     // The node is held only while there is work, so that dropping the last
     // handle elsewhere ends this thread.
-    while let Ok(mut job) = queue.recv() {
+    loop {
+        let start = std::time::Instant::now();
+        let mut first = None;
+        busy.spin(start, None, || match queue.try_recv() {
+            Ok(job) => {
+                first = Some(job);
+                true
+            }
+            Err(e) => e.is_disconnected(),
+        });
+        let mut job = match first {
+            Some(job) => job,
+            None => match queue.recv() {
+                Ok(job) => {
+                    busy.slept(start);
+                    job
+                }
+                Err(_) => break,
+            },
+        };
         let Some(inner) = weak.upgrade() else { break };
         let node = Node { inner };
+        if let Some(net) = node.net() {
+            busy.set_budget(net.busy_wait);
+        }
         context::set_node(Some(node.clone()));
         loop {
             match job {

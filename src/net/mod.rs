@@ -17,6 +17,8 @@
 //!   no usable address asks the master, `g_find`), and the database
 //!   callbacks, queued as dispatcher tasks.
 //! - `tls.rs`: TLS sessions over in-memory pipes (OpenSSL).
+//! - `busy.rs`: bounded busy-waiting before the reactor, the dispatcher
+//!   and thread ports sleep.
 //!
 //! Senders encode on their own thread into the connection's outgoing
 //! buffer and wake the reactor only when that buffer was empty, so many
@@ -41,6 +43,7 @@
 //!   event loop: a spawn and the `mon1` sent right after it report the
 //!   init's `die`, not `no_such_port`.
 
+pub(crate) mod busy;
 mod config;
 mod conn;
 mod global;
@@ -75,6 +78,9 @@ pub(crate) struct Net {
     monitor_timeout: Duration,
     connect_interval: Duration,
     nodelay: bool,
+    /// How long the reactor, the dispatcher and thread ports poll for
+    /// work before sleeping (see `busy.rs`).
+    pub(crate) busy_wait: Duration,
     /// `AEMP_TRACE=1`: one log line per packet.
     trace: bool,
     remotes: RwLock<HashMap<String, Arc<Remote>>>,
@@ -158,6 +164,7 @@ impl Node {
             monitor_timeout: cfg.monitor_timeout,
             connect_interval: cfg.connect_interval,
             nodelay: cfg.nodelay,
+            busy_wait: cfg.busy_wait,
             trace: std::env::var("AEMP_TRACE").is_ok_and(|v| v != "0" && !v.is_empty()),
             remotes: RwLock::new(HashMap::new()),
             addresses: Mutex::new(HashMap::new()),

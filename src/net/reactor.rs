@@ -4,6 +4,7 @@
 //! writes outgoing buffers and routes incoming packets into port inboxes.
 //! It never runs user code and never blocks except in `poll`.
 
+use super::busy::BusyWait;
 use super::conn::{Conn, Phase, ReadState};
 use super::remote::Remote;
 use super::tls::Tls;
@@ -154,17 +155,30 @@ struct Reactor {
 impl Reactor {
     fn run(mut self) {
         let mut events = Events::with_capacity(256);
+        let mut busy = BusyWait::new(self.net.busy_wait);
         loop {
+            let deadline = self.next_deadline();
+            let start = Instant::now();
             let timeout = if self.again.is_empty() {
-                self.next_deadline()
-                    .map(|d| d.saturating_duration_since(Instant::now()))
+                deadline.map(|d| d.saturating_duration_since(start))
             } else {
                 Some(Duration::ZERO)
             };
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
-                if e.kind() != std::io::ErrorKind::Interrupted {
-                    log::error!("{}: reactor poll failed: {e}; network stopped", self.net.id);
-                    return self.shutdown();
+            // Poll without sleeping for a while first (see `busy.rs`); an
+            // error is left to the sleeping poll below.
+            let polled = timeout != Some(Duration::ZERO)
+                && busy.spin(start, deadline, || {
+                    self.poll.poll(&mut events, Some(Duration::ZERO)).is_ok() && !events.is_empty()
+                });
+            if !polled {
+                if let Err(e) = self.poll.poll(&mut events, timeout) {
+                    if e.kind() != std::io::ErrorKind::Interrupted {
+                        log::error!("{}: reactor poll failed: {e}; network stopped", self.net.id);
+                        return self.shutdown();
+                    }
+                }
+                if !events.is_empty() {
+                    busy.slept(start);
                 }
             }
             for ev in events.iter() {

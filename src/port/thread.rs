@@ -5,9 +5,9 @@ use super::queue::TagQueue;
 use super::PortCell;
 use crate::error::{Error, Result};
 use crate::message::{Message, Reason};
+use crate::net::busy::{BusyWait, DEFAULT_BUSY_WAIT};
 use crate::node::Node;
 use crate::PortId;
-use crossbeam_utils::Backoff;
 use std::collections::VecDeque;
 use std::fmt::Display;
 use std::sync::atomic::Ordering;
@@ -78,6 +78,7 @@ pub struct Mailbox {
     cell: Arc<PortCell>,
     queue: TagQueue,
     spare: VecDeque<Message>,
+    busy: BusyWait,
 }
 
 impl Mailbox {
@@ -212,6 +213,7 @@ impl Mailbox {
             if let Some(r) = pick(&mut self.queue) {
                 return Ok(Some(r));
             }
+            let start = Instant::now();
             let mut spun = false;
             let mut st = self.cell.state.lock();
             loop {
@@ -227,14 +229,13 @@ impl Mailbox {
                     return Ok(None);
                 }
                 if !spun {
-                    // A reply often comes within microseconds: spin a
-                    // little before paying for sleeping and waking.
+                    // A reply often comes within microseconds: poll a
+                    // while before paying for sleeping and waking.
                     spun = true;
                     drop(st);
-                    let backoff = Backoff::new();
-                    while !backoff.is_completed() && !self.cell.arrived.load(Ordering::Acquire) {
-                        backoff.snooze();
-                    }
+                    let arrived = &self.cell.arrived;
+                    self.busy
+                        .spin(start, deadline, || arrived.load(Ordering::Acquire));
                     st = self.cell.state.lock();
                     continue;
                 }
@@ -245,7 +246,11 @@ impl Mailbox {
                     }
                     None => self.cell.wake.wait(&mut st),
                 }
-                st.thread.as_mut().expect("thread port state").waiting = false;
+                let side = st.thread.as_mut().expect("thread port state");
+                side.waiting = false;
+                if !side.incoming.is_empty() {
+                    self.busy.slept(start);
+                }
             }
         }
     }
@@ -304,6 +309,7 @@ pub(crate) fn spawn_port_thread<R: PortExit>(
                 cell: thread_cell,
                 queue: TagQueue::default(),
                 spare: VecDeque::new(),
+                busy: BusyWait::new(node.net().map_or(DEFAULT_BUSY_WAIT, |n| n.busy_wait)),
             };
             let reason = match crate::context::catch(|| f(&mut mb)) {
                 Ok(exit) => exit.into_reason(),

@@ -1,0 +1,76 @@
+//! Bounded busy-waiting ([`Config::busy_wait`](super::Config::busy_wait)):
+//! a thread that runs out of work (the reactor, the dispatcher, a thread
+//! port waiting in its mailbox) polls for more for a short while before
+//! it sleeps. In a request/reply exchange the next message comes within
+//! tens of microseconds, and waking a sleeping thread costs about as much
+//! (on a VM an idle virtual CPU must be woken too); a round trip passes
+//! four such threads where raw TCP passes two.
+//!
+//! The poll loop yields the CPU on every turn: on a machine with few
+//! cores, a thread woken meanwhile (often the reactor, placed on the
+//! waker's CPU) must not wait for the spinner's time slice to end.
+
+use std::time::{Duration, Instant};
+
+/// The default [`Config::busy_wait`](super::Config::busy_wait); also the
+/// budget of nodes without a network.
+pub(crate) const DEFAULT_BUSY_WAIT: Duration = Duration::from_micros(100);
+
+/// The busy-wait state of one thread. It spins only while its waits are
+/// short (the last one ended within the budget), so a thread whose work
+/// comes rarely sleeps at once instead of burning the budget each time.
+pub(crate) struct BusyWait {
+    budget: Duration,
+    short: bool,
+}
+
+impl BusyWait {
+    pub(crate) fn new(budget: Duration) -> BusyWait {
+        BusyWait {
+            budget,
+            short: true,
+        }
+    }
+
+    pub(crate) fn set_budget(&mut self, budget: Duration) {
+        self.budget = budget;
+    }
+
+    /// Polls `ready` (yielding between polls) until it is true, the
+    /// budget is spent or `until` passed; whether it became true. A wait
+    /// starting at `start` ends in a sleep when this returns false: report
+    /// its end with [`slept`](BusyWait::slept).
+    pub(crate) fn spin(
+        &mut self,
+        start: Instant,
+        until: Option<Instant>,
+        mut ready: impl FnMut() -> bool,
+    ) -> bool {
+        if !self.short || self.budget.is_zero() {
+            return false;
+        }
+        let mut end = start + self.budget;
+        if let Some(u) = until {
+            end = end.min(u);
+        }
+        loop {
+            if ready() {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= end {
+                // Spinning until a caller's deadline says nothing about
+                // how soon work comes.
+                self.short = now < start + self.budget;
+                return false;
+            }
+            std::thread::yield_now();
+        }
+    }
+
+    /// A wait that started at `start` ended after sleeping, with work:
+    /// spin next time if it was short.
+    pub(crate) fn slept(&mut self, start: Instant) {
+        self.short = start.elapsed() < self.budget;
+    }
+}
