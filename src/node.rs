@@ -293,10 +293,10 @@ impl Node {
     /// port does nothing; killing a node port is an error. Inside the
     /// port's own callback the kill takes effect when the callback returns.
     ///
-    /// A callback port that nothing monitors and that has nothing queued
-    /// or running is gone when `kil` returns (there is nothing to defer):
-    /// its callbacks are dropped on the calling thread, and a `mon` set
-    /// afterwards reports `no_such_port`.
+    /// A callback port that has nothing queued or running is gone when
+    /// `kil` returns (there is nothing to process first): its callbacks
+    /// are dropped on the calling thread, its monitors fire later on the
+    /// dispatcher, and a `mon` set afterwards reports `no_such_port`.
     pub fn kil(&self, port: &PortId, reason: Reason) -> Result<()> {
         if port.is_node_port() {
             return Err(Error::KillNodePort {
@@ -321,29 +321,38 @@ impl Node {
         }
     }
 
-    /// Kills at once a callback port with no monitors, nothing in its
-    /// inbox and no callback running; `false` if it is not such a port.
-    /// Nothing observable is deferred then, and skipping the dispatcher
-    /// makes short-lived ports cheap.
+    /// Kills at once a callback port with nothing in its inbox and no
+    /// callback running; `false` if it is not such a port. There is
+    /// nothing to process before the kill, so only the monitors need the
+    /// dispatcher (they never run inside `kil`); the port table stays with
+    /// the calling thread, which makes short-lived ports cheap.
     fn kill_idle(&self, cell: &Arc<PortCell>, reason: &Reason) -> bool {
-        {
+        let monitors = {
             let mut st = cell.state.lock();
             let idle = !st.scheduled
                 && st.inbox.is_empty()
-                && st.monitors.is_empty()
                 && st.thread.is_none()
                 && matches!(st.direct, Direct::No);
             if st.dead || !idle {
                 return st.dead;
             }
             st.dead = true;
-        }
+            std::mem::take(&mut st.monitors)
+        };
         self.inner.ports.remove(cell);
-        if !reason.is_normal() {
+        if monitors.is_empty() && !reason.is_normal() {
             log::info!(
                 "unmonitored local port {} died with reason {reason}",
                 cell.id
             );
+        }
+        if !monitors.is_empty() {
+            let (node, reason) = (self.clone(), reason.clone());
+            self.task(move || {
+                for m in monitors {
+                    node.fire(m.action, &reason);
+                }
+            });
         }
         // No dispatcher will touch the port again (it is neither scheduled
         // nor able to be); drop the callbacks outside the lock, as their

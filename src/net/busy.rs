@@ -9,8 +9,41 @@
 //! The poll loop yields the CPU on every turn: on a machine with few
 //! cores, a thread woken meanwhile (often the reactor, placed on the
 //! waker's CPU) must not wait for the spinner's time slice to end.
+//!
+//! At most as many threads of the process poll at once as it has CPUs:
+//! a process with many nodes (tests, simulations) would otherwise fill
+//! every CPU with pollers that only yield to each other.
 
+use once_cell::sync::Lazy;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+/// Threads of this process polling right now.
+static POLLING: AtomicUsize = AtomicUsize::new(0);
+
+/// How many may poll at once: one per CPU.
+static MAX_POLLING: Lazy<usize> =
+    Lazy::new(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+
+/// A place among the polling threads, given back on drop.
+struct PollingSlot;
+
+impl PollingSlot {
+    fn take() -> Option<PollingSlot> {
+        POLLING
+            .fetch_update(Ordering::Acquire, Ordering::Relaxed, |n| {
+                (n < *MAX_POLLING).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| PollingSlot)
+    }
+}
+
+impl Drop for PollingSlot {
+    fn drop(&mut self) {
+        POLLING.fetch_sub(1, Ordering::Release);
+    }
+}
 
 /// The default [`Config::busy_wait`](super::Config::busy_wait); also the
 /// budget of nodes without a network.
@@ -49,6 +82,9 @@ impl BusyWait {
         if !self.short || self.budget.is_zero() {
             return false;
         }
+        let Some(_slot) = PollingSlot::take() else {
+            return false;
+        };
         let mut end = start + self.budget;
         if let Some(u) = until {
             end = end.min(u);

@@ -278,11 +278,11 @@ fn messages_after_kil_are_not_delivered_38() {
     nothing(&rx, 100);
 }
 
-/// An idle, unmonitored callback port has nothing to defer: it is gone
-/// when `kil` returns, its callbacks dropped; a busy or monitored one still
-/// dies on the dispatcher, after its queued messages.
+/// An idle callback port has nothing to process before its kill: it is
+/// gone when `kil` returns, its callbacks dropped, its monitors fired later
+/// on the dispatcher. A port with queued messages processes them first.
 #[test]
-fn kil_of_idle_unmonitored_port_takes_effect_at_once() {
+fn kil_of_idle_port_takes_effect_at_once() {
     let n = node();
     let captured = Arc::new(());
     let held = captured.clone();
@@ -291,22 +291,36 @@ fn kil_of_idle_unmonitored_port_takes_effect_at_once() {
         let _ = &held;
         tx.send(m).unwrap();
     });
+    let (mtx, mrx) = unbounded();
+    n.mon(&p, move |r| {
+        mtx.send((r, std::thread::current().id())).unwrap()
+    })
+    .forget();
     let before = n.port_count();
     n.kil(&p, reason!["gone"]).unwrap();
     assert_eq!(n.port_count(), before - 1, "the port left the table in kil");
     assert_eq!(Arc::strong_count(&captured), 1, "its callback was dropped");
+    let (reason, ran_on) = recv(&mrx);
+    assert_eq!(reason, reason!["gone"]);
+    assert_ne!(ran_on, std::thread::current().id(), "not inside kil");
     n.snd(&p, msg!["late"]);
     nothing(&rx, 50);
-    let (mtx, mrx) = unbounded();
-    n.mon(&p, move |r| mtx.send(r).unwrap()).forget();
-    assert_eq!(recv(&mrx).0[0], "no_such_port");
+    let (ltx, lrx) = unbounded();
+    n.mon(&p, move |r| ltx.send(r).unwrap()).forget();
+    assert_eq!(recv(&lrx).0[0], "no_such_port");
 
-    // Monitored: the kill goes through the dispatcher, the monitor sees it.
-    let q = n.port_fn(|_| {});
+    // Busy: the queued message is processed before the kill.
     let (qtx, qrx) = unbounded();
-    n.mon(&q, move |r| qtx.send(r).unwrap()).forget();
+    let q = n.port_fn(move |m| {
+        std::thread::sleep(Duration::from_millis(20));
+        qtx.send(m).unwrap();
+    });
+    let (dtx, drx) = unbounded();
+    n.mon(&q, move |r| dtx.send(r).unwrap()).forget();
+    n.snd(&q, msg!["first"]);
     n.kil(&q, reason!["watched"]).unwrap();
-    assert_eq!(recv(&qrx), reason!["watched"]);
+    assert_eq!(recv(&qrx), msg!["first"]);
+    assert_eq!(recv(&drx), reason!["watched"]);
 }
 
 #[test]
