@@ -345,6 +345,8 @@ fn bare_aliases_108() {
         "7",
         "setconnect_interval",
         "0.5",
+        "setbusy_wait",
+        "0.0002",
         "setframing_format",
         "json",
         "setauth_offer",
@@ -373,6 +375,8 @@ fn bare_aliases_108() {
         "7",
         "connect_interval",
         "0.5",
+        "busy_wait",
+        "0.0002",
         "framing_format",
         "json",
         "auth_offer",
@@ -390,6 +394,7 @@ fn bare_aliases_108() {
     let v = long.json();
     assert_eq!(v["monitor_timeout"], json!(7));
     assert_eq!(v["connect_interval"], json!(0.5));
+    assert_eq!(v["busy_wait"], json!(0.0002));
     assert_eq!(v["nodelay"], json!(false));
     assert_eq!(v["framing_format"], json!(["json"]));
     assert_eq!(v["auth_accept"], json!(["hmac_sha3_512", "cleartext"]));

@@ -120,3 +120,25 @@ fn failing_service_aborts_68() {
         .unwrap();
     assert!(err.to_string().contains("services"), "{err}");
 }
+
+/// The network keys of the file reach the node's `Config`, with bad values
+/// named.
+#[test]
+fn config_from_rc_reads_timing_keys() {
+    let file = rc(
+        r#"{"secret": "s", "monitor_timeout": 5, "connect_interval": "0.5", "busy_wait": 0.00005}"#,
+    );
+    let resolved = aemp::rcfile::resolve(&file, None, &Map::new(), false, false).expect("resolves");
+    let cfg = aemp::Config::from_rc(&resolved).unwrap();
+    assert_eq!(cfg.monitor_timeout, Duration::from_secs(5));
+    assert_eq!(cfg.connect_interval, Duration::from_millis(500));
+    assert_eq!(cfg.busy_wait, Duration::from_micros(50));
+
+    let file = rc(r#"{"secret": "s", "busy_wait": "soon"}"#);
+    let resolved = aemp::rcfile::resolve(&file, None, &Map::new(), false, false).expect("resolves");
+    let err = aemp::Config::from_rc(&resolved).unwrap_err();
+    assert!(
+        matches!(&err, Error::Config { key, .. } if key == "busy_wait"),
+        "{err}"
+    );
+}

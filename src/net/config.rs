@@ -186,8 +186,9 @@ impl Config {
     /// The network settings of a resolved configuration (rc file,
     /// profile and arguments, see [`rcfile::resolve`](crate::rcfile::resolve)):
     /// its node ID and the keys `binds`, `secret`, `cert`,
-    /// `monitor_timeout`, `connect_interval`, `framing_format`,
-    /// `auth_offer`, `auth_accept`, `seeds` and `nodelay`. Framings and auth
+    /// `monitor_timeout`, `connect_interval`, `busy_wait` (seconds, e.g.
+    /// `0.0001`), `framing_format`, `auth_offer`, `auth_accept`, `seeds`
+    /// and `nodelay`. Framings and auth
     /// methods aemp does not know (Perl's `storable`) are skipped; a key
     /// with a value of the wrong type is an [`Error::Config`] naming it.
     ///
@@ -256,6 +257,9 @@ impl Config {
         }
         if let Some(t) = secs("connect_interval")? {
             cfg.connect_interval = t;
+        }
+        if let Some(t) = secs("busy_wait")? {
+            cfg.busy_wait = t;
         }
         if let Some(f) = strings("framing_format")? {
             cfg.framings = f.iter().filter_map(|n| Framing::from_name(n)).collect();

@@ -145,6 +145,11 @@ pub fn commands() -> Vec<Spec> {
             "seconds between connection attempts to a node's addresses (default 2)",
         ),
         (
+            "busy_wait",
+            Kind::Seconds,
+            "seconds a node's threads poll for work before sleeping (default 0.0001; 0: never poll)",
+        ),
+        (
             "framing_format",
             Kind::Names,
             "framings offered and accepted, by preference (default cbor,json)",
