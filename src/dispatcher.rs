@@ -34,9 +34,9 @@ fn run(weak: Weak<NodeInner>, queue: Receiver<Job>) {
     // inbox keeps its capacity instead of growing again after each batch.
     let mut spare = VecDeque::new();
     // Out of jobs, poll the queue a while before sleeping (see
-    // `net/busy.rs`): a callback answering a remote request is often
+    // `crate::busy`): a callback answering a remote request is often
     // asked again within tens of microseconds.
-    let mut busy = crate::net::busy::BusyWait::new(crate::net::busy::DEFAULT_BUSY_WAIT);
+    let mut busy = crate::busy::BusyWait::new(crate::busy::DEFAULT_BUSY_WAIT);
     // The node is held only while there is work, so that dropping the last
     // handle elsewhere ends this thread.
     loop {

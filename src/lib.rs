@@ -49,6 +49,7 @@
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
+mod busy;
 mod calls;
 mod configure;
 mod context;

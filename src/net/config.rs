@@ -104,7 +104,7 @@ impl Default for Config {
             auth_offer: vec![AuthMethod::TlsSha3_512, AuthMethod::HmacSha3_512],
             auth_accept: AuthMethod::ALL.to_vec(),
             nodelay: true,
-            busy_wait: super::busy::DEFAULT_BUSY_WAIT,
+            busy_wait: crate::busy::DEFAULT_BUSY_WAIT,
             addresses: HashMap::new(),
             seeds: Vec::new(),
         }

@@ -17,8 +17,6 @@
 //!   no usable address asks the master, `g_find`), and the database
 //!   callbacks, queued as dispatcher tasks.
 //! - `tls.rs`: TLS sessions over in-memory pipes (OpenSSL).
-//! - `busy.rs`: bounded busy-waiting before the reactor, the dispatcher
-//!   and thread ports sleep.
 //!
 //! Senders encode on their own thread into the connection's outgoing
 //! buffer and wake the reactor only when that buffer was empty, so many
@@ -43,7 +41,6 @@
 //!   event loop: a spawn and the `mon1` sent right after it report the
 //!   init's `die`, not `no_such_port`.
 
-pub(crate) mod busy;
 mod config;
 mod conn;
 mod global;
@@ -79,7 +76,7 @@ pub(crate) struct Net {
     connect_interval: Duration,
     nodelay: bool,
     /// How long the reactor, the dispatcher and thread ports poll for
-    /// work before sleeping (see `busy.rs`).
+    /// work before sleeping (see `crate::busy`).
     pub(crate) busy_wait: Duration,
     /// `AEMP_TRACE=1`: one log line per packet.
     trace: bool,

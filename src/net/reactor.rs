@@ -4,11 +4,11 @@
 //! writes outgoing buffers and routes incoming packets into port inboxes.
 //! It never runs user code and never blocks except in `poll`.
 
-use super::busy::BusyWait;
 use super::conn::{Conn, Phase, ReadState};
 use super::remote::Remote;
 use super::tls::Tls;
 use super::{requests, Net};
+use crate::busy::BusyWait;
 use crate::error::{Error, Result};
 use crate::transport::{Decoder, Event, Handshake};
 use crossbeam_channel::{Receiver, Sender};
@@ -164,7 +164,7 @@ impl Reactor {
             } else {
                 Some(Duration::ZERO)
             };
-            // Poll without sleeping for a while first (see `busy.rs`); an
+            // Poll without sleeping for a while first (see `crate::busy`); an
             // error is left to the sleeping poll below.
             let polled = timeout != Some(Duration::ZERO)
                 && busy.spin(start, deadline, || {

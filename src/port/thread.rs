@@ -3,9 +3,9 @@
 
 use super::queue::TagQueue;
 use super::PortCell;
+use crate::busy::{BusyWait, DEFAULT_BUSY_WAIT};
 use crate::error::{Error, Result};
 use crate::message::{Message, Reason};
-use crate::net::busy::{BusyWait, DEFAULT_BUSY_WAIT};
 use crate::node::Node;
 use crate::PortId;
 use std::collections::VecDeque;

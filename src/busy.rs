@@ -1,4 +1,4 @@
-//! Bounded busy-waiting ([`Config::busy_wait`](super::Config::busy_wait)):
+//! Bounded busy-waiting ([`Config::busy_wait`](crate::Config::busy_wait)):
 //! a thread that runs out of work (the reactor, the dispatcher, a thread
 //! port waiting in its mailbox) polls for more for a short while before
 //! it sleeps. In a request/reply exchange the next message comes within
@@ -45,7 +45,7 @@ impl Drop for PollingSlot {
     }
 }
 
-/// The default [`Config::busy_wait`](super::Config::busy_wait); also the
+/// The default [`Config::busy_wait`](crate::Config::busy_wait); also the
 /// budget of nodes without a network.
 pub(crate) const DEFAULT_BUSY_WAIT: Duration = Duration::from_micros(100);
 
