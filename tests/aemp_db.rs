@@ -6,9 +6,8 @@
 
 use aemp::{Config, Node};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -93,77 +92,11 @@ impl Env {
 
 #[path = "support/run.rs"]
 mod run;
-use run::{aemp_command, run_bounded, Out};
+use run::{aemp_command, run_bounded, Out, Proc};
 
 /// The command's stdout as JSON.
 fn json(out: &Out) -> Value {
     serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"))
-}
-
-/// A long-running child (`aemp run`, `aemp db mon`) whose stdout lines
-/// are read as they come; killed and reaped on drop.
-struct Proc {
-    child: Child,
-    lines: crossbeam_channel::Receiver<String>,
-    stderr: Option<std::thread::JoinHandle<String>>,
-}
-
-impl Proc {
-    fn start(mut cmd: Command) -> Proc {
-        let mut child = cmd.spawn().unwrap();
-        let out = child.stdout.take().unwrap();
-        let mut err = child.stderr.take().unwrap();
-        let stderr = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = err.read_to_string(&mut s);
-            s
-        });
-        let (tx, lines) = crossbeam_channel::unbounded();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { return };
-                let _ = tx.send(line);
-            }
-        });
-        Proc {
-            child,
-            lines,
-            stderr: Some(stderr),
-        }
-    }
-
-    /// The next line of stdout (at most 10 s).
-    fn line(&mut self) -> Option<String> {
-        self.lines.recv_timeout(WAIT).ok()
-    }
-
-    /// Sends `signal` (if given) and waits at most 15 s for the exit code.
-    fn wait(&mut self, signal: Option<libc::c_int>) -> Option<i32> {
-        if let Some(signal) = signal {
-            // SAFETY: kill(2) on our own child's pid.
-            unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
-        }
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(15) {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return st.code();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("child did not exit within 15 s (signal {signal:?})");
-    }
-
-    /// Its standard error, once it has exited.
-    fn stderr(&mut self) -> String {
-        self.stderr.take().unwrap().join().unwrap()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]
@@ -271,7 +204,7 @@ fn db_mon_prints_the_state_then_changes_until_sigterm() {
     assert_eq!(mon.wait(Some(libc::SIGTERM)), Some(0));
     let err = mon.stderr();
     assert!(!err.contains("panicked"), "{err}");
-    assert!(mon.lines.try_recv().is_err(), "no more output");
+    assert!(mon.pending_line().is_none(), "no more output");
 }
 
 #[test]

@@ -5,9 +5,8 @@
 
 use aemp::{Config, Message, Node, Reason};
 use serde_json::json;
-use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// A temporary HOME with an rc file: secret `s`, profile `seed` (node ID
@@ -49,76 +48,37 @@ impl Env {
 
 #[path = "support/run.rs"]
 mod run;
-use run::{aemp_command, run_bounded, Out};
+use run::{aemp_command, run_bounded, Out, Proc};
 
-/// An `aemp run` child; killed and reaped on drop.
+/// An `aemp run` child with the node ID and address it printed first;
+/// killed and reaped on drop.
 struct RunNode {
-    child: Child,
+    proc: Proc,
     id: String,
     addr: String,
-    stderr: Option<std::thread::JoinHandle<String>>,
 }
 
 impl RunNode {
-    fn start(mut cmd: Command) -> RunNode {
-        let mut child = cmd.spawn().unwrap();
-        let out = child.stdout.take().unwrap();
-        let mut err = child.stderr.take().unwrap();
-        let stderr = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = err.read_to_string(&mut s);
-            s
-        });
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { return };
-                let _ = tx.send(line);
-            }
-        });
-        let mut node = RunNode {
-            child,
-            id: String::new(),
-            addr: String::new(),
-            stderr: Some(stderr),
-        };
-        let line = rx
-            .recv_timeout(Duration::from_secs(20))
+    fn start(cmd: Command) -> RunNode {
+        let mut proc = Proc::start(cmd);
+        let line = proc
+            .line_within(Duration::from_secs(20))
             .expect("aemp run printed nothing within 20 s");
         let (id, addr) = line
             .split_once(" listening on ")
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-        node.id = id.to_string();
-        node.addr = addr.split(", ").next().unwrap().to_string();
-        node
+        let (id, addr) = (id.to_string(), addr.split(", ").next().unwrap().to_string());
+        RunNode { proc, id, addr }
     }
 
-    /// Sends `signal` and waits (at most 10 s) for the exit code.
+    /// Sends `signal` and waits for the exit code.
     fn stop(&mut self, signal: libc::c_int) -> Option<i32> {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(10) {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return st.code();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("aemp run did not stop within 10 s of signal {signal}");
+        self.proc.wait(Some(signal))
     }
-}
 
-impl RunNode {
     /// Its standard error, once it has exited.
     fn stderr(&mut self) -> String {
-        self.stderr.take().unwrap().join().unwrap()
-    }
-}
-
-impl Drop for RunNode {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.proc.stderr()
     }
 }
 

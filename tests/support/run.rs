@@ -3,9 +3,9 @@
 
 #![allow(dead_code)]
 
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// What a finished command did.
@@ -92,4 +92,80 @@ pub fn aemp_command(rc: &Path, home: &Path, args: &[&str]) -> Command {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     c
+}
+
+/// A long-running child (`aemp run`, `aemp db mon`) whose stdout lines
+/// are read as they come; killed and reaped on drop.
+pub struct Proc {
+    child: Child,
+    lines: crossbeam_channel::Receiver<String>,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Proc {
+    pub fn start(mut cmd: Command) -> Proc {
+        let mut child = cmd.spawn().unwrap();
+        let out = child.stdout.take().unwrap();
+        let mut err = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            s
+        });
+        let (tx, lines) = crossbeam_channel::unbounded();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { return };
+                let _ = tx.send(line);
+            }
+        });
+        Proc {
+            child,
+            lines,
+            stderr: Some(stderr),
+        }
+    }
+
+    /// The next line of stdout (at most 10 s).
+    pub fn line(&mut self) -> Option<String> {
+        self.line_within(Duration::from_secs(10))
+    }
+
+    /// A line of stdout already printed, without waiting.
+    pub fn pending_line(&mut self) -> Option<String> {
+        self.lines.try_recv().ok()
+    }
+
+    /// The next line of stdout, waiting at most `limit`.
+    pub fn line_within(&mut self, limit: Duration) -> Option<String> {
+        self.lines.recv_timeout(limit).ok()
+    }
+
+    /// Sends `signal` (if given) and waits at most 15 s for the exit code.
+    pub fn wait(&mut self, signal: Option<libc::c_int>) -> Option<i32> {
+        if let Some(signal) = signal {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+        }
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(15) {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("child did not exit within 15 s (signal {signal:?})");
+    }
+
+    /// Its standard error, once it has exited.
+    pub fn stderr(&mut self) -> String {
+        self.stderr.take().unwrap().join().unwrap()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
