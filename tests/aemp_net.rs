@@ -82,6 +82,16 @@ impl RunNode {
     }
 }
 
+/// A port that sends each message, minus its last element, to the port
+/// that last element names.
+fn echo_port(n: &Node) -> aemp::PortId {
+    let node = n.clone();
+    n.port_fn(move |mut m: Message| {
+        let reply: aemp::PortId = (&m.0.pop().unwrap()).try_into().unwrap();
+        node.snd(&reply, m);
+    })
+}
+
 /// A node in this process with the rc file's secret.
 fn local_node(tag: &str) -> Node {
     Node::with_config(
@@ -157,11 +167,7 @@ fn snd_cal_mon_112() {
     let at = addr(&n);
     let (tx, rx) = crossbeam_channel::unbounded();
     let inbox = n.port_fn(move |m| tx.send(m).unwrap());
-    let node = n.clone();
-    let echo = n.port_fn(move |mut m: Message| {
-        let reply: aemp::PortId = (&m.0.pop().unwrap()).try_into().unwrap();
-        node.snd(&reply, m);
-    });
+    let echo = echo_port(&n);
 
     // snd
     let out = env
@@ -252,11 +258,7 @@ fn snd_cal_mon_through_discovery() {
 
     let (tx, rx) = crossbeam_channel::unbounded();
     let inbox = n.port_fn(move |m| tx.send(m).unwrap());
-    let node = n.clone();
-    let echo = n.port_fn(move |mut m: Message| {
-        let reply: aemp::PortId = (&m.0.pop().unwrap()).try_into().unwrap();
-        node.snd(&reply, m);
-    });
+    let echo = echo_port(&n);
 
     // snd, through the file's seeds.
     let out = env.run(&["snd", inbox.as_str(), "hi", "[1]"]).ok();
