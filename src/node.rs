@@ -339,13 +339,7 @@ impl Node {
             st.dead = true;
             std::mem::take(&mut st.monitors)
         };
-        self.inner.ports.remove(cell);
-        if monitors.is_empty() && !reason.is_normal() {
-            log::info!(
-                "unmonitored local port {} died with reason {reason}",
-                cell.id
-            );
-        }
+        self.forget_dead(cell, monitors.is_empty(), reason, false);
         if !monitors.is_empty() {
             let (node, reason) = (self.clone(), reason.clone());
             self.task(move || {
@@ -496,15 +490,21 @@ impl Node {
             }
             std::mem::take(&mut st.monitors)
         };
+        self.forget_dead(cell, monitors.is_empty(), &reason, quiet);
+        for m in monitors {
+            self.fire(m.action, &reason);
+        }
+    }
+
+    /// Takes a cell just marked dead out of the table; an unmonitored
+    /// death with a reason is logged (unless `quiet`).
+    fn forget_dead(&self, cell: &Arc<PortCell>, unmonitored: bool, reason: &Reason, quiet: bool) {
         self.inner.ports.remove(cell);
-        if monitors.is_empty() && !reason.is_normal() && !quiet {
+        if unmonitored && !reason.is_normal() && !quiet {
             log::info!(
                 "unmonitored local port {} died with reason {reason}",
                 cell.id
             );
-        }
-        for m in monitors {
-            self.fire(m.action, &reason);
         }
     }
 
