@@ -12,7 +12,7 @@ mod tls;
 
 #[path = "../support/wait.rs"]
 mod wait;
-pub use wait::{eventually, nothing, recv};
+pub use wait::{eventually, nothing, recv, LIMIT};
 
 use aemp::{Config, Node};
 use crossbeam_channel::Receiver;

@@ -29,24 +29,30 @@ fn closed_by_node(s: &mut TcpStream) -> bool {
 /// A raw client that completes the handshake with `node` as node ID `me`;
 /// returns the socket and the framing to send with.
 fn raw_client(node: &Node, me: &str) -> (TcpStream, Framing) {
-    let mut s = TcpStream::connect(addr(node)).unwrap();
+    try_raw_client(node, me).expect("node closed during handshake")
+}
+
+/// [`raw_client`] that returns `None` when the node refuses the handshake
+/// (closes the connection), for retry loops: an `eventually` body must
+/// answer false, not panic.
+fn try_raw_client(node: &Node, me: &str) -> Option<(TcpStream, Framing)> {
+    let mut s = TcpStream::connect(addr(node)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut cfg = HsConfig::new(me);
     cfg.secret = Some(b"s".to_vec());
     cfg.framings = vec![Framing::Json];
     let mut hs = Handshake::new(cfg, Instant::now());
-    s.write_all(&hs.take_output()).unwrap();
+    s.write_all(&hs.take_output()).ok()?;
     let mut buf = [0u8; 4096];
     loop {
-        let n = s.read(&mut buf).unwrap();
-        assert!(n > 0, "node closed during handshake");
-        for ev in hs.feed(&buf[..n]).unwrap() {
+        let n = s.read(&mut buf).ok().filter(|&n| n > 0)?;
+        for ev in hs.feed(&buf[..n]).ok()? {
             if let Event::Established(est) = ev {
-                s.write_all(&hs.take_output()).unwrap();
-                return (s, est.send_framing);
+                s.write_all(&hs.take_output()).ok()?;
+                return Some((s, est.send_framing));
             }
         }
-        s.write_all(&hs.take_output()).unwrap();
+        s.write_all(&hs.take_output()).ok()?;
     }
 }
 
@@ -295,11 +301,49 @@ fn a_restarted_node_replaces_its_stale_connection() {
     drop(old);
     let r = recv(&died);
     assert_eq!(r.kind(), Some("transport_error"), "{r}");
-    // The next attempt gets through.
-    eventually(|| {
-        let (_s, _) = raw_client(&a, "restarted/z");
-        true
-    });
+    // The monitor callback runs while the link is still down (the other
+    // monitors of the node are being fired): a handshake in that window
+    // is refused, so that no message can pass a monitor that has not
+    // fired yet. Once the firing is over, the next attempt gets through.
+    eventually(|| try_raw_client(&a, "restarted/z").is_some());
+}
+
+/// While the monitors of a lost node are being fired, the node's next
+/// handshake is refused (a message on a new connection must not pass a
+/// monitor that has not fired yet); as soon as the last one has run, the
+/// next attempt gets through. A monitor callback that holds the dispatcher
+/// keeps the window open, so the test sees both sides of it.
+#[test]
+fn a_handshake_while_monitors_fire_is_refused_then_accepted() {
+    let a = node("a");
+    let (mut old, _) = raw_client(&a, "refired/z");
+    let (tx, died) = crossbeam_channel::unbounded();
+    let (open, gate) = crossbeam_channel::unbounded::<()>();
+    for name in ["p", "q"] {
+        let port = aemp::PortId::parse(&format!("refired/z#{name}")).unwrap();
+        let (tx, gate) = (tx.clone(), gate.clone());
+        a.mon(&port, move |r| {
+            tx.send(r).unwrap();
+            let _ = gate.recv_timeout(LIMIT);
+        })
+        .forget();
+    }
+    let mut buf = [0u8; 4096];
+    assert!(old.read(&mut buf).unwrap() > 0);
+    socket2::SockRef::from(&old)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(old);
+    // One callback runs and holds the dispatcher: still firing.
+    assert_eq!(recv(&died).kind(), Some("transport_error"));
+    assert!(
+        try_raw_client(&a, "refired/z").is_none(),
+        "a handshake was accepted while monitors were still firing"
+    );
+    open.send(()).unwrap();
+    assert_eq!(recv(&died).kind(), Some("transport_error"));
+    open.send(()).unwrap();
+    eventually(|| try_raw_client(&a, "refired/z").is_some());
 }
 
 /// Two nodes sending to each other for the first time at the same
