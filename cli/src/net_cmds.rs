@@ -12,6 +12,8 @@ use crate::cmd::{spec, Arity, Failure, Session, Spec};
 use aemp::rcfile;
 use aemp::{msg, Error, Message, Node, NodeId, PortId};
 use serde_json::{json, Map, Value};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
 use std::collections::VecDeque;
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -140,9 +142,7 @@ fn run(s: &mut Session, a: Vec<Value>) -> Res {
     if profile.is_none() && !args.contains_key("profile") {
         profile = s.section.clone();
     }
-    // Before any thread exists, so that every thread inherits the mask
-    // and only sigwait below sees the signals.
-    let signals = block_stop_signals();
+    let mut signals = StopSignals::catch()?;
     let node = aemp::configure_profile(profile.as_deref(), &args, |_| {})
         .map_err(|e| Failure::Failed(format!("run: {e}")))?;
     let addrs: Vec<String> = node
@@ -160,16 +160,8 @@ fn run(s: &mut Session, a: Vec<Value>) -> Res {
         let _ = writeln!(out, "{} {listening}", node.id());
         let _ = out.flush();
     }
-    let signal = wait_for_signal(&signals);
-    log::info!(
-        "run: {} received, stopping node {}",
-        if signal == libc::SIGINT {
-            "SIGINT"
-        } else {
-            "SIGTERM"
-        },
-        node.id()
-    );
+    let signal = signals.wait();
+    log::info!("run: {signal} received, stopping node {}", node.id());
     node.net_shutdown();
     Ok(())
 }
@@ -205,26 +197,37 @@ fn configure_args(a: Vec<Value>) -> Result<(Option<String>, Map<String, Value>),
     Ok((profile, args))
 }
 
-pub(crate) fn block_stop_signals() -> libc::sigset_t {
-    // SAFETY: sigset_t is plain data that sigemptyset initialises; the
-    // calls get valid pointers.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        set
+/// SIGINT and SIGTERM, caught (signal-hook) for a command that runs until
+/// one of them arrives.
+pub(crate) struct StopSignals(Signals);
+
+impl StopSignals {
+    /// Starts catching SIGINT and SIGTERM.
+    pub(crate) fn catch() -> Result<StopSignals, Failure> {
+        Signals::new([SIGINT, SIGTERM])
+            .map(StopSignals)
+            .map_err(|e| Failure::Failed(format!("cannot catch SIGINT/SIGTERM: {e}")))
+    }
+
+    /// Waits for one; returns its name.
+    pub(crate) fn wait(&mut self) -> &'static str {
+        self.0
+            .forever()
+            .next()
+            .map_or("end of signals", signal_name)
+    }
+
+    /// The name of one that arrived since the last look, without waiting.
+    pub(crate) fn pending(&mut self) -> Option<&'static str> {
+        self.0.pending().next().map(signal_name)
     }
 }
 
-fn wait_for_signal(set: &libc::sigset_t) -> libc::c_int {
-    loop {
-        let mut sig: libc::c_int = 0;
-        // SAFETY: valid pointers; the set was initialised above.
-        if unsafe { libc::sigwait(set, &mut sig) } == 0 {
-            return sig;
-        }
+fn signal_name(sig: std::ffi::c_int) -> &'static str {
+    if sig == SIGINT {
+        "SIGINT"
+    } else {
+        "SIGTERM"
     }
 }
 

@@ -7,7 +7,7 @@
 //! asks the master and leaves.
 
 use crate::cmd::{spec, Arity, Failure, Session, Spec};
-use crate::net_cmds::{block_stop_signals, print_line, seeds, usage};
+use crate::net_cmds::{print_line, seeds, usage, StopSignals};
 use aemp::global::{DbMonEvent, GLOBALS, LISTENERS};
 use aemp::rcfile;
 use aemp::{Config, Node, NodeId};
@@ -404,8 +404,12 @@ fn db(s: &mut Session, a: Vec<Value>) -> Res {
     no_more("db", &a)?;
     aemp::global::error::check_family(&family)
         .map_err(|e| usage("db", format!("FAMILY {family:?}: {e}")))?;
-    // Before any thread exists, so that only sigtimedwait sees them.
-    let signals = (what == "mon").then(block_stop_signals);
+    // Caught before joining, so that a signal during the join still stops `mon`.
+    let signals = if what == "mon" {
+        Some(StopSignals::catch()?)
+    } else {
+        None
+    };
     let j = Joined::start("db", s, (connect, timeout))?;
     let fail = |e: aemp::Error| j.failed(format!("{what} {family:?}: {e}"));
     let pretty = |v: &Value| serde_json::to_string_pretty(v).expect("JSON values serialise");
@@ -426,8 +430,8 @@ fn db(s: &mut Session, a: Vec<Value>) -> Res {
             print_line(&pretty(&Value::Array(v)));
         }
         _ => {
-            let signals = signals.expect("blocked for mon");
-            return db_mon(&j, &family, &signals);
+            let mut signals = signals.expect("caught for mon");
+            return db_mon(&j, &family, &mut signals);
         }
     }
     Ok(())
@@ -458,7 +462,7 @@ fn event_lines(ev: &DbMonEvent) -> String {
     out
 }
 
-fn db_mon(j: &Joined, family: &str, signals: &libc::sigset_t) -> Res {
+fn db_mon(j: &Joined, family: &str, signals: &mut StopSignals) -> Res {
     let (tx, rx) = crossbeam_channel::unbounded();
     let _guard = j
         .node
@@ -482,8 +486,8 @@ fn db_mon(j: &Joined, family: &str, signals: &libc::sigset_t) -> Res {
                 return Err(j.failed(format!("mon {family:?}: the monitor went away")))
             }
         }
-        if let Some(sig) = take_signal(signals) {
-            log::info!("db mon: signal {sig} received, stopping");
+        if let Some(sig) = signals.pending() {
+            log::info!("db mon: {sig} received, stopping");
             return Ok(());
         }
         match j.master() {
@@ -508,18 +512,6 @@ fn db_mon(j: &Joined, family: &str, signals: &libc::sigset_t) -> Res {
             }
         }
     }
-}
-
-/// A pending SIGINT or SIGTERM, without waiting.
-fn take_signal(set: &libc::sigset_t) -> Option<libc::c_int> {
-    let zero = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid pointers; the set was initialised by
-    // block_stop_signals.
-    let sig = unsafe { libc::sigtimedwait(set, std::ptr::null_mut(), &zero) };
-    (sig > 0).then_some(sig)
 }
 
 #[cfg(test)]
