@@ -646,22 +646,8 @@ pub fn hostname() -> String {
     NAME.clone()
 }
 
-#[cfg(unix)]
 fn system_hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its full length; gethostname writes
-    // at most that many bytes.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return String::new();
-    }
-    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..len]).into_owned()
-}
-
-#[cfg(not(unix))]
-fn system_hostname() -> String {
-    std::env::var("COMPUTERNAME").unwrap_or_default()
+    gethostname::gethostname().to_string_lossy().into_owned()
 }
 
 /// This process's random text for node IDs (the original's RUNIQ): the

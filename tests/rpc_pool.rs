@@ -229,6 +229,23 @@ fn ncpu_148() {
     assert_eq!(cores, n);
     assert!(eus >= cores);
     assert_eq!(eus, std::thread::available_parallelism().unwrap().get());
+    // A thread pinned to one CPU (as under `taskset 1` or a one-CPU
+    // container) counts one: the affinity mask is respected.
+    let pinned = std::thread::spawn(|| {
+        // SAFETY: cpu_set_t is plain data; CPU_ZERO/CPU_SET fill it and
+        // sched_setaffinity(0, ..) applies it to the calling thread.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_ZERO(&mut set);
+            libc::CPU_SET(0, &mut set);
+            assert_eq!(
+                libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
+                0
+            );
+        }
+        rpc::ncpu_eus(7)
+    });
+    assert_eq!(pinned.join().unwrap(), (1, 1));
 }
 
 fn pool_kill9_worker_is_replaced() {

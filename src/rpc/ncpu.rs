@@ -1,10 +1,14 @@
 //! Counting CPUs, for sizing pools.
 
-/// The number of CPU cores, or `default` when it cannot be found out.
+/// The number of CPUs this process may use, or `default` when it cannot
+/// be found out. Always at least 1.
 ///
-/// On Linux it counts distinct (`physical id`, `core id`) pairs in
-/// `/proc/cpuinfo`, so hyper-threads do not count twice; elsewhere it uses
-/// the operating system's count of logical CPUs. Always at least 1.
+/// It is [`std::thread::available_parallelism`]: the logical CPUs the
+/// process may run on, within its CPU affinity mask and cgroup CPU quota
+/// (a container limited to 2 CPUs on a 64-CPU host answers 2). Unlike
+/// Perl's `AnyEvent::Fork::Pool::ncpu`, hyper-threads count as CPUs: the
+/// operating system offers no portable way to tell them apart within a
+/// quota, and a pool sized by the quota is what the scheduler will run.
 ///
 /// ```
 /// assert!(aemp::rpc::ncpu(7) >= 1);
@@ -13,68 +17,18 @@ pub fn ncpu(default: usize) -> usize {
     ncpu_eus(default).0
 }
 
-/// `(cores, execution units)`: the number of CPU cores as in [`ncpu`], and
-/// the number of logical CPUs (hardware threads). Falls back to `default`
-/// for an unknown count; both are at least 1.
+/// `(cores, execution units)` as the original's `ncpu` pair: both are
+/// [`ncpu`]'s count (see there why hyper-threads are not told apart), or
+/// `default` when it is unknown; both are at least 1.
 ///
 /// ```
 /// let (cores, eus) = aemp::rpc::ncpu_eus(7);
 /// assert!(cores >= 1 && eus >= cores);
 /// ```
 pub fn ncpu_eus(default: usize) -> (usize, usize) {
-    let logical = std::thread::available_parallelism().map(|n| n.get()).ok();
-    let from_proc = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|text| parse_cpuinfo(&text));
-    let (cores, eus) = match (from_proc, logical) {
-        (Some((c, e)), _) => (c, e),
-        (None, Some(l)) => (l, l),
-        (None, None) => (default, default),
-    };
-    let cores = cores.max(1);
-    (cores, eus.max(cores))
-}
-
-/// Counts cores and processors in `/proc/cpuinfo` text.
-fn parse_cpuinfo(text: &str) -> Option<(usize, usize)> {
-    let mut cores = std::collections::HashSet::new();
-    let mut eus = 0;
-    let mut physical = "";
-    for line in text.lines() {
-        let Some((key, value)) = line.split_once(':') else {
-            continue;
-        };
-        match key.trim() {
-            "processor" => eus += 1,
-            "physical id" => physical = value.trim(),
-            "core id" => {
-                cores.insert((physical, value.trim()));
-            }
-            _ => {}
-        }
-    }
-    match (cores.len(), eus) {
-        (_, 0) => None,
-        (0, e) => Some((e, e)),
-        (c, e) => Some((c, e)),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn counts_cores_not_hyperthreads() {
-        let text = "processor\t: 0\nphysical id\t: 0\ncore id\t\t: 0\n\n\
-                    processor\t: 1\nphysical id\t: 0\ncore id\t\t: 0\n\n\
-                    processor\t: 2\nphysical id\t: 0\ncore id\t\t: 1\n\n\
-                    processor\t: 3\nphysical id\t: 1\ncore id\t\t: 0\n";
-        assert_eq!(parse_cpuinfo(text), Some((3, 4)));
-        assert_eq!(
-            parse_cpuinfo("processor : 0\nprocessor : 1\n"),
-            Some((2, 2))
-        );
-        assert_eq!(parse_cpuinfo(""), None);
-    }
+    let n = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(default)
+        .max(1);
+    (n, n)
 }

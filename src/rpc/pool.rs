@@ -94,8 +94,8 @@ impl<S: Serialiser> PoolBuilder<S> {
         self
     }
 
-    /// The most workers at once (default: [`ncpu`](super::ncpu), the CPU
-    /// core count). At least 1.
+    /// The most workers at once (default: [`ncpu`](super::ncpu), the CPUs
+    /// the process may use). At least 1.
     pub fn max(mut self, max: usize) -> Self {
         self.max = max;
         self
