@@ -117,3 +117,23 @@ mod tests {
         send_sync::<Error>();
     }
 }
+
+/// For the fuzz target `rpc_frames` (not part of the API): reads `data` as
+/// the frames a parent or a worker receives, and decodes every payload
+/// with each serialiser and as a start frame's string list, as the two
+/// ends do. Returns how many frames were read. Never panics.
+#[doc(hidden)]
+pub fn fuzz_frames(data: &[u8]) -> usize {
+    let mut frames = 0;
+    for kinds in [wire::FROM_PARENT, wire::FROM_CHILD] {
+        let mut r = std::io::BufReader::new(data);
+        while let Ok(Some(f)) = wire::read_frame(&mut r, kinds) {
+            frames += 1;
+            let _ = Json::<serde_json::Value>::new().decode(&f.payload);
+            let _ = Cbor::<ciborium::Value>::new().decode(&f.payload);
+            let _ = Strings.decode(&f.payload);
+            let _ = Strings::unpack(&f.payload);
+        }
+    }
+    frames
+}
