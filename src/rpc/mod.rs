@@ -102,22 +102,6 @@ pub enum Backend {
     Async,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn send_sync<T: Send + Sync>() {}
-
-    #[test]
-    fn handles_are_send_and_sync() {
-        send_sync::<Rpc<Raw>>();
-        send_sync::<Rpc<Json>>();
-        send_sync::<Pool<Cbor>>();
-        send_sync::<Worker>();
-        send_sync::<Error>();
-    }
-}
-
 /// For the fuzz target `rpc_frames` (not part of the API): reads `data` as
 /// the frames a parent or a worker receives, and decodes every payload
 /// with each serialiser and as a start frame's string list, as the two
@@ -136,4 +120,30 @@ pub fn fuzz_frames(data: &[u8]) -> usize {
         }
     }
     frames
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fuzz_frames_reads_frames_of_either_direction() {
+        let mut data = wire::frame(wire::CALL, 1, b"[1]");
+        assert_eq!(fuzz_frames(&data), 1, "a call: parent to worker only");
+        data.extend(wire::frame(wire::CALL, 2, b"\xff"));
+        assert_eq!(fuzz_frames(&data), 2);
+        assert_eq!(fuzz_frames(&wire::frame(wire::RESULT, 1, b"")), 1);
+        assert_eq!(fuzz_frames(b"\x00garbage"), 0);
+    }
+
+    fn send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn handles_are_send_and_sync() {
+        send_sync::<Rpc<Raw>>();
+        send_sync::<Rpc<Json>>();
+        send_sync::<Pool<Cbor>>();
+        send_sync::<Worker>();
+        send_sync::<Error>();
+    }
 }
