@@ -65,10 +65,6 @@ impl BusyWait {
         }
     }
 
-    pub(crate) fn set_budget(&mut self, budget: Duration) {
-        self.budget = budget;
-    }
-
     /// Polls `ready` (yielding between polls) until it is true, the
     /// budget is spent or `until` passed; whether it became true. A wait
     /// starting at `start` ends in a sleep when this returns false: report

@@ -23,6 +23,7 @@ use crate::error::{Error, Result};
 use crate::global::{DbMonEvent, Family, MonId, QueryResult};
 use crate::id::PortId;
 use crate::monitor::MonGuard;
+use crate::net::NodeNet;
 use crate::node::Node;
 use serde_json::Value;
 use std::time::Duration;

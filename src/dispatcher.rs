@@ -36,7 +36,10 @@ fn run(weak: Weak<NodeInner>, queue: Receiver<Job>) {
     // Out of jobs, poll the queue a while before sleeping (see
     // `crate::busy`): a callback answering a remote request is often
     // asked again within tens of microseconds.
-    let mut busy = crate::busy::BusyWait::new(crate::busy::DEFAULT_BUSY_WAIT);
+    let mut busy = match weak.upgrade() {
+        Some(inner) => crate::busy::BusyWait::new(Node { inner }.options().busy_wait),
+        None => return,
+    };
     // The node is held only while there is work, so that dropping the last
     // handle elsewhere ends this thread.
     loop {
@@ -61,9 +64,6 @@ fn run(weak: Weak<NodeInner>, queue: Receiver<Job>) {
         };
         let Some(inner) = weak.upgrade() else { break };
         let node = Node { inner };
-        if let Some(net) = node.net() {
-            busy.set_budget(net.busy_wait);
-        }
         context::set_node(Some(node.clone()));
         loop {
             match job {

@@ -66,6 +66,7 @@ mod node_port;
 mod port;
 pub mod rcfile;
 pub mod rpc;
+mod seam;
 mod table;
 mod timer;
 pub mod transport;

@@ -154,7 +154,7 @@ impl Node {
 
     fn monitor(&self, port: &PortId, action: MonitorAction) -> MonGuard {
         if !self.port_is_local(port) {
-            if let Some(net) = self.net() {
+            if let Some(net) = self.network() {
                 return net.monitor(port, action);
             }
             let reason = Reason::transport_error(

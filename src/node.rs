@@ -10,6 +10,7 @@ use crate::port::{
     spawn_port_thread, Callback, DefaultHandler, Direct, HandlerChange, Handlers, Item, Mailbox,
     PortCell, PortExit, Pushed, ThreadSide,
 };
+use crate::seam::{KernelOptions, Network};
 use crate::table::PortTable;
 use crossbeam_channel::Sender;
 use parking_lot::RwLock;
@@ -45,8 +46,9 @@ pub(crate) struct NodeInner {
     ports: PortTable,
     jobs: Sender<Job>,
     pub(crate) functions: RwLock<Functions>,
-    /// The network, set once by `Node::with_config`.
-    pub(crate) net: once_cell::sync::OnceCell<crate::net::NetHandle>,
+    /// The network, set once by `Node::with_config` (see `seam.rs`).
+    network: once_cell::sync::OnceCell<Box<dyn Network>>,
+    options: KernelOptions,
 }
 
 impl fmt::Debug for Node {
@@ -58,7 +60,12 @@ impl fmt::Debug for Node {
 impl Node {
     /// Creates a node with the given ID and starts its dispatcher thread.
     pub fn new(id: impl AsRef<str>) -> Result<Node> {
-        let id = NodeId::new(id)?;
+        Node::with_options(NodeId::new(id)?, KernelOptions::default())
+    }
+
+    /// [`Node::new`] with kernel settings (a networked node's come from
+    /// its [`Config`](crate::Config)).
+    pub(crate) fn with_options(id: NodeId, options: KernelOptions) -> Result<Node> {
         let (jobs, queue) = crossbeam_channel::unbounded();
         let node = Node {
             inner: Arc::new(NodeInner {
@@ -68,7 +75,8 @@ impl Node {
                 ports: PortTable::new(),
                 jobs,
                 functions: RwLock::new(Functions::default()),
-                net: once_cell::sync::OnceCell::new(),
+                network: once_cell::sync::OnceCell::new(),
+                options,
             }),
         };
         dispatcher::start(&node, queue);
@@ -509,24 +517,30 @@ impl Node {
     }
 
     /// The network, if this node has one.
-    pub(crate) fn net(&self) -> Option<&Arc<crate::net::Net>> {
-        self.inner.net.get().map(|h| &h.0)
+    pub(crate) fn network(&self) -> Option<&dyn Network> {
+        self.inner.network.get().map(|n| &**n)
+    }
+
+    /// Sets the node's network; `false` if it had one already.
+    pub(crate) fn set_network(&self, network: Box<dyn Network>) -> bool {
+        self.inner.network.set(network).is_ok()
+    }
+
+    /// The kernel settings the node was built with.
+    pub(crate) fn options(&self) -> &KernelOptions {
+        &self.inner.options
     }
 
     fn snd_remote(&self, port: &PortId, msg: Message) {
-        match self.net() {
+        match self.network() {
             Some(net) => net.send(port.node(), port.name(), msg),
             None => log::debug!("dropping message to {port}: this node has no network"),
         }
     }
 
     fn kil_remote(&self, port: &PortId, reason: Reason) {
-        match self.net() {
-            Some(net) => {
-                let mut req = crate::msg!["kil1", port.name()];
-                req.extend(reason.0);
-                net.send(port.node(), "", req);
-            }
+        match self.network() {
+            Some(net) => net.kill(port, reason),
             None => log::debug!("cannot kill {port}: this node has no network"),
         }
     }

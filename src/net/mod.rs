@@ -53,13 +53,15 @@ mod tls;
 pub use config::Config;
 
 use crate::error::{Error, Result};
-use crate::id::NodeId;
-use crate::message::Reason;
-use crate::monitor::MonGuard;
+use crate::id::{NodeId, PortId};
+use crate::message::{Message, Reason};
+use crate::monitor::{MonGuard, MonitorAction};
 use crate::node::{Node, NodeInner};
+use crate::seam::{KernelOptions, Network};
 use crate::transport;
 use parking_lot::{Mutex, RwLock};
 use remote::Remote;
+use std::any::Any;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
@@ -91,13 +93,47 @@ pub(crate) struct Net {
     pub(crate) glue: global::Glue,
 }
 
-/// The node's owning handle: dropping the node stops its reactor.
-pub(crate) struct NetHandle(pub(crate) Arc<Net>);
+/// The node's owning handle, its [`Network`]: dropping the node stops
+/// its reactor.
+struct NetHandle(Arc<Net>);
 
 impl Drop for NetHandle {
     fn drop(&mut self) {
         self.0.glue.stop();
         self.0.reactor.shutdown();
+    }
+}
+
+impl Network for NetHandle {
+    fn send(&self, node: &str, port: &str, msg: Message) {
+        self.0.send(node, port, msg);
+    }
+
+    fn kill(&self, port: &PortId, reason: Reason) {
+        let mut req = crate::msg!["kil1", port.name()];
+        req.extend(reason.0);
+        self.0.send(port.node(), "", req);
+    }
+
+    fn monitor(&self, port: &PortId, action: MonitorAction) -> MonGuard {
+        self.0.monitor(port, action)
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// The network of a node, for the network's and the database's own use.
+pub(crate) trait NodeNet {
+    /// The node's network, if it was built with one.
+    fn net(&self) -> Option<&Arc<Net>>;
+}
+
+impl NodeNet for Node {
+    fn net(&self) -> Option<&Arc<Net>> {
+        let handle = self.network()?.as_any().downcast_ref::<NetHandle>()?;
+        Some(&handle.0)
     }
 }
 
@@ -130,7 +166,10 @@ impl Node {
     /// ```
     pub fn with_config(cfg: Config) -> Result<Node> {
         let id = cfg.expanded_node_id()?;
-        let node = Node::new(id.as_str())?;
+        let options = KernelOptions {
+            busy_wait: cfg.busy_wait,
+        };
+        let node = Node::with_options(NodeId::new(id.as_str())?, options)?;
         let mut hs = transport::Config::new(id.as_str());
         hs.secret = cfg.secret.as_ref().map(|s| s.as_bytes().to_vec());
         hs.framings = cfg.framings.clone();
@@ -176,7 +215,7 @@ impl Node {
             }
         }
         run(net.clone())?;
-        let _ = node.inner.net.set(NetHandle(net.clone()));
+        node.set_network(Box::new(NetHandle(net.clone())));
         net.glue.publish_listeners(&net);
         net.glue.add_seeds(&net, &seeds);
         global::start_seed_thread(&net);

@@ -10,6 +10,7 @@
 
 use super::conn::encode_packet;
 use super::Net;
+use super::NodeNet;
 use crate::id::{NodeId, PortId};
 use crate::message::{Message, Reason};
 use crate::monitor::{next_monitor_id, MonGuard, MonitorAction};

@@ -3,7 +3,7 @@
 
 use super::queue::TagQueue;
 use super::PortCell;
-use crate::busy::{BusyWait, DEFAULT_BUSY_WAIT};
+use crate::busy::BusyWait;
 use crate::error::{Error, Result};
 use crate::message::{Message, Reason};
 use crate::node::Node;
@@ -309,7 +309,7 @@ pub(crate) fn spawn_port_thread<R: PortExit>(
                 cell: thread_cell,
                 queue: TagQueue::default(),
                 spare: VecDeque::new(),
-                busy: BusyWait::new(node.net().map_or(DEFAULT_BUSY_WAIT, |n| n.busy_wait)),
+                busy: BusyWait::new(node.options().busy_wait),
             };
             let reason = match crate::context::catch(|| f(&mut mb)) {
                 Ok(exit) => exit.into_reason(),

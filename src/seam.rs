@@ -1,0 +1,56 @@
+//! The seam between the kernel and a network, owned by the kernel.
+//!
+//! The kernel (ports, the dispatcher, monitors) knows nothing of sockets,
+//! packets or connections. When an operation names a port of another
+//! node, it hands the operation to the node's [`Network`], set once when
+//! a networked node is built (`net/` implements it); a node without one
+//! drops remote sends and fails remote monitors at once.
+//!
+//! The other direction needs no trait: the network sits above the kernel
+//! and calls the kernel's delivery methods (`Node::deliver_from`, the node
+//! port's request handling) for what arrives from peers.
+//!
+//! ```text
+//!   kernel (node.rs, monitor.rs) --Network--> net/ --> wire
+//!   kernel <-- deliver_from / node-port requests -- net/ <-- wire
+//! ```
+
+use std::any::Any;
+use std::time::Duration;
+
+use crate::id::PortId;
+use crate::message::{Message, Reason};
+use crate::monitor::{MonGuard, MonitorAction};
+
+/// What the kernel asks of the network: the outgoing half of the seam.
+/// Every method is called from any thread and must never block.
+pub(crate) trait Network: Send + Sync + 'static {
+    /// Sends `msg` to the port `port` (a name) of the node `node`.
+    fn send(&self, node: &str, port: &str, msg: Message);
+
+    /// Kills the remote port `port` with `reason`.
+    fn kill(&self, port: &PortId, reason: Reason);
+
+    /// Monitors the remote port `port`: `action` runs once when the port
+    /// dies or messages to it may have been lost.
+    fn monitor(&self, port: &PortId, action: MonitorAction) -> MonGuard;
+
+    /// The implementation, for the network's own use of the node.
+    fn as_any(&self) -> &dyn Any;
+}
+
+/// Kernel settings, fixed when the node is built.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct KernelOptions {
+    /// How long the dispatcher and thread ports poll for work before they
+    /// sleep (see `crate::busy`).
+    pub(crate) busy_wait: Duration,
+}
+
+impl Default for KernelOptions {
+    fn default() -> Self {
+        KernelOptions {
+            busy_wait: crate::busy::DEFAULT_BUSY_WAIT,
+        }
+    }
+}
