@@ -3,6 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::id::NameGen;
+use crate::rcfile;
 use crate::transport::auth::AuthMethod;
 use crate::transport::Framing;
 use std::collections::HashMap;
@@ -98,12 +99,12 @@ impl Default for Config {
             binds: Vec::new(),
             secret: None,
             cert: None,
-            monitor_timeout: Duration::from_secs(30),
-            connect_interval: Duration::from_secs(2),
+            monitor_timeout: rcfile::MONITOR_TIMEOUT,
+            connect_interval: rcfile::CONNECT_INTERVAL,
             framings: Framing::ALL.to_vec(),
-            auth_offer: vec![AuthMethod::TlsSha3_512, AuthMethod::HmacSha3_512],
+            auth_offer: rcfile::AUTH_OFFER.to_vec(),
             auth_accept: AuthMethod::ALL.to_vec(),
-            nodelay: true,
+            nodelay: rcfile::NODELAY,
             busy_wait: crate::busy::DEFAULT_BUSY_WAIT,
             addresses: HashMap::new(),
             seeds: Vec::new(),
@@ -285,45 +286,16 @@ impl Config {
         Ok(cfg)
     }
 
-    /// The node ID with `%n`, `%u` and a trailing `/` expanded.
+    /// The node ID with `%n` (the host name), `%u` (random text) and a
+    /// trailing `/` (random text appended) expanded, as
+    /// [`rcfile::expand_node_id`](crate::rcfile::expand_node_id) does,
+    /// except that the random text is fresh for each call, so several
+    /// nodes of one process built from one pattern get distinct IDs.
     pub fn expanded_node_id(&self) -> Result<crate::NodeId> {
-        crate::NodeId::new(expand_node_id(&self.node_id))
+        let unique = NameGen::random_text(10);
+        crate::rcfile::expand_node_id_with(&self.node_id, &crate::rcfile::hostname(), &unique)
+            .map(|e| e.node_id)
     }
-}
-
-/// Expands `%n` (host name), `%u` (random text) and a trailing `/`.
-/// Unlike [`rcfile::expand_node_id`](crate::rcfile::expand_node_id), each
-/// `%u` is fresh random text, so several nodes of one process built from
-/// one pattern get distinct IDs.
-pub(crate) fn expand_node_id(pattern: &str) -> String {
-    let mut out = String::new();
-    let mut chars = pattern.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (c, chars.peek()) {
-            ('%', Some('n')) => {
-                chars.next();
-                out.push_str(&hostname());
-            }
-            ('%', Some('u')) => {
-                chars.next();
-                out.push_str(&NameGen::random_text(10));
-            }
-            _ => out.push(c),
-        }
-    }
-    if out.ends_with('/') {
-        out.push_str(&NameGen::random_text(10));
-    }
-    out
-}
-
-fn hostname() -> String {
-    let name = crate::rcfile::hostname();
-    if name.is_empty() {
-        return "localhost".into();
-    }
-    // Node IDs must not contain these; host names never do, but be sure.
-    name.replace(['#', ';', ','], "_")
 }
 
 /// Parses a bind `host:port` (`*` host: all addresses; `*` or `0` port:
@@ -386,15 +358,17 @@ mod tests {
 
     #[test]
     fn expansion() {
-        assert_eq!(expand_node_id("plain"), "plain");
-        let a = expand_node_id("anon/");
+        let expand = |p: &str| Config::new(p).expanded_node_id().unwrap().to_string();
+        assert_eq!(expand("plain"), "plain");
+        let a = expand("anon/");
         assert!(a.starts_with("anon/") && a.len() == 15, "{a}");
-        let u = expand_node_id("x-%u-y");
+        let u = expand("x-%u-y");
         assert!(
             u.starts_with("x-") && u.ends_with("-y") && u.len() == 14,
             "{u}"
         );
-        assert!(!expand_node_id("%n").contains('%'));
+        assert_ne!(expand("x-%u"), expand("x-%u"), "fresh for each node");
+        assert!(!expand("%n").contains('%'));
     }
 
     #[test]
