@@ -95,11 +95,83 @@ fn cbor_non_array_and_garbage() {
 }
 
 #[test]
-fn cbor_byte_strings_must_be_utf8() {
+fn cbor_byte_strings_are_octets_as_perl_json_sends_them() {
+    // ["caf\xe9", "\xe2\x98\xba"] as byte strings: one character per
+    // octet, whether or not the octets happen to be UTF-8.
     let mut d = Decoder::new(Framing::Cbor);
-    d.feed(&[0x81, 0x41, 0xff]);
+    d.feed(&[0x82, 0x44, b'c', b'a', b'f', 0xe9, 0x43, 0xe2, 0x98, 0xba]);
+    assert_eq!(
+        d.next_packet().unwrap(),
+        Some(vec![json!("caf\u{e9}"), json!("\u{e2}\u{98}\u{ba}")])
+    );
+}
+
+/// One Perl packet as CBOR::XS and JSON::XS send it (tests/data/README.md):
+/// both framings give the same message.
+#[test]
+fn perl_octets_capture_decodes_the_same_in_both_framings() {
+    let decode = |framing, bytes: &[u8]| {
+        let mut d = Decoder::new(framing);
+        d.feed(bytes);
+        d.next_packet().unwrap().unwrap()
+    };
+    let cbor = decode(Framing::Cbor, include_bytes!("data/perl-octets.cbor"));
+    let json = decode(Framing::Json, include_bytes!("data/perl-octets.json"));
+    assert_eq!(cbor, json);
+    let cafe = "caf\u{e9}";
+    assert_eq!(
+        cbor,
+        vec![
+            json!("perlnode#abc"),
+            json!("bytes"),
+            json!(cafe),
+            json!("\u{e2}\u{98}\u{ba}"),
+            json!("\u{263a}"),
+            json!("plain"),
+            json!([cafe]),
+            json!({ "k": cafe }),
+        ]
+    );
+}
+
+/// A value that cannot become JSON (an integer below -2^63) loses its own
+/// packet only; the packets after it decode.
+#[test]
+fn cbor_undecodable_value_drops_only_its_packet() {
+    let mut d = Decoder::new(Framing::Cbor);
+    let mut bytes = vec![
+        0x82, 0x61, b'p', 0x3b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    ];
+    bytes.extend([0x82, 0x61, b'p', 0x01]);
+    d.feed(&bytes);
     let e = d.next_packet().unwrap_err();
-    assert!(e.to_string().contains("not UTF-8"), "{e}");
+    assert!(!e.is_fatal(), "{e}");
+    assert!(matches!(e, Error::BadPacket { offset: 0, .. }), "{e}");
+    assert_eq!(d.next_packet().unwrap(), Some(vec![json!("p"), json!(1)]));
+    assert_eq!(d.next_packet().unwrap(), None);
+}
+
+/// Nesting is capped at 512 levels (CBOR::XS's default max_depth): one
+/// level more fails the stream at once, before the rest is buffered, so a
+/// peer's 0x81 0x81 ... costs no memory.
+#[test]
+fn cbor_nesting_beyond_the_depth_cap_closes_the_stream() {
+    let nested = |levels: usize| {
+        let mut b = vec![0x81; levels];
+        b.push(0x00);
+        b
+    };
+    let mut d = Decoder::new(Framing::Cbor);
+    d.feed(&nested(512));
+    assert!(d.next_packet().unwrap().is_some(), "512 levels decode");
+    let mut d = Decoder::new(Framing::Cbor);
+    d.feed(&vec![0x81; 4096]);
+    let e = d.next_packet().unwrap_err();
+    assert!(
+        e.is_fatal() && e.to_string().contains("nesting deeper than 512"),
+        "{e}"
+    );
+    assert_eq!(d.next_packet().unwrap_err(), e, "the stream stays broken");
 }
 
 #[test]

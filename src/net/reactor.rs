@@ -695,6 +695,10 @@ impl Reactor {
             match dec.next_packet() {
                 Ok(Some(packet)) => requests::route(&self.net, &node, remote, packet)?,
                 Ok(None) => return Ok(()),
+                // One bad value never takes the connection down.
+                Err(e) if !e.is_fatal() => {
+                    log::warn!("{}: from {}: {e}", self.net.id, remote.id)
+                }
                 Err(e) => return Err(e.to_string()),
             }
         }

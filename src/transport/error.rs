@@ -4,7 +4,8 @@ use thiserror::Error;
 
 /// Everything that can go wrong while handshaking or decoding packets.
 ///
-/// Each variant means "close this connection"; the Display text names the
+/// Each variant but [`Error::BadPacket`] means "close this connection"
+/// (see [`Error::is_fatal`]); the Display text names the
 /// problem (and the peer, where known) so that the driver can log it as is.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum Error {
@@ -99,6 +100,19 @@ pub enum Error {
         /// What is wrong.
         problem: String,
     },
+    /// One packet was well framed but a value in it cannot be turned into
+    /// JSON (a CBOR integer beyond 64 bits, invalid UTF-8 in a text
+    /// string, an unsupported map key). The packet is skipped; the stream
+    /// goes on, so this error does not close the connection.
+    #[error("{framing} packet at byte {offset} dropped: {problem}")]
+    BadPacket {
+        /// `json` or `cbor`.
+        framing: &'static str,
+        /// Stream offset of the packet.
+        offset: u64,
+        /// What is wrong.
+        problem: String,
+    },
     /// A packet exceeded the configured maximum size.
     #[error("{framing} packet at byte {offset} exceeds {max} bytes")]
     PacketTooLarge {
@@ -117,6 +131,14 @@ pub enum Error {
         /// What went wrong.
         problem: String,
     },
+}
+
+impl Error {
+    /// Whether the connection must close: every error but
+    /// [`Error::BadPacket`].
+    pub fn is_fatal(&self) -> bool {
+        !matches!(self, Error::BadPacket { .. })
+    }
 }
 
 /// Shorthand for results of this module.

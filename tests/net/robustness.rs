@@ -36,11 +36,16 @@ fn raw_client(node: &Node, me: &str) -> (TcpStream, Framing) {
 /// (closes the connection), for retry loops: an `eventually` body must
 /// answer false, not panic.
 fn try_raw_client(node: &Node, me: &str) -> Option<(TcpStream, Framing)> {
+    try_raw_client_framing(node, me, Framing::Json)
+}
+
+/// [`try_raw_client`] offering only `framing`.
+fn try_raw_client_framing(node: &Node, me: &str, framing: Framing) -> Option<(TcpStream, Framing)> {
     let mut s = TcpStream::connect(addr(node)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut cfg = HsConfig::new(me);
     cfg.secret = Some(b"s".to_vec());
-    cfg.framings = vec![Framing::Json];
+    cfg.framings = vec![framing];
     let mut hs = Handshake::new(cfg, Instant::now());
     s.write_all(&hs.take_output()).ok()?;
     let mut buf = [0u8; 4096];
@@ -127,6 +132,73 @@ fn malformed_packets_close_only_that_connection() {
         }
         assert!(closed_by_node(&mut s), "{:?}", String::from_utf8_lossy(bad));
     }
+    still_works(&b);
+}
+
+/// CBOR byte strings (what CBOR::XS sends for every Perl octet string,
+/// port names included) are octets, whether or not they are UTF-8; a
+/// value that cannot become JSON loses its own packet, never the
+/// connection.
+#[test]
+fn hostile_cbor_values_leave_the_connection_up() {
+    let b = node("b");
+    let (p, rx) = sink(&b);
+    let (mut s, framing) =
+        try_raw_client_framing(&b, "raw/cbor", Framing::Cbor).expect("handshake");
+    assert_eq!(framing, Framing::Cbor);
+    let name = p.name().as_bytes();
+    let mut bytes = Vec::new();
+    // [b"<port>", b"caf\xe9"]: the port name as a byte string too.
+    bytes.push(0x82);
+    bytes.push(0x40 | name.len() as u8);
+    bytes.extend_from_slice(name);
+    bytes.extend([0x44, b'c', b'a', b'f', 0xe9]);
+    // [b"<port>", -2^64]: no JSON number holds it.
+    bytes.push(0x82);
+    bytes.push(0x40 | name.len() as u8);
+    bytes.extend_from_slice(name);
+    bytes.extend([0x3b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+    // [b"<port>", "after"]
+    bytes.push(0x82);
+    bytes.push(0x40 | name.len() as u8);
+    bytes.extend_from_slice(name);
+    bytes.extend([0x65, b'a', b'f', b't', b'e', b'r']);
+    s.write_all(&bytes).unwrap();
+    assert_eq!(recv(&rx), msg!["caf\u{e9}"]);
+    assert_eq!(recv(&rx), msg!["after"]);
+    nothing(&rx, 20);
+    // Still the same connection: a new packet on it arrives.
+    let mut more = vec![0x82, 0x40 | name.len() as u8];
+    more.extend_from_slice(name);
+    more.push(0x01);
+    s.write_all(&more).unwrap();
+    assert_eq!(recv(&rx), msg![1]);
+}
+
+/// A peer sending endless nested arrays (`0x81 0x81 ...`) is cut off at
+/// the depth cap (512): its connection closes without the node buffering
+/// what it sends.
+#[test]
+fn deep_cbor_nesting_closes_the_connection_without_memory_growth() {
+    let b = node("b");
+    let (mut s, _) = try_raw_client_framing(&b, "raw/deep", Framing::Cbor).expect("handshake");
+    let rss = || {
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+        statm.split(' ').nth(1).unwrap().parse::<u64>().unwrap() * 4096
+    };
+    let before = rss();
+    let chunk = vec![0x81u8; 64 << 10];
+    let mut sent = 0usize;
+    // Until the node closes (a write fails), at most 64 MiB.
+    while sent < 64 << 20 && s.write_all(&chunk).is_ok() {
+        sent += chunk.len();
+    }
+    assert!(closed_by_node(&mut s), "the connection stays open");
+    assert!(sent < 16 << 20, "{sent} bytes accepted before the close");
+    // Other tests run in this process too: the bound is loose, but far
+    // below the gigabyte the uncapped scanner took for 60 MiB.
+    let grown = rss().saturating_sub(before);
+    assert!(grown < 256 << 20, "RSS grew by {grown} bytes");
     still_works(&b);
 }
 

@@ -4,15 +4,25 @@
 //! The scanner walks item headers (skipping string payloads by length) to
 //! find where the next array ends, resuming where it stopped; `ciborium`
 //! then decodes exactly that slice, and the result is converted to JSON
-//! values: byte strings become strings (they must be UTF-8, else the packet
-//! is an error), tags are dropped (their content kept), NaN/±inf become
-//! `null`, `undefined` becomes `null`, integer and byte-string map keys
-//! become string keys.
+//! values: byte strings become strings of one character per octet
+//! (U+0000–U+00FF, as Perl's JSON path sends the same octet strings, so a
+//! Perl packet means the same in both framings), tags are dropped (their
+//! content kept), NaN/±inf become `null`, `undefined` becomes `null`,
+//! integer and byte-string map keys become string keys.
+//!
+//! Nesting deeper than [`MAX_DEPTH`] levels (CBOR::XS's default
+//! `max_depth`) fails the scan at once: the scanner keeps one entry per
+//! open level, so the cap also bounds its memory. A value that cannot be
+//! converted (an integer beyond 64 bits, a text string that is not UTF-8,
+//! an unsupported map key) fails only its own packet.
 
 use ciborium::Value as Cbor;
 use serde_json::{Map, Number, Value};
 
 use super::{Packet, Scan, ScanError};
+
+/// The deepest nesting of arrays, maps and indefinite strings accepted.
+pub(super) const MAX_DEPTH: usize = 512;
 
 /// An open container during the scan.
 #[derive(Clone, Copy)]
@@ -82,7 +92,7 @@ impl Scanner {
                     true
                 }
                 (2..=5, true) => {
-                    self.stack.push(Open::Indefinite);
+                    self.open(Open::Indefinite)?;
                     false
                 }
                 (4 | 5, false) => {
@@ -92,7 +102,7 @@ impl Scanner {
                         arg
                     };
                     if n > 0 {
-                        self.stack.push(Open::Count(n));
+                        self.open(Open::Count(n))?;
                     }
                     n == 0
                 }
@@ -116,6 +126,17 @@ impl Scanner {
                 return Ok(Scan::Complete { start: 0, end });
             }
         }
+    }
+
+    /// Enters a container, refusing nesting beyond [`MAX_DEPTH`].
+    fn open(&mut self, open: Open) -> Result<(), ScanError> {
+        if self.stack.len() >= MAX_DEPTH {
+            return Err(ScanError::Bad(format!(
+                "nesting deeper than {MAX_DEPTH} levels"
+            )));
+        }
+        self.stack.push(open);
+        Ok(())
     }
 
     /// Counts one finished item against the open containers; returns
@@ -146,7 +167,9 @@ impl Scanner {
 
 /// Decodes one complete array and converts it to JSON values.
 pub(super) fn parse(bytes: &[u8]) -> Result<Packet, String> {
-    let value: Cbor = ciborium::from_reader(bytes).map_err(|e| format!("{e:?}"))?;
+    // The scanner allows MAX_DEPTH open containers inside the packet.
+    let value: Cbor = ciborium::de::from_reader_with_recursion_limit(bytes, MAX_DEPTH + 2)
+        .map_err(|e| format!("{e:?}"))?;
     match to_json(value)? {
         Value::Array(a) => Ok(a),
         _ => Err("packet is not an array".to_owned()),
@@ -158,7 +181,7 @@ fn to_json(v: Cbor) -> Result<Value, String> {
         Cbor::Null => Value::Null,
         Cbor::Bool(b) => Value::Bool(b),
         Cbor::Text(s) => Value::String(s),
-        Cbor::Bytes(b) => Value::String(utf8(b)?),
+        Cbor::Bytes(b) => Value::String(octets(&b)),
         Cbor::Integer(i) => Value::Number(integer(i128::from(i))?),
         Cbor::Float(f) => Number::from_f64(f).map_or(Value::Null, Value::Number),
         Cbor::Tag(_, inner) => to_json(*inner)?,
@@ -177,8 +200,10 @@ fn to_json(v: Cbor) -> Result<Value, String> {
     })
 }
 
-fn utf8(b: Vec<u8>) -> Result<String, String> {
-    String::from_utf8(b).map_err(|e| format!("byte string is not UTF-8 ({e})"))
+/// An octet string as Perl's JSON path writes it: each octet the character
+/// of the same code point.
+fn octets(b: &[u8]) -> String {
+    b.iter().copied().map(char::from).collect()
 }
 
 fn integer(i: i128) -> Result<Number, String> {
@@ -194,7 +219,7 @@ fn integer(i: i128) -> Result<Number, String> {
 fn key(k: Cbor) -> Result<String, String> {
     match k {
         Cbor::Text(s) => Ok(s),
-        Cbor::Bytes(b) => utf8(b),
+        Cbor::Bytes(b) => Ok(octets(&b)),
         Cbor::Integer(i) => Ok(i128::from(i).to_string()),
         Cbor::Tag(_, inner) => key(*inner),
         other => Err(format!("unsupported map key {other:?}")),

@@ -150,13 +150,19 @@ impl Decoder {
     }
 
     /// The next complete packet, `Ok(None)` if more bytes are needed.
+    ///
+    /// An [`Error::BadPacket`] skips one well-framed packet whose content
+    /// cannot be converted; call again for the ones after it. Any other
+    /// error is a broken stream, returned again on every later call.
     pub fn next_packet(&mut self) -> Result<Option<Packet>> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
         let res = self.decode_one();
         if let Err(e) = &res {
-            self.failed = Some(e.clone());
+            if e.is_fatal() {
+                self.failed = Some(e.clone());
+            }
         }
         res
     }
@@ -187,17 +193,25 @@ impl Decoder {
             }
             Ok(Scan::Complete { start, end }) => {
                 let bytes = &data[start..end];
+                let offset = offset + start as u64;
                 let packet = match self.framing {
-                    Framing::Json => json::parse(bytes),
-                    Framing::Cbor => cbor::parse(bytes),
+                    // The JSON scanner checks brackets only: text that
+                    // does not parse is a broken stream.
+                    Framing::Json => json::parse(bytes).map_err(|problem| Error::Framing {
+                        framing,
+                        offset,
+                        problem,
+                    }),
+                    // The CBOR scanner checked every item header: what
+                    // fails now is a value, and only its packet is lost.
+                    Framing::Cbor => cbor::parse(bytes).map_err(|problem| Error::BadPacket {
+                        framing,
+                        offset,
+                        problem,
+                    }),
                 };
-                let packet = packet.map_err(|p| Error::Framing {
-                    framing,
-                    offset: offset + start as u64,
-                    problem: p,
-                })?;
                 self.pos += end;
-                Ok(Some(packet))
+                packet.map(Some)
             }
         }
     }
