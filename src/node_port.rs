@@ -161,6 +161,44 @@ pub(crate) fn run_init(node: &Node, func: &str, args: Message) -> Option<Reason>
     }
 }
 
+/// `["snd", PORT, msg...]`: sends `msg` on to `PORT`. A request from
+/// another node keeps that node as the source: a local port sees it in
+/// [`src_node`](crate::src_node), so a peer cannot pass its messages off as
+/// local ones by relaying them through the node port. Relays to this
+/// node's own node port are unwrapped in a loop, never recursively, so no
+/// nesting can exhaust the stack.
+fn relay(node: &Node, mut msg: Message, src: Option<&Arc<NodeId>>) {
+    // `msg[at]` is the next destination; the elements before it are
+    // unwrapped relays, dropped once at the end.
+    let mut at = 0;
+    let port = loop {
+        let port = match msg.get(at).map(PortId::try_from) {
+            Some(Ok(port)) => port,
+            Some(Err(e)) => return log::warn!("node port: bad snd relay request: {e}"),
+            None => return log::warn!("node port: snd relay request without a port"),
+        };
+        at += 1;
+        let again = node.port_is_local(&port)
+            && port.is_node_port()
+            && msg.get(at).and_then(Value::as_str) == Some("snd");
+        if !again {
+            break port;
+        }
+        at += 1;
+    };
+    msg.0.drain(..at);
+    if !node.port_is_local(&port) {
+        node.snd(&port, msg);
+    } else if port.is_node_port() {
+        route(node, msg, src);
+    } else {
+        match src {
+            Some(src) => node.deliver_from(port.name(), msg, src),
+            None => node.snd(&port, msg),
+        }
+    }
+}
+
 /// Serves a request `[tag, args...]` sent to this node's node port.
 ///
 /// Built-in requests are handled at once, on the sending (or, later,
@@ -181,9 +219,7 @@ pub(crate) fn route(node: &Node, mut msg: Message, src: Option<&Arc<NodeId>>) {
         "" | "devnull" => {}
         "snd" => {
             msg.remove(0);
-            if let Err(e) = node.snd_list(msg) {
-                log::warn!("node port: bad snd relay request: {e}");
-            }
+            relay(node, msg, src);
         }
         "time" => reply(node, &msg[1..], vec![Value::from(unix_time())]),
         "can" => {

@@ -202,6 +202,39 @@ fn deep_cbor_nesting_closes_the_connection_without_memory_growth() {
     still_works(&b);
 }
 
+/// A message relayed through the node port (`["", "snd", PORT, ...]`)
+/// comes from the relaying node: `src_node()` names it, so a peer cannot
+/// pass a message off as local. Relays nested through the node port many
+/// times over are unwrapped without recursion.
+#[test]
+fn a_relayed_message_has_the_relaying_node_as_source() {
+    let b = node("b");
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let p = b.port_fn(move |m| {
+        let _ = tx.send((m, aemp::src_node().map(|n| n.to_string())));
+    });
+    let (mut s, _) = raw_client(&b, "raw/relay");
+    let node_port = b.node_port().to_string();
+    let mut nested = vec![serde_json::json!(""), "snd".into()];
+    for _ in 0..100_000 {
+        nested.push(node_port.clone().into());
+        nested.push("snd".into());
+    }
+    nested.push(p.to_string().into());
+    nested.push("deep".into());
+    let packets = format!(
+        "[\"\",\"snd\",\"{p}\",\"relayed\"]{}",
+        serde_json::Value::Array(nested)
+    );
+    s.write_all(packets.as_bytes()).unwrap();
+    let src = Some("raw/relay".to_string());
+    assert_eq!(recv(&rx), (msg!["relayed"], src.clone()));
+    assert_eq!(recv(&rx), (msg!["deep"], src));
+    // A local relay stays local.
+    b.snd(b.node_port(), msg!["snd", p.to_string(), "local"]);
+    assert_eq!(recv(&rx), (msg!["local"], None));
+}
+
 #[test]
 fn unknown_requests_are_refused_and_the_connection_stays() {
     let b = node("b");
