@@ -116,6 +116,7 @@ pub(crate) fn prepare(
             greeted: HashMap::new(),
             again: Vec::new(),
             rbuf: vec![0; 64 << 10],
+            accept_retry: None,
         };
         std::thread::Builder::new()
             .name(name)
@@ -150,7 +151,14 @@ struct Reactor {
     /// Connections whose read budget ran out: read again next turn.
     again: Vec<Token>,
     rbuf: Vec<u8>,
+    /// After an accept error (out of file descriptors): when to try the
+    /// listeners again. They are edge-triggered, so a client already
+    /// waiting in the kernel's queue would otherwise wait for the next one.
+    accept_retry: Option<Instant>,
 }
+
+/// How long after a failed accept the listeners are tried again.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
 impl Reactor {
     fn run(mut self) {
@@ -267,11 +275,17 @@ impl Reactor {
                 d.next_at.min(d.deadline)
             }
         });
-        hs.chain(dials).min()
+        hs.chain(dials).chain(self.accept_retry).min()
     }
 
     fn timers(&mut self) {
         let now = Instant::now();
+        if self.accept_retry.is_some_and(|t| t <= now) {
+            self.accept_retry = None;
+            for i in 0..self.listeners.len() {
+                self.accept(i);
+            }
+        }
         let expired: Vec<Token> = self
             .conns
             .iter()
@@ -446,8 +460,15 @@ impl Reactor {
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(e) => {
-                    // E.g. out of file descriptors: the listener stays.
-                    log::warn!("{}: accept failed: {e}", self.net.id);
+                    // E.g. out of file descriptors: the listener stays,
+                    // and is tried again soon (see `accept_retry`).
+                    if self.accept_retry.is_none() {
+                        log::warn!(
+                            "{}: accept failed: {e}; trying again every {ACCEPT_RETRY:?}",
+                            self.net.id
+                        );
+                    }
+                    self.accept_retry = Some(Instant::now() + ACCEPT_RETRY);
                     return;
                 }
             }

@@ -1,6 +1,9 @@
 //! Nodes in child processes: this test binary re-runs itself with
-//! `AEMP_NET_CHILD` set, and the `child_node` test then serves as the
-//! child node until it is killed.
+//! `AEMP_NET_CHILD` set and `--ignored --exact process::child_node`, which
+//! then serves as the child node until it is killed (`child_node` is
+//! ignored, so a normal run never takes it for a test). With
+//! `AEMP_NET_CHILD_NOFILE=N` the child first lowers its file descriptor
+//! limit to N.
 
 use super::*;
 use aemp::msg;
@@ -17,8 +20,18 @@ struct ChildNode {
 
 impl ChildNode {
     fn start() -> ChildNode {
-        let mut child = Command::new(std::env::current_exe().unwrap())
+        ChildNode::start_with(None)
+    }
+
+    /// A child node whose file descriptor limit is `nofile`, if given.
+    fn start_with(nofile: Option<u64>) -> ChildNode {
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        if let Some(n) = nofile {
+            cmd.env("AEMP_NET_CHILD_NOFILE", n.to_string());
+        }
+        let mut child = cmd
             .args([
+                "--ignored",
                 "--exact",
                 "process::child_node",
                 "--nocapture",
@@ -70,9 +83,22 @@ impl Drop for ChildNode {
 
 /// The child node: an echo port (`[reply_port, msg...]` → `msg...` to it).
 #[test]
+#[ignore = "the child process of the tests in process.rs"]
 fn child_node() {
-    if std::env::var_os("AEMP_NET_CHILD").is_none() {
-        return;
+    assert!(
+        std::env::var_os("AEMP_NET_CHILD").is_some(),
+        "child_node is the child process of the tests in process.rs"
+    );
+    if let Some(n) = std::env::var("AEMP_NET_CHILD_NOFILE")
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
+        let lim = libc::rlimit {
+            rlim_cur: n,
+            rlim_max: n,
+        };
+        // SAFETY: setrlimit with a valid struct, for this process.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
     }
     let n = node("child");
     let node = n.clone();
@@ -123,4 +149,37 @@ fn kill_9_fires_each_monitor_once_43() {
     assert_eq!(got, vec![0, 1, 2]);
     nothing(&fired, 300);
     assert_eq!(a.node_is_up(&child.node), Some(false));
+}
+
+/// A node out of file descriptors keeps its listener: once descriptors are
+/// free again, a client already waiting in the kernel's accept queue is
+/// greeted, without another connection having to arrive first.
+#[test]
+fn accept_resumes_after_running_out_of_file_descriptors() {
+    use std::io::Read;
+    let child = ChildNode::start_with(Some(64));
+    // More connections than the child has descriptors: it accepts until
+    // EMFILE, the rest wait in its accept queue.
+    let hogs: Vec<std::net::TcpStream> = (0..80)
+        .map(|_| std::net::TcpStream::connect(&child.addr).unwrap())
+        .collect();
+    let mut waiting = std::net::TcpStream::connect(&child.addr).unwrap();
+    let mut buf = [0u8; 256];
+    waiting
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    assert!(
+        waiting.read(&mut buf).is_err(),
+        "greeted although the child should be out of descriptors"
+    );
+    drop(hogs);
+    waiting.set_read_timeout(Some(LIMIT)).unwrap();
+    let n = waiting
+        .read(&mut buf)
+        .expect("no greeting after descriptors were freed");
+    assert!(
+        buf[..n].starts_with(b"aemp;"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
 }
