@@ -108,16 +108,41 @@ impl DbNode {
 
     /// A connection to `node` completed; `seed` says whether it is one of
     /// our seeds (then it is sent `g_slave` and may become our master).
+    ///
+    /// Everything is announced once per connection: a second call for a
+    /// peer that is up only tells, with `seed`, that it is a seed after
+    /// all (see [`peer_is_seed`](DbNode::peer_is_seed)). A global node
+    /// (Perl's as ours) takes every `g_global` as a fresh start and wipes
+    /// what the sender told it before, which the sender never repeats.
     pub fn peer_up(&mut self, node: &str, seed: bool) {
         if node == self.me {
             warn!("{}: peer_up for ourselves ignored", self.me);
             return;
         }
-        self.peers.insert(node.to_owned());
+        if !self.peers.insert(node.to_owned()) {
+            debug!("{}: peer_up for {node}, which is up already", self.me);
+            if seed {
+                self.peer_is_seed(node);
+            }
+            return;
+        }
         if let Some(g) = &mut self.global {
             g.peer_up(node);
         }
         self.slave.peer_up(node, seed);
+        self.pump();
+    }
+
+    /// The connected peer `node` turned out to be one of our seeds (our own
+    /// seed connection reached it after its connection came up): it is
+    /// sent `g_slave` and may become our master. Nothing else is sent
+    /// again.
+    pub fn peer_is_seed(&mut self, node: &str) {
+        if !self.peers.contains(node) {
+            debug!("{}: {node} is a seed, but not up", self.me);
+            return;
+        }
+        self.slave.peer_up(node, true);
         self.pump();
     }
 

@@ -144,7 +144,7 @@ impl GlobalNode {
                 }
                 self.all.replace_owner(from, db, &mut all);
             }
-            GPacket::Global => self.on_global(from, &mut rep),
+            GPacket::Global => self.on_global(from, &mut all, &mut rep),
             GPacket::Query { kind, family, id } => {
                 let answer = match kind {
                     QueryKind::Family => wire::family_value(&self.all.family(&family)),
@@ -196,10 +196,15 @@ impl GlobalNode {
 
     /// `g_global` from another global node: mesh with it and send it what
     /// we represent. A former slave of ours stops being represented by us.
-    fn on_global(&mut self, from: &str, rep: &mut Changes) {
+    ///
+    /// As Perl's handler, every `g_global` is a fresh start: what `from`
+    /// told us before (its `g_set` data, with its `'g` and `'l` entries)
+    /// is wiped first. So a node must announce itself once per connection.
+    fn on_global(&mut self, from: &str, all: &mut Changes, rep: &mut Changes) {
         if from == self.me {
             return;
         }
+        self.all.remove_owner(from, all);
         if self.slaves.remove(from) {
             self.rep.remove_owner(from, rep);
             for mons in self.monitors.values_mut() {

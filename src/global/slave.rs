@@ -206,13 +206,11 @@ impl Slave {
     /// A connection to `node` came up. A seed is sent `["","g_slave"]` (it
     /// becomes global) and, if we have no master, becomes our master.
     pub fn peer_up(&mut self, node: &str, seed: bool) {
-        if !seed || node == self.me {
+        if !seed || node == self.me || self.seeds.iter().any(|s| s == node) {
             return;
         }
         self.out.push((node.into(), wire::packet("g_slave", [])));
-        if !self.seeds.iter().any(|s| s == node) {
-            self.seeds.push(node.into());
-        }
+        self.seeds.push(node.into());
         if self.master.is_none() && !self.own_master {
             self.set_master(Some(node.into()));
         }

@@ -279,7 +279,7 @@ impl Glue {
             if let Some(told) = st.up.get_mut(node) {
                 if !*told {
                     *told = true;
-                    st.db.peer_up(node, true);
+                    st.db.peer_is_seed(node);
                 }
             }
         });
@@ -380,7 +380,7 @@ impl Glue {
                     st.seed_nodes.insert(n.clone());
                     if !*told {
                         *told = true;
-                        st.db.peer_up(&n, true);
+                        st.db.peer_is_seed(&n);
                     }
                 }
             }

@@ -413,3 +413,56 @@ fn a_global_node_answers_its_own_requests_at_once() {
         .iter()
         .any(|e| matches!(e, Event::DbMon(ev) if ev.monitors == [m] && ev.add == keys)));
 }
+
+#[test]
+fn a_global_node_found_again_by_its_seed_connection_sends_g_global_once() {
+    // Observed with Perl: g2 connected to g1 first (not yet known as a
+    // seed), then g1's own seed connection identified g2. A second
+    // g_global makes the receiver wipe what the sender told it (Perl's
+    // g_global handler begins with g_disconnect), and g_set never comes
+    // again: s2 would never see s1's entries.
+    let mut sim = Sim::new();
+    sim.add_global("g1");
+    sim.add_global("g2");
+    sim.connect("g1", "g2", false, false);
+    for (s, g, v) in [("s1", "g1", 1), ("s2", "g2", 2)] {
+        sim.add(s);
+        sim.connect_seeds(s, &[g]);
+        sim.set(s, "f", s, json!(v));
+    }
+    sim.run();
+    sim.seed_identified("g1", "g2");
+    sim.seed_identified("g2", "g1");
+    sim.run();
+    let globals = sim
+        .wire
+        .iter()
+        .filter(|(f, t, p)| f == "g1" && t == "g2" && p[1] == "g_global")
+        .count();
+    assert_eq!(globals, 1);
+    for n in ["g1", "g2", "s1", "s2"] {
+        let fam = sim.family(n, "f");
+        assert_eq!(fam.keys().collect::<Vec<_>>(), ["s1", "s2"], "{n}");
+    }
+}
+
+#[test]
+fn a_second_g_global_wipes_what_its_sender_told_before() {
+    // Perl's rule, modelled: every g_global is a fresh start.
+    let mut sim = cluster();
+    sim.set("s4", "f", "k4", json!(4));
+    sim.run();
+    assert_eq!(sim.family("s1", "f").len(), 1);
+    sim.node("g1").packet("g2", "g_global", &[]);
+    sim.collect("g1");
+    assert!(sim
+        .node("g1")
+        .global_store()
+        .unwrap()
+        .family("f")
+        .is_empty());
+    // g1 sent its own g_set to g2 again; g2's data comes back only with
+    // g2's next g_set.
+    sim.run();
+    assert!(sim.family("s1", "f").is_empty());
+}

@@ -38,6 +38,10 @@ pub struct Sim {
     pub calls: BTreeMap<String, BTreeMap<MonId, usize>>,
     /// Packets sent, for checks on what went over the wire: (from, to, packet).
     pub wire: Vec<(String, String, Vec<Value>)>,
+    /// (from, to) that sent `g_global` on their current link: a second one
+    /// fails the test, as it breaks a Perl global node (its `g_global`
+    /// handler wipes what the sender told it before, and so does ours).
+    announced: BTreeSet<(String, String)>,
 }
 
 fn pair(a: &str, b: &str) -> (String, String) {
@@ -74,10 +78,20 @@ impl Sim {
     /// Connects `a` and `b`; `a_seeds_b`: b is one of a's seeds, and so on.
     pub fn connect(&mut self, a: &str, b: &str, a_seeds_b: bool, b_seeds_a: bool) {
         assert!(self.links.insert(pair(a, b)), "{a}-{b} already up");
+        self.announced.remove(&(a.into(), b.into()));
+        self.announced.remove(&(b.into(), a.into()));
         self.node(a).peer_up(b, a_seeds_b);
         self.collect(a);
         self.node(b).peer_up(a, b_seeds_a);
         self.collect(b);
+    }
+
+    /// `a`'s own seed connection reached `b`, which is connected already
+    /// (the driver tells the database again, now as a seed).
+    pub fn seed_identified(&mut self, a: &str, b: &str) {
+        assert!(self.links.contains(&pair(a, b)), "{a}-{b} not up");
+        self.node(a).peer_up(b, true);
+        self.collect(a);
     }
 
     /// A slave connects to its seeds in order: the first becomes its master.
@@ -131,6 +145,12 @@ impl Sim {
         for (to, p) in packets {
             assert_ne!(to, id, "packets to self must stay inside the node");
             self.wire.push((id.into(), to.clone(), p.clone()));
+            if p.get(1).is_some_and(|t| t == "g_global") {
+                assert!(
+                    self.announced.insert((id.into(), to.clone())),
+                    "{id} sent g_global to {to} twice on one connection"
+                );
+            }
             if self.links.contains(&pair(id, &to)) {
                 self.queues.entry((id.into(), to)).or_default().push_back(p);
             }
