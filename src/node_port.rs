@@ -76,6 +76,24 @@ impl Node {
         true
     }
 
+    /// Whether `name` can be resolved without running user code: `Some(true)`
+    /// if registered, `Some(false)` if no loader that may still register it
+    /// is left to run, `None` if one is.
+    fn resolvable(&self, name: &str) -> Option<bool> {
+        let fns = self.inner.functions.read();
+        if fns.by_name.contains_key(name) {
+            return Some(true);
+        }
+        let mut package = name;
+        while let Some((parent, _)) = package.rsplit_once("::") {
+            if fns.loaders.contains_key(parent) && !fns.loaded.contains(parent) {
+                return None;
+            }
+            package = parent;
+        }
+        Some(false)
+    }
+
     /// The function registered under `name`, running package loaders if
     /// needed.
     pub(crate) fn function(&self, name: &str) -> Option<Func> {
@@ -107,8 +125,34 @@ impl Node {
     ///
     /// The init function never runs before `spawn` returns; messages sent
     /// to the new port before it ran are delivered in order once it
-    /// installed its callbacks. An unknown name or a panicking init kills
-    /// the port with `["die", ...]`. `func` must contain `::`.
+    /// installed its callbacks. A panicking init kills the port with
+    /// `["die", ...]`. `func` must contain `::`.
+    ///
+    /// A name the target node cannot resolve when the request arrives
+    /// creates no port at all: the target logs a warning naming the
+    /// function and the asking node, and every monitor of the returned
+    /// port gets `["no_such_port", ...]`, whenever it was placed. This is
+    /// AnyEvent::MP's answer too (its init runs, and fails, before any
+    /// monitor can arrive), and it does not depend on timing. (Only a name
+    /// whose package loader is still to run is looked up with the init,
+    /// on the dispatcher; if the loader does not register it, the port
+    /// dies with `["die", "unable to resolve function ..."]`.)
+    ///
+    /// ```
+    /// use aemp::{msg, Node};
+    /// let node = Node::new("doc/spawn").unwrap();
+    /// node.register("doc::echo", |_args| {
+    ///     let me = aemp::self_port().unwrap();
+    ///     aemp::rcv_default(&me, |m| println!("echo got {m}")).unwrap();
+    /// });
+    /// let echo = node.spawn(node.id(), "doc::echo", msg![]).unwrap();
+    /// node.snd(&echo, msg!["hello"]);
+    ///
+    /// let (tx, rx) = crossbeam_channel::bounded(1);
+    /// let missing = node.spawn(node.id(), "doc::missing", msg![]).unwrap();
+    /// node.mon(&missing, move |r| tx.send(r).unwrap()).forget();
+    /// assert_eq!(rx.recv().unwrap().kind(), Some("no_such_port"));
+    /// ```
     pub fn spawn(&self, node: &NodeId, func: &str, args: Message) -> Result<PortId> {
         if !func.contains("::") {
             return Err(Error::InvalidFunctionName {
@@ -118,7 +162,7 @@ impl Node {
         }
         let name = self.new_spawn_name();
         if node == self.id() {
-            self.spawn_named(&name, func, args);
+            self.spawn_named(&name, func, args, None);
         } else {
             let mut request = crate::msg![SPAWN, &name, func];
             request.extend(args);
@@ -135,7 +179,22 @@ impl Node {
         self.snd(&node.node_port(), request);
     }
 
-    pub(crate) fn spawn_named(&self, name: &str, func: &str, args: Message) {
+    /// Creates the spawned port `name` (see [`spawn`](Node::spawn)); `src`
+    /// is the asking node, `None` for this one.
+    pub(crate) fn spawn_named(
+        &self,
+        name: &str,
+        func: &str,
+        args: Message,
+        src: Option<&Arc<NodeId>>,
+    ) {
+        if self.resolvable(func) == Some(false) {
+            let from = src.map_or_else(|| "this node".to_string(), |n| format!("node {n}"));
+            log::warn!(
+                "spawn from {from}: unable to resolve function '{func}'; no port {name} created"
+            );
+            return;
+        }
         let id = PortId::from_parts(self.id().as_str(), name);
         let cell = self.new_cell(id, Handlers::new(DefaultHandler::Ignore));
         if !self.insert_named(&cell) {
@@ -232,7 +291,7 @@ pub(crate) fn route(node: &Node, mut msg: Message, src: Option<&Arc<NodeId>>) {
             (Some(Value::String(name)), Some(Value::String(func))) => {
                 let (name, func) = (name.clone(), func.clone());
                 let args: Message = msg.0.drain(3..).collect();
-                node.spawn_named(&name, &func, args);
+                node.spawn_named(&name, &func, args, src);
             }
             _ => log::warn!("node port: malformed spawn request {msg}"),
         },

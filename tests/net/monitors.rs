@@ -139,11 +139,22 @@ fn remote_spawn_and_two_way_monitoring_55() {
 }
 
 #[test]
-fn unknown_spawn_function_kills_with_die_55() {
+fn spawning_an_unknown_function_gives_no_such_port_every_time_55() {
+    // The answer must not depend on whether the monitor arrives before
+    // the init would have run: no port is created at all.
     let (a, b) = pair();
+    for _ in 0..20 {
+        let p = a.spawn(b.id(), "No::such", msg![]).unwrap();
+        let (_g, rx) = mon_chan(&a, &p);
+        assert_eq!(recv(&rx).kind(), Some("no_such_port"));
+    }
+    // A monitor placed after a round trip: the same.
     let p = a.spawn(b.id(), "No::such", msg![]).unwrap();
+    let (probe, rx) = sink(&a);
+    a.snd(b.node_port(), msg!["time", &probe]);
+    recv(&rx);
     let (_g, rx) = mon_chan(&a, &p);
-    assert_eq!(recv(&rx).kind(), Some("die"));
+    assert_eq!(recv(&rx).kind(), Some("no_such_port"));
 }
 
 #[test]
