@@ -41,10 +41,17 @@ pub struct Config {
     /// PEM (so nodes share one self-signed certificate, or one CA); then
     /// no secret is needed. A cert on one side only falls back to hmac.
     pub cert: Option<String>,
-    /// How long a handshake and a connection attempt may take before the
-    /// node counts as unreachable. Default 30 s.
+    /// How long connection attempts to a node go on (after its monitors
+    /// fired, see `connect_interval`, so that the node is connected when
+    /// it comes up), how long a handshake may take, and the cap of the
+    /// seeds' retry back-off. Default 30 s.
     pub monitor_timeout: Duration,
-    /// Delay between connection attempts to the next address. Default 2 s.
+    /// The delay between connection attempts to a node's next address,
+    /// and the connect timeout: when no connection to a node is up this
+    /// long after the attempts began (and no handshake with it is under
+    /// way), every monitor of that node fires with
+    /// `["transport_error", NODE, "connect timeout"]` and the messages
+    /// queued for it are dropped, as in AnyEvent::MP 2.02. Default 2 s.
     pub connect_interval: Duration,
     /// Framings we accept, preferred first. Default `cbor,json`.
     pub framings: Vec<Framing>,

@@ -1,11 +1,12 @@
 //! The reactor: one mio thread per networked node owning its listeners
 //! and connections. It accepts, connects (addresses in turn,
-//! `connect_interval` apart, until `monitor_timeout`), drives handshakes,
+//! `connect_interval` apart, until `monitor_timeout`; the node's monitors
+//! fire after `connect_interval` without a connection), drives handshakes,
 //! writes outgoing buffers and routes incoming packets into port inboxes.
 //! It never runs user code and never blocks except in `poll`.
 
 use super::conn::{Conn, Phase, ReadState};
-use super::remote::Remote;
+use super::remote::{DialState, Remote};
 use super::tls::Tls;
 use super::{requests, Net};
 use crate::busy::BusyWait;
@@ -127,12 +128,27 @@ pub(crate) fn prepare(
     Ok((handle, addrs, start))
 }
 
+/// `base` ±10%, so that two nodes dialing each other drift apart.
+fn jitter(base: Duration) -> Duration {
+    // Cheap jitter from the clock: no need for good randomness here.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    base.mul_f64(0.9 + f64::from(nanos % 1000) / 5000.0)
+}
+
 /// Connection attempts to one node.
 struct Dial {
     remote: Arc<Remote>,
     /// Index of the next address to try.
     next: usize,
     next_at: Instant,
+    /// When the node's monitors fire if no connection is up yet: the
+    /// "connect timeout", `connect_interval` after the attempts began (as
+    /// Perl 2.02). `None` once they fired; the attempts go on.
+    fire_at: Option<Instant>,
+    /// When the attempts stop: `monitor_timeout` after the latest wish
+    /// to connect.
     deadline: Instant,
     /// The connection of the latest attempt.
     attempt: Option<Token>,
@@ -221,15 +237,23 @@ impl Reactor {
             }
             Cmd::Dial(remote) => {
                 let now = Instant::now();
-                self.dials
+                let (mt, ci) = (self.net.monitor_timeout, self.net.connect_interval);
+                let fire_at = now + ci.min(mt);
+                let dial = self
+                    .dials
                     .entry(remote.id.to_string())
                     .or_insert_with(|| Dial {
                         remote,
                         next: 0,
                         next_at: now,
-                        deadline: now + self.net.monitor_timeout,
+                        fire_at: Some(fire_at),
+                        deadline: now + mt,
                         attempt: None,
                     });
+                // Attempts still running after an earlier time-out: the
+                // new wish gets its own connect timeout.
+                dial.fire_at.get_or_insert(fire_at);
+                dial.deadline = dial.deadline.max(now + mt);
             }
             Cmd::Connect(text, addrs) => {
                 if let Some(addr) = addrs.first() {
@@ -272,7 +296,9 @@ impl Reactor {
             if self.dial_busy(k, d) {
                 d.deadline
             } else {
-                d.next_at.min(d.deadline)
+                d.next_at
+                    .min(d.deadline)
+                    .min(d.fire_at.unwrap_or(d.deadline))
             }
         });
         hs.chain(dials).chain(self.accept_retry).min()
@@ -300,23 +326,39 @@ impl Reactor {
         let due: Vec<String> = self
             .dials
             .iter()
-            .filter(|(_, d)| d.next_at <= now || d.deadline <= now)
+            .filter(|(_, d)| {
+                d.next_at <= now || d.deadline <= now || d.fire_at.is_some_and(|t| t <= now)
+            })
             .map(|(k, _)| k.clone())
             .collect();
         for key in due {
             let Some(mut dial) = self.dials.remove(&key) else {
                 continue;
             };
-            if !self.net.wants_connection(&dial.remote) {
+            let link = dial.remote.dial_state();
+            if link == DialState::Up || (link != DialState::Connecting && dial.fire_at.is_some()) {
+                // Connected, or no longer wanted.
                 continue;
             }
-            if dial.deadline <= now {
-                self.net.fail(&dial.remote, None, "unable to connect");
+            let busy = self.dial_busy(&key, &dial);
+            let over = dial.deadline <= now;
+            let fire = dial.fire_at.is_some_and(|t| t <= now) && !busy;
+            if link == DialState::Connecting && (over || fire) {
+                // No connection within `connect_interval`: the monitors
+                // fire and the queue goes (a handshake under way gets its
+                // own time first). The attempts go on until
+                // `monitor_timeout`, so the node is connected when it
+                // comes up.
+                self.net.fail(&dial.remote, None, "connect timeout");
+                dial.fire_at = None;
+            }
+            if over {
                 continue;
             }
-            if self.dial_busy(&key, &dial) {
-                // A handshake with the node is under way: a second
-                // connection would only race it.
+            if busy || dial.next_at > now || link == DialState::Settling {
+                // Not its turn; or a handshake with the node is under way
+                // (a second connection would only race it); or its
+                // monitors are firing (a connection must wait for them).
                 self.dials.insert(key, dial);
                 continue;
             }
@@ -348,6 +390,20 @@ impl Reactor {
         }
     }
 
+    /// A connection attempt to `node` ended without a connection (refused,
+    /// or closed in the handshake, e.g. while the node's end of a lost
+    /// connection still fires its monitors): before the connect timeout,
+    /// the next attempt comes sooner than `connect_interval`, so that one
+    /// refusal does not use up the whole time.
+    fn attempt_failed(&mut self, node: &str, token: Token) {
+        let soon = Instant::now() + jitter(self.net.connect_interval / 4);
+        if let Some(d) = self.dials.get_mut(node) {
+            if d.attempt == Some(token) && d.fire_at.is_some() {
+                d.next_at = d.next_at.min(soon);
+            }
+        }
+    }
+
     /// Whether a handshake with the dialed node is running: our latest
     /// attempt past its TCP connect, or a connection from the node.
     fn dial_busy(&self, key: &str, dial: &Dial) -> bool {
@@ -369,13 +425,7 @@ impl Reactor {
     fn spacing(&self, n: usize) -> Duration {
         let ci = self.net.connect_interval;
         let share = self.net.monitor_timeout.saturating_sub(ci) / n.max(1) as u32;
-        let base = if share.is_zero() { ci } else { ci.min(share) };
-        // Cheap jitter from the clock: no need for good randomness here.
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let factor = 0.9 + f64::from(nanos % 1000) / 5000.0;
-        base.mul_f64(factor)
+        jitter(if share.is_zero() { ci } else { ci.min(share) })
     }
 
     fn handshake(&self, addr: &str) -> Box<Handshake> {
@@ -727,6 +777,9 @@ impl Reactor {
 
     /// Closes a connection (already removed from `conns`).
     fn finish(&mut self, token: Token, mut conn: Conn, why: &str) {
+        if let (Some(Some(remote)), Phase::Handshake(_)) = (&conn.dialed, &conn.phase) {
+            self.attempt_failed(remote.id.as_str(), token);
+        }
         let _ = self.poll.registry().deregister(&mut conn.sock);
         // Senders may hold a second handle on the socket: shut it down so
         // the peer sees the end now.

@@ -458,10 +458,28 @@ impl Net {
             Link::Idle | Link::Connecting => Ok(()),
         }
     }
+}
 
-    /// Whether `remote` still wants a connection (for dialing).
-    pub(crate) fn wants_connection(&self, remote: &Remote) -> bool {
-        matches!(remote.st.lock().link, Link::Connecting)
+/// Where a remote's link stands, for the reactor's connection attempts.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum DialState {
+    /// Sends are queued for a connection.
+    Connecting,
+    /// Nothing waits for a connection (attempts may go on).
+    Idle,
+    /// A lost connection's monitors are firing: no new one yet.
+    Settling,
+    Up,
+}
+
+impl Remote {
+    pub(crate) fn dial_state(&self) -> DialState {
+        match self.st.lock().link {
+            Link::Connecting => DialState::Connecting,
+            Link::Idle => DialState::Idle,
+            Link::Down | Link::Firing(_) => DialState::Settling,
+            Link::Up(_) => DialState::Up,
+        }
     }
 }
 

@@ -41,6 +41,52 @@ fn unreachable_node_never_throws_and_monitors_fire_19() {
 }
 
 #[test]
+fn an_unreachable_nodes_monitors_fire_after_connect_interval() {
+    // As Perl 2.02: `connect_interval` after the attempts began, with no
+    // connection, the monitors fire with "connect timeout" (not after
+    // `monitor_timeout`, which is how long the attempts go on).
+    let ci = Duration::from_millis(300);
+    let a = Node::with_config(
+        cfg("a")
+            .monitor_timeout(Duration::from_secs(60))
+            .connect_interval(ci),
+    )
+    .unwrap();
+    // An address the OS chose and nobody listens on now.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let late: aemp::PortId = format!("late/{port}#p1").parse().unwrap();
+    a.add_address(&late.node_id(), &format!("127.0.0.1:{port}"))
+        .unwrap();
+    let start = std::time::Instant::now();
+    let (tx, rx) = crossbeam_channel::unbounded();
+    a.mon(&late, move |r| tx.send(r).unwrap()).forget();
+    a.snd(&late, msg!["lost"]);
+    let reason = recv(&rx);
+    assert!(start.elapsed() >= ci, "fired after {:?}", start.elapsed());
+    assert_eq!(
+        reason,
+        aemp::Reason(msg!["transport_error", late.node(), "connect timeout"].0)
+    );
+    // The attempts go on: once the node listens there it is connected,
+    // with nothing sent meanwhile.
+    let b = Node::with_config(with_id(
+        Config::new("")
+            .bind(format!("127.0.0.1:{port}"))
+            .secret("s"),
+        late.node(),
+    ))
+    .unwrap();
+    eventually(|| a.node_is_up(b.id()) == Some(true));
+    let (p, rxp) = sink(&b);
+    a.snd(&p, msg!["after"]);
+    assert_eq!(recv(&rxp), msg!["after"]);
+}
+
+#[test]
 fn cbor_and_json_nodes_talk_both_ways_74() {
     use aemp::transport::Framing;
     let a = Node::with_config(cfg("json").framings(&[Framing::Json])).unwrap();
