@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use aemp::transport::framing::{encode, Decoder, Framing, Packet};
+use aemp::transport::framing::{encode, encode_packet, Decoder, Framing, Packet};
 use aemp::transport::greeting::Greeting;
 use aemp::transport::handshake::{Config, Handshake};
 use proptest::prelude::*;
@@ -82,6 +82,19 @@ proptest! {
     fn cbor_roundtrip(packets in prop::collection::vec(arb_packet(), 0..6),
                       cuts in prop::collection::vec(any::<usize>(), 0..10)) {
         roundtrip(Framing::Cbor, &packets, &cuts)?;
+    }
+
+    #[test]
+    fn encode_packet_writes_the_bytes_of_encode(port in "[ -~]{0,30}|.{0,300}",
+                                                msg in prop::collection::vec(arb_value(), 0..30)) {
+        for f in Framing::ALL {
+            let mut packet = vec![Value::from(port.clone())];
+            packet.extend(msg.iter().cloned());
+            let (mut ours, mut whole) = (vec![7u8], vec![7u8]);
+            encode_packet(f, &port, &msg, &mut ours).unwrap();
+            encode(f, &packet, &mut whole).unwrap();
+            prop_assert_eq!(&ours, &whole);
+        }
     }
 
     #[test]

@@ -61,13 +61,79 @@ pub fn encode(framing: Framing, packet: &[Value], out: &mut Vec<u8>) -> Result<(
         Framing::Json => serde_json::to_writer(&mut *out, packet).map_err(|e| e.to_string()),
         Framing::Cbor => ciborium::into_writer(packet, &mut *out).map_err(|e| e.to_string()),
     };
-    res.map_err(|problem| {
-        out.truncate(before);
-        Error::Encode {
-            framing: framing.name(),
-            problem,
-        }
-    })
+    res.map_err(|problem| encode_failed(framing, out, before, problem))
+}
+
+/// Appends the packet `[port, msg...]` encoded in `framing` to `out`: the
+/// same bytes as [`encode`] of that packet, without assembling it (the
+/// send path has the port name and the message apart).
+///
+/// ```
+/// use aemp::transport::framing::{encode, encode_packet, Framing};
+/// use serde_json::json;
+/// let msg = [json!("tag"), json!([1, 2])];
+/// for f in Framing::ALL {
+///     let (mut a, mut b) = (Vec::new(), Vec::new());
+///     encode_packet(f, "port1", &msg, &mut a).unwrap();
+///     encode(f, &[json!("port1"), json!("tag"), json!([1, 2])], &mut b).unwrap();
+///     assert_eq!(a, b);
+/// }
+/// ```
+pub fn encode_packet(framing: Framing, port: &str, msg: &[Value], out: &mut Vec<u8>) -> Result<()> {
+    let before = out.len();
+    let res = match framing {
+        Framing::Json => (|| {
+            out.push(b'[');
+            serde_json::to_writer(&mut *out, port)?;
+            for v in msg {
+                out.push(b',');
+                serde_json::to_writer(&mut *out, v)?;
+            }
+            out.push(b']');
+            Ok::<_, serde_json::Error>(())
+        })()
+        .map_err(|e| e.to_string()),
+        Framing::Cbor => (|| {
+            // A definite-length array head and the port name's text head,
+            // exactly as ciborium writes them.
+            cbor_head(out, 4, msg.len() as u64 + 1);
+            cbor_head(out, 3, port.len() as u64);
+            out.extend_from_slice(port.as_bytes());
+            for v in msg {
+                ciborium::into_writer(v, &mut *out)?;
+            }
+            Ok::<_, ciborium::ser::Error<std::io::Error>>(())
+        })()
+        .map_err(|e| e.to_string()),
+    };
+    res.map_err(|problem| encode_failed(framing, out, before, problem))
+}
+
+fn encode_failed(framing: Framing, out: &mut Vec<u8>, before: usize, problem: String) -> Error {
+    out.truncate(before);
+    Error::Encode {
+        framing: framing.name(),
+        problem,
+    }
+}
+
+/// A CBOR head (RFC 8949 §3): major type and argument, shortest form.
+fn cbor_head(out: &mut Vec<u8>, major: u8, n: u64) {
+    let m = major << 5;
+    if n < 24 {
+        out.push(m | n as u8);
+    } else if n <= u8::MAX as u64 {
+        out.extend_from_slice(&[m | 24, n as u8]);
+    } else if n <= u16::MAX as u64 {
+        out.push(m | 25);
+        out.extend_from_slice(&(n as u16).to_be_bytes());
+    } else if n <= u32::MAX as u64 {
+        out.push(m | 26);
+        out.extend_from_slice(&(n as u32).to_be_bytes());
+    } else {
+        out.push(m | 27);
+        out.extend_from_slice(&n.to_be_bytes());
+    }
 }
 
 /// What a scanner found at the start of the unconsumed input.
