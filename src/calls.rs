@@ -111,6 +111,49 @@ impl Node {
         reply_port
     }
 
+    /// Sends `msg` to `port` like [`snd`](Node::snd), but first waits
+    /// while the connection to the port's node holds more than
+    /// [`unsent_high_water`](crate::Config::unsent_high_water) unsent
+    /// bytes: flow control for a producer that would rather wait than have
+    /// a slow peer's buffer grow until the connection fails (see
+    /// [`unsent_limit`](crate::Config::unsent_limit)).
+    ///
+    /// Returns once the message is handed on (written, buffered, or queued
+    /// for a connection being made), [`Error::Backlog`] if the connection
+    /// is still that full after `timeout`, [`Error::LinkLost`] if the
+    /// connection is lost (its monitors fire). On an error the message was
+    /// not sent, so nothing is lost unseen. A local port, or a node
+    /// without a network, gets the message at once: local mailboxes have
+    /// no limit (a consumer that must slow a local producer answers it,
+    /// e.g. with [`call`](Node::call)).
+    ///
+    /// Not allowed on the dispatcher (inside callbacks), where waiting
+    /// would stop the node: [`Error::WouldBlockDispatcher`].
+    ///
+    /// ```
+    /// use aemp::{msg, Node};
+    /// use std::time::Duration;
+    /// let node = Node::new("doc/snd-wait").unwrap();
+    /// let (tx, rx) = crossbeam_channel::unbounded();
+    /// let sink = node.port_fn(move |m| tx.send(m).unwrap());
+    /// for i in 0..3 {
+    ///     node.snd_wait(&sink, msg!["job", i], Duration::from_secs(5)).unwrap();
+    /// }
+    /// assert_eq!(rx.recv().unwrap(), msg!["job", 0]);
+    /// ```
+    pub fn snd_wait(&self, port: &PortId, msg: Message, timeout: Duration) -> Result<()> {
+        if context::on_dispatcher() {
+            return Err(Error::WouldBlockDispatcher { what: "snd_wait" });
+        }
+        match self.network() {
+            Some(net) if !self.port_is_local(port) => net.send_wait(port, msg, timeout),
+            _ => {
+                self.snd(port, msg);
+                Ok(())
+            }
+        }
+    }
+
     /// Blocking RPC: sends `msg` plus a fresh reply port to `port` and
     /// waits up to `timeout` for the reply. Fails with [`Error::Timeout`],
     /// or [`Error::NoReply`] if `port` dies first. The reply goes straight

@@ -119,6 +119,25 @@ pub enum Error {
         /// Its kill reason.
         reason: Reason,
     },
+    /// [`snd_wait`](crate::Node::snd_wait): the connection to the port's
+    /// node still held more than `unsent_high_water` unsent bytes when the
+    /// time-out passed. The message was not sent.
+    #[error("snd_wait to {port}: {unsent} bytes still unsent to its node after {after:?} (the peer reads too slowly); the message was not sent")]
+    Backlog {
+        /// The destination.
+        port: String,
+        /// The connection's unsent bytes at the time-out.
+        unsent: usize,
+        /// The time-out.
+        after: Duration,
+    },
+    /// [`snd_wait`](crate::Node::snd_wait): the connection to the port's
+    /// node is lost (its monitors fire). The message was not sent.
+    #[error("snd_wait to {port}: the connection to its node was lost; the message was not sent")]
+    LinkLost {
+        /// The destination.
+        port: String,
+    },
     /// A function name that cannot be used (e.g. `spawn` needs `::`).
     #[error("invalid function name {name:?}: {problem}")]
     InvalidFunctionName {

@@ -67,6 +67,7 @@ mod port;
 pub mod rcfile;
 pub mod rpc;
 mod seam;
+mod stats;
 mod table;
 mod timer;
 pub mod transport;
@@ -81,6 +82,7 @@ pub use monitor::MonGuard;
 pub use net::Config;
 pub use node::Node;
 pub use port::{Mailbox, PortExit};
+pub use stats::{NodeStats, PeerState, PeerStats, ThreadPortStats};
 pub use timer::Timer;
 
 use once_cell::sync::OnceCell;

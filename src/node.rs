@@ -516,6 +516,20 @@ impl Node {
         }
     }
 
+    /// The number of ports and each thread port's mailbox length.
+    pub(crate) fn port_stats(&self) -> (usize, Vec<crate::stats::ThreadPortStats>) {
+        let mut threads = Vec::new();
+        self.inner.ports.for_each(|cell| {
+            if let Some(t) = &cell.state.lock().thread {
+                threads.push(crate::stats::ThreadPortStats {
+                    port: cell.id.to_string(),
+                    mailbox: t.incoming.len(),
+                });
+            }
+        });
+        (self.port_count(), threads)
+    }
+
     /// The network, if this node has one.
     pub(crate) fn network(&self) -> Option<&dyn Network> {
         self.inner.network.get().map(|n| &**n)

@@ -18,15 +18,23 @@
 use std::any::Any;
 use std::time::Duration;
 
+use crate::error::Result;
 use crate::id::PortId;
 use crate::message::{Message, Reason};
 use crate::monitor::{MonGuard, MonitorAction};
+use crate::stats::PeerStats;
 
 /// What the kernel asks of the network: the outgoing half of the seam.
-/// Every method is called from any thread and must never block.
+/// Every method is called from any thread and, but for `send_wait`,
+/// must never block.
 pub(crate) trait Network: Send + Sync + 'static {
     /// Sends `msg` to the port `port` (a name) of the node `node`.
     fn send(&self, node: &str, port: &str, msg: Message);
+
+    /// Sends like [`send`](Network::send), first waiting (up to `timeout`)
+    /// while the connection to `node` holds too many unsent bytes. The
+    /// one method that blocks; never called on the dispatcher.
+    fn send_wait(&self, port: &PortId, msg: Message, timeout: Duration) -> Result<()>;
 
     /// Kills the remote port `port` with `reason`.
     fn kill(&self, port: &PortId, reason: Reason);
@@ -34,6 +42,9 @@ pub(crate) trait Network: Send + Sync + 'static {
     /// Monitors the remote port `port`: `action` runs once when the port
     /// dies or messages to it may have been lost.
     fn monitor(&self, port: &PortId, action: MonitorAction) -> MonGuard;
+
+    /// Every peer's link, for [`Node::stats`](crate::Node::stats).
+    fn peers(&self) -> Vec<PeerStats>;
 
     /// The implementation, for the network's own use of the node.
     fn as_any(&self) -> &dyn Any;

@@ -143,6 +143,15 @@ impl PortTable {
         }
     }
 
+    /// Calls `f` for every cell: a snapshot of each shard, so `f` may take
+    /// any lock.
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&Arc<PortCell>)) {
+        for shard in &self.shards {
+            let cells: Vec<Arc<PortCell>> = shard.read().iter().map(|e| e.cell.clone()).collect();
+            cells.iter().for_each(&mut f);
+        }
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.shards.iter().map(|s| s.read().len()).sum()
     }

@@ -71,6 +71,33 @@ pub struct Config {
     /// longer than this stops polling until they are short again).
     /// Zero: sleep at once. Default 100 µs.
     pub busy_wait: Duration,
+    /// The heartbeat tick. When nothing has arrived from a connected peer
+    /// for a tick, it is probed with a node-port `time` request, which
+    /// every AEMP node answers (Perl's too; a Rust node from its reactor,
+    /// however long its callbacks run). When nothing has arrived for three
+    /// ticks, the connection is dead: it closes, and every monitor of that
+    /// node fires once with `["transport_error", NODE, "no answer for
+    /// <seconds> s (heartbeat)"]`, as on any other loss. Anything that
+    /// arrives counts as life, so a link busy both ways sends no probes.
+    /// A stopped, hung or vanished peer is noticed within 3¼ ticks:
+    /// default 4 s (within 13 s); 1 s gives 3–3¼ s. Ticks much below 1 s
+    /// risk declaring a peer on a loaded machine dead. Zero: no heartbeat
+    /// (as AnyEvent::MP, which relies on TCP alone).
+    pub tick: Duration,
+    /// Unsent bytes a connection may hold (encoded packets the socket has
+    /// not taken yet). A send that would pass it fails the connection like
+    /// a lost one: the buffer is freed, and the node's monitors fire with
+    /// `["transport_error", NODE, "outgoing buffer over its limit (…)"]`.
+    /// So a peer that stopped reading costs at most this much memory.
+    /// Default 128 MiB: twice the largest packet (64 MiB), far more than a
+    /// burst to a reading peer ever queues (the reactor writes as fast as
+    /// loopback takes it), small enough for one stalled peer not to take
+    /// the host down.
+    pub unsent_limit: usize,
+    /// Unsent bytes of a connection above which
+    /// [`Node::snd_wait`](crate::Node::snd_wait) waits. Default 1 MiB (as
+    /// Erlang's `dist_buf_busy_limit`).
+    pub unsent_high_water: usize,
     /// Known addresses of other nodes (node ID → `host:port` list), tried
     /// before asking the database master (discovery).
     pub addresses: HashMap<String, Vec<String>>,
@@ -93,11 +120,21 @@ impl std::fmt::Debug for Config {
             .field("framings", &self.framings)
             .field("nodelay", &self.nodelay)
             .field("busy_wait", &self.busy_wait)
+            .field("tick", &self.tick)
+            .field("unsent_limit", &self.unsent_limit)
+            .field("unsent_high_water", &self.unsent_high_water)
             .field("addresses", &self.addresses)
             .field("seeds", &self.seeds)
             .finish()
     }
 }
+
+/// The default [`Config::tick`].
+pub(crate) const DEFAULT_TICK: Duration = Duration::from_secs(4);
+/// The default [`Config::unsent_limit`].
+pub(crate) const DEFAULT_UNSENT_LIMIT: usize = 128 << 20;
+/// The default [`Config::unsent_high_water`].
+pub(crate) const DEFAULT_UNSENT_HIGH_WATER: usize = 1 << 20;
 
 impl Default for Config {
     fn default() -> Config {
@@ -113,6 +150,9 @@ impl Default for Config {
             auth_accept: AuthMethod::ALL.to_vec(),
             nodelay: rcfile::NODELAY,
             busy_wait: crate::busy::DEFAULT_BUSY_WAIT,
+            tick: DEFAULT_TICK,
+            unsent_limit: DEFAULT_UNSENT_LIMIT,
+            unsent_high_water: DEFAULT_UNSENT_HIGH_WATER,
             addresses: HashMap::new(),
             seeds: Vec::new(),
         }
@@ -149,6 +189,31 @@ impl Config {
     /// Sets `monitor_timeout`.
     pub fn monitor_timeout(mut self, t: Duration) -> Config {
         self.monitor_timeout = t;
+        self
+    }
+
+    /// Sets the heartbeat [`tick`](Config::tick) (zero: none).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// // A stopped peer is noticed within about 3 s.
+    /// let cfg = aemp::Config::new("worker/").tick(Duration::from_secs(1));
+    /// assert_eq!(cfg.tick, Duration::from_secs(1));
+    /// ```
+    pub fn tick(mut self, t: Duration) -> Config {
+        self.tick = t;
+        self
+    }
+
+    /// Sets [`unsent_limit`](Config::unsent_limit) (bytes).
+    pub fn unsent_limit(mut self, bytes: usize) -> Config {
+        self.unsent_limit = bytes;
+        self
+    }
+
+    /// Sets [`unsent_high_water`](Config::unsent_high_water) (bytes).
+    pub fn unsent_high_water(mut self, bytes: usize) -> Config {
+        self.unsent_high_water = bytes;
         self
     }
 
@@ -194,9 +259,10 @@ impl Config {
     /// The network settings of a resolved configuration (rc file,
     /// profile and arguments, see [`rcfile::resolve`](crate::rcfile::resolve)):
     /// its node ID and the keys `binds`, `secret`, `cert`,
-    /// `monitor_timeout`, `connect_interval`, `busy_wait` (seconds, e.g.
-    /// `0.0001`), `framing_format`, `auth_offer`, `auth_accept`, `seeds`
-    /// and `nodelay`. Framings and auth
+    /// `monitor_timeout`, `connect_interval`, `tick`, `busy_wait` (seconds,
+    /// e.g. `0.0001`), `unsent_limit` and `unsent_high_water` (bytes),
+    /// `framing_format`, `auth_offer`, `auth_accept`, `seeds` and
+    /// `nodelay`. Framings and auth
     /// methods aemp does not know (Perl's `storable`) are skipped; a key
     /// with a value of the wrong type is an [`Error::Config`] naming it.
     ///
@@ -268,6 +334,26 @@ impl Config {
         }
         if let Some(t) = secs("busy_wait")? {
             cfg.busy_wait = t;
+        }
+        if let Some(t) = secs("tick")? {
+            cfg.tick = t;
+        }
+        let bytes = |key: &str| -> Result<Option<usize>> {
+            match map.get(key) {
+                None | Some(Value::Null) => Ok(None),
+                Some(v) => v
+                    .as_u64()
+                    .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+                    .and_then(|n| usize::try_from(n).ok())
+                    .map(Some)
+                    .ok_or_else(|| bad(key, "expected a number of bytes")),
+            }
+        };
+        if let Some(n) = bytes("unsent_limit")? {
+            cfg.unsent_limit = n;
+        }
+        if let Some(n) = bytes("unsent_high_water")? {
+            cfg.unsent_high_water = n;
         }
         if let Some(f) = strings("framing_format")? {
             cfg.framings = f.iter().filter_map(|n| Framing::from_name(n)).collect();

@@ -1,11 +1,11 @@
 //! One TCP connection as the reactor sees it: TCP connect, handshake,
-//! then the data phase; its pending writes; packet encoding.
+//! then the data phase; its pending writes.
 
-use super::remote::{Out, Remote};
+use super::outbox::Outbox;
+use super::remote::Remote;
 use super::tls::Tls;
-use crate::transport::{Decoder, Framing, Handshake};
+use crate::transport::{Decoder, Handshake};
 use mio::net::TcpStream;
-use serde_json::Value;
 use std::io::{self, Read, Write};
 use std::sync::Arc;
 
@@ -13,7 +13,7 @@ pub(crate) enum Phase {
     Handshake(Box<Handshake>),
     Up {
         remote: Arc<Remote>,
-        out: Arc<Out>,
+        out: Arc<Outbox>,
         dec: Box<Decoder>,
     },
 }
@@ -37,6 +37,9 @@ pub(crate) struct Conn {
     pub(crate) wpos: usize,
     /// When bytes last arrived.
     pub(crate) last_rx: std::time::Instant,
+    /// When the latest heartbeat probe went out (see the reactor's
+    /// `heartbeats`).
+    pub(crate) heartbeat_at: Option<std::time::Instant>,
     /// When the node last tried to connect again while this connection
     /// was up, and it was probed (see the reactor's `greeting`).
     pub(crate) probed: Option<std::time::Instant>,
@@ -88,22 +91,18 @@ impl Conn {
                     self.wbuf = Vec::new();
                 }
                 if let Phase::Up { out, .. } = &self.phase {
-                    let mut g = out.inner.lock();
                     match self.tls.as_mut() {
-                        None => {
-                            std::mem::swap(&mut g.buf, &mut self.wbuf);
-                            g.busy = !self.wbuf.is_empty();
-                        }
+                        None => out.take(&mut self.wbuf),
                         Some(tls) => {
-                            let plain = std::mem::take(&mut g.buf);
-                            g.busy = !plain.is_empty();
-                            drop(g);
+                            let mut plain = Vec::new();
+                            out.take(&mut plain);
                             if !plain.is_empty() {
                                 tls.write(&plain).map_err(io::Error::other)?;
                                 self.wbuf = tls.take_output();
                             }
                         }
                     }
+                    out.set_held(self.wbuf.len());
                 }
                 if self.wbuf.is_empty() {
                     return Ok(());
@@ -111,7 +110,12 @@ impl Conn {
             }
             match self.sock.write(&self.wbuf[self.wpos..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.wpos += n,
+                Ok(n) => {
+                    self.wpos += n;
+                    if let Phase::Up { out, .. } = &self.phase {
+                        out.wrote(n, self.wbuf.len() - self.wpos);
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
@@ -149,79 +153,5 @@ impl Conn {
             }
         }
         Ok(ReadState::More)
-    }
-}
-
-/// Appends the packet `[name, msg...]` in `framing` to `out`.
-pub(crate) fn encode_packet(framing: Framing, name: &str, msg: &[Value], out: &mut Vec<u8>) {
-    let before = out.len();
-    let res = match framing {
-        Framing::Json => (|| {
-            out.push(b'[');
-            serde_json::to_writer(&mut *out, name)?;
-            for v in msg {
-                out.push(b',');
-                serde_json::to_writer(&mut *out, v)?;
-            }
-            out.push(b']');
-            Ok::<_, serde_json::Error>(())
-        })()
-        .map_err(|e| e.to_string()),
-        Framing::Cbor => (|| {
-            cbor_head(out, 4, msg.len() as u64 + 1);
-            cbor_head(out, 3, name.len() as u64);
-            out.extend_from_slice(name.as_bytes());
-            for v in msg {
-                ciborium::into_writer(v, &mut *out)?;
-            }
-            Ok::<_, ciborium::ser::Error<std::io::Error>>(())
-        })()
-        .map_err(|e| e.to_string()),
-    };
-    if let Err(e) = res {
-        out.truncate(before);
-        log::error!("cannot encode a packet for port {name:?}: {e}; dropped");
-    }
-}
-
-/// A CBOR head: major type and argument.
-fn cbor_head(out: &mut Vec<u8>, major: u8, n: u64) {
-    let m = major << 5;
-    if n < 24 {
-        out.push(m | n as u8);
-    } else if n <= u8::MAX as u64 {
-        out.extend_from_slice(&[m | 24, n as u8]);
-    } else if n <= u16::MAX as u64 {
-        out.push(m | 25);
-        out.extend_from_slice(&(n as u16).to_be_bytes());
-    } else if n <= u32::MAX as u64 {
-        out.push(m | 26);
-        out.extend_from_slice(&(n as u32).to_be_bytes());
-    } else {
-        out.push(m | 27);
-        out.extend_from_slice(&n.to_be_bytes());
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn encodes_like_the_codec() {
-        let msg = vec![
-            Value::from("tag"),
-            Value::from(1),
-            serde_json::json!({"a": [true]}),
-        ];
-        for framing in Framing::ALL {
-            let mut ours = Vec::new();
-            encode_packet(framing, "port1", &msg, &mut ours);
-            let mut dec = Decoder::new(framing);
-            dec.feed(&ours);
-            let mut want = vec![Value::from("port1")];
-            want.extend(msg.iter().cloned());
-            assert_eq!(dec.next_packet().unwrap(), Some(want));
-        }
     }
 }

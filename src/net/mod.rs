@@ -45,6 +45,7 @@ mod config;
 mod conn;
 mod global;
 mod nodes;
+mod outbox;
 mod reactor;
 mod remote;
 mod requests;
@@ -77,6 +78,12 @@ pub(crate) struct Net {
     monitor_timeout: Duration,
     connect_interval: Duration,
     nodelay: bool,
+    /// The heartbeat tick (zero: none); see [`Config::tick`].
+    tick: Duration,
+    /// See [`Config::unsent_limit`].
+    unsent_limit: usize,
+    /// See [`Config::unsent_high_water`].
+    unsent_high_water: usize,
     /// How long the reactor, the dispatcher and thread ports poll for
     /// work before sleeping (see `crate::busy`).
     pub(crate) busy_wait: Duration,
@@ -107,6 +114,14 @@ impl Drop for NetHandle {
 impl Network for NetHandle {
     fn send(&self, node: &str, port: &str, msg: Message) {
         self.0.send(node, port, msg);
+    }
+
+    fn send_wait(&self, port: &PortId, msg: Message, timeout: Duration) -> crate::Result<()> {
+        self.0.send_wait(port, msg, timeout)
+    }
+
+    fn peers(&self) -> Vec<crate::stats::PeerStats> {
+        self.0.peers()
     }
 
     fn kill(&self, port: &PortId, reason: Reason) {
@@ -200,6 +215,9 @@ impl Node {
             monitor_timeout: cfg.monitor_timeout,
             connect_interval: cfg.connect_interval,
             nodelay: cfg.nodelay,
+            tick: cfg.tick,
+            unsent_limit: cfg.unsent_limit,
+            unsent_high_water: cfg.unsent_high_water,
             busy_wait: cfg.busy_wait,
             trace: std::env::var("AEMP_TRACE").is_ok_and(|v| v != "0" && !v.is_empty()),
             remotes: RwLock::new(HashMap::new()),

@@ -6,6 +6,7 @@
 //! It never runs user code and never blocks except in `poll`.
 
 use super::conn::{Conn, Phase, ReadState};
+use super::outbox::Pushed;
 use super::remote::{DialState, Remote};
 use super::tls::Tls;
 use super::{requests, Net};
@@ -31,6 +32,8 @@ enum Cmd {
     Cut(String),
     /// New addresses for a node: try them now.
     Poke(String),
+    /// The connection's unsent bytes passed the limit.
+    OverLimit(Token, usize),
     Shutdown,
 }
 
@@ -52,6 +55,11 @@ impl Handle {
     /// The connection's outgoing buffer went from empty to non-empty.
     pub(crate) fn flush(&self, token: Token) {
         self.send(Cmd::Flush(token));
+    }
+
+    /// The connection's outgoing buffer passed its limit: fail it.
+    pub(crate) fn over_limit(&self, token: Token, unsent: usize) {
+        self.send(Cmd::OverLimit(token, unsent));
     }
 
     /// Start connecting to `remote` (it is in `Connecting` state).
@@ -106,6 +114,7 @@ pub(crate) fn prepare(
     let handle = Handle { cmds: tx, waker };
     let start: Starter = Box::new(move |net: Arc<Net>| {
         let name = format!("aemp-net {}", net.id);
+        let heartbeat_next = (!net.tick.is_zero()).then(|| Instant::now() + net.tick / 4);
         let reactor = Reactor {
             net,
             poll,
@@ -118,6 +127,7 @@ pub(crate) fn prepare(
             again: Vec::new(),
             rbuf: vec![0; 64 << 10],
             accept_retry: None,
+            heartbeat_next,
         };
         std::thread::Builder::new()
             .name(name)
@@ -126,6 +136,13 @@ pub(crate) fn prepare(
             .map_err(start_err)
     });
     Ok((handle, addrs, start))
+}
+
+/// The reason a connection fails when its outgoing buffer is full.
+fn over_limit(unsent: usize, limit: usize) -> String {
+    format!(
+        "outgoing buffer over its limit ({unsent} bytes unsent, unsent_limit {limit}): the peer does not read"
+    )
 }
 
 /// `base` ±10%, so that two nodes dialing each other drift apart.
@@ -171,6 +188,9 @@ struct Reactor {
     /// listeners again. They are edge-triggered, so a client already
     /// waiting in the kernel's queue would otherwise wait for the next one.
     accept_retry: Option<Instant>,
+    /// When the connections' heartbeats are looked at next (every quarter
+    /// tick; `None` without a tick).
+    heartbeat_next: Option<Instant>,
 }
 
 /// How long after a failed accept the listeners are tried again.
@@ -267,6 +287,12 @@ impl Reactor {
                     }
                 }
             }
+            Cmd::OverLimit(token, unsent) => {
+                if let Some(conn) = self.conns.remove(&token) {
+                    let why = over_limit(unsent, self.net.unsent_limit);
+                    self.finish(token, conn, &why);
+                }
+            }
             Cmd::Poke(node) => {
                 if let Some(d) = self.dials.get_mut(&node) {
                     d.next_at = Instant::now();
@@ -301,11 +327,18 @@ impl Reactor {
                     .min(d.fire_at.unwrap_or(d.deadline))
             }
         });
-        hs.chain(dials).chain(self.accept_retry).min()
+        hs.chain(dials)
+            .chain(self.accept_retry)
+            .chain(self.heartbeat_next)
+            .min()
     }
 
     fn timers(&mut self) {
         let now = Instant::now();
+        if self.heartbeat_next.is_some_and(|t| t <= now) {
+            self.heartbeat_next = Some(now + self.net.tick / 4);
+            self.heartbeats(now);
+        }
         if self.accept_retry.is_some_and(|t| t <= now) {
             self.accept_retry = None;
             for i in 0..self.listeners.len() {
@@ -387,6 +420,48 @@ impl Reactor {
             }
             dial.next_at = now + self.spacing(known.len());
             self.dials.insert(key, dial);
+        }
+    }
+
+    /// The heartbeat (see [`Config::tick`](crate::Config::tick)): a
+    /// connection silent for a tick is probed; one whose probe has gone
+    /// unanswered for two more ticks is dead. Silence alone never kills:
+    /// after this node itself was stopped, its peers get a fresh probe.
+    fn heartbeats(&mut self, now: Instant) {
+        let tick = self.net.tick;
+        let mut dead = Vec::new();
+        let mut probe = Vec::new();
+        for (token, c) in &self.conns {
+            if !matches!(c.phase, Phase::Up { .. }) || now.duration_since(c.last_rx) < tick {
+                continue;
+            }
+            match c.heartbeat_at {
+                Some(t) if t > c.last_rx && now.duration_since(t) >= 2 * tick => {
+                    dead.push((*token, now.duration_since(c.last_rx)))
+                }
+                Some(t) if t > c.last_rx => {}
+                _ => probe.push(*token),
+            }
+        }
+        for (token, silent) in dead {
+            if let Some(conn) = self.conns.remove(&token) {
+                let why = format!(
+                    "no answer for {:.1} s (heartbeat, tick {:.1} s)",
+                    silent.as_secs_f64(),
+                    tick.as_secs_f64()
+                );
+                self.finish(token, conn, &why);
+            }
+        }
+        for token in probe {
+            let Some(c) = self.conns.get_mut(&token) else {
+                continue;
+            };
+            c.heartbeat_at = Some(now);
+            if let Phase::Up { out, .. } = &c.phase {
+                let pushed = out.heartbeat(self.net.id.as_str());
+                self.pushed(token, pushed);
+            }
         }
     }
 
@@ -475,6 +550,7 @@ impl Reactor {
                 wbuf,
                 wpos: 0,
                 last_rx: Instant::now(),
+                heartbeat_at: None,
                 probed: None,
             },
         );
@@ -577,6 +653,9 @@ impl Reactor {
 
     /// Bytes arrived on `conn` (ciphertext once TLS runs).
     fn received(&mut self, token: Token, conn: &mut Conn, data: &[u8]) -> Result<(), String> {
+        if let Phase::Up { out, .. } = &conn.phase {
+            out.received(data.len(), conn.last_rx);
+        }
         let Some(tls) = conn.tls.as_mut() else {
             return self.received_plain(token, conn, data);
         };
@@ -651,7 +730,13 @@ impl Reactor {
                     self.net.glue.peer_up(&self.net, remote.id.as_str());
                     let mut dec = Box::new(Decoder::new(est.recv_framing));
                     dec.feed(&est.leftover);
+                    let over = out.is_closed();
+                    let unsent = out.unsent();
                     conn.phase = Phase::Up { remote, out, dec };
+                    if over {
+                        // What was queued while connecting passed the limit.
+                        return Err(over_limit(unsent, self.net.unsent_limit));
+                    }
                     return self.packets(conn);
                 }
             }
@@ -712,12 +797,9 @@ impl Reactor {
                 if c.probed.is_none_or(|t| c.last_rx >= t) {
                     c.probed = Some(now);
                 }
-                let wake = match &c.phase {
-                    Phase::Up { out, .. } => out.probe(),
-                    Phase::Handshake(_) => false,
-                };
-                if wake {
-                    self.conn_event(old, None, true);
+                if let Phase::Up { out, .. } = &c.phase {
+                    let pushed = out.probe();
+                    self.pushed(old, pushed);
                 }
                 return Err(
                     "simultaneous connection; already connected (probing the old one)".into(),
@@ -755,16 +837,33 @@ impl Reactor {
         Ok(())
     }
 
+    /// Acts on what became of a packet the reactor queued on `token`.
+    fn pushed(&mut self, token: Token, pushed: Pushed) {
+        match pushed {
+            Pushed::Done | Pushed::Closed => {}
+            Pushed::Wake => self.conn_event(token, None, true),
+            Pushed::Over { unsent } => {
+                if let Some(conn) = self.conns.remove(&token) {
+                    let why = over_limit(unsent, self.net.unsent_limit);
+                    self.finish(token, conn, &why);
+                }
+            }
+        }
+    }
+
     /// Routes every complete packet buffered in the decoder.
     fn packets(&mut self, conn: &mut Conn) -> Result<(), String> {
-        let Phase::Up { remote, dec, .. } = &mut conn.phase else {
+        let Phase::Up { remote, dec, out } = &mut conn.phase else {
             return Ok(());
         };
         let node = self.net.node().ok_or("the local node is gone")?;
         let _batch = crate::context::defer_schedules();
         loop {
             match dec.next_packet() {
-                Ok(Some(packet)) => requests::route(&self.net, &node, remote, packet)?,
+                Ok(Some(packet)) => {
+                    out.received_packet();
+                    requests::route(&self.net, &node, remote, packet)?
+                }
                 Ok(None) => return Ok(()),
                 // One bad value never takes the connection down.
                 Err(e) if !e.is_fatal() => {
@@ -790,7 +889,10 @@ impl Reactor {
             }
         }
         match &conn.phase {
-            Phase::Up { remote, .. } => self.net.fail(remote, Some(token), why),
+            Phase::Up { remote, out, .. } => {
+                out.close();
+                self.net.fail(remote, Some(token), why)
+            }
             Phase::Handshake(_) if why.starts_with("simultaneous") => {
                 log::debug!(
                     "{}: closing connection with {}: {why}",

@@ -8,12 +8,14 @@
 //! up. So nothing sent after a lost message can arrive before the
 //! monitors ran.
 
-use super::conn::encode_packet;
+use super::outbox::{NoRoom, Outbox, Pushed};
 use super::Net;
 use super::NodeNet;
+use crate::error::{Error, Result};
 use crate::id::{NodeId, PortId};
 use crate::message::{Message, Reason};
 use crate::monitor::{next_monitor_id, MonGuard, MonitorAction};
+use crate::stats::{PeerState, PeerStats};
 use crate::transport::Framing;
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -31,7 +33,7 @@ pub(crate) enum Link {
     Idle,
     /// Connection attempts running; sends are queued.
     Connecting,
-    Up(Arc<Out>),
+    Up(Arc<Outbox>),
     /// Lost; waiting for the monitors to fire. Sends are dropped.
     Down,
     /// The monitors are firing on this thread (the dispatcher): its sends
@@ -59,94 +61,6 @@ pub(crate) struct RemoteState {
     monitors: HashMap<String, Vec<(u64, MonitorAction)>>,
     /// Local monitors held for its mon1 requests, by local port name.
     held: HashMap<String, MonGuard>,
-}
-
-/// A connection's outgoing side, shared by the senders and the reactor.
-pub(crate) struct Out {
-    pub(crate) token: mio::Token,
-    pub(crate) framing: Framing,
-    pub(crate) inner: Mutex<OutInner>,
-    /// A second handle on the socket: a sender that finds the connection
-    /// idle writes itself instead of waking the reactor (one thread
-    /// hand-off less per message when traffic is light).
-    writer: Option<std::net::TcpStream>,
-}
-
-pub(crate) struct OutInner {
-    /// Encoded packets not yet taken by the reactor.
-    pub(crate) buf: Vec<u8>,
-    /// The reactor holds unwritten bytes: later bytes must queue behind.
-    pub(crate) busy: bool,
-    /// When a sender last wrote directly.
-    last_direct: Instant,
-}
-
-/// Direct writes at most this often: in a stream, packets gather in the
-/// buffer and leave in batches from the reactor (a syscall per packet
-/// would cost more than the hand-off it saves).
-const DIRECT_GAP: Duration = Duration::from_micros(25);
-
-impl Out {
-    pub(crate) fn new(
-        token: mio::Token,
-        framing: Framing,
-        writer: Option<std::net::TcpStream>,
-    ) -> Out {
-        Out {
-            token,
-            framing,
-            // Busy until the reactor wrote the rest of the handshake.
-            inner: Mutex::new(OutInner {
-                buf: Vec::new(),
-                busy: true,
-                last_direct: Instant::now(),
-            }),
-            writer,
-        }
-    }
-
-    /// Encodes a packet (and writes it at once if the connection is
-    /// idle); true if the reactor must be woken.
-    fn push(&self, name: &str, msg: &[serde_json::Value]) -> bool {
-        let mut g = self.inner.lock();
-        let idle = g.buf.is_empty() && !g.busy;
-        encode_packet(self.framing, name, msg, &mut g.buf);
-        if !idle {
-            // The reactor was woken for the bytes before, or will look
-            // again when its own write completes.
-            return false;
-        }
-        let Some(mut w) = self.writer.as_ref() else {
-            return true;
-        };
-        let now = Instant::now();
-        if now.duration_since(g.last_direct) < DIRECT_GAP {
-            return true;
-        }
-        g.last_direct = now;
-        match std::io::Write::write(&mut w, &g.buf) {
-            Ok(n) if n == g.buf.len() => {
-                g.buf.clear();
-                false
-            }
-            Ok(n) => {
-                g.buf.drain(..n);
-                true
-            }
-            // Would block, or an error the reactor will see and handle.
-            Err(_) => true,
-        }
-    }
-}
-
-impl Out {
-    /// Queues a no-op packet (`["",""]`): a peer that restarted (or
-    /// closed its end) answers it with a reset, so a stale connection
-    /// fails now instead of when TCP would notice. True to wake the
-    /// reactor.
-    pub(crate) fn probe(&self) -> bool {
-        self.push("", &[serde_json::Value::from("")])
-    }
 }
 
 impl Remote {
@@ -186,20 +100,55 @@ impl Net {
             let mut st = remote.st.lock();
             self.send_locked(&remote, &mut st, name, msg)
         };
-        if let Some(token) = wake {
-            self.reactor.flush(token);
+        self.kick(wake);
+    }
+
+    /// [`send`](Net::send), first waiting while the connection holds more
+    /// than `unsent_high_water` unsent bytes (see `Node::snd_wait`).
+    pub(crate) fn send_wait(&self, port: &PortId, msg: Message, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let remote = self.remote(port.node());
+        loop {
+            let mut st = remote.st.lock();
+            let out = match &st.link {
+                _ if st.link.is_down() => {
+                    return Err(Error::LinkLost {
+                        port: port.to_string(),
+                    })
+                }
+                Link::Up(out) if out.unsent() > self.unsent_high_water => out.clone(),
+                _ => {
+                    let kick = self.send_locked(&remote, &mut st, port.name(), msg);
+                    drop(st);
+                    self.kick(kick);
+                    return Ok(());
+                }
+            };
+            drop(st);
+            match out.wait_room(self.unsent_high_water, deadline) {
+                Ok(()) => {}
+                Err(NoRoom::Timeout { unsent }) => {
+                    return Err(Error::Backlog {
+                        port: port.to_string(),
+                        unsent,
+                        after: timeout,
+                    })
+                }
+                // Closed: the link is down now, or already replaced.
+                Err(NoRoom::Closed) => {}
+            }
         }
     }
 
-    /// [`send`](Net::send) with the remote locked; returns the token to
-    /// wake for.
+    /// [`send`](Net::send) with the remote locked; returns what the
+    /// reactor must do, once the lock is released.
     fn send_locked(
         &self,
         remote: &Arc<Remote>,
         st: &mut RemoteState,
         name: &str,
         msg: Message,
-    ) -> Option<mio::Token> {
+    ) -> Option<Kick> {
         if self.trace {
             log::info!(target: "aemp::trace", "SND {} {}", remote.id, trace_text(name, &msg));
         }
@@ -208,7 +157,7 @@ impl Net {
                 log::debug!("dropping message to {}#{name}: connection lost", remote.id);
                 None
             }
-            Link::Up(out) => out.push(name, &msg).then_some(out.token),
+            Link::Up(out) => Kick::after(out, out.push(name, &msg)),
             Link::Connecting | Link::Firing(_) => {
                 st.queue.push((name.to_string(), msg));
                 None
@@ -260,9 +209,7 @@ impl Net {
             self.reactor.dial(remote.clone());
         }
         drop(st);
-        if let Some(token) = wake {
-            self.reactor.flush(token);
-        }
+        self.kick(wake);
         let net = Arc::downgrade(self);
         MonGuard::on_drop(move || {
             if let Some(net) = net.upgrade() {
@@ -294,9 +241,7 @@ impl Net {
             (removed, wake)
         };
         drop(removed);
-        if let Some(token) = wake {
-            self.reactor.flush(token);
-        }
+        self.kick(wake);
     }
 
     /// The peer reports that its port `name` died (`kil0`).
@@ -340,9 +285,7 @@ impl Net {
                     _ => None,
                 }
             };
-            if let Some(token) = wake {
-                net.reactor.flush(token);
-            }
+            net.kick(wake);
         });
         let old = st.held.insert(name.to_string(), guard);
         drop(st);
@@ -365,14 +308,16 @@ impl Net {
         token: mio::Token,
         framing: Framing,
         writer: Option<std::net::TcpStream>,
-    ) -> Option<Arc<Out>> {
+    ) -> Option<Arc<Outbox>> {
         let mut st = remote.st.lock();
         if matches!(st.link, Link::Up(_) | Link::Down | Link::Firing(_)) {
             return None;
         }
-        let out = Arc::new(Out::new(token, framing, writer));
+        let out = Arc::new(Outbox::new(token, framing, writer, self.unsent_limit));
         for (name, msg) in std::mem::take(&mut st.queue) {
-            out.push(&name, &msg);
+            // Not yet writable (the reactor holds the handshake's end): at
+            // most over the limit, which the reactor's first flush reports.
+            let _ = out.push(&name, &msg);
         }
         st.link = Link::Up(out.clone());
         if let Some(node) = self.node() {
@@ -457,6 +402,82 @@ impl Net {
             )),
             Link::Idle | Link::Connecting => Ok(()),
         }
+    }
+}
+
+/// What the reactor must do after a packet went into an outbox.
+#[derive(Debug)]
+pub(crate) enum Kick {
+    /// Write the connection's buffer.
+    Flush(mio::Token),
+    /// The connection's unsent bytes passed the limit: fail it.
+    Over(mio::Token, usize),
+}
+
+impl Kick {
+    fn after(out: &Outbox, pushed: Pushed) -> Option<Kick> {
+        match pushed {
+            Pushed::Done => None,
+            Pushed::Wake => Some(Kick::Flush(out.token)),
+            Pushed::Over { unsent } => Some(Kick::Over(out.token, unsent)),
+            Pushed::Closed => {
+                log::debug!("dropping a packet: its connection is closing");
+                None
+            }
+        }
+    }
+}
+
+impl Net {
+    /// Tells the reactor what a send asked for (with no lock held).
+    pub(crate) fn kick(&self, kick: Option<Kick>) {
+        match kick {
+            None => {}
+            Some(Kick::Flush(token)) => self.reactor.flush(token),
+            Some(Kick::Over(token, unsent)) => self.reactor.over_limit(token, unsent),
+        }
+    }
+}
+
+impl Net {
+    /// Every remote's link, for `Node::stats`.
+    pub(crate) fn peers(&self) -> Vec<PeerStats> {
+        let remotes: Vec<Arc<Remote>> = self.remotes.read().values().cloned().collect();
+        remotes
+            .iter()
+            .map(|r| {
+                let st = r.st.lock();
+                let state = match &st.link {
+                    Link::Idle => PeerState::Idle,
+                    Link::Connecting => PeerState::Connecting,
+                    Link::Up(_) => PeerState::Up,
+                    Link::Down | Link::Firing(_) => PeerState::Down,
+                };
+                let mut p = PeerStats {
+                    node: r.id.to_string(),
+                    state,
+                    queued: st.queue.len(),
+                    unsent: 0,
+                    packets_sent: 0,
+                    bytes_sent: 0,
+                    packets_received: 0,
+                    bytes_received: 0,
+                    last_heard: None,
+                    connected_for: None,
+                };
+                if let Link::Up(out) = &st.link {
+                    let c = out.counts();
+                    p.unsent = c.unsent;
+                    p.packets_sent = c.packets_sent;
+                    p.bytes_sent = c.bytes_sent;
+                    p.packets_received = c.packets_received;
+                    p.bytes_received = c.bytes_received;
+                    p.last_heard = Some(c.last_heard);
+                    p.connected_for = Some(c.connected_for);
+                }
+                p
+            })
+            .collect()
     }
 }
 

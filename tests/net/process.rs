@@ -11,15 +11,16 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
 /// A child node process; killed and reaped on drop.
-struct ChildNode {
+pub struct ChildNode {
     child: Child,
-    node: aemp::NodeId,
-    addr: String,
-    echo: aemp::PortId,
+    pub node: aemp::NodeId,
+    pub addr: String,
+    /// `[reply_port, msg...]` → `msg...` to the reply port.
+    pub echo: aemp::PortId,
 }
 
 impl ChildNode {
-    fn start() -> ChildNode {
+    pub fn start() -> ChildNode {
         ChildNode::start_with(None)
     }
 
@@ -67,6 +68,15 @@ impl ChildNode {
         child.addr = parts[1].to_string();
         child.echo = parts[2].parse().unwrap();
         child
+    }
+
+    /// Sends the child `signal` (e.g. `libc::SIGSTOP`).
+    pub fn signal(&self, signal: libc::c_int) {
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(
+            unsafe { libc::kill(self.child.id() as libc::pid_t, signal) },
+            0
+        );
     }
 
     fn kill9(&mut self) {

@@ -1,0 +1,376 @@
+//! A connection's outgoing side, the one owner of the send path. Senders
+//! encode packets into its buffer ([`transport::framing::encode_packet`]),
+//! or write them to the socket at once when the connection is idle; the
+//! reactor takes the buffer and writes it when the socket can take it.
+//!
+//! It bounds what may wait unsent (past the limit the connection is failed
+//! like a lost one, and the buffer freed), lets blocking senders wait for
+//! room below a high-water mark, and counts what went out.
+//!
+//! [`transport::framing::encode_packet`]: crate::transport::framing::encode_packet
+
+use crate::transport::framing::encode_packet;
+use crate::transport::Framing;
+use parking_lot::{Condvar, Mutex};
+use serde_json::Value;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// Direct writes at most this often: in a stream, packets gather in the
+/// buffer and leave in batches from the reactor (a syscall per packet
+/// would cost more than the hand-off it saves).
+const DIRECT_GAP: Duration = Duration::from_micros(25);
+
+pub(crate) struct Outbox {
+    pub(crate) token: mio::Token,
+    framing: Framing,
+    inner: Mutex<Inner>,
+    /// Signalled when bytes left (for senders waiting for room) and when
+    /// the connection closed.
+    room: Condvar,
+    /// Senders waiting on `room`: the reactor signals only then.
+    waiters: AtomicUsize,
+    /// A second handle on the socket: a sender that finds the connection
+    /// idle writes itself instead of waking the reactor (one thread
+    /// hand-off less per message when traffic is light).
+    writer: Option<std::net::TcpStream>,
+    /// Unsent bytes past which the connection is failed.
+    limit: usize,
+    /// Bytes the reactor took from the buffer and has not written yet.
+    held: AtomicUsize,
+    /// Packets accepted for sending.
+    packets: AtomicU64,
+    /// Bytes written to the socket (ciphertext under TLS).
+    written: AtomicU64,
+    /// Set once the connection is closed or over its limit: later packets
+    /// are dropped (the link's monitors fire).
+    closed: AtomicBool,
+    /// What arrived, counted by the reactor for [`Node::stats`]
+    /// (crate::Node::stats).
+    received: Received,
+    /// When the connection came up.
+    since: Instant,
+}
+
+#[derive(Default)]
+struct Received {
+    packets: AtomicU64,
+    bytes: AtomicU64,
+    /// When bytes last arrived, as nanoseconds after `since`.
+    last_ns: AtomicU64,
+}
+
+/// A connection's counters, for [`Node::stats`](crate::Node::stats).
+pub(crate) struct Counts {
+    pub(crate) unsent: usize,
+    pub(crate) packets_sent: u64,
+    pub(crate) bytes_sent: u64,
+    pub(crate) packets_received: u64,
+    pub(crate) bytes_received: u64,
+    pub(crate) last_heard: Duration,
+    pub(crate) connected_for: Duration,
+}
+
+struct Inner {
+    /// Encoded packets not yet taken by the reactor.
+    buf: Vec<u8>,
+    /// The reactor holds unwritten bytes: later bytes must queue behind.
+    busy: bool,
+    /// When a sender last wrote directly.
+    last_direct: Instant,
+}
+
+/// What became of a packet handed to [`Outbox::push`].
+#[derive(Debug, PartialEq, Eq)]
+#[must_use]
+pub(crate) enum Pushed {
+    /// Buffered behind bytes the reactor knows of, or written: nothing to do.
+    Done,
+    /// Buffered: wake the reactor to write it.
+    Wake,
+    /// The unsent bytes would pass the limit: the buffer was freed and the
+    /// connection must be failed (`unsent` bytes were waiting).
+    Over { unsent: usize },
+    /// The connection is closed or failing: the packet was dropped.
+    Closed,
+}
+
+/// Why [`Outbox::wait_room`] returned without room.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum NoRoom {
+    /// Still above the mark at the deadline, with this many bytes unsent.
+    Timeout { unsent: usize },
+    /// The connection closed meanwhile.
+    Closed,
+}
+
+impl Outbox {
+    pub(crate) fn new(
+        token: mio::Token,
+        framing: Framing,
+        writer: Option<std::net::TcpStream>,
+        limit: usize,
+    ) -> Outbox {
+        Outbox {
+            token,
+            framing,
+            // Busy until the reactor wrote the rest of the handshake.
+            inner: Mutex::new(Inner {
+                buf: Vec::new(),
+                busy: true,
+                last_direct: Instant::now(),
+            }),
+            room: Condvar::new(),
+            waiters: AtomicUsize::new(0),
+            writer,
+            limit,
+            held: AtomicUsize::new(0),
+            packets: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+            received: Received::default(),
+            since: Instant::now(),
+        }
+    }
+
+    /// Encodes the packet `[name, msg...]` (and writes it at once if the
+    /// connection is idle).
+    pub(crate) fn push(&self, name: &str, msg: &[Value]) -> Pushed {
+        let mut g = self.inner.lock();
+        if self.closed.load(Ordering::Acquire) {
+            return Pushed::Closed;
+        }
+        let idle = g.buf.is_empty() && !g.busy;
+        if let Err(e) = encode_packet(self.framing, name, msg, &mut g.buf) {
+            log::error!("cannot encode a packet for port {name:?}: {e}; dropped");
+            return Pushed::Done;
+        }
+        self.packets.fetch_add(1, Ordering::Relaxed);
+        let unsent = g.buf.len() + self.held.load(Ordering::Acquire);
+        if unsent > self.limit {
+            self.closed.store(true, Ordering::Release);
+            g.buf = Vec::new();
+            drop(g);
+            self.room.notify_all();
+            return Pushed::Over { unsent };
+        }
+        if !idle {
+            // The reactor was woken for the bytes before, or will look
+            // again when its own write completes.
+            return Pushed::Done;
+        }
+        let Some(mut w) = self.writer.as_ref() else {
+            return Pushed::Wake;
+        };
+        let now = Instant::now();
+        if now.duration_since(g.last_direct) < DIRECT_GAP {
+            return Pushed::Wake;
+        }
+        g.last_direct = now;
+        match std::io::Write::write(&mut w, &g.buf) {
+            Ok(n) => {
+                self.written.fetch_add(n as u64, Ordering::Relaxed);
+                g.buf.drain(..n);
+                if g.buf.is_empty() {
+                    Pushed::Done
+                } else {
+                    Pushed::Wake
+                }
+            }
+            // Would block, or an error the reactor will see and handle.
+            Err(_) => Pushed::Wake,
+        }
+    }
+
+    /// Queues a no-op packet (`["",""]`): a peer that restarted (or
+    /// closed its end) answers it with a reset, so a stale connection
+    /// fails now instead of when TCP would notice.
+    pub(crate) fn probe(&self) -> Pushed {
+        self.push("", &[Value::from("")])
+    }
+
+    /// Queues a heartbeat: `["", "time", me, ""]` asks the peer's node port
+    /// for its clock, to be sent to our node port as `["", now]`, a no-op.
+    /// Every AEMP node answers it (Perl's too), and a Rust node from its
+    /// reactor, so the answer says the peer's network is alive, however
+    /// busy its callbacks are.
+    pub(crate) fn heartbeat(&self, me: &str) -> Pushed {
+        self.push("", &[Value::from("time"), Value::from(me), Value::from("")])
+    }
+
+    /// For the reactor: moves the buffered bytes into `wbuf` (empty; its
+    /// allocation goes to the senders' side).
+    pub(crate) fn take(&self, wbuf: &mut Vec<u8>) {
+        let mut g = self.inner.lock();
+        std::mem::swap(&mut g.buf, wbuf);
+        g.busy = !wbuf.is_empty();
+    }
+
+    /// For the reactor: `n` more bytes were written, `held` are left in
+    /// its hands.
+    pub(crate) fn wrote(&self, n: usize, held: usize) {
+        self.written.fetch_add(n as u64, Ordering::Relaxed);
+        self.held.store(held, Ordering::Release);
+        if self.waiters.load(Ordering::Acquire) > 0 {
+            // Under the lock, so a sender between its check and its wait
+            // cannot miss this.
+            let _g = self.inner.lock();
+            self.room.notify_all();
+        }
+    }
+
+    /// For the reactor: what the reactor holds unwritten (without a write).
+    pub(crate) fn set_held(&self, held: usize) {
+        self.held.store(held, Ordering::Release);
+    }
+
+    /// The connection is closed: later packets are dropped and waiting
+    /// senders return.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        let _g = self.inner.lock();
+        self.room.notify_all();
+    }
+
+    /// Whether the connection is closed or over its limit.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Bytes waiting to be written: buffered and held by the reactor.
+    pub(crate) fn unsent(&self) -> usize {
+        self.inner.lock().buf.len() + self.held.load(Ordering::Acquire)
+    }
+
+    /// For the reactor: `n` bytes arrived at `at`.
+    pub(crate) fn received(&self, n: usize, at: Instant) {
+        let r = &self.received;
+        r.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        let ns = at.saturating_duration_since(self.since).as_nanos();
+        r.last_ns
+            .store(ns.try_into().unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// For the reactor: a packet arrived.
+    pub(crate) fn received_packet(&self) {
+        self.received.packets.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The connection's counters now.
+    pub(crate) fn counts(&self) -> Counts {
+        let r = &self.received;
+        let age = self.since.elapsed();
+        let last = Duration::from_nanos(r.last_ns.load(Ordering::Relaxed));
+        Counts {
+            unsent: self.unsent(),
+            packets_sent: self.packets.load(Ordering::Relaxed),
+            bytes_sent: self.written.load(Ordering::Relaxed),
+            packets_received: r.packets.load(Ordering::Relaxed),
+            bytes_received: r.bytes.load(Ordering::Relaxed),
+            last_heard: age.saturating_sub(last),
+            connected_for: age,
+        }
+    }
+
+    /// Waits until at most `mark` bytes are unsent, or `deadline`.
+    pub(crate) fn wait_room(&self, mark: usize, deadline: Instant) -> Result<(), NoRoom> {
+        let mut g = self.inner.lock();
+        loop {
+            if self.closed.load(Ordering::Acquire) {
+                return Err(NoRoom::Closed);
+            }
+            let unsent = g.buf.len() + self.held.load(Ordering::Acquire);
+            if unsent <= mark {
+                return Ok(());
+            }
+            self.waiters.fetch_add(1, Ordering::AcqRel);
+            let timed_out = self.room.wait_until(&mut g, deadline).timed_out();
+            self.waiters.fetch_sub(1, Ordering::AcqRel);
+            if timed_out {
+                let unsent = g.buf.len() + self.held.load(Ordering::Acquire);
+                if unsent > mark {
+                    return Err(NoRoom::Timeout { unsent });
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::Decoder;
+
+    fn outbox(limit: usize) -> Outbox {
+        let o = Outbox::new(mio::Token(9), Framing::Json, None, limit);
+        let mut w = Vec::new();
+        o.take(&mut w); // the handshake is written: idle
+        o
+    }
+
+    #[test]
+    fn packets_are_encoded_in_order_and_taken_by_the_reactor() {
+        let o = outbox(1 << 20);
+        assert_eq!(o.push("p", &[Value::from(1)]), Pushed::Wake);
+        assert_eq!(o.push("p", &[Value::from(2)]), Pushed::Done);
+        let mut w = Vec::new();
+        o.take(&mut w);
+        let mut d = Decoder::new(Framing::Json);
+        d.feed(&w);
+        assert_eq!(
+            d.next_packet().unwrap().unwrap(),
+            [Value::from("p"), Value::from(1)]
+        );
+        assert_eq!(
+            d.next_packet().unwrap().unwrap(),
+            [Value::from("p"), Value::from(2)]
+        );
+        assert_eq!(o.unsent(), 0);
+        o.set_held(w.len());
+        assert_eq!(o.unsent(), w.len());
+        o.wrote(w.len(), 0);
+        let c = o.counts();
+        assert_eq!((c.packets_sent, c.bytes_sent), (2, w.len() as u64));
+        o.received(10, Instant::now());
+        o.received_packet();
+        let c = o.counts();
+        assert_eq!((c.packets_received, c.bytes_received), (1, 10));
+        assert!(c.last_heard <= c.connected_for);
+    }
+
+    #[test]
+    fn passing_the_limit_frees_the_buffer_and_drops_what_follows() {
+        let o = outbox(100);
+        let big = Value::from("x".repeat(60));
+        assert_eq!(o.push("p", std::slice::from_ref(&big)), Pushed::Wake);
+        o.set_held(0);
+        match o.push("p", std::slice::from_ref(&big)) {
+            Pushed::Over { unsent } => assert!(unsent > 100, "{unsent}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(o.unsent(), 0);
+        assert_eq!(o.push("p", &[big]), Pushed::Closed);
+    }
+
+    #[test]
+    fn a_waiting_sender_wakes_when_bytes_leave_or_at_its_deadline() {
+        let o = std::sync::Arc::new(outbox(1 << 20));
+        let _ = o.push("p", &[Value::from("y".repeat(1000))]);
+        let soon = Instant::now() + Duration::from_millis(20);
+        assert!(matches!(o.wait_room(10, soon), Err(NoRoom::Timeout { .. })));
+        let o2 = o.clone();
+        let t =
+            std::thread::spawn(move || o2.wait_room(10, Instant::now() + Duration::from_secs(30)));
+        let mut w = Vec::new();
+        o.take(&mut w);
+        o.set_held(w.len());
+        // Wakes on `wrote`, whenever the waiter got there.
+        while o.waiters.load(Ordering::Acquire) == 0 && !t.is_finished() {
+            std::thread::yield_now();
+        }
+        o.wrote(w.len(), 0);
+        assert_eq!(t.join().unwrap(), Ok(()));
+        o.close();
+        assert_eq!(o.wait_room(10, Instant::now()), Err(NoRoom::Closed));
+    }
+}

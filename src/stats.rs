@@ -1,0 +1,112 @@
+//! What a node can tell about itself: [`Node::stats`], the operator's view
+//! of its ports and of every peer it knows (state, unsent bytes, traffic,
+//! when it was last heard from). The `aemp stats` command shows it for
+//! every node of a network.
+
+use crate::node::Node;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// A snapshot of one node, from [`Node::stats`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeStats {
+    /// The node's ID.
+    pub node: String,
+    /// How many ports are alive, the node port included (as
+    /// [`Node::port_count`]).
+    pub ports: usize,
+    /// Every thread port with the length of its mailbox (messages waiting
+    /// for its thread's `get`), longest first.
+    pub thread_ports: Vec<ThreadPortStats>,
+    /// Every other node this node has a link state for, by node ID.
+    pub peers: Vec<PeerStats>,
+}
+
+/// One thread port in [`NodeStats`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadPortStats {
+    /// The port's ID.
+    pub port: String,
+    /// Messages waiting in its mailbox.
+    pub mailbox: usize,
+}
+
+/// Where the link to a peer stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PeerState {
+    /// No connection, and none wanted.
+    Idle,
+    /// Connection attempts running; sends are queued.
+    Connecting,
+    /// Connected.
+    Up,
+    /// A connection was lost and its monitors are firing.
+    Down,
+}
+
+impl PeerState {
+    /// The state's name, as in `aemp stats`.
+    pub fn name(self) -> &'static str {
+        match self {
+            PeerState::Idle => "idle",
+            PeerState::Connecting => "connecting",
+            PeerState::Up => "up",
+            PeerState::Down => "down",
+        }
+    }
+}
+
+/// One peer in [`NodeStats`]. The counters are those of the current
+/// connection (zero without one).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerStats {
+    /// The peer's node ID.
+    pub node: String,
+    /// Its link state.
+    pub state: PeerState,
+    /// Messages queued while connecting.
+    pub queued: usize,
+    /// Encoded bytes not yet written to the socket (bounded by
+    /// [`Config::unsent_limit`](crate::Config::unsent_limit)).
+    pub unsent: usize,
+    /// Packets sent on the connection (accepted for sending).
+    pub packets_sent: u64,
+    /// Bytes written to the socket (ciphertext under TLS).
+    pub bytes_sent: u64,
+    /// Packets received.
+    pub packets_received: u64,
+    /// Bytes read from the socket.
+    pub bytes_received: u64,
+    /// Time since anything arrived from the peer.
+    pub last_heard: Option<Duration>,
+    /// How long the connection has been up.
+    pub connected_for: Option<Duration>,
+}
+
+impl Node {
+    /// A snapshot of this node: its ports, its thread ports' mailboxes and
+    /// every peer's link (empty without a network).
+    ///
+    /// ```
+    /// use aemp::{Node, PeerState};
+    /// let node = Node::new("doc/stats").unwrap();
+    /// let _p = node.port_fn(|_| {});
+    /// let stats = node.stats();
+    /// assert_eq!(stats.node, "doc/stats");
+    /// assert_eq!(stats.ports, node.port_count());
+    /// assert!(stats.peers.iter().all(|p| p.state != PeerState::Up));
+    /// ```
+    pub fn stats(&self) -> NodeStats {
+        let (ports, mut thread_ports) = self.port_stats();
+        thread_ports.sort_by(|a, b| b.mailbox.cmp(&a.mailbox).then(a.port.cmp(&b.port)));
+        let mut peers = self.network().map(|n| n.peers()).unwrap_or_default();
+        peers.sort_by(|a, b| a.node.cmp(&b.node));
+        NodeStats {
+            node: self.id().to_string(),
+            ports,
+            thread_ports,
+            peers,
+        }
+    }
+}
