@@ -79,7 +79,7 @@ pub use error::{Error, Result};
 pub use id::{NodeId, PortId};
 pub use message::{Message, Reason};
 pub use monitor::MonGuard;
-pub use net::Config;
+pub use net::{Config, STATS_FUNCTION};
 pub use node::Node;
 pub use port::{Mailbox, PortExit};
 pub use stats::{NodeStats, PeerState, PeerStats, ThreadPortStats};

@@ -133,6 +133,34 @@ fn config_from_rc_reads_timing_keys() {
     assert_eq!(cfg.monitor_timeout, Duration::from_secs(5));
     assert_eq!(cfg.connect_interval, Duration::from_millis(500));
     assert_eq!(cfg.busy_wait, Duration::from_micros(50));
+    // Not in the file: the defaults.
+    assert_eq!(cfg.tick, Duration::from_secs(4));
+    assert_eq!(cfg.unsent_limit, 128 << 20);
+    assert_eq!(cfg.unsent_high_water, 1 << 20);
+
+    let file = rc(
+        r#"{"secret": "s", "tick": 1.5, "unsent_limit": 1000000, "unsent_high_water": "65536"}"#,
+    );
+    let resolved = aemp::rcfile::resolve(&file, None, &Map::new(), false, false).expect("resolves");
+    let cfg = aemp::Config::from_rc(&resolved).unwrap();
+    assert_eq!(cfg.tick, Duration::from_millis(1500));
+    assert_eq!(cfg.unsent_limit, 1_000_000);
+    assert_eq!(cfg.unsent_high_water, 65536);
+    for bad in [
+        r#""tick": -1"#,
+        r#""unsent_limit": 1.5"#,
+        r#""unsent_high_water": "lots""#,
+    ] {
+        let file = rc(&format!(r#"{{"secret": "s", {bad}}}"#));
+        let resolved =
+            aemp::rcfile::resolve(&file, None, &Map::new(), false, false).expect("resolves");
+        let err = aemp::Config::from_rc(&resolved).unwrap_err();
+        let key = bad.split('"').nth(1).unwrap();
+        assert!(
+            matches!(&err, Error::Config { key: k, .. } if k == key),
+            "{bad}: {err}"
+        );
+    }
 
     let file = rc(r#"{"secret": "s", "busy_wait": "soon"}"#);
     let resolved = aemp::rcfile::resolve(&file, None, &Map::new(), false, false).expect("resolves");

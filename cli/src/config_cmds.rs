@@ -137,17 +137,32 @@ pub fn commands() -> Vec<Spec> {
         (
             "monitor_timeout",
             Kind::Seconds,
-            "seconds until an unreachable node is given up (default 30)",
+            "seconds the connection attempts to a node go on; also bounds a handshake (default 30)",
         ),
         (
             "connect_interval",
             Kind::Seconds,
-            "seconds between connection attempts to a node's addresses (default 2)",
+            "seconds between connection attempts to a node's addresses; its monitors fire after this long without a connection (default 2)",
         ),
         (
             "busy_wait",
-            Kind::Seconds,
+            Kind::SecondsOrZero,
             "seconds a node's threads poll for work before sleeping (default 0.0001; 0: never poll)",
+        ),
+        (
+            "tick",
+            Kind::SecondsOrZero,
+            "heartbeat tick: a peer silent for a tick is probed, one silent for 3 ticks is dead (default 4; 0: no heartbeat)",
+        ),
+        (
+            "unsent_limit",
+            Kind::Bytes,
+            "unsent bytes per connection past which it fails like a lost one (default 134217728)",
+        ),
+        (
+            "unsent_high_water",
+            Kind::Bytes,
+            "unsent bytes per connection above which snd_wait waits (default 1048576)",
         ),
         (
             "framing_format",
@@ -415,6 +430,9 @@ fn list_commands(
 #[derive(Clone, Copy)]
 enum Kind {
     Seconds,
+    /// Seconds, where 0 means "off".
+    SecondsOrZero,
+    Bytes,
     Names,
     Bool,
 }
@@ -423,6 +441,8 @@ enum Kind {
 fn scalar_commands(key: &'static str, kind: Kind, what: &str) -> Vec<Spec> {
     let (value, help) = match kind {
         Kind::Seconds => ("SECONDS", "a positive number of seconds"),
+        Kind::SecondsOrZero => ("SECONDS", "a number of seconds (0: off)"),
+        Kind::Bytes => ("BYTES", "a positive whole number of bytes"),
         Kind::Names => (
             "LIST",
             "names, comma-separated or a JSON array, by preference",
@@ -438,7 +458,9 @@ fn scalar_commands(key: &'static str, kind: Kind, what: &str) -> Vec<Spec> {
             help,
             &about,
             move |cmd, v| match kind {
-                Kind::Seconds => seconds(cmd, v),
+                Kind::Seconds => seconds(cmd, v, false),
+                Kind::SecondsOrZero => seconds(cmd, v, true),
+                Kind::Bytes => bytes(cmd, v),
                 Kind::Names => Ok(Value::Array(list_arg(cmd, v, false)?)),
                 Kind::Bool => boolean(cmd, v),
             },
@@ -451,20 +473,37 @@ fn scalar_commands(key: &'static str, kind: Kind, what: &str) -> Vec<Spec> {
     ]
 }
 
-fn seconds(cmd: &str, v: &Value) -> Result<Value, Failure> {
+fn seconds(cmd: &str, v: &Value, zero: bool) -> Result<Value, Failure> {
     let n = match v {
         Value::Number(n) => n.as_f64(),
         Value::String(s) => s.trim().parse::<f64>().ok(),
         _ => None,
     };
     match n {
-        Some(n) if n.is_finite() && n > 0.0 => Ok(if n.fract() == 0.0 && n < 1e15 {
-            Value::from(n as i64)
-        } else {
-            Value::from(n)
-        }),
+        Some(n) if n.is_finite() && (n > 0.0 || (zero && n == 0.0)) => {
+            Ok(if n.fract() == 0.0 && n < 1e15 {
+                Value::from(n as i64)
+            } else {
+                Value::from(n)
+            })
+        }
         _ => Err(Failure::Usage(format!(
-            "{cmd}: expected a positive number of seconds, not {v}"
+            "{cmd}: expected a {} number of seconds, not {v}",
+            if zero { "non-negative" } else { "positive" }
+        ))),
+    }
+}
+
+fn bytes(cmd: &str, v: &Value) -> Result<Value, Failure> {
+    let n = match v {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse::<u64>().ok(),
+        _ => None,
+    };
+    match n {
+        Some(n) if n > 0 => Ok(Value::from(n)),
+        _ => Err(Failure::Usage(format!(
+            "{cmd}: expected a positive whole number of bytes, not {v}"
         ))),
     }
 }

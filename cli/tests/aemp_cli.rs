@@ -347,6 +347,12 @@ fn bare_aliases_108() {
         "0.5",
         "setbusy_wait",
         "0.0002",
+        "settick",
+        "0",
+        "setunsent_limit",
+        "1000000",
+        "setunsent_high_water",
+        "65536",
         "setframing_format",
         "json",
         "setauth_offer",
@@ -377,6 +383,12 @@ fn bare_aliases_108() {
         "0.5",
         "busy_wait",
         "0.0002",
+        "tick",
+        "0",
+        "unsent_limit",
+        "1000000",
+        "unsent_high_water",
+        "65536",
         "framing_format",
         "json",
         "auth_offer",
@@ -395,6 +407,9 @@ fn bare_aliases_108() {
     assert_eq!(v["monitor_timeout"], json!(7));
     assert_eq!(v["connect_interval"], json!(0.5));
     assert_eq!(v["busy_wait"], json!(0.0002));
+    assert_eq!(v["tick"], json!(0));
+    assert_eq!(v["unsent_limit"], json!(1_000_000));
+    assert_eq!(v["unsent_high_water"], json!(65536));
     assert_eq!(v["nodelay"], json!(false));
     assert_eq!(v["framing_format"], json!(["json"]));
     assert_eq!(v["auth_accept"], json!(["hmac_sha3_512", "cleartext"]));
@@ -405,6 +420,8 @@ fn bare_aliases_108() {
         "{err}"
     );
     long.fails(&["nodelay", "maybe"], 2);
+    long.fails(&["monitor_timeout", "0"], 2);
+    long.fails(&["unsent_limit", "1.5"], 2);
     long.fails(&["nodeid", "a#b"], 2);
     long.fails(&["setsecret", ""], 2);
 }

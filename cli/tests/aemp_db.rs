@@ -141,6 +141,51 @@ fn trace_shows_nodes_addresses_and_globals() {
 }
 
 #[test]
+fn stats_shows_every_nodes_peers_and_ports() {
+    let env = Env::new();
+    let _seed = env.seed();
+    let n = env.node("lib");
+    let me = n.id().to_string();
+    let (_t, _mailbox) = {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let t = n.port_thread(move |_mb| {
+            let _ = rx.recv();
+        });
+        (tx, t)
+    };
+    let out = env.run_until(&["stats"], |o| {
+        o.code == Some(0) && o.stdout.contains(&format!("{me}: "))
+    });
+    let text = &out.stdout;
+    // The library node's block: its ports, and its link to the seed.
+    let block: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with(&format!("{me}: ")))
+        .take_while(|l| l.starts_with(&format!("{me}: ")) || l.starts_with("    "))
+        .collect();
+    assert!(block[0].contains(" ports, 1 thread ports"), "{out:?}");
+    assert!(
+        block[1]
+            .split_whitespace()
+            .eq(["PEER", "STATE", "QUEUED", "UNSENT", "SENT", "RECEIVED", "HEARD", "AGE"]),
+        "{out:?}"
+    );
+    let seed_row = block
+        .iter()
+        .find(|l| l.trim_start().starts_with("seed "))
+        .unwrap_or_else(|| panic!("no seed row: {out:?}"));
+    let cells: Vec<&str> = seed_row.split_whitespace().collect();
+    assert_eq!(cells[1], "up", "{out:?}");
+    // The seed answers too, and lists the library node as a peer.
+    assert!(text.lines().any(|l| l.starts_with("seed: ")), "{out:?}");
+    // Asking one node by name; a node that does not exist fails (exit 1).
+    let out = env.run(&["stats", &me]).ok();
+    assert!(out.stdout.starts_with(&format!("{me}: ")), "{out:?}");
+    let out = env.run(&["stats", "--timeout", "1", "ghost/x"]).fails(1);
+    assert!(out.stdout.contains("ghost/x: no answer"), "{out:?}");
+}
+
+#[test]
 fn db_family_keys_values_print_what_was_set() {
     let env = Env::new();
     let _seed = env.seed();

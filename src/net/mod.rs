@@ -68,6 +68,11 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+/// The node-port function every networked node registers: `[NAME, PORT]`
+/// sends `[stats]` to PORT, [`Node::stats`] as JSON (what `aemp stats`
+/// shows).
+pub const STATS_FUNCTION: &str = "aemp::stats";
+
 /// The network of one node; shared by the node, the senders and the
 /// reactor thread.
 pub(crate) struct Net {
@@ -234,6 +239,19 @@ impl Node {
         }
         run(net.clone())?;
         node.set_network(Box::new(NetHandle(net.clone())));
+        let weak = Arc::downgrade(&net);
+        node.register(STATS_FUNCTION, move |args| {
+            let Some(node) = weak.upgrade().and_then(|n| n.node()) else {
+                return;
+            };
+            match args.first().map(PortId::try_from) {
+                Some(Ok(reply)) => match serde_json::to_value(node.stats()) {
+                    Ok(v) => node.snd(&reply, crate::msg![v]),
+                    Err(e) => log::error!("{STATS_FUNCTION}: {e}"),
+                },
+                _ => log::warn!("{STATS_FUNCTION}: expected a reply port, got {args}"),
+            }
+        });
         net.glue.publish_listeners(&net);
         net.glue.add_seeds(&net, &seeds);
         global::start_seed_thread(&net);

@@ -40,8 +40,12 @@ pub(crate) struct Outbox {
     held: AtomicUsize,
     /// Packets accepted for sending.
     packets: AtomicU64,
-    /// Bytes written to the socket (ciphertext under TLS).
+    /// Bytes written to the socket after the handshake (ciphertext under
+    /// TLS).
     written: AtomicU64,
+    /// The handshake's last bytes, still to be written by the reactor:
+    /// not counted in `written`.
+    preamble: AtomicUsize,
     /// Set once the connection is closed or over its limit: later packets
     /// are dropped (the link's monitors fire).
     closed: AtomicBool,
@@ -127,6 +131,7 @@ impl Outbox {
             held: AtomicUsize::new(0),
             packets: AtomicU64::new(0),
             written: AtomicU64::new(0),
+            preamble: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             received: Received::default(),
             since: Instant::now(),
@@ -206,10 +211,22 @@ impl Outbox {
         g.busy = !wbuf.is_empty();
     }
 
+    /// For the reactor: the connection came up with `n` handshake bytes
+    /// still to write.
+    pub(crate) fn set_preamble(&self, n: usize) {
+        self.preamble.store(n, Ordering::Relaxed);
+        self.held.store(n, Ordering::Release);
+    }
+
     /// For the reactor: `n` more bytes were written, `held` are left in
     /// its hands.
     pub(crate) fn wrote(&self, n: usize, held: usize) {
-        self.written.fetch_add(n as u64, Ordering::Relaxed);
+        let pre = self.preamble.load(Ordering::Relaxed);
+        let skip = pre.min(n);
+        if skip > 0 {
+            self.preamble.store(pre - skip, Ordering::Relaxed);
+        }
+        self.written.fetch_add((n - skip) as u64, Ordering::Relaxed);
         self.held.store(held, Ordering::Release);
         if self.waiters.load(Ordering::Acquire) > 0 {
             // Under the lock, so a sender between its check and its wait

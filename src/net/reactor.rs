@@ -730,6 +730,8 @@ impl Reactor {
                     self.net.glue.peer_up(&self.net, remote.id.as_str());
                     let mut dec = Box::new(Decoder::new(est.recv_framing));
                     dec.feed(&est.leftover);
+                    out.received(est.leftover.len(), conn.last_rx);
+                    out.set_preamble(conn.wbuf.len() - conn.wpos);
                     let over = out.is_closed();
                     let unsent = out.unsent();
                     conn.phase = Phase::Up { remote, out, dec };
