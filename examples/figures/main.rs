@@ -11,6 +11,7 @@
 
 mod db;
 mod kernel;
+mod liveness;
 mod net;
 mod rpc;
 
@@ -131,6 +132,10 @@ fn main() {
     if args.first().map(String::as_str) == Some("--net-peer") {
         return net::peer_main();
     }
+    // The peer process of the liveness figures (see liveness.rs).
+    if args.first().map(String::as_str) == Some("--live-peer") {
+        return liveness::peer_main();
+    }
     let quick = args.iter().any(|a| a == "--quick");
     // `--only NAME` runs the groups whose name contains NAME.
     let only = args
@@ -141,6 +146,7 @@ fn main() {
     groups.push(Group::new("rpc", move || rpc::figures(quick)));
     groups.extend(net::groups(quick));
     groups.extend(db::groups(quick));
+    groups.extend(liveness::groups(quick));
     for g in groups {
         if only.as_deref().is_none_or(|o| g.name.contains(o)) {
             print(&(g.measure)());

@@ -88,7 +88,11 @@ pub struct Config {
     /// not taken yet). A send that would pass it fails the connection like
     /// a lost one: the buffer is freed, and the node's monitors fire with
     /// `["transport_error", NODE, "outgoing buffer over its limit (…)"]`.
-    /// So a peer that stopped reading costs at most this much memory.
+    /// So a peer that stopped reading costs at most this much memory. The
+    /// same bound holds for the messages queued while a connection is
+    /// being made (a peer that accepts but never finishes its handshake):
+    /// past it the attempt fails the same way, with `"… bytes queued while
+    /// connecting, over the unsent_limit …"`.
     /// Default 128 MiB: twice the largest packet (64 MiB), far more than a
     /// burst to a reading peer ever queues (the reactor writes as fast as
     /// loopback takes it), small enough for one stalled peer not to take

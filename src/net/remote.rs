@@ -57,6 +57,9 @@ pub(crate) struct RemoteState {
     pub(crate) link: Link,
     /// `(port name, message)` waiting for the connection.
     queue: Vec<(String, Message)>,
+    /// About how many bytes `queue` will take on the wire (bounded by
+    /// `unsent_limit`, as the outgoing buffer is).
+    queued_bytes: usize,
     /// Our monitors of its ports by port name (`""`: the node port).
     monitors: HashMap<String, Vec<(u64, MonitorAction)>>,
     /// Local monitors held for its mon1 requests, by local port name.
@@ -83,6 +86,7 @@ impl Net {
                     st: Mutex::new(RemoteState {
                         link: Link::Idle,
                         queue: Vec::new(),
+                        queued_bytes: 0,
                         monitors: HashMap::new(),
                         held: HashMap::new(),
                     }),
@@ -158,18 +162,37 @@ impl Net {
                 None
             }
             Link::Up(out) => Kick::after(out, out.push(name, &msg)),
-            Link::Connecting | Link::Firing(_) => {
+            Link::Connecting => self.enqueue(remote, st, name, msg),
+            // A monitor callback's sends on the dispatcher: a finite burst.
+            Link::Firing(_) => {
                 st.queue.push((name.to_string(), msg));
                 None
             }
             Link::Idle => {
-                st.queue.push((name.to_string(), msg));
                 st.link = Link::Connecting;
                 self.reactor.dial(remote.clone());
-                None
+                self.enqueue(remote, st, name, msg)
             }
             Link::Down => None,
         }
+    }
+
+    /// Queues a packet while connecting; past `unsent_limit` the attempt
+    /// is failed instead, like an outgoing buffer over its limit.
+    fn enqueue(
+        &self,
+        remote: &Arc<Remote>,
+        st: &mut RemoteState,
+        name: &str,
+        msg: Message,
+    ) -> Option<Kick> {
+        let size = wire_size(name, &msg);
+        if st.queued_bytes + size > self.unsent_limit {
+            return Some(Kick::QueueOver(remote.clone(), st.queued_bytes + size));
+        }
+        st.queued_bytes += size;
+        st.queue.push((name.to_string(), msg));
+        None
     }
 
     /// Starts connecting to `node` unless a connection exists or is being
@@ -314,6 +337,7 @@ impl Net {
             return None;
         }
         let out = Arc::new(Outbox::new(token, framing, writer, self.unsent_limit));
+        st.queued_bytes = 0;
         for (name, msg) in std::mem::take(&mut st.queue) {
             // Not yet writable (the reactor holds the handshake's end): at
             // most over the limit, which the reactor's first flush reports.
@@ -342,6 +366,7 @@ impl Net {
         let monitors = std::mem::take(&mut st.monitors);
         let held = std::mem::take(&mut st.held);
         let queue = std::mem::take(&mut st.queue);
+        st.queued_bytes = 0;
         let Some(node) = self.node() else { return };
         let reason = Reason::transport_error(remote.id.as_str(), text);
         if text == "connection closed by peer" {
@@ -406,12 +431,14 @@ impl Net {
 }
 
 /// What the reactor must do after a packet went into an outbox.
-#[derive(Debug)]
 pub(crate) enum Kick {
     /// Write the connection's buffer.
     Flush(mio::Token),
     /// The connection's unsent bytes passed the limit: fail it.
     Over(mio::Token, usize),
+    /// The packets queued while connecting passed the limit: fail the
+    /// attempt (its monitors fire, the queue goes).
+    QueueOver(Arc<Remote>, usize),
 }
 
 impl Kick {
@@ -435,8 +462,31 @@ impl Net {
             None => {}
             Some(Kick::Flush(token)) => self.reactor.flush(token),
             Some(Kick::Over(token, unsent)) => self.reactor.over_limit(token, unsent),
+            Some(Kick::QueueOver(remote, queued)) => {
+                let why = format!(
+                    "{queued} bytes queued while connecting, over the unsent_limit of {} bytes",
+                    self.unsent_limit
+                );
+                self.fail(&remote, None, &why);
+            }
         }
     }
+}
+
+/// About how many bytes `msg` to port `name` takes on the wire (JSON), for
+/// bounding the queue of a link that is still connecting.
+fn wire_size(name: &str, msg: &Message) -> usize {
+    fn value(v: &serde_json::Value) -> usize {
+        use serde_json::Value;
+        match v {
+            Value::Null | Value::Bool(_) => 5,
+            Value::Number(_) => 20,
+            Value::String(s) => s.len() + 2,
+            Value::Array(a) => 2 + a.iter().map(|v| value(v) + 1).sum::<usize>(),
+            Value::Object(o) => 2 + o.iter().map(|(k, v)| k.len() + 4 + value(v)).sum::<usize>(),
+        }
+    }
+    name.len() + 4 + msg.iter().map(|v| value(v) + 1).sum::<usize>()
 }
 
 impl Net {

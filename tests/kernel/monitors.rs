@@ -224,9 +224,20 @@ fn dropped_guard_never_fires_34() {
     n.kil(&p, Reason::normal()).unwrap();
     assert_eq!(recv(&rx), "kept");
     nothing(&rx, 50);
-    // The same for a monitor that would fire with no_such_port.
+    // The same for a monitor that would fire with no_such_port. Its firing
+    // is a dispatcher task: hold the dispatcher busy until the guard is
+    // gone, or the task may run between `mon` and `drop`.
+    let (started_tx, started) = unbounded();
+    let (release, released) = unbounded::<()>();
+    let blocker = n.port_fn(move |_| {
+        started_tx.send(()).unwrap();
+        let _ = released.recv();
+    });
+    n.snd(&blocker, msg!["block"]);
+    recv(&started);
     let (tx3, rx3) = unbounded();
     drop(n.mon(&p, move |_| tx3.send(()).unwrap()));
+    release.send(()).unwrap();
     nothing(&rx3, 50);
 }
 

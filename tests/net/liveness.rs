@@ -131,6 +131,50 @@ fn flooding_a_stopped_peer_fails_the_connection_at_the_unsent_limit() {
 }
 
 #[test]
+fn flooding_a_peer_that_never_finishes_its_handshake_fails_at_the_unsent_limit() {
+    const LIMIT_BYTES: usize = 1 << 20;
+    let child = ChildNode::start();
+    // Stopped before we connect: the kernel accepts the connection, the
+    // handshake never ends, and every send is queued while connecting.
+    child.signal(libc::SIGSTOP);
+    let c = cfg("parent")
+        .tick(Duration::ZERO)
+        .unsent_limit(LIMIT_BYTES)
+        .connect_interval(Duration::from_secs(60))
+        .monitor_timeout(Duration::from_secs(60));
+    let a = Node::with_config(c).unwrap();
+    a.add_address(&child.node, &child.addr).unwrap();
+    let (tx, fired) = crossbeam_channel::unbounded();
+    a.mon(&child.echo, move |r| tx.send(r).unwrap()).forget();
+    let (reply, _rx) = sink(&a);
+    let kib = "q".repeat(1024);
+    let (mut sent, mut most) = (0u64, 0usize);
+    let reason = loop {
+        a.snd(&child.echo, msg![&reply, &kib]);
+        sent += 1;
+        if let Some(p) = peer(&a, &child.node) {
+            most = most.max(p.queued);
+        }
+        if let Ok(r) = fired.try_recv() {
+            break r;
+        }
+        assert!(sent < 1_000_000, "the limit never struck");
+    };
+    // About 1 KiB each: never much more than the limit was held.
+    assert!(most <= LIMIT_BYTES / 1024, "{most} messages queued");
+    // (each counts its reply port and name too)
+    assert!(most >= LIMIT_BYTES / 1200, "{most} messages queued");
+    assert_eq!(reason.kind(), Some("transport_error"));
+    assert!(
+        reason.to_string().contains("queued while connecting"),
+        "{reason}"
+    );
+    assert_eq!(peer(&a, &child.node).unwrap().queued, 0);
+    nothing(&fired, 50);
+    child.signal(libc::SIGCONT);
+}
+
+#[test]
 fn snd_wait_loses_nothing_and_times_out_when_the_peer_never_drains() {
     let child = ChildNode::start();
     let c = cfg("parent").unsent_high_water(64 << 10);
