@@ -11,6 +11,7 @@
 
 use crate::transport::framing::encode_packet;
 use crate::transport::Framing;
+use crossbeam_utils::CachePadded;
 use parking_lot::{Condvar, Mutex};
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -38,8 +39,6 @@ pub(crate) struct Outbox {
     limit: usize,
     /// Bytes the reactor took from the buffer and has not written yet.
     held: AtomicUsize,
-    /// Packets accepted for sending.
-    packets: AtomicU64,
     /// Bytes written to the socket after the handshake (ciphertext under
     /// TLS).
     written: AtomicU64,
@@ -51,7 +50,9 @@ pub(crate) struct Outbox {
     closed: AtomicBool,
     /// What arrived, counted by the reactor for [`Node::stats`]
     /// (crate::Node::stats).
-    received: Received,
+    /// (On a cache line of its own: the reactor writes it for every read,
+    /// while senders work on the fields above.)
+    received: CachePadded<Received>,
     /// When the connection came up.
     since: Instant,
 }
@@ -82,6 +83,9 @@ struct Inner {
     busy: bool,
     /// When a sender last wrote directly.
     last_direct: Instant,
+    /// Packets accepted for sending (counted under the lock senders hold
+    /// anyway: no shared atomic on the hot path).
+    packets: u64,
 }
 
 /// What became of a packet handed to [`Outbox::push`].
@@ -123,17 +127,17 @@ impl Outbox {
                 buf: Vec::new(),
                 busy: true,
                 last_direct: Instant::now(),
+                packets: 0,
             }),
             room: Condvar::new(),
             waiters: AtomicUsize::new(0),
             writer,
             limit,
             held: AtomicUsize::new(0),
-            packets: AtomicU64::new(0),
             written: AtomicU64::new(0),
             preamble: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
-            received: Received::default(),
+            received: CachePadded::default(),
             since: Instant::now(),
         }
     }
@@ -150,7 +154,7 @@ impl Outbox {
             log::error!("cannot encode a packet for port {name:?}: {e}; dropped");
             return Pushed::Done;
         }
-        self.packets.fetch_add(1, Ordering::Relaxed);
+        g.packets += 1;
         let unsent = g.buf.len() + self.held.load(Ordering::Acquire);
         if unsent > self.limit {
             self.closed.store(true, Ordering::Release);
@@ -280,7 +284,7 @@ impl Outbox {
         let last = Duration::from_nanos(r.last_ns.load(Ordering::Relaxed));
         Counts {
             unsent: self.unsent(),
-            packets_sent: self.packets.load(Ordering::Relaxed),
+            packets_sent: self.inner.lock().packets,
             bytes_sent: self.written.load(Ordering::Relaxed),
             packets_received: r.packets.load(Ordering::Relaxed),
             bytes_received: r.bytes.load(Ordering::Relaxed),
