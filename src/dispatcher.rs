@@ -5,7 +5,7 @@
 use crate::context;
 use crate::message::{Message, Reason};
 use crate::node::{Node, NodeInner};
-use crate::port::{DefaultHandler, Handlers, Item, PortCell};
+use crate::port::{BatchEnd, DefaultHandler, Handlers, Item, PortCell};
 use crate::NodeId;
 use crossbeam_channel::Receiver;
 use std::collections::VecDeque;
@@ -88,7 +88,7 @@ fn run(weak: Weak<NodeInner>, queue: Receiver<Job>) {
 /// but others wait (so busy ports take turns). Each batch costs one lock:
 /// the look for more also takes the next batch.
 fn run_port(node: &Node, cell: &Arc<PortCell>, spare: &mut VecDeque<Item>, queue: &Receiver<Job>) {
-    std::mem::swap(&mut cell.state.lock().inbox, spare);
+    cell.take_batch(spare);
     loop {
         if !spare.is_empty() {
             if let Some((reason, quiet)) = process(node, cell, spare) {
@@ -97,23 +97,11 @@ fn run_port(node: &Node, cell: &Arc<PortCell>, spare: &mut VecDeque<Item>, queue
         }
         // A burst once queued may not pin its memory for good.
         spare.shrink_to(KEPT_CAPACITY);
-        let mut st = cell.state.lock();
-        if st.dead || st.inbox.is_empty() {
-            st.scheduled = false;
-            // An idle port keeps no buffer.
-            let mut idle_buffer = std::mem::take(&mut st.inbox);
-            drop(st);
-            if idle_buffer.capacity() > spare.capacity() {
-                std::mem::swap(spare, &mut idle_buffer);
-            }
-            return;
+        match cell.end_batch(spare, || !queue.is_empty()) {
+            BatchEnd::Idle => return,
+            BatchEnd::Yield => return node.schedule(cell.clone()),
+            BatchEnd::Next => {}
         }
-        if !queue.is_empty() {
-            drop(st);
-            node.schedule(cell.clone());
-            return;
-        }
-        std::mem::swap(&mut st.inbox, spare);
     }
 }
 
@@ -125,7 +113,7 @@ fn process(
     batch: &mut VecDeque<Item>,
 ) -> Option<(Reason, bool)> {
     context::begin_processing(cell);
-    let mut handlers = cell.handlers.lock();
+    let mut handlers = cell.lock_handlers();
     let mut death = None;
     for item in batch.drain(..) {
         let mut quiet = false;
