@@ -492,3 +492,6 @@ impl PortCell {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,34 +1,39 @@
 //! Ports: a port is a cell in the node's port table with an inbox.
 //!
-//! **The room.** `port/` owns the port cell ([`PortCell`]): its state
+//! **The room.** `port/` owns the port cell ([`PortCell`]). Its state
 //! (inbox, scheduled and dead flags, monitors, the attached thread's side,
-//! the direct-delivery route) is private to `cell.rs`, and every change of
-//! it is one method, one lock:
-//! - senders (any thread): [`push`](PortCell::push);
-//! - the dispatcher: [`take_batch`](PortCell::take_batch) /
-//!   [`end_batch`](PortCell::end_batch), [`lock_handlers`](PortCell::lock_handlers),
-//!   [`to_thread`](PortCell::to_thread), [`update_direct`](PortCell::update_direct),
-//!   [`die`](PortCell::die) (returns the monitors to fire);
-//! - `kil` (any thread): [`kill_if_idle`](PortCell::kill_if_idle) then
-//!   [`drop_callbacks`](PortCell::drop_callbacks);
-//! - `mon` and its guard (any thread): [`add_monitor`](PortCell::add_monitor),
+//! the direct-delivery route) is private to `cell.rs`; each change of it
+//! is one method under one lock. The doors, by the thread that uses them:
+//! - any sender: [`push`](PortCell::push);
+//! - the dispatcher, one port at a time: [`take_batch`](PortCell::take_batch),
+//!   [`end_batch`](PortCell::end_batch), [`lock_handlers`](PortCell::lock_handlers)
+//!   (held for the whole batch), [`to_thread`](PortCell::to_thread),
+//!   [`update_direct`](PortCell::update_direct), [`die`](PortCell::die)
+//!   (returns the monitors to fire);
+//! - `kil` on any thread: [`kill_if_idle`](PortCell::kill_if_idle), then
+//!   [`drop_callbacks`](PortCell::drop_callbacks) (the one other locker of
+//!   the callbacks, once no dispatcher can come);
+//! - `mon` and its guard, any thread: [`add_monitor`](PortCell::add_monitor),
 //!   [`remove_monitor`](PortCell::remove_monitor);
-//! - `call` (the caller): [`init_reply_channel`](PortCell::init_reply_channel),
-//!   [`retire_reply_port`](PortCell::retire_reply_port);
-//! - the attached thread: [`take_arrivals`](PortCell::take_arrivals),
+//! - port creation, before the cell is in the table:
+//!   [`init_thread_port`](PortCell::init_thread_port),
+//!   [`init_reply_channel`](PortCell::init_reply_channel); `rcv_thread`:
+//!   [`attach_thread`](PortCell::attach_thread); the end of a blocking
+//!   `call`: [`retire_reply_port`](PortCell::retire_reply_port);
+//! - the attached thread (its [`Mailbox`]): [`take_arrivals`](PortCell::take_arrivals),
 //!   [`await_arrival`](PortCell::await_arrival).
 //!
 //! The node (`node.rs`) keeps the port table and the run queue: it calls
 //! these doors and does the table removal, scheduling and monitor firing
 //! they ask for.
 //!
-//! **Invariants** (checked by `PortState::check` after every transition
-//! in debug builds): items wait in the inbox only while the port is
+//! **Invariants** (`PortState::check`, run whenever the state lock is let
+//! go, in debug builds): items wait in the inbox only while the port is
 //! scheduled (in the run queue or being processed); a dead port has no
 //! inbox, no monitors and no direct route; a direct route to a thread has
 //! a thread; a killed thread belongs to a dead port. Direct delivery
-//! happens only with an empty inbox and the port not scheduled, so it never
-//! overtakes anything.
+//! happens only with an empty inbox and the port not scheduled
+//! (`PortState::may_skip_dispatcher`), so it never overtakes anything.
 //!
 //! - `cell.rs`: the cell, its state and its transitions;
 //! - `handlers.rs`: the callbacks a port runs (default, per tag);
