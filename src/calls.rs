@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::message::{Message, Reason};
 use crate::monitor::MonGuard;
 use crate::node::Node;
-use crate::port::{DefaultHandler, Direct, Handlers};
+use crate::port::{DefaultHandler, Handlers};
 use crate::timer::{self, Timer};
 use crate::PortId;
 use parking_lot::Mutex;
@@ -169,9 +169,11 @@ impl Node {
         let (reply_tx, reply_rx) = crossbeam_channel::bounded(2);
         let name = self.new_name();
         let death_tx = reply_tx.clone();
-        let reply = self.insert(name.as_str(), Handlers::new(DefaultHandler::Ignore), |st| {
-            st.direct = Direct::Channel(reply_tx);
-        });
+        let reply = self.insert(
+            name.as_str(),
+            Handlers::new(DefaultHandler::Ignore),
+            |cell| cell.init_reply_channel(reply_tx),
+        );
         let monitor = self.mon(port, move |reason| {
             let _ = death_tx.try_send(Err(reason));
         });

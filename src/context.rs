@@ -1,10 +1,18 @@
 //! The thread-local *current port* context (`$SELF` of the original).
 //!
 //! It is set while a port callback runs on the dispatcher, for the whole
-//! life of a thread port's thread, and inside `peval`. It also carries the
-//! handler changes and the self-kill a callback asks for, which the
-//! dispatcher applies right after the callback returns (before the next
-//! message), without any lock.
+//! life of a thread port's thread, and inside `peval`.
+//!
+//! Two things travel through it only because user code stands between
+//! their ends, and user code has no value to pass on:
+//! - the handler changes and self-kill a callback asks of its own port,
+//!   which the dispatcher's turn ([`Processing`]) applies right after the
+//!   callback returns (before the next message), without any lock;
+//! - the network reactor's deferred schedules ([`defer_schedules`]): the
+//!   ports scheduled while one chunk of packets is routed. They are
+//!   scheduled by `kil`, spawns, node-port requests, monitor actions and
+//!   the global service alike, deep inside `net/`, so the reactor's read
+//!   keeps this thread-local rather than a value passed down.
 
 use crate::message::Reason;
 use crate::node::Node;
@@ -20,6 +28,7 @@ struct Ctx {
     port: Option<PortId>,
     /// The port whose handlers this thread owns right now (dispatcher only).
     processing: Option<Arc<PortCell>>,
+    /// What the running callback asked of its own port (see [`Processing`]).
     pending: Vec<HandlerChange>,
     kill_self: Option<Reason>,
 }
@@ -30,8 +39,8 @@ type Deferred = Vec<(Node, Arc<PortCell>)>;
 // `try_with`: a destructor may send while its thread exits, after these
 // are gone (they then read as empty).
 thread_local! {
-    /// Ports to schedule when the current batch of incoming packets is
-    /// routed (the reactor's thread), see [`defer_schedules`].
+    /// Ports to schedule when the current chunk of incoming packets is
+    /// routed (the reactor's thread only), see [`defer_schedules`].
     static DEFERRED: RefCell<Option<Deferred>> = const { RefCell::new(None) };
     /// The node that sent the message being handled (`$SRCNODE`).
     static SRC: RefCell<Option<NodeId>> = const { RefCell::new(None) };
@@ -156,18 +165,48 @@ impl Drop for Saved {
     }
 }
 
-/// The dispatcher starts processing `cell`.
-pub(crate) fn begin_processing(cell: &Arc<PortCell>) {
-    CTX.with(|c| c.borrow_mut().processing = Some(cell.clone()))
+/// The context side of a dispatcher's turn on one port (see
+/// `dispatcher::Turn`): while it lives, the port is current
+/// ([`self_port`]) and the handler changes and self-kill its callbacks ask
+/// for wait here, taken by [`Processing::take_requests`] after each
+/// callback. (Callbacks are user code with no turn to pass on, so `rcv`
+/// and `kil` reach the turn through this thread's context.)
+pub(crate) struct Processing {
+    /// Tied to the thread whose context it set.
+    _thread: std::marker::PhantomData<*const ()>,
 }
 
-pub(crate) fn end_processing() {
-    CTX.with(|c| {
-        let mut c = c.borrow_mut();
-        c.processing = None;
-        c.pending.clear();
-        c.kill_self = None;
-    })
+impl Processing {
+    /// The dispatcher starts processing `cell`.
+    pub(crate) fn begin(cell: &Arc<PortCell>) -> Processing {
+        CTX.with(|c| c.borrow_mut().processing = Some(cell.clone()));
+        Processing {
+            _thread: std::marker::PhantomData,
+        }
+    }
+
+    /// Takes the handler changes and self-kill requested by the last
+    /// callback.
+    pub(crate) fn take_requests(&mut self) -> (Vec<HandlerChange>, Option<Reason>) {
+        CTX.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.pending.is_empty() && c.kill_self.is_none() {
+                return (Vec::new(), None);
+            }
+            (std::mem::take(&mut c.pending), c.kill_self.take())
+        })
+    }
+}
+
+impl Drop for Processing {
+    fn drop(&mut self) {
+        CTX.with(|c| {
+            let mut c = c.borrow_mut();
+            c.processing = None;
+            c.pending.clear();
+            c.kill_self = None;
+        })
+    }
 }
 
 /// True if this thread is processing `cell` right now.
@@ -181,6 +220,8 @@ pub(crate) fn is_processing(cell: &Arc<PortCell>) -> bool {
     .unwrap_or(false)
 }
 
+/// A callback of the port being processed changes its handlers: applied
+/// when the callback returns.
 pub(crate) fn push_pending(change: HandlerChange) {
     CTX.with(|c| c.borrow_mut().pending.push(change))
 }
@@ -192,17 +233,6 @@ pub(crate) fn set_kill_self(reason: Reason) {
         if c.kill_self.is_none() {
             c.kill_self = Some(reason);
         }
-    })
-}
-
-/// Takes the handler changes and self-kill requested by the last callback.
-pub(crate) fn take_requests() -> (Vec<HandlerChange>, Option<Reason>) {
-    CTX.with(|c| {
-        let mut c = c.borrow_mut();
-        if c.pending.is_empty() && c.kill_self.is_none() {
-            return (Vec::new(), None);
-        }
-        (std::mem::take(&mut c.pending), c.kill_self.take())
     })
 }
 

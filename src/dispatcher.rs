@@ -1,13 +1,19 @@
 //! The node's dispatcher thread: runs port callbacks, one port at a time,
 //! a batch of its inbox at a time, and short tasks (timer closures,
 //! monitor callbacks of ports that were already dead).
+//!
+//! A port's batch is one [`Turn`]: the port's callbacks are locked, the
+//! port is current, and what its callbacks ask of their own port (handler
+//! changes, a self-kill) is applied after each callback, before the next
+//! item.
 
 use crate::context;
 use crate::message::{Message, Reason};
 use crate::node::{Node, NodeInner};
-use crate::port::{DefaultHandler, Handlers, Item, PortCell};
+use crate::port::{BatchEnd, DefaultHandler, Handlers, Item, PortCell};
 use crate::NodeId;
 use crossbeam_channel::Receiver;
+use parking_lot::MutexGuard;
 use std::collections::VecDeque;
 use std::sync::{Arc, Weak};
 
@@ -88,7 +94,7 @@ fn run(weak: Weak<NodeInner>, queue: Receiver<Job>) {
 /// but others wait (so busy ports take turns). Each batch costs one lock:
 /// the look for more also takes the next batch.
 fn run_port(node: &Node, cell: &Arc<PortCell>, spare: &mut VecDeque<Item>, queue: &Receiver<Job>) {
-    std::mem::swap(&mut cell.state.lock().inbox, spare);
+    cell.take_batch(spare);
     loop {
         if !spare.is_empty() {
             if let Some((reason, quiet)) = process(node, cell, spare) {
@@ -97,23 +103,11 @@ fn run_port(node: &Node, cell: &Arc<PortCell>, spare: &mut VecDeque<Item>, queue
         }
         // A burst once queued may not pin its memory for good.
         spare.shrink_to(KEPT_CAPACITY);
-        let mut st = cell.state.lock();
-        if st.dead || st.inbox.is_empty() {
-            st.scheduled = false;
-            // An idle port keeps no buffer.
-            let mut idle_buffer = std::mem::take(&mut st.inbox);
-            drop(st);
-            if idle_buffer.capacity() > spare.capacity() {
-                std::mem::swap(spare, &mut idle_buffer);
-            }
-            return;
+        match cell.end_batch(spare, || !queue.is_empty()) {
+            BatchEnd::Idle => return,
+            BatchEnd::Yield => return node.schedule(cell.clone()),
+            BatchEnd::Next => {}
         }
-        if !queue.is_empty() {
-            drop(st);
-            node.schedule(cell.clone());
-            return;
-        }
-        std::mem::swap(&mut st.inbox, spare);
     }
 }
 
@@ -124,89 +118,106 @@ fn process(
     cell: &Arc<PortCell>,
     batch: &mut VecDeque<Item>,
 ) -> Option<(Reason, bool)> {
-    context::begin_processing(cell);
-    let mut handlers = cell.handlers.lock();
-    let mut death = None;
+    let ctx = context::Processing::begin(cell);
+    let mut turn = Turn {
+        node,
+        cell,
+        handlers: cell.lock_handlers(),
+        ctx,
+    };
     for item in batch.drain(..) {
+        if let Some(death) = turn.item(item) {
+            turn.handlers.clear();
+            return Some(death);
+        }
+    }
+    None
+}
+
+/// One turn of the dispatcher on one port: a batch of its inbox, run with
+/// the port's callbacks locked and the port current. Fields drop in order:
+/// the callbacks are let go before the port stops being current.
+struct Turn<'a> {
+    node: &'a Node,
+    cell: &'a Arc<PortCell>,
+    handlers: MutexGuard<'a, Handlers>,
+    /// Where the callbacks' handler changes and self-kill wait.
+    ctx: context::Processing,
+}
+
+impl Turn<'_> {
+    /// Handles one inbox item; the kill reason (and whether to kill
+    /// quietly) if the port must die.
+    fn item(&mut self, item: Item) -> Option<(Reason, bool)> {
         let mut quiet = false;
         let mut reason = match item {
-            Item::Msg(msg) => deliver(node, cell, &mut handlers, msg),
+            Item::Msg(msg) => self.deliver(msg),
             Item::Remote(msg, src) => {
                 let _src = context::enter_src(NodeId::clone(&src));
-                deliver(node, cell, &mut handlers, msg)
+                self.deliver(msg)
             }
             Item::Kill(reason) => Some(reason),
             Item::Change(change) => {
-                handlers.apply(*change);
-                cell.update_direct(&handlers);
+                self.handlers.apply(*change);
+                self.cell.update_direct(&self.handlers);
                 None
             }
             Item::Init(init) => {
-                let mut failed = crate::node_port::run_init(node, &init.func, init.args);
-                apply_requests(cell, &mut handlers, &mut failed);
+                let mut failed = crate::node_port::run_init(self.node, &init.func, init.args);
+                self.apply_requests(&mut failed);
                 // An init function that installed no callback leaves no port.
-                if failed.is_none() && !handlers.touched {
+                if failed.is_none() && !self.handlers.touched {
                     quiet = true;
-                    Some(Reason::no_such_port(cell.id.as_str()))
+                    Some(Reason::no_such_port(self.cell.id.as_str()))
                 } else {
                     failed
                 }
             }
         };
-        apply_requests(cell, &mut handlers, &mut reason);
-        if let Some(reason) = reason {
-            handlers.clear();
-            death = Some((reason, quiet));
-            break;
-        }
+        self.apply_requests(&mut reason);
+        reason.map(|reason| (reason, quiet))
     }
-    drop(handlers);
-    context::end_processing();
-    death
-}
 
-/// Applies the handler changes and self-kill the last callback asked for.
-fn apply_requests(cell: &PortCell, handlers: &mut Handlers, reason: &mut Option<Reason>) {
-    let (changes, kill_self) = context::take_requests();
-    if !changes.is_empty() {
-        for change in changes {
-            handlers.apply(change);
+    /// Applies the handler changes and self-kill the last callback asked
+    /// for.
+    fn apply_requests(&mut self, reason: &mut Option<Reason>) {
+        let (changes, kill_self) = self.ctx.take_requests();
+        if !changes.is_empty() {
+            for change in changes {
+                self.handlers.apply(change);
+            }
+            self.cell.update_direct(&self.handlers);
         }
-        cell.update_direct(handlers);
+        if reason.is_none() {
+            *reason = kill_self;
+        }
     }
-    if reason.is_none() {
-        *reason = kill_self;
-    }
-}
 
-fn deliver(
-    node: &Node,
-    cell: &PortCell,
-    handlers: &mut Handlers,
-    mut msg: Message,
-) -> Option<Reason> {
-    if !handlers.tags.is_empty() {
-        let tagged = match msg.tag() {
-            Some(tag) => handlers.tags.get_mut(tag),
-            None => None,
-        };
-        if let Some(cb) = tagged {
-            msg.remove(0);
-            return context::catch(|| cb(msg)).err().map(Reason::die);
+    fn deliver(&mut self, mut msg: Message) -> Option<Reason> {
+        let handlers = &mut *self.handlers;
+        if !handlers.tags.is_empty() {
+            let tagged = match msg.tag() {
+                Some(tag) => handlers.tags.get_mut(tag),
+                None => None,
+            };
+            if let Some(cb) = tagged {
+                msg.remove(0);
+                return context::catch(|| cb(msg)).err().map(Reason::die);
+            }
         }
-    }
-    match &mut handlers.default {
-        DefaultHandler::Callback(cb) => context::catch(|| cb(msg)).err().map(Reason::die),
-        DefaultHandler::Thread => {
-            cell.to_thread(msg);
-            None
+        match &mut handlers.default {
+            DefaultHandler::Callback(cb) => context::catch(|| cb(msg)).err().map(Reason::die),
+            DefaultHandler::Thread => {
+                self.cell.to_thread(msg);
+                None
+            }
+            DefaultHandler::KillOnMessage => Some(unhandled(&msg)),
+            DefaultHandler::NodePort => {
+                crate::node_port::call_function(self.node, msg);
+                None
+            }
+            DefaultHandler::Ignore | DefaultHandler::Dead => None,
         }
-        DefaultHandler::KillOnMessage => Some(unhandled(&msg)),
-        DefaultHandler::NodePort => {
-            crate::node_port::call_function(node, msg);
-            None
-        }
-        DefaultHandler::Ignore | DefaultHandler::Dead => None,
     }
 }
 

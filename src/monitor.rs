@@ -91,14 +91,7 @@ impl Drop for MonGuard {
             GuardInner::Local { cell, id } => {
                 if let Some(cell) = cell.upgrade() {
                     // Dropping the action (and what it owns) outside the lock.
-                    let removed = {
-                        let mut st = cell.state.lock();
-                        st.monitors
-                            .iter()
-                            .position(|m| m.id == id)
-                            .map(|i| st.monitors.swap_remove(i))
-                    };
-                    drop(removed);
+                    drop(cell.remove_monitor(id));
                 }
             }
             GuardInner::Pending(flag) => flag.store(true, Ordering::Release),
@@ -163,15 +156,13 @@ impl Node {
             );
             return self.fire_later(action, reason);
         }
-        if let Some(cell) = self.lookup(port.name()) {
-            let mut st = cell.state.lock();
-            if !st.dead {
-                let id = next_monitor_id();
-                st.monitors.push(MonitorEntry { id, action });
-                drop(st);
-                return MonGuard::local(&cell, id);
-            }
-        }
+        let action = match self.lookup(port.name()) {
+            Some(cell) => match cell.add_monitor(action) {
+                Ok(id) => return MonGuard::local(&cell, id),
+                Err(action) => action,
+            },
+            None => action,
+        };
         self.fire_later(action, Reason::no_such_port(port.as_str()))
     }
 

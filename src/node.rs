@@ -7,8 +7,8 @@ use crate::id::{NameGen, NodeId, PortId};
 use crate::message::{Message, Reason};
 use crate::node_port::Functions;
 use crate::port::{
-    spawn_port_thread, Callback, DefaultHandler, Direct, HandlerChange, Handlers, Item, Mailbox,
-    PortCell, PortExit, Pushed, ThreadSide,
+    spawn_port_thread, AttachError, Callback, DefaultHandler, HandlerChange, Handlers, IdleKill,
+    Item, Mailbox, PortCell, PortExit, Pushed,
 };
 use crate::seam::{KernelOptions, Network};
 use crate::table::PortTable;
@@ -136,10 +136,11 @@ impl Node {
         f: impl FnOnce(&mut Mailbox) -> R + Send + 'static,
     ) -> PortId {
         let name = self.inner.names.next();
-        let cell = self.insert(name.as_str(), Handlers::new(DefaultHandler::Thread), |st| {
-            st.thread = Some(ThreadSide::default());
-            st.direct = Direct::Thread;
-        });
+        let cell = self.insert(
+            name.as_str(),
+            Handlers::new(DefaultHandler::Thread),
+            PortCell::init_thread_port,
+        );
         let id = cell.id.clone();
         spawn_port_thread(self, cell, f);
         id
@@ -153,17 +154,14 @@ impl Node {
         f: impl FnOnce(&mut Mailbox) -> R + Send + 'static,
     ) -> Result<PortId> {
         let cell = self.local_cell("rcv_thread", port)?;
-        {
-            let mut st = cell.state.lock();
-            if st.dead {
-                return Err(no_such_port("rcv_thread", port));
-            }
-            if st.thread.is_some() {
+        match cell.attach_thread() {
+            Ok(()) => {}
+            Err(AttachError::Dead) => return Err(no_such_port("rcv_thread", port)),
+            Err(AttachError::AlreadyAttached) => {
                 return Err(Error::ThreadAlreadyAttached {
                     port: port.to_string(),
-                });
+                })
             }
-            st.thread = Some(ThreadSide::default());
         }
         self.change(&cell, HandlerChange::AttachThread);
         spawn_port_thread(self, cell, f);
@@ -330,22 +328,15 @@ impl Node {
     }
 
     /// Kills at once a callback port with nothing in its inbox and no
-    /// callback running; `false` if it is not such a port. There is
-    /// nothing to process before the kill, so only the monitors need the
-    /// dispatcher (they never run inside `kil`); the port table stays with
-    /// the calling thread, which makes short-lived ports cheap.
+    /// callback running ([`PortCell::kill_if_idle`]); `false` if it is not
+    /// such a port. Only the monitors need the dispatcher (they never run
+    /// inside `kil`); the port table stays with the calling thread, which
+    /// makes short-lived ports cheap.
     fn kill_idle(&self, cell: &Arc<PortCell>, reason: &Reason) -> bool {
-        let monitors = {
-            let mut st = cell.state.lock();
-            let idle = !st.scheduled
-                && st.inbox.is_empty()
-                && st.thread.is_none()
-                && matches!(st.direct, Direct::No);
-            if st.dead || !idle {
-                return st.dead;
-            }
-            st.dead = true;
-            std::mem::take(&mut st.monitors)
+        let monitors = match cell.kill_if_idle() {
+            IdleKill::AlreadyDead => return true,
+            IdleKill::Busy => return false,
+            IdleKill::Killed(monitors) => monitors,
         };
         self.forget_dead(cell, monitors.is_empty(), reason, false);
         if !monitors.is_empty() {
@@ -356,31 +347,18 @@ impl Node {
                 }
             });
         }
-        // No dispatcher will touch the port again (it is neither scheduled
-        // nor able to be); drop the callbacks outside the lock, as their
-        // captures may call back into aemp.
-        let callbacks = std::mem::replace(
-            &mut *cell.handlers.lock(),
-            Handlers::new(DefaultHandler::Dead),
-        );
-        drop(callbacks);
+        cell.drop_callbacks();
         true
     }
 
     /// Retires a blocking call's reply port at once, without a trip
     /// through the dispatcher, unless someone monitors it.
     pub(crate) fn close_reply_port(&self, cell: &Arc<PortCell>) {
-        {
-            let mut st = cell.state.lock();
-            if st.monitors.is_empty() && st.inbox.is_empty() {
-                st.dead = true;
-                st.direct = Direct::No;
-                drop(st);
-                self.inner.ports.remove(cell);
-                return;
-            }
+        if cell.retire_reply_port() {
+            self.inner.ports.remove(cell);
+        } else {
+            self.kill_cell(cell, Reason::normal());
         }
-        self.kill_cell(cell, Reason::normal());
     }
 
     pub(crate) fn lookup(&self, name: &str) -> Option<Arc<PortCell>> {
@@ -414,10 +392,10 @@ impl Node {
         &self,
         name: &str,
         handlers: Handlers,
-        setup: impl FnOnce(&mut crate::port::PortState),
+        setup: impl FnOnce(&PortCell),
     ) -> Arc<PortCell> {
         let cell = self.new_cell(PortId::from_parts(self.inner.id.as_str(), name), handlers);
-        setup(&mut cell.state.lock());
+        setup(&cell);
         let fresh = self.inner.ports.insert(&cell);
         debug_assert!(fresh, "generated port names are unique");
         cell
@@ -480,23 +458,11 @@ impl Node {
         let _ = self.inner.jobs.send(Job::Task(Box::new(f)));
     }
 
-    /// The port dies: mark it dead, wake its thread, forget it, fire its
-    /// monitors. Runs on the dispatcher.
+    /// The port dies ([`PortCell::die`]): forget it, fire its monitors.
+    /// Runs on the dispatcher.
     pub(crate) fn die(&self, cell: &Arc<PortCell>, reason: Reason, quiet: bool) {
-        let monitors = {
-            let mut st = cell.state.lock();
-            if st.dead {
-                return;
-            }
-            st.dead = true;
-            st.inbox.clear();
-            st.direct = Direct::No;
-            if let Some(side) = st.thread.as_mut() {
-                side.killed = Some(reason.clone());
-                side.incoming.clear();
-                cell.wake.notify_all();
-            }
-            std::mem::take(&mut st.monitors)
+        let Some(monitors) = cell.die(&reason) else {
+            return;
         };
         self.forget_dead(cell, monitors.is_empty(), &reason, quiet);
         for m in monitors {
@@ -520,10 +486,10 @@ impl Node {
     pub(crate) fn port_stats(&self) -> (usize, Vec<crate::stats::ThreadPortStats>) {
         let mut threads = Vec::new();
         self.inner.ports.for_each(|cell| {
-            if let Some(t) = &cell.state.lock().thread {
+            if let Some(mailbox) = cell.arrivals_len() {
                 threads.push(crate::stats::ThreadPortStats {
                     port: cell.id.to_string(),
-                    mailbox: t.incoming.len(),
+                    mailbox,
                 });
             }
         });

@@ -1,8 +1,8 @@
 //! Thread ports: a port that owns one OS thread and a selective-receive
 //! mailbox (Coro::MP's `port_async` / `rcv_async`).
 
+use super::cell::{Arrival, PortCell};
 use super::queue::TagQueue;
-use super::PortCell;
 use crate::busy::BusyWait;
 use crate::error::{Error, Result};
 use crate::message::{Message, Reason};
@@ -10,19 +10,8 @@ use crate::node::Node;
 use crate::PortId;
 use std::collections::VecDeque;
 use std::fmt::Display;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// The sender-facing half of a thread port's mailbox, inside the port's
-/// state lock: senders only append here; the thread sorts arrivals into its
-/// private [`TagQueue`] outside the lock.
-#[derive(Default)]
-pub(crate) struct ThreadSide {
-    pub(crate) incoming: VecDeque<Message>,
-    pub(crate) waiting: bool,
-    pub(crate) killed: Option<Reason>,
-}
 
 /// What a thread port's thread returns. Returning `()` or `Ok(())` kills
 /// the port normally; `Err(e)` kills it with `["die", e.to_string()]`
@@ -94,14 +83,7 @@ impl Mailbox {
 
     /// Messages waiting (taken into the queue or still arriving).
     pub fn len(&self) -> usize {
-        let incoming = self
-            .cell
-            .state
-            .lock()
-            .thread
-            .as_ref()
-            .map_or(0, |s| s.incoming.len());
-        self.queue.len() + incoming
+        self.queue.len() + self.cell.arrivals_len().unwrap_or(0)
     }
 
     /// True when no message is waiting.
@@ -213,59 +195,17 @@ impl Mailbox {
             if let Some(r) = pick(&mut self.queue) {
                 return Ok(Some(r));
             }
-            let start = Instant::now();
-            let mut spun = false;
-            let mut st = self.cell.state.lock();
-            loop {
-                let side = st.thread.as_mut().expect("thread port state");
-                if let Some(reason) = side.killed.clone() {
-                    drop(st);
-                    return Err(self.killed(reason));
-                }
-                if !side.incoming.is_empty() {
-                    break;
-                }
-                if deadline.is_some_and(|d| Instant::now() >= d) {
-                    return Ok(None);
-                }
-                if !spun {
-                    // A reply often comes within microseconds: poll a
-                    // while before paying for sleeping and waking.
-                    spun = true;
-                    drop(st);
-                    let arrived = &self.cell.arrived;
-                    self.busy
-                        .spin(start, deadline, || arrived.load(Ordering::Acquire));
-                    st = self.cell.state.lock();
-                    continue;
-                }
-                side.waiting = true;
-                match deadline {
-                    Some(d) => {
-                        self.cell.wake.wait_until(&mut st, d);
-                    }
-                    None => self.cell.wake.wait(&mut st),
-                }
-                let side = st.thread.as_mut().expect("thread port state");
-                side.waiting = false;
-                if !side.incoming.is_empty() {
-                    self.busy.slept(start);
-                }
+            match self.cell.await_arrival(deadline, &mut self.busy) {
+                Arrival::Arrived => {}
+                Arrival::Killed(reason) => return Err(self.killed(reason)),
+                Arrival::TimedOut => return Ok(None),
             }
         }
     }
 
     fn take_arrivals(&mut self) -> Result<()> {
-        {
-            let mut st = self.cell.state.lock();
-            let side = st.thread.as_mut().expect("thread port state");
-            if let Some(reason) = &side.killed {
-                let reason = reason.clone();
-                drop(st);
-                return Err(self.killed(reason));
-            }
-            std::mem::swap(&mut side.incoming, &mut self.spare);
-            self.cell.arrived.store(false, Ordering::Relaxed);
+        if let Err(reason) = self.cell.take_arrivals(&mut self.spare) {
+            return Err(self.killed(reason));
         }
         self.queue.append(&mut self.spare);
         Ok(())

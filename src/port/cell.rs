@@ -1,0 +1,497 @@
+//! The port cell: one port's state, and every transition of it.
+//!
+//! The state lives behind one mutex and only this file touches it; each
+//! method below is one transition, made under one lock. In debug builds
+//! [`PortState::check`] verifies the invariants whenever the lock is let
+//! go (see the module doc of `port`).
+
+use super::handlers::Handlers;
+use super::Item;
+use crate::busy::BusyWait;
+use crate::message::{Message, Reason};
+use crate::monitor::{next_monitor_id, MonitorAction, MonitorEntry};
+use crate::PortId;
+use crossbeam_channel::Sender;
+use parking_lot::{Condvar, Mutex, MutexGuard};
+use std::collections::VecDeque;
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+/// Where a message may go without passing the dispatcher.
+enum Direct {
+    No,
+    /// Straight into the attached thread's incoming queue.
+    Thread,
+    /// Straight into a channel (reply port of a blocking call, which also
+    /// learns of the callee's death through it).
+    Channel(Sender<Result<Message, Reason>>),
+}
+
+/// The sender-facing half of a thread port's mailbox: senders only append
+/// here; the thread sorts arrivals into its private queue outside the lock.
+#[derive(Default)]
+struct ThreadSide {
+    incoming: VecDeque<Message>,
+    /// The thread sleeps on the cell's condition variable.
+    waiting: bool,
+    killed: Option<Reason>,
+}
+
+struct PortState {
+    inbox: VecDeque<Item>,
+    /// The port is in the dispatcher's run queue or being processed.
+    scheduled: bool,
+    dead: bool,
+    monitors: Vec<MonitorEntry>,
+    thread: Option<ThreadSide>,
+    direct: Direct,
+}
+
+impl PortState {
+    /// The invariants of a port's state, true whenever its lock is free.
+    /// Debug builds check them after every transition.
+    #[inline]
+    fn check(&self) {
+        if !cfg!(debug_assertions) {
+            return;
+        }
+        // Items wait only in a scheduled inbox (a push that queues makes
+        // the port scheduled; a batch ends unscheduled only when empty).
+        debug_assert!(
+            self.scheduled || self.inbox.is_empty(),
+            "items wait unscheduled"
+        );
+        if self.dead {
+            debug_assert!(self.inbox.is_empty(), "a dead port has an inbox");
+            debug_assert!(self.monitors.is_empty(), "a dead port has monitors");
+            debug_assert!(
+                matches!(self.direct, Direct::No),
+                "a dead port takes messages"
+            );
+        }
+        if matches!(self.direct, Direct::Thread) {
+            debug_assert!(self.thread.is_some(), "direct delivery to no thread");
+        }
+        if let Some(side) = &self.thread {
+            debug_assert!(
+                side.killed.is_none() || self.dead,
+                "killed thread, live port"
+            );
+        }
+    }
+
+    /// A message may skip the dispatcher only when that reorders nothing:
+    /// nothing is queued and nothing is being processed.
+    #[inline]
+    fn may_skip_dispatcher(&self) -> bool {
+        self.inbox.is_empty() && !self.scheduled && !matches!(self.direct, Direct::No)
+    }
+
+    /// Appends to the thread's incoming queue and wakes it if it sleeps.
+    #[inline]
+    fn hand_to_thread(&mut self, msg: Message, arrived: &AtomicBool, wake: &Condvar) {
+        if let Some(side) = self.thread.as_mut() {
+            side.incoming.push_back(msg);
+            arrived.store(true, Ordering::Release);
+            if side.waiting {
+                wake.notify_one();
+            }
+        }
+    }
+}
+
+/// The locked state; checks the invariants when let go (debug builds).
+struct Locked<'a>(MutexGuard<'a, PortState>);
+
+impl Deref for Locked<'_> {
+    type Target = PortState;
+    #[inline]
+    fn deref(&self) -> &PortState {
+        &self.0
+    }
+}
+
+impl DerefMut for Locked<'_> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut PortState {
+        &mut self.0
+    }
+}
+
+impl Drop for Locked<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.0.check();
+    }
+}
+
+/// A port: its ID, its state and its callbacks.
+pub(crate) struct PortCell {
+    pub(crate) id: PortId,
+    /// The name's hash in the port table, kept so that removal never
+    /// re-reads the name.
+    pub(crate) hash: u64,
+    state: Mutex<PortState>,
+    /// Wakes the attached thread.
+    wake: Condvar,
+    /// Set when a message for the attached thread arrives, so that the
+    /// thread can spin briefly on it before sleeping.
+    arrived: AtomicBool,
+    /// Locked by the dispatcher for the whole of a batch, and by nobody
+    /// else while the port is alive: the one other locker is the thread
+    /// that kills an idle port ([`PortCell::drop_callbacks`]), once the
+    /// port is dead and unscheduled, so no dispatcher can come to it.
+    handlers: Mutex<Handlers>,
+}
+
+/// The result of [`PortCell::push`].
+pub(crate) enum Pushed {
+    Done,
+    /// The caller must put the port into the run queue.
+    Schedule,
+    /// The port is dead; here is the item back.
+    Dead(Item),
+}
+
+/// The result of [`PortCell::end_batch`].
+pub(crate) enum BatchEnd {
+    /// The inbox was empty (or the port died): the port is unscheduled.
+    Idle,
+    /// More arrived but other jobs wait: the port stays scheduled and the
+    /// caller must put it back into the run queue.
+    Yield,
+    /// The next batch is in the caller's buffer.
+    Next,
+}
+
+/// The result of [`PortCell::kill_if_idle`].
+pub(crate) enum IdleKill {
+    AlreadyDead,
+    /// Something is queued, running, or a thread is attached.
+    Busy,
+    /// Dead now; these monitors must fire.
+    Killed(Vec<MonitorEntry>),
+}
+
+/// Why [`PortCell::attach_thread`] refused.
+pub(crate) enum AttachError {
+    Dead,
+    AlreadyAttached,
+}
+
+/// The result of [`PortCell::await_arrival`].
+pub(crate) enum Arrival {
+    Arrived,
+    Killed(Reason),
+    TimedOut,
+}
+
+impl PortCell {
+    pub(crate) fn new(id: PortId, hash: u64, handlers: Handlers) -> PortCell {
+        PortCell {
+            id,
+            hash,
+            state: Mutex::new(PortState {
+                inbox: VecDeque::new(),
+                scheduled: false,
+                dead: false,
+                monitors: Vec::new(),
+                thread: None,
+                direct: Direct::No,
+            }),
+            wake: Condvar::new(),
+            arrived: AtomicBool::new(false),
+            handlers: Mutex::new(handlers),
+        }
+    }
+
+    #[inline]
+    fn lock(&self) -> Locked<'_> {
+        Locked(self.state.lock())
+    }
+
+    /// The port's callbacks, for the dispatcher's batch (see the field).
+    #[inline]
+    pub(crate) fn lock_handlers(&self) -> MutexGuard<'_, Handlers> {
+        self.handlers.lock()
+    }
+
+    // ---- Creation (before the cell is in the table) ----
+
+    /// A fresh thread port: its messages go straight to the thread.
+    pub(crate) fn init_thread_port(&self) {
+        let mut st = self.lock();
+        st.thread = Some(ThreadSide::default());
+        st.direct = Direct::Thread;
+    }
+
+    /// A fresh reply port of a blocking call: its messages go into `tx`.
+    pub(crate) fn init_reply_channel(&self, tx: Sender<Result<Message, Reason>>) {
+        self.lock().direct = Direct::Channel(tx);
+    }
+
+    // ---- Senders ----
+
+    /// Appends an item to the inbox (or delivers a message directly when
+    /// that cannot reorder anything).
+    #[inline]
+    pub(crate) fn push(&self, item: Item) -> Pushed {
+        let mut st = self.lock();
+        if st.dead {
+            return Pushed::Dead(item);
+        }
+        if st.may_skip_dispatcher() {
+            // A message from another node takes the direct paths too: a
+            // thread or a waiting call has no use for its source node.
+            let msg = match item {
+                Item::Msg(msg) | Item::Remote(msg, _) => msg,
+                other => return Self::enqueue(st, other),
+            };
+            match &st.direct {
+                Direct::Thread => st.hand_to_thread(msg, &self.arrived, &self.wake),
+                // A second reply to a call has nobody to go to.
+                Direct::Channel(tx) => {
+                    let _ = tx.try_send(Ok(msg));
+                }
+                Direct::No => unreachable!("may_skip_dispatcher"),
+            }
+            return Pushed::Done;
+        }
+        Self::enqueue(st, item)
+    }
+
+    #[inline]
+    fn enqueue(mut st: Locked<'_>, item: Item) -> Pushed {
+        st.inbox.push_back(item);
+        if st.scheduled {
+            Pushed::Done
+        } else {
+            st.scheduled = true;
+            Pushed::Schedule
+        }
+    }
+
+    // ---- The dispatcher ----
+
+    /// Starts processing: the inbox trades places with `batch` (empty).
+    #[inline]
+    pub(crate) fn take_batch(&self, batch: &mut VecDeque<Item>) {
+        debug_assert!(batch.is_empty());
+        let mut st = self.lock();
+        debug_assert!(st.scheduled, "a batch of an unscheduled port");
+        std::mem::swap(&mut st.inbox, batch);
+    }
+
+    /// Ends a processed (drained) batch: takes the next one into `batch`
+    /// unless the inbox is empty or `others_wait`. Each batch costs one
+    /// lock: the look for more also takes the next batch.
+    #[inline]
+    pub(crate) fn end_batch(
+        &self,
+        batch: &mut VecDeque<Item>,
+        others_wait: impl FnOnce() -> bool,
+    ) -> BatchEnd {
+        debug_assert!(batch.is_empty());
+        let mut st = self.lock();
+        if st.dead || st.inbox.is_empty() {
+            st.scheduled = false;
+            // An idle port keeps no buffer.
+            let mut idle_buffer = std::mem::take(&mut st.inbox);
+            drop(st);
+            if idle_buffer.capacity() > batch.capacity() {
+                std::mem::swap(batch, &mut idle_buffer);
+            }
+            return BatchEnd::Idle;
+        }
+        if others_wait() {
+            return BatchEnd::Yield;
+        }
+        std::mem::swap(&mut st.inbox, batch);
+        BatchEnd::Next
+    }
+
+    /// Hands a message to the attached thread (the dispatcher's path).
+    #[inline]
+    pub(crate) fn to_thread(&self, msg: Message) {
+        self.lock().hand_to_thread(msg, &self.arrived, &self.wake);
+    }
+
+    /// Recomputes whether messages may skip the dispatcher, after a
+    /// handler change.
+    pub(crate) fn update_direct(&self, handlers: &Handlers) {
+        let mut st = self.lock();
+        if matches!(st.direct, Direct::Channel(_)) {
+            return;
+        }
+        st.direct = if st.thread.is_some() && handlers.is_thread_only() {
+            Direct::Thread
+        } else {
+            Direct::No
+        };
+    }
+
+    // ---- Death ----
+
+    /// The port dies: marks it dead, drops its inbox, wakes its thread
+    /// with the reason. Returns the monitors to fire, or `None` if it was
+    /// dead already.
+    pub(crate) fn die(&self, reason: &Reason) -> Option<Vec<MonitorEntry>> {
+        let mut st = self.lock();
+        if st.dead {
+            return None;
+        }
+        st.dead = true;
+        st.inbox.clear();
+        st.direct = Direct::No;
+        if let Some(side) = st.thread.as_mut() {
+            side.killed = Some(reason.clone());
+            side.incoming.clear();
+            self.wake.notify_all();
+        }
+        Some(std::mem::take(&mut st.monitors))
+    }
+
+    /// Kills a callback port with nothing in its inbox and nothing
+    /// running: there is nothing to process before the kill. The caller
+    /// then [drops the callbacks](Self::drop_callbacks).
+    pub(crate) fn kill_if_idle(&self) -> IdleKill {
+        let mut st = self.lock();
+        if st.dead {
+            return IdleKill::AlreadyDead;
+        }
+        let idle = !st.scheduled
+            && st.inbox.is_empty()
+            && st.thread.is_none()
+            && matches!(st.direct, Direct::No);
+        if !idle {
+            return IdleKill::Busy;
+        }
+        st.dead = true;
+        IdleKill::Killed(std::mem::take(&mut st.monitors))
+    }
+
+    /// Drops the callbacks of a port [killed idle](Self::kill_if_idle):
+    /// no dispatcher will touch it again (it is neither scheduled nor able
+    /// to be). Outside the state lock, as their captures may call back
+    /// into aemp.
+    pub(crate) fn drop_callbacks(&self) {
+        debug_assert!(self.state.lock().dead);
+        let dead = Handlers::new(super::DefaultHandler::Dead);
+        let callbacks = std::mem::replace(&mut *self.handlers.lock(), dead);
+        drop(callbacks);
+    }
+
+    /// Retires a blocking call's reply port at once unless someone
+    /// monitors it or something is queued; `true` if it did (the caller
+    /// then takes it out of the table).
+    pub(crate) fn retire_reply_port(&self) -> bool {
+        let mut st = self.lock();
+        if st.monitors.is_empty() && st.inbox.is_empty() {
+            st.dead = true;
+            st.direct = Direct::No;
+            return true;
+        }
+        false
+    }
+
+    // ---- Monitors ----
+
+    /// Adds a monitor; gives the action back if the port is dead.
+    pub(crate) fn add_monitor(&self, action: MonitorAction) -> Result<u64, MonitorAction> {
+        let mut st = self.lock();
+        if st.dead {
+            return Err(action);
+        }
+        let id = next_monitor_id();
+        st.monitors.push(MonitorEntry { id, action });
+        Ok(id)
+    }
+
+    /// Removes monitor `id` if it has not fired; the caller drops it
+    /// (and what its action owns) outside the lock.
+    pub(crate) fn remove_monitor(&self, id: u64) -> Option<MonitorEntry> {
+        let mut st = self.lock();
+        let i = st.monitors.iter().position(|m| m.id == id)?;
+        Some(st.monitors.swap_remove(i))
+    }
+
+    // ---- The attached thread ----
+
+    /// Attaches a thread to a live port (`rcv_thread`). Its messages keep
+    /// passing the dispatcher until the `AttachThread` change is applied.
+    pub(crate) fn attach_thread(&self) -> Result<(), AttachError> {
+        let mut st = self.lock();
+        if st.dead {
+            return Err(AttachError::Dead);
+        }
+        if st.thread.is_some() {
+            return Err(AttachError::AlreadyAttached);
+        }
+        st.thread = Some(ThreadSide::default());
+        Ok(())
+    }
+
+    /// Messages arrived for the thread and not yet taken, if it has one.
+    pub(crate) fn arrivals_len(&self) -> Option<usize> {
+        self.lock().thread.as_ref().map(|s| s.incoming.len())
+    }
+
+    /// The thread takes its arrivals: they trade places with `into`
+    /// (empty); the kill reason instead once the port is dead.
+    pub(crate) fn take_arrivals(&self, into: &mut VecDeque<Message>) -> Result<(), Reason> {
+        let mut st = self.lock();
+        let side = st.thread.as_mut().expect("thread port state");
+        if let Some(reason) = &side.killed {
+            return Err(reason.clone());
+        }
+        std::mem::swap(&mut side.incoming, into);
+        self.arrived.store(false, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The thread waits until something arrives, the port is killed, or
+    /// `deadline` passes. It first spins a while (a reply often comes
+    /// within microseconds), then sleeps.
+    pub(crate) fn await_arrival(&self, deadline: Option<Instant>, busy: &mut BusyWait) -> Arrival {
+        let start = Instant::now();
+        let mut spun = false;
+        let mut st = self.lock();
+        loop {
+            let side = st.thread.as_mut().expect("thread port state");
+            if let Some(reason) = &side.killed {
+                return Arrival::Killed(reason.clone());
+            }
+            if !side.incoming.is_empty() {
+                return Arrival::Arrived;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Arrival::TimedOut;
+            }
+            if !spun {
+                // Poll a while before paying for sleeping and waking.
+                spun = true;
+                drop(st);
+                let arrived = &self.arrived;
+                busy.spin(start, deadline, || arrived.load(Ordering::Acquire));
+                st = self.lock();
+                continue;
+            }
+            side.waiting = true;
+            match deadline {
+                Some(d) => {
+                    self.wake.wait_until(&mut st.0, d);
+                }
+                None => self.wake.wait(&mut st.0),
+            }
+            let side = st.thread.as_mut().expect("thread port state");
+            side.waiting = false;
+            if !side.incoming.is_empty() {
+                busy.slept(start);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
