@@ -13,6 +13,7 @@ mod db;
 mod kernel;
 mod liveness;
 mod net;
+mod polling;
 mod rpc;
 
 use std::alloc::{GlobalAlloc, Layout, System};

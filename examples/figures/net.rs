@@ -4,9 +4,12 @@
 //! The peer runs two nodes, one accepting only json and one preferring
 //! cbor (each direction uses the receiver's preference), each with a
 //! sink port (counts `["tag", ...]`, answers `["end", reply]` with the
-//! count) and an echo port (`[reply, x]` → `[x]`), plus a raw TCP echo
-//! server for the baseline.
+//! count) and an echo port (`[reply, x]` → `[x]`), plus raw TCP servers
+//! for the baselines: an echo server that blocks in `read`, one that polls
+//! first (as aemp's threads do, with the same budget), and a sink that
+//! reads bytes as fast as it can.
 
+use super::polling::{budget, Polling};
 use super::{median, paired, Figure, Group};
 use aemp::transport::Framing;
 use aemp::{msg, Config, Node, PortId};
@@ -68,8 +71,26 @@ pub fn peer_main() {
             });
         }
     });
+    let poll_addr = serve_raw(|s| {
+        let mut s = Polling::new(s, budget());
+        let mut buf = [0u8; 32];
+        while s.read_exact(&mut buf).is_ok() {
+            if s.write_all(&buf).is_err() {
+                return;
+            }
+        }
+    });
+    let sink_addr = serve_raw(|mut s| {
+        // Reads until the client half-closes, then answers the count.
+        let mut buf = vec![0u8; 256 << 10];
+        let mut total = 0u64;
+        while let Ok(n @ 1..) = s.read(&mut buf) {
+            total += n as u64;
+        }
+        let _ = s.write_all(&total.to_le_bytes());
+    });
     println!(
-        "READY {} {} {jsink} {jecho} {} {} {csink} {cecho} {raw_addr}",
+        "READY {} {} {jsink} {jecho} {} {} {csink} {cecho} {raw_addr} {poll_addr} {sink_addr}",
         json.id(),
         json.listen_addrs()[0],
         cbor.id(),
@@ -81,12 +102,27 @@ pub fn peer_main() {
     }
 }
 
+/// A TCP server on 127.0.0.1 running `serve` on a thread per connection.
+fn serve_raw(serve: fn(TcpStream)) -> std::net::SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").expect("raw listener");
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let _ = s.set_nodelay(true);
+            std::thread::spawn(move || serve(s));
+        }
+    });
+    addr
+}
+
 struct Peer {
     local: Node,
     jsink: PortId,
     jecho: PortId,
     csink: PortId,
     raw: String,
+    raw_poll: String,
+    raw_sink: String,
 }
 
 /// The peer process, started on first use; it exits when we do (its
@@ -122,6 +158,8 @@ fn peer() -> &'static Peer {
             jecho: f[3].parse().unwrap(),
             csink: f[6].parse().unwrap(),
             raw: f[8].to_string(),
+            raw_poll: f[9].to_string(),
+            raw_sink: f[10].to_string(),
         };
         // Connect both nodes before measuring.
         roundtrip(&peer.local, &peer.jecho, 1);
@@ -192,6 +230,41 @@ fn tcp_roundtrip(addr: &str, rounds: u32) -> Vec<f64> {
         .collect()
 }
 
+/// As [`tcp_roundtrip`], both ends polling before they block.
+fn tcp_poll_roundtrip(addr: &str, rounds: u32) -> Vec<f64> {
+    let s = TcpStream::connect(addr).expect("raw peer");
+    s.set_nodelay(true).unwrap();
+    let mut s = Polling::new(s, budget());
+    let mut buf = [7u8; 32];
+    (0..rounds)
+        .map(|_| {
+            let t = Instant::now();
+            s.write_all(&buf).unwrap();
+            s.read_exact(&mut buf).unwrap();
+            t.elapsed().as_secs_f64() * 1e6
+        })
+        .collect()
+}
+
+/// Raw TCP one way: `bytes` in 64 KiB writes to the sink; MB/s until the
+/// sink has read them all.
+fn tcp_bandwidth(addr: &str, bytes: usize) -> f64 {
+    let mut s = TcpStream::connect(addr).expect("raw sink");
+    let chunk = vec![b'x'; 64 << 10];
+    let t = Instant::now();
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(chunk.len());
+        s.write_all(&chunk[..n]).unwrap();
+        left -= n;
+    }
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut count = [0u8; 8];
+    s.read_exact(&mut count).expect("sink count");
+    assert_eq!(u64::from_le_bytes(count), bytes as u64, "bytes lost");
+    bytes as f64 / t.elapsed().as_secs_f64() / 1e6
+}
+
 fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len() as f64
 }
@@ -220,12 +293,16 @@ pub fn groups(quick: bool) -> Vec<Group> {
         Group::new("remote_1k", move || {
             let p = peer();
             let text = "x".repeat(1000);
-            let rate = median(runs, || oneway(&p.jsink, n1k, |_| msg!["tag", &text]));
-            vec![Figure::new(
-                "remote_1k_mb_per_s",
-                rate * 1000.0 / 1e6,
-                "MB/s",
-            )]
+            let bw = paired(
+                runs,
+                || oneway(&p.jsink, n1k, |_| msg!["tag", &text]) * 1000.0 / 1e6,
+                || tcp_bandwidth(&p.raw_sink, n1k as usize * 1000),
+            );
+            vec![
+                Figure::new("remote_1k_mb_per_s", bw.a, "MB/s"),
+                Figure::new("baseline_tcp_mb_per_s", bw.b, "MB/s"),
+                Figure::new("remote_1k_vs_tcp_bandwidth", bw.ratio, "ratio"),
+            ]
         }),
         Group::new("remote_pingpong", move || {
             let p = peer();
@@ -244,6 +321,16 @@ pub fn groups(quick: bool) -> Vec<Group> {
                     mean(&v)
                 },
             );
+            let mut poll_all = Vec::new();
+            let poll = paired(
+                runs,
+                || mean(&roundtrip(&p.local, &p.jecho, rounds)),
+                || {
+                    let v = tcp_poll_roundtrip(&p.raw_poll, rounds);
+                    poll_all.extend_from_slice(&v);
+                    mean(&v)
+                },
+            );
             let p99_aemp = p99(&all);
             vec![
                 Figure::new("remote_pingpong_rtt_us", rtt.a, "us"),
@@ -252,6 +339,10 @@ pub fn groups(quick: bool) -> Vec<Group> {
                 Figure::new("baseline_tcp_pingpong_p99_us", p99(&base_all), "us"),
                 Figure::new("remote_pingpong_vs_tcp", rtt.ratio, "ratio"),
                 Figure::new("remote_pingpong_p99_vs_tcp_mean", p99_aemp / rtt.b, "ratio"),
+                // The fair baseline: raw TCP whose ends poll as aemp's do.
+                Figure::new("baseline_tcp_poll_pingpong_rtt_us", poll.b, "us"),
+                Figure::new("baseline_tcp_poll_pingpong_p99_us", p99(&poll_all), "us"),
+                Figure::new("remote_pingpong_vs_tcp_poll", poll.ratio, "ratio"),
             ]
         }),
     ]

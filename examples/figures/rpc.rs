@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use aemp::rpc::{self, Backend, Done, Pool, Raw, Rpc, Worker};
 
+use super::polling::Polling;
 use super::Figure;
 
 const T: Duration = Duration::from_secs(120);
@@ -56,11 +57,17 @@ fn spawn(function: &str, backend: Backend) -> Rpc<Raw> {
 }
 
 /// Baseline for the round trip: one octet bounced between two threads over
-/// a Unix socket pair (two wake-ups; an RPC round trip needs three).
-fn socket_ping_pong_us(n: usize) -> f64 {
-    use std::io::{Read, Write};
+/// a Unix socket pair (two wake-ups; an RPC round trip needs three); with
+/// `poll`, both ends poll before they block (as aemp's threads do).
+fn socket_ping_pong_us(n: usize, poll: bool) -> f64 {
     use std::os::unix::net::UnixStream;
-    let (mut a, mut b) = UnixStream::pair().expect("socketpair");
+    let budget = if poll {
+        super::polling::budget()
+    } else {
+        Duration::ZERO
+    };
+    let (a, b) = UnixStream::pair().expect("socketpair");
+    let (mut a, mut b) = (Polling::new(a, budget), Polling::new(b, budget));
     let echo = std::thread::spawn(move || {
         let mut buf = [0u8; 1];
         while b.read_exact(&mut buf).is_ok() {
@@ -87,7 +94,12 @@ pub fn figures(quick: bool) -> Vec<Figure> {
     let mut out = Vec::new();
     out.push(Figure::new(
         "rpc_baseline_socket_rtt_us",
-        socket_ping_pong_us(20_000 / scale),
+        socket_ping_pong_us(20_000 / scale, false),
+        "us",
+    ));
+    out.push(Figure::new(
+        "baseline_socketpair_poll_rtt_us",
+        socket_ping_pong_us(20_000 / scale, true),
         "us",
     ));
 
