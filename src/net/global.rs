@@ -410,25 +410,15 @@ impl Glue {
 /// The IPv4 addresses of the host's interfaces (loopback at least).
 fn local_ipv4() -> Vec<std::net::Ipv4Addr> {
     let mut out = Vec::new();
-    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs fills `list` with a linked list we only read and
-    // free with freeifaddrs.
-    unsafe {
-        if libc::getifaddrs(&mut list) == 0 {
-            let mut cur = list;
-            while !cur.is_null() {
-                let ifa = &*cur;
-                if !ifa.ifa_addr.is_null() && i32::from((*ifa.ifa_addr).sa_family) == libc::AF_INET
-                {
-                    let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
-                    let ip = std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
-                    if !out.contains(&ip) {
-                        out.push(ip);
-                    }
-                }
-                cur = ifa.ifa_next;
+    let list = if_addrs::get_if_addrs().unwrap_or_else(|e| {
+        log::warn!("cannot list the network interfaces: {e}");
+        Vec::new()
+    });
+    for ifa in list {
+        if let if_addrs::IfAddr::V4(v4) = ifa.addr {
+            if !out.contains(&v4.ip) {
+                out.push(v4.ip);
             }
-            libc::freeifaddrs(list);
         }
     }
     if out.is_empty() {
