@@ -11,7 +11,7 @@
 //! never while it is held.
 
 use super::Net;
-use crate::global::{DbMonEvent, DbNode, Event, MonId, QueryId, QueryResult};
+use crate::db::protocol::{DbMonEvent, DbNode, Event, MonId, QueryId, QueryResult};
 use crate::message::Message;
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
@@ -254,7 +254,7 @@ impl Glue {
             let me = st.db.node_id().to_string();
             if let Err(e) = st
                 .db
-                .db_set(crate::global::LISTENERS, &me, Value::Array(addrs))
+                .db_set(crate::db::protocol::LISTENERS, &me, Value::Array(addrs))
             {
                 log::warn!("{}: cannot publish listen addresses: {e}", net.id);
             }
@@ -440,7 +440,7 @@ fn identify(net: &Net, db: &DbNode, seed: &Seed) -> Option<String> {
     }
     let store = db.global_store()?;
     store
-        .family(crate::global::LISTENERS)
+        .family(crate::db::protocol::LISTENERS)
         .into_iter()
         .find_map(|(node, v)| {
             let hit = v.as_array()?.iter().any(|a| {

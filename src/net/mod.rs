@@ -11,7 +11,7 @@
 //! - `requests.rs`: node-port requests that need the sending node
 //!   (`mon1`, `mon0`, `kil1`, `kil0`).
 //! - `nodes.rs`: `mon_nodes` callbacks.
-//! - `global.rs`: the database glue: one [`DbNode`](crate::global::DbNode)
+//! - `global.rs`: the database glue: one [`DbNode`](crate::db::protocol::DbNode)
 //!   per node driven under a lock, seeds (a thread retrying them with
 //!   back-off), `'l` publication, the global mesh, discovery (a dial with
 //!   no usable address asks the master, `g_find`), and the database

@@ -1,5 +1,5 @@
 use super::*;
-use aemp::global::DbMonEvent;
+use aemp::protocol::db::DbMonEvent;
 use crossbeam_channel::{unbounded, Receiver};
 use serde_json::json;
 

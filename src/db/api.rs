@@ -19,8 +19,8 @@
 //! ```
 
 use crate::context;
+use crate::db::protocol::{DbMonEvent, Family, MonId, QueryResult};
 use crate::error::{Error, Result};
-use crate::global::{DbMonEvent, Family, MonId, QueryResult};
 use crate::id::PortId;
 use crate::monitor::MonGuard;
 use crate::net::NodeNet;
@@ -167,15 +167,15 @@ impl Node {
         &self,
         what: &'static str,
         family: &str,
-        kind: crate::global::QueryKind,
+        kind: crate::db::protocol::QueryKind,
         cb: Box<dyn FnOnce(QueryResult) + Send>,
     ) -> Result<()> {
         let net = self.db_net(what)?;
         net.glue.with(net, |st| {
             let q = match kind {
-                crate::global::QueryKind::Family => st.db.db_family(family),
-                crate::global::QueryKind::Keys => st.db.db_keys(family),
-                crate::global::QueryKind::Values => st.db.db_values(family),
+                crate::db::protocol::QueryKind::Family => st.db.db_family(family),
+                crate::db::protocol::QueryKind::Keys => st.db.db_keys(family),
+                crate::db::protocol::QueryKind::Values => st.db.db_values(family),
             }?;
             net.glue.add_query(st, q, cb);
             Ok(())
@@ -185,7 +185,7 @@ impl Node {
     /// Asks the master for the whole `family` (`{}` if unknown); `f` gets
     /// it on the dispatcher (it may keep it).
     pub fn db_family(&self, family: &str, f: impl FnOnce(Family) + Send + 'static) -> Result<()> {
-        use crate::global::QueryKind;
+        use crate::db::protocol::QueryKind;
         self.db_query(
             "db_family",
             family,
@@ -204,7 +204,7 @@ impl Node {
         family: &str,
         f: impl FnOnce(Vec<String>) + Send + 'static,
     ) -> Result<()> {
-        use crate::global::QueryKind;
+        use crate::db::protocol::QueryKind;
         self.db_query(
             "db_keys",
             family,
@@ -223,7 +223,7 @@ impl Node {
         family: &str,
         f: impl FnOnce(Vec<Value>) + Send + 'static,
     ) -> Result<()> {
-        use crate::global::QueryKind;
+        use crate::db::protocol::QueryKind;
         self.db_query(
             "db_values",
             family,
