@@ -1,3 +1,7 @@
+//! The `db_*` and `grp_*` API on a small network (one seed, a few
+//! slaves): visibility, `db_mon` calls, guards, `db_reg`, validation,
+//! requests queued until a master is found, `'l` publication.
+
 use super::*;
 use aemp::protocol::db::DbMonEvent;
 use crossbeam_channel::{unbounded, Receiver};

@@ -1,3 +1,7 @@
+//! Topologies over real connections: several globals, master fail-over,
+//! splits and merges, seeds restarting, discovery (`g_find`) and address
+//! fallback.
+
 use super::*;
 use aemp::protocol::db::DbMonEvent;
 use crossbeam_channel::{unbounded, Receiver};
