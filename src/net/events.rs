@@ -8,9 +8,11 @@
 //! the node's monitors fire) and from the thread that builds the node or
 //! adds a seed (`Listening`, `OwnSeed`). `Up`, `IsSeed`, `Down` and
 //! `OwnSeed` come under the seeds' lock (see `seeds.rs`), so the
-//! subscriber sees them in the order the network decided them; the
-//! subscriber may take its own lock and then a remote's, but must never
-//! call back into the seeds (`Node::add_seed`, peer up/down).
+//! subscriber sees them in the order the network decided them. Nothing
+//! is published while a remote's lock is held. The subscriber may take
+//! its own lock and then a remote's (to send), but must never call back
+//! into the seeds (`Net::add_seeds`, `peer_up`, `peer_down`): lock order
+//! seeds, subscriber, remote.
 
 use super::Net;
 use serde_json::Value;

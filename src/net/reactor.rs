@@ -309,8 +309,9 @@ impl Reactor {
             .min()
     }
 
-    fn timers(&mut self) {
-        let now = Instant::now();
+    /// The node-wide timers: the seeds' round, heartbeats, listeners to
+    /// try again.
+    fn node_timers(&mut self, now: Instant) {
         if self.seeds_next <= now {
             self.seeds_next = self.net.seeds_round();
         }
@@ -324,6 +325,11 @@ impl Reactor {
                 self.accept(i);
             }
         }
+    }
+
+    fn timers(&mut self) {
+        let now = Instant::now();
+        self.node_timers(now);
         let expired: Vec<Token> = self
             .conns
             .iter()
