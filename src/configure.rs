@@ -1,4 +1,6 @@
-//! Configuring a node from the configuration file, like the original's
+//! Building networked nodes: [`Node::with_config`] puts the network
+//! (`crate::net`) and the database service (`crate::db`) together; and
+//! configuring a node from the configuration file, like the original's
 //! `configure`: [`rcfile::resolve`](crate::rcfile::resolve) (defaults,
 //! arguments, global keys, parent chain, profile), then
 //! [`Config::from_rc`], then the `services`.
@@ -15,6 +17,20 @@ use crate::rcfile::{self, RcFile, Service};
 use serde_json::{Map, Value};
 
 impl Node {
+    /// Creates a networked node from `cfg`: expands its ID, binds its
+    /// listen addresses, starts its reactor thread and its database
+    /// service.
+    ///
+    /// ```
+    /// let node = aemp::Node::with_config(
+    ///     aemp::Config::new("doc/%u").bind("127.0.0.1:0").secret("s"),
+    /// ).unwrap();
+    /// assert_eq!(node.listen_addrs().len(), 1);
+    /// ```
+    pub fn with_config(cfg: Config) -> Result<Node> {
+        crate::net::start(cfg, |me| std::sync::Arc::new(crate::db::Service::new(me)))
+    }
+
     /// Creates a networked node from the configuration file `rc`, the
     /// `profile` (default: the host name) and `args` (the `configure`
     /// arguments; they may carry `profile`, `norc` and `force`), as

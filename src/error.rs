@@ -247,7 +247,7 @@ pub enum Error {
     },
     /// A database call got a family or key it cannot store.
     #[error(transparent)]
-    Db(#[from] crate::global::Error),
+    Db(#[from] crate::db::protocol::Error),
 }
 
 /// `Result` with [`Error`].

@@ -56,7 +56,6 @@ mod context;
 mod db;
 mod dispatcher;
 mod error;
-pub mod global;
 mod id;
 pub mod message;
 mod monitor;
@@ -71,6 +70,18 @@ mod stats;
 mod table;
 mod timer;
 pub mod transport;
+
+/// The protocols as pure state machines (bytes or packets in, bytes,
+/// packets and events out; no sockets, threads or clock), for those who
+/// drive them themselves: tests, fuzzing, other implementations.
+pub mod protocol {
+    pub use crate::db::protocol as db;
+    pub use crate::transport;
+}
+
+/// The database protocol under its former name: [`protocol::db`].
+#[doc(hidden)]
+pub use db::protocol as global;
 
 pub use configure::configure_profile;
 pub use context::{self_port, src_node};
@@ -255,7 +266,10 @@ pub fn db_reg_self(family: &str) -> Result<DbGuard> {
 }
 
 /// [`Node::db_family`] on the current node.
-pub fn db_family(family: &str, f: impl FnOnce(global::Family) + Send + 'static) -> Result<()> {
+pub fn db_family(
+    family: &str,
+    f: impl FnOnce(protocol::db::Family) + Send + 'static,
+) -> Result<()> {
     node().db_family(family, f)
 }
 
@@ -275,7 +289,7 @@ pub fn db_values(
 /// [`Node::db_mon`] on the current node.
 pub fn db_mon(
     family: &str,
-    f: impl FnMut(&global::DbMonEvent) + Send + 'static,
+    f: impl FnMut(&protocol::db::DbMonEvent) + Send + 'static,
 ) -> Result<DbMonGuard> {
     node().db_mon(family, f)
 }

@@ -8,7 +8,7 @@
 
 use crate::cmd::{spec, Arity, Failure, Session, Spec};
 use crate::net_cmds::{print_line, seeds, usage, StopSignals};
-use aemp::global::{DbMonEvent, GLOBALS, LISTENERS};
+use aemp::protocol::db::{DbMonEvent, GLOBALS, LISTENERS};
 use aemp::rcfile;
 use aemp::{Config, Node, NodeId};
 use serde_json::{json, Value};
@@ -250,7 +250,7 @@ impl Joined {
             .max(Duration::from_millis(100))
     }
 
-    fn family(&self, family: &str) -> Result<aemp::global::Family, Failure> {
+    fn family(&self, family: &str) -> Result<aemp::protocol::db::Family, Failure> {
         self.node
             .db_family_wait(family, self.remaining())
             .map_err(|e| self.failed(format!("family {family:?}: {e}")))
@@ -537,7 +537,7 @@ fn db(s: &mut Session, a: Vec<Value>) -> Res {
     };
     more_options(&mut a)?;
     no_more("db", &a)?;
-    aemp::global::error::check_family(&family)
+    aemp::protocol::db::error::check_family(&family)
         .map_err(|e| usage("db", format!("FAMILY {family:?}: {e}")))?;
     // Caught before joining, so that a signal during the join still stops `mon`.
     let signals = if what == "mon" {

@@ -5,7 +5,7 @@
 //! ordinary node attached to it; both see every packet.
 #![no_main]
 
-use aemp::global::DbNode;
+use aemp::protocol::db::DbNode;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 

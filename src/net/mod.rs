@@ -6,16 +6,21 @@
 //!   and the monitors we hold for it.
 //! - `conn.rs`: one TCP connection as the reactor sees it (handshake, then
 //!   data), and packet encoding.
+//! - `dial.rs`: the reactor's connection attempts to one node and their
+//!   timing.
 //! - `reactor.rs`: the one mio thread owning every socket; it never runs
 //!   user code, it only pushes into port inboxes and dispatcher tasks.
 //! - `requests.rs`: node-port requests that need the sending node
 //!   (`mon1`, `mon0`, `kil1`, `kil0`).
 //! - `nodes.rs`: `mon_nodes` callbacks.
-//! - `global.rs`: the database glue: one [`DbNode`](crate::global::DbNode)
-//!   per node driven under a lock, seeds (a thread retrying them with
-//!   back-off), `'l` publication, the global mesh, discovery (a dial with
-//!   no usable address asks the master, `g_find`), and the database
-//!   callbacks, queued as dispatcher tasks.
+//! - `events.rs`: [`PeerEvents`], what the network tells the service
+//!   above it (the database, `crate::db`): peers up and down, seeds
+//!   found, addresses needed, `g_*` packets. The network never calls the
+//!   database otherwise.
+//! - `seeds.rs`: seeds (connection attempts with back-off, on the
+//!   reactor's timer), the global mesh, discovery (a dial with no usable
+//!   address asks the subscriber, which asks the master: `g_find`), and
+//!   the advertised listen addresses.
 //! - `tls.rs`: TLS sessions over in-memory pipes (OpenSSL).
 //!
 //! Senders encode on their own thread into the connection's outgoing
@@ -43,15 +48,18 @@
 
 mod config;
 mod conn;
-mod global;
+mod dial;
+mod events;
 mod nodes;
 mod outbox;
 mod reactor;
 mod remote;
 mod requests;
+mod seeds;
 mod tls;
 
 pub use config::Config;
+pub(crate) use events::{PeerEvent, PeerEvents};
 
 use crate::error::{Error, Result};
 use crate::id::{NodeId, PortId};
@@ -101,8 +109,10 @@ pub(crate) struct Net {
     listen: Vec<SocketAddr>,
     reactor: reactor::Handle,
     nodes: nodes::NodeMonitors,
-    /// The database service, seeds and discovery.
-    pub(crate) glue: global::Glue,
+    /// Seeds and the global mesh.
+    seeds: seeds::Seeds,
+    /// The subscriber to peer events (the database service).
+    events: Arc<dyn PeerEvents>,
 }
 
 /// The node's owning handle, its [`Network`]: dropping the node stops
@@ -111,7 +121,6 @@ struct NetHandle(Arc<Net>);
 
 impl Drop for NetHandle {
     fn drop(&mut self) {
-        self.0.glue.stop();
         self.0.reactor.shutdown();
     }
 }
@@ -172,92 +181,102 @@ impl Net {
     pub(crate) fn node(&self) -> Option<Node> {
         self.node.upgrade().map(|inner| Node { inner })
     }
+
+    /// The node's ID.
+    pub(crate) fn id(&self) -> &NodeId {
+        &self.id
+    }
+
+    /// The subscriber to peer events.
+    pub(crate) fn events(&self) -> &dyn PeerEvents {
+        &*self.events
+    }
+}
+
+/// Creates a networked node from `cfg` with `events` subscribed to its
+/// peer events: expands its ID, binds its listen addresses and starts its
+/// reactor thread (see [`Node::with_config`]).
+pub(crate) fn start(cfg: Config, events: impl FnOnce(&str) -> Arc<dyn PeerEvents>) -> Result<Node> {
+    let id = cfg.expanded_node_id()?;
+    let options = KernelOptions {
+        busy_wait: cfg.busy_wait,
+    };
+    let node = Node::with_options(NodeId::new(id.as_str())?, options)?;
+    let mut hs = transport::Config::new(id.as_str());
+    hs.secret = cfg.secret.as_ref().map(|s| s.as_bytes().to_vec());
+    hs.framings = cfg.framings.clone();
+    hs.auth_offer = cfg.auth_offer.clone();
+    hs.auth_accept = cfg.auth_accept.clone();
+    hs.timeout = cfg.monitor_timeout;
+    let tls = match &cfg.cert {
+        Some(pem) => {
+            Some(tls::TlsConfig::from_pem(pem).map_err(|problem| Error::BadCert { problem })?)
+        }
+        None => None,
+    };
+    hs.have_cert = tls.is_some();
+    let mut binds = Vec::new();
+    for b in &cfg.binds {
+        binds.extend(config::parse_bind(b)?.into_iter().map(|a| (b.clone(), a)));
+    }
+    let mut seeds = Vec::new();
+    for s in &cfg.seeds {
+        seeds.push((s.clone(), config::parse_addr(s)?));
+    }
+    let (handle, listen, run) = reactor::prepare(&binds)?;
+    let net = Arc::new(Net {
+        node: Arc::downgrade(&node.inner),
+        id: id.clone(),
+        hs,
+        tls,
+        monitor_timeout: cfg.monitor_timeout,
+        connect_interval: cfg.connect_interval,
+        nodelay: cfg.nodelay,
+        tick: cfg.tick,
+        unsent_limit: cfg.unsent_limit,
+        unsent_high_water: cfg.unsent_high_water,
+        busy_wait: cfg.busy_wait,
+        trace: std::env::var("AEMP_TRACE").is_ok_and(|v| v != "0" && !v.is_empty()),
+        remotes: RwLock::new(HashMap::new()),
+        addresses: Mutex::new(HashMap::new()),
+        listen,
+        reactor: handle,
+        nodes: nodes::NodeMonitors::default(),
+        seeds: seeds::Seeds::default(),
+        events: events(id.as_str()),
+    });
+    for (peer, list) in &cfg.addresses {
+        for text in list {
+            net.learn(peer, text, config::parse_addr(text)?);
+        }
+    }
+    run(net.clone())?;
+    node.set_network(Box::new(NetHandle(net.clone())));
+    register_stats(&node, &net);
+    net.events
+        .event(&net, PeerEvent::Listening(&net.advertised()));
+    net.add_seeds(&seeds);
+    Ok(node)
+}
+
+/// Registers [`STATS_FUNCTION`] on `node`.
+fn register_stats(node: &Node, net: &Arc<Net>) {
+    let weak = Arc::downgrade(net);
+    node.register(STATS_FUNCTION, move |args| {
+        let Some(node) = weak.upgrade().and_then(|n| n.node()) else {
+            return;
+        };
+        match args.first().map(PortId::try_from) {
+            Some(Ok(reply)) => match serde_json::to_value(node.stats()) {
+                Ok(v) => node.snd(&reply, crate::msg![v]),
+                Err(e) => log::error!("{STATS_FUNCTION}: {e}"),
+            },
+            _ => log::warn!("{STATS_FUNCTION}: expected a reply port, got {args}"),
+        }
+    });
 }
 
 impl Node {
-    /// Creates a networked node from `cfg`: expands its ID, binds its
-    /// listen addresses and starts its reactor thread.
-    ///
-    /// ```
-    /// let node = aemp::Node::with_config(
-    ///     aemp::Config::new("doc/%u").bind("127.0.0.1:0").secret("s"),
-    /// ).unwrap();
-    /// assert_eq!(node.listen_addrs().len(), 1);
-    /// ```
-    pub fn with_config(cfg: Config) -> Result<Node> {
-        let id = cfg.expanded_node_id()?;
-        let options = KernelOptions {
-            busy_wait: cfg.busy_wait,
-        };
-        let node = Node::with_options(NodeId::new(id.as_str())?, options)?;
-        let mut hs = transport::Config::new(id.as_str());
-        hs.secret = cfg.secret.as_ref().map(|s| s.as_bytes().to_vec());
-        hs.framings = cfg.framings.clone();
-        hs.auth_offer = cfg.auth_offer.clone();
-        hs.auth_accept = cfg.auth_accept.clone();
-        hs.timeout = cfg.monitor_timeout;
-        let tls = match &cfg.cert {
-            Some(pem) => {
-                Some(tls::TlsConfig::from_pem(pem).map_err(|problem| Error::BadCert { problem })?)
-            }
-            None => None,
-        };
-        hs.have_cert = tls.is_some();
-        let mut binds = Vec::new();
-        for b in &cfg.binds {
-            binds.extend(config::parse_bind(b)?.into_iter().map(|a| (b.clone(), a)));
-        }
-        let mut seeds = Vec::new();
-        for s in &cfg.seeds {
-            seeds.push((s.clone(), config::parse_addr(s)?));
-        }
-        let (handle, listen, run) = reactor::prepare(&binds)?;
-        let net = Arc::new(Net {
-            node: Arc::downgrade(&node.inner),
-            id: id.clone(),
-            hs,
-            tls,
-            monitor_timeout: cfg.monitor_timeout,
-            connect_interval: cfg.connect_interval,
-            nodelay: cfg.nodelay,
-            tick: cfg.tick,
-            unsent_limit: cfg.unsent_limit,
-            unsent_high_water: cfg.unsent_high_water,
-            busy_wait: cfg.busy_wait,
-            trace: std::env::var("AEMP_TRACE").is_ok_and(|v| v != "0" && !v.is_empty()),
-            remotes: RwLock::new(HashMap::new()),
-            addresses: Mutex::new(HashMap::new()),
-            listen,
-            reactor: handle,
-            nodes: nodes::NodeMonitors::default(),
-            glue: global::Glue::new(id.as_str(), cfg.monitor_timeout),
-        });
-        for (peer, list) in &cfg.addresses {
-            for text in list {
-                net.learn(peer, text, config::parse_addr(text)?);
-            }
-        }
-        run(net.clone())?;
-        node.set_network(Box::new(NetHandle(net.clone())));
-        let weak = Arc::downgrade(&net);
-        node.register(STATS_FUNCTION, move |args| {
-            let Some(node) = weak.upgrade().and_then(|n| n.node()) else {
-                return;
-            };
-            match args.first().map(PortId::try_from) {
-                Some(Ok(reply)) => match serde_json::to_value(node.stats()) {
-                    Ok(v) => node.snd(&reply, crate::msg![v]),
-                    Err(e) => log::error!("{STATS_FUNCTION}: {e}"),
-                },
-                _ => log::warn!("{STATS_FUNCTION}: expected a reply port, got {args}"),
-            }
-        });
-        net.glue.publish_listeners(&net);
-        net.glue.add_seeds(&net, &seeds);
-        global::start_seed_thread(&net);
-        Ok(node)
-    }
-
     fn need_net(&self, what: &'static str) -> Result<&Arc<Net>> {
         self.net().ok_or_else(|| Error::NoNetwork {
             what,
@@ -286,21 +305,8 @@ impl Node {
     pub fn add_seed(&self, addr: &str) -> Result<()> {
         let net = self.need_net("add_seed")?;
         let addrs = config::parse_addr(addr)?;
-        net.glue.add_seeds(net, &[(addr.to_string(), addrs)]);
+        net.add_seeds(&[(addr.to_string(), addrs)]);
         Ok(())
-    }
-
-    /// Whether this node is a global node (it serves the database).
-    pub fn is_global(&self) -> bool {
-        self.net()
-            .is_some_and(|n| n.glue.with(n, |st| st.db.is_global()))
-    }
-
-    /// This node's database master (itself on a global node), if any.
-    pub fn db_master(&self) -> Option<NodeId> {
-        let n = self.net()?;
-        n.glue
-            .with(n, |st| st.db.master().map(NodeId::from_trusted))
     }
 
     /// Adds a known address of `node` (like [`Config::address`]).
@@ -359,7 +365,6 @@ impl Node {
     #[doc(hidden)]
     pub fn net_shutdown(&self) {
         if let Some(net) = self.net() {
-            net.glue.stop();
             net.reactor.shutdown();
         }
     }

@@ -3,13 +3,15 @@
 //! `connect_interval` apart, until `monitor_timeout`; the node's monitors
 //! fire after `connect_interval` without a connection), drives handshakes,
 //! writes outgoing buffers and routes incoming packets into port inboxes.
+//! On its timer it also runs the seeds' rounds (`seeds.rs`).
 //! It never runs user code and never blocks except in `poll`.
 
 use super::conn::{Conn, Phase, ReadState};
+use super::dial::{jitter, spacing, Dial};
 use super::outbox::Pushed;
 use super::remote::{DialState, Remote};
 use super::tls::Tls;
-use super::{requests, Net};
+use super::{requests, Net, PeerEvent};
 use crate::busy::BusyWait;
 use crate::error::{Error, Result};
 use crate::transport::{Decoder, Event, Handshake};
@@ -32,6 +34,8 @@ enum Cmd {
     Cut(String),
     /// New addresses for a node: try them now.
     Poke(String),
+    /// Run the seeds' round now (`seeds.rs`).
+    Seeds,
     /// The connection's unsent bytes passed the limit.
     OverLimit(Token, usize),
     Shutdown,
@@ -73,6 +77,11 @@ impl Handle {
 
     pub(crate) fn poke(&self, node: String) {
         self.send(Cmd::Poke(node));
+    }
+
+    /// Run the seeds' round (`seeds.rs`) now.
+    pub(crate) fn seeds_due(&self) {
+        self.send(Cmd::Seeds);
     }
 
     pub(crate) fn cut(&self, node: String) {
@@ -128,6 +137,7 @@ pub(crate) fn prepare(
             rbuf: vec![0; 64 << 10],
             accept_retry: None,
             heartbeat_next,
+            seeds_next: Instant::now(),
         };
         std::thread::Builder::new()
             .name(name)
@@ -143,32 +153,6 @@ fn over_limit(unsent: usize, limit: usize) -> String {
     format!(
         "outgoing buffer over its limit ({unsent} bytes unsent, unsent_limit {limit}): the peer does not read"
     )
-}
-
-/// `base` ±10%, so that two nodes dialing each other drift apart.
-fn jitter(base: Duration) -> Duration {
-    // Cheap jitter from the clock: no need for good randomness here.
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    base.mul_f64(0.9 + f64::from(nanos % 1000) / 5000.0)
-}
-
-/// Connection attempts to one node.
-struct Dial {
-    remote: Arc<Remote>,
-    /// Index of the next address to try.
-    next: usize,
-    next_at: Instant,
-    /// When the node's monitors fire if no connection is up yet: the
-    /// "connect timeout", `connect_interval` after the attempts began (as
-    /// Perl 2.02). `None` once they fired; the attempts go on.
-    fire_at: Option<Instant>,
-    /// When the attempts stop: `monitor_timeout` after the latest wish
-    /// to connect.
-    deadline: Instant,
-    /// The connection of the latest attempt.
-    attempt: Option<Token>,
 }
 
 struct Reactor {
@@ -191,6 +175,8 @@ struct Reactor {
     /// When the connections' heartbeats are looked at next (every quarter
     /// tick; `None` without a tick).
     heartbeat_next: Option<Instant>,
+    /// When the seeds' round runs next.
+    seeds_next: Instant,
 }
 
 /// How long after a failed accept the listeners are tried again.
@@ -258,22 +244,10 @@ impl Reactor {
             Cmd::Dial(remote) => {
                 let now = Instant::now();
                 let (mt, ci) = (self.net.monitor_timeout, self.net.connect_interval);
-                let fire_at = now + ci.min(mt);
-                let dial = self
-                    .dials
+                self.dials
                     .entry(remote.id.to_string())
-                    .or_insert_with(|| Dial {
-                        remote,
-                        next: 0,
-                        next_at: now,
-                        fire_at: Some(fire_at),
-                        deadline: now + mt,
-                        attempt: None,
-                    });
-                // Attempts still running after an earlier time-out: the
-                // new wish gets its own connect timeout.
-                dial.fire_at.get_or_insert(fire_at);
-                dial.deadline = dial.deadline.max(now + mt);
+                    .or_insert_with(|| Dial::new(remote, now, mt))
+                    .wish(now, ci, mt);
             }
             Cmd::Connect(text, addrs) => {
                 if let Some(addr) = addrs.first() {
@@ -298,6 +272,7 @@ impl Reactor {
                     d.next_at = Instant::now();
                 }
             }
+            Cmd::Seeds => self.seeds_next = Instant::now(),
             Cmd::Shutdown => return false,
         }
         true
@@ -330,11 +305,16 @@ impl Reactor {
         hs.chain(dials)
             .chain(self.accept_retry)
             .chain(self.heartbeat_next)
+            .chain(Some(self.seeds_next))
             .min()
     }
 
-    fn timers(&mut self) {
-        let now = Instant::now();
+    /// The node-wide timers: the seeds' round, heartbeats, listeners to
+    /// try again.
+    fn node_timers(&mut self, now: Instant) {
+        if self.seeds_next <= now {
+            self.seeds_next = self.net.seeds_round();
+        }
         if self.heartbeat_next.is_some_and(|t| t <= now) {
             self.heartbeat_next = Some(now + self.net.tick / 4);
             self.heartbeats(now);
@@ -345,6 +325,11 @@ impl Reactor {
                 self.accept(i);
             }
         }
+    }
+
+    fn timers(&mut self) {
+        let now = Instant::now();
+        self.node_timers(now);
         let expired: Vec<Token> = self
             .conns
             .iter()
@@ -411,14 +396,21 @@ impl Reactor {
             if known.is_empty() || (dial.next > 0 && dial.next % known.len() == 0) {
                 // Discovery: ask the master for its listen addresses (also
                 // when every known one was tried: they may be stale).
-                self.net.glue.want_find(&self.net, &key);
+                self.net
+                    .events()
+                    .event(&self.net, PeerEvent::NeedAddress(&key));
             }
             if !known.is_empty() {
                 let (text, addr) = known[dial.next % known.len()].clone();
                 dial.next += 1;
                 dial.attempt = self.start_connect(addr, text, Some(dial.remote.clone()));
             }
-            dial.next_at = now + self.spacing(known.len());
+            dial.next_at = now
+                + spacing(
+                    self.net.connect_interval,
+                    self.net.monitor_timeout,
+                    known.len(),
+                );
             self.dials.insert(key, dial);
         }
     }
@@ -492,15 +484,6 @@ impl Reactor {
             .and_then(|t| self.conns.get(t))
             .is_some_and(|c| matches!(c.phase, Phase::Handshake(_)));
         ours || theirs
-    }
-
-    /// The delay before the next attempt with `n` known addresses:
-    /// `min(connect_interval, (monitor_timeout - connect_interval) / n)`,
-    /// ±10% jitter (as the original), so all addresses get a turn.
-    fn spacing(&self, n: usize) -> Duration {
-        let ci = self.net.connect_interval;
-        let share = self.net.monitor_timeout.saturating_sub(ci) / n.max(1) as u32;
-        jitter(if share.is_zero() { ci } else { ci.min(share) })
     }
 
     fn handshake(&self, addr: &str) -> Box<Handshake> {
@@ -727,7 +710,7 @@ impl Reactor {
                         .established(&remote, token, est.send_framing, writer)
                         .ok_or("a connection to that node is already up")?;
                     self.dials.remove(remote.id.as_str());
-                    self.net.glue.peer_up(&self.net, remote.id.as_str());
+                    self.net.peer_up(remote.id.as_str());
                     let mut dec = Box::new(Decoder::new(est.recv_framing));
                     dec.feed(&est.leftover);
                     out.received(est.leftover.len(), conn.last_rx);
@@ -751,7 +734,7 @@ impl Reactor {
     fn greeting(&mut self, token: Token, conn: &mut Conn, node_id: String) -> Result<(), String> {
         let remote = self.net.remote(&node_id);
         if let Some(None) = conn.dialed {
-            self.net.glue.seed_greeted(&self.net, &conn.addr, &node_id);
+            self.net.seed_greeted(&conn.addr, &node_id);
         }
         if let Some(Some(expected)) = &conn.dialed {
             if expected.id.as_str() != node_id {

@@ -384,7 +384,7 @@ impl Net {
             drop(held);
             drop(queue);
             if let (true, Some(net)) = (was_up, n.net()) {
-                net.glue.peer_down(net, r.id.as_str());
+                net.peer_down(r.id.as_str());
             }
             r.st.lock().link = Link::Firing(std::thread::current().id());
             for (_, list) in monitors {

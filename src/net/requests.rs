@@ -5,7 +5,7 @@
 //! and refuses `eval` and unregistered names.
 
 use super::remote::Remote;
-use super::Net;
+use super::{Net, PeerEvent};
 use crate::id::PortId;
 use crate::message::{Message, Reason};
 use crate::node::Node;
@@ -71,10 +71,14 @@ pub(crate) fn route(
                 }
             }
         }
-        t if t.starts_with("g_") => {
-            net.glue
-                .packet(net, remote.id.as_str(), t, msg.get(1..).unwrap_or(&[]))
-        }
+        t if t.starts_with("g_") => net.events.event(
+            net,
+            PeerEvent::Packet {
+                from: remote.id.as_str(),
+                tag: t,
+                args: msg.get(1..).unwrap_or(&[]),
+            },
+        ),
         _ => crate::node_port::route(node, msg, Some(&remote.id)),
     }
     Ok(())

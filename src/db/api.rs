@@ -19,11 +19,13 @@
 //! ```
 
 use crate::context;
+use crate::db::protocol::{DbMonEvent, Family, MonId, QueryResult};
+use crate::db::Service;
 use crate::error::{Error, Result};
-use crate::global::{DbMonEvent, Family, MonId, QueryResult};
+use crate::id::NodeId;
 use crate::id::PortId;
 use crate::monitor::MonGuard;
-use crate::net::NodeNet;
+use crate::net::{Net, NodeNet};
 use crate::node::Node;
 use serde_json::Value;
 use std::time::Duration;
@@ -82,8 +84,8 @@ impl DbMonGuard {
 impl Drop for DbMonGuard {
     fn drop(&mut self) {
         if let Some((node, id)) = self.inner.take() {
-            if let Some(net) = node.net() {
-                net.glue.with(net, |st| net.glue.remove_mon(st, id));
+            if let Ok((net, svc)) = node.db_service("db_mon") {
+                svc.with(net, |st| st.remove_mon(id));
             }
         }
     }
@@ -96,11 +98,25 @@ impl std::fmt::Debug for DbMonGuard {
 }
 
 impl Node {
-    fn db_net(&self, what: &'static str) -> Result<&std::sync::Arc<crate::net::Net>> {
-        self.net().ok_or_else(|| Error::NoNetwork {
+    fn db_service(&self, what: &'static str) -> Result<(&Net, &Service)> {
+        let no = || Error::NoNetwork {
             what,
             node: self.id().to_string(),
-        })
+        };
+        let net = self.net().ok_or_else(no)?;
+        Ok((net, Service::of(net).ok_or_else(no)?))
+    }
+
+    /// Whether this node is a global node (it serves the database).
+    pub fn is_global(&self) -> bool {
+        self.db_service("is_global")
+            .is_ok_and(|(net, svc)| svc.with(net, |st| st.db.is_global()))
+    }
+
+    /// This node's database master (itself on a global node), if any.
+    pub fn db_master(&self) -> Option<NodeId> {
+        let (net, svc) = self.db_service("db_master").ok()?;
+        svc.with(net, |st| st.db.master().map(NodeId::from_trusted))
     }
 
     /// Sets `family`/`key` to `value` in this node's part of the database
@@ -108,9 +124,9 @@ impl Node {
     /// when dropped; `.forget()` keeps it. Errors name an invalid family
     /// (`'?[A-Za-z][A-Za-z0-9_:]*`) or an empty key.
     pub fn db_set(&self, family: &str, key: &str, value: impl Into<Value>) -> Result<DbGuard> {
-        let net = self.db_net("db_set")?;
+        let (net, svc) = self.db_service("db_set")?;
         let value = value.into();
-        net.glue.with(net, |st| st.db.db_set(family, key, value))?;
+        svc.with(net, |st| st.db.db_set(family, key, value))?;
         Ok(DbGuard {
             inner: Some((self.clone(), family.to_string(), key.to_string())),
             mon: None,
@@ -120,8 +136,8 @@ impl Node {
     /// Deletes `keys` of `family` that this node set; keys set by other
     /// nodes are never touched.
     pub fn db_del(&self, family: &str, keys: &[&str]) -> Result<()> {
-        let net = self.db_net("db_del")?;
-        net.glue.with(net, |st| st.db.db_del(family, keys))?;
+        let (net, svc) = self.db_service("db_del")?;
+        svc.with(net, |st| st.db.db_del(family, keys))?;
         Ok(())
     }
 
@@ -167,17 +183,17 @@ impl Node {
         &self,
         what: &'static str,
         family: &str,
-        kind: crate::global::QueryKind,
+        kind: crate::db::protocol::QueryKind,
         cb: Box<dyn FnOnce(QueryResult) + Send>,
     ) -> Result<()> {
-        let net = self.db_net(what)?;
-        net.glue.with(net, |st| {
+        let (net, svc) = self.db_service(what)?;
+        svc.with(net, |st| {
             let q = match kind {
-                crate::global::QueryKind::Family => st.db.db_family(family),
-                crate::global::QueryKind::Keys => st.db.db_keys(family),
-                crate::global::QueryKind::Values => st.db.db_values(family),
+                crate::db::protocol::QueryKind::Family => st.db.db_family(family),
+                crate::db::protocol::QueryKind::Keys => st.db.db_keys(family),
+                crate::db::protocol::QueryKind::Values => st.db.db_values(family),
             }?;
-            net.glue.add_query(st, q, cb);
+            st.add_query(q, cb);
             Ok(())
         })
     }
@@ -185,7 +201,7 @@ impl Node {
     /// Asks the master for the whole `family` (`{}` if unknown); `f` gets
     /// it on the dispatcher (it may keep it).
     pub fn db_family(&self, family: &str, f: impl FnOnce(Family) + Send + 'static) -> Result<()> {
-        use crate::global::QueryKind;
+        use crate::db::protocol::QueryKind;
         self.db_query(
             "db_family",
             family,
@@ -204,7 +220,7 @@ impl Node {
         family: &str,
         f: impl FnOnce(Vec<String>) + Send + 'static,
     ) -> Result<()> {
-        use crate::global::QueryKind;
+        use crate::db::protocol::QueryKind;
         self.db_query(
             "db_keys",
             family,
@@ -223,7 +239,7 @@ impl Node {
         family: &str,
         f: impl FnOnce(Vec<Value>) + Send + 'static,
     ) -> Result<()> {
-        use crate::global::QueryKind;
+        use crate::db::protocol::QueryKind;
         self.db_query(
             "db_values",
             family,
@@ -292,10 +308,10 @@ impl Node {
         family: &str,
         f: impl FnMut(&DbMonEvent) + Send + 'static,
     ) -> Result<DbMonGuard> {
-        let net = self.db_net("db_mon")?;
-        let id = net.glue.with(net, |st| -> Result<MonId> {
+        let (net, svc) = self.db_service("db_mon")?;
+        let id = svc.with(net, |st| -> Result<MonId> {
             let id = st.db.db_mon(family)?;
-            net.glue.add_mon(st, id, Box::new(f));
+            st.add_mon(id, Box::new(f));
             Ok(id)
         })?;
         Ok(DbMonGuard {
@@ -312,10 +328,8 @@ impl Node {
     /// global database; `None` on a non-global node or for an empty group.
     /// Use [`db_keys`](Node::db_keys) instead.
     pub fn grp_get(&self, group: &str) -> Option<Vec<String>> {
-        let net = self.net()?;
-        let keys = net
-            .glue
-            .with(net, |st| st.db.global_store().map(|s| s.keys(group)))?;
+        let (net, svc) = self.db_service("grp_get").ok()?;
+        let keys = svc.with(net, |st| st.db.global_store().map(|s| s.keys(group)))?;
         (!keys.is_empty()).then_some(keys)
     }
 

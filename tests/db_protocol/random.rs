@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use aemp::global::{Family, MonId};
+use aemp::protocol::db::{Family, MonId};
 use serde_json::json;
 
 use crate::sim::{Rng, Sim};

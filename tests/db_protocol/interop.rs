@@ -2,7 +2,7 @@
 //! `node2`, seed `seed`) for what our slave sends and what our global
 //! answers; `json-session-1` and the CBOR session for the slave too.
 
-use aemp::global::{DbNode, Event, QueryResult};
+use aemp::protocol::db::{DbNode, Event, QueryResult};
 use serde_json::{json, Value};
 
 /// The JSON packets of a capture file, after its three handshake lines.
@@ -86,7 +86,7 @@ fn our_slave_understands_what_perls_seed_sent() {
     for p in global_packets("json-session-2.s2c") {
         n.packet("seed", p[1].as_str().unwrap(), &p[2..]);
     }
-    let fam: aemp::global::Family = [("seed#0oObmMKHKb".to_string(), Value::Null)].into();
+    let fam: aemp::protocol::db::Family = [("seed#0oObmMKHKb".to_string(), Value::Null)].into();
     let events = n.take_events();
     assert!(events.contains(&Event::Reply {
         query: q,
@@ -179,7 +179,7 @@ fn our_slave_and_global_agree_with_the_cbor_session() {
         n.packet("seed", p[1].as_str().unwrap(), &p[2..]);
     }
     let port = "seed#2lRtFpxjBb".to_string();
-    let fam: aemp::global::Family = [(port.clone(), Value::Null)].into();
+    let fam: aemp::protocol::db::Family = [(port.clone(), Value::Null)].into();
     let events = n.take_events();
     let Event::DbMon(ev) = &events[0] else {
         panic!("{events:?}")

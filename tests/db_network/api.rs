@@ -1,5 +1,9 @@
+//! The `db_*` and `grp_*` API on a small network (one seed, a few
+//! slaves): visibility, `db_mon` calls, guards, `db_reg`, validation,
+//! requests queued until a master is found, `'l` publication.
+
 use super::*;
-use aemp::global::DbMonEvent;
+use aemp::protocol::db::DbMonEvent;
 use crossbeam_channel::{unbounded, Receiver};
 use serde_json::json;
 

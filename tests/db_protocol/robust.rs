@@ -1,7 +1,7 @@
 //! Any packet from the network, however malformed, is handled or ignored
 //! without a panic, on a slave and on a global node.
 
-use aemp::global::DbNode;
+use aemp::protocol::db::DbNode;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 

@@ -1,6 +1,6 @@
 //! Globals and slaves on a healthy network: items 83–93, 95, discovery.
 
-use aemp::global::{Event, QueryResult};
+use aemp::protocol::db::{Event, QueryResult};
 use serde_json::{json, Value};
 
 use crate::sim::Sim;
@@ -48,7 +48,8 @@ fn db_set_on_a_slave_is_visible_on_every_node_83_95() {
         sim.set(&format!("s{i}"), "svc", &format!("s{i}#port"), json!(i));
     }
     sim.run();
-    let want: aemp::global::Family = (1..=6).map(|i| (format!("s{i}#port"), json!(i))).collect();
+    let want: aemp::protocol::db::Family =
+        (1..=6).map(|i| (format!("s{i}#port"), json!(i))).collect();
     for n in ALL {
         assert_eq!(sim.family(n, "svc"), want, "db_family on {n}");
     }

@@ -1,6 +1,6 @@
 //! Master loss and network splits: items 94 and 96.
 
-use aemp::global::{Event, QueryResult};
+use aemp::protocol::db::{Event, QueryResult};
 use serde_json::json;
 
 use crate::cluster::{cluster, ALL};

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use aemp::global::{DbNode, Event, Family, MonId, QueryId, QueryResult};
+use aemp::protocol::db::{DbNode, Event, Family, MonId, QueryId, QueryResult};
 use serde_json::Value;
 
 /// xorshift64*: enough randomness for delivery orders, reproducible.

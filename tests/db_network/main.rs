@@ -1,6 +1,11 @@
 //! The distributed database over the network (acceptance §1.12, §1.13,
 //! §3.2): several nodes in one process on 127.0.0.1, checklist items
-//! 83-101 by name.
+//! 83-101 by name. The protocol alone, on simulated networks, is tested
+//! in `tests/db_protocol`.
+//!
+//! - `api.rs`: the `db_*`/`grp_*` API, guards, validation.
+//! - `topology.rs`: globals, fail-over, splits, seeds, discovery.
+//! - `process.rs`: a slave in a child process killed with SIGKILL.
 
 mod api;
 mod process;

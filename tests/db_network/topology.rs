@@ -1,5 +1,9 @@
+//! Topologies over real connections: several globals, master fail-over,
+//! splits and merges, seeds restarting, discovery (`g_find`) and address
+//! fallback.
+
 use super::*;
-use aemp::global::DbMonEvent;
+use aemp::protocol::db::DbMonEvent;
 use crossbeam_channel::{unbounded, Receiver};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;

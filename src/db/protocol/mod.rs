@@ -33,7 +33,7 @@
 //! `grp_mon` call.
 //!
 //! ```
-//! use aemp::global::{DbNode, Event, QueryResult};
+//! use aemp::protocol::db::{DbNode, Event, QueryResult};
 //! use serde_json::json;
 //!
 //! let mut seed = DbNode::new("seed");
