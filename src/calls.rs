@@ -183,12 +183,12 @@ impl Node {
             Ok(Ok(m)) => Ok(m),
             Ok(Err(reason)) => Err(Error::NoReply {
                 what: "call",
-                port: port.to_string(),
+                port: port.clone(),
                 reason,
             }),
             Err(_) => Err(Error::Timeout {
                 what: "call",
-                port: port.to_string(),
+                port: port.clone(),
                 after: timeout,
             }),
         };

@@ -87,7 +87,7 @@ pub fn configure_profile(
     setup: impl FnOnce(&Node),
 ) -> Result<Node> {
     let already = |node: &Node| Error::AlreadyConfigured {
-        node: node.id().to_string(),
+        node: node.id().clone(),
     };
     if let Some(existing) = crate::DEFAULT_NODE.get() {
         return Err(already(existing));

@@ -1,6 +1,7 @@
 //! The one error type of aemp: every variant says what was wrong and with
 //! what input.
 
+use crate::id::{NodeId, PortId};
 use crate::message::Reason;
 use std::time::Duration;
 
@@ -34,7 +35,7 @@ pub enum Error {
         /// The operation, e.g. `rcv`.
         what: &'static str,
         /// The remote port.
-        port: String,
+        port: PortId,
     },
     /// A local port that does not exist (any more).
     #[error("{what}: no such local port {port}")]
@@ -42,13 +43,13 @@ pub enum Error {
         /// The operation.
         what: &'static str,
         /// The port that was not found.
-        port: String,
+        port: PortId,
     },
     /// `kil` was asked to kill a node port.
     #[error("killing a node port is not allowed ({port})")]
     KillNodePort {
         /// The node port.
-        port: String,
+        port: PortId,
     },
     /// The node port serves the node protocol; its handlers are built in.
     #[error("{what} is not possible on the node port {port}: its handlers are built in")]
@@ -56,7 +57,7 @@ pub enum Error {
         /// The operation.
         what: &'static str,
         /// The node port.
-        port: String,
+        port: PortId,
     },
     /// An operation needs a current port (`self_port()`), but none is set.
     #[error("{what} needs a current port: call it inside a port callback, a thread port or peval")]
@@ -64,17 +65,11 @@ pub enum Error {
         /// The operation.
         what: &'static str,
     },
-    /// A thread port operation was used where no thread port is attached.
-    #[error("{what}: this thread is not the thread of a thread port")]
-    NotAThreadPort {
-        /// The operation.
-        what: &'static str,
-    },
     /// A thread was attached to a port that already has one.
     #[error("port {port} already has a thread attached")]
     ThreadAlreadyAttached {
         /// The port.
-        port: String,
+        port: PortId,
     },
     /// A message could not be decoded into the requested type.
     #[error("cannot decode message {message}: element {position}: {problem}")]
@@ -95,7 +90,7 @@ pub enum Error {
     #[error("port {port} was killed ({reason})")]
     Killed {
         /// The port that died.
-        port: String,
+        port: PortId,
         /// Why it died (empty = normal kill).
         reason: Reason,
     },
@@ -105,7 +100,7 @@ pub enum Error {
         /// The operation.
         what: &'static str,
         /// The port that did not answer.
-        port: String,
+        port: PortId,
         /// The time-out.
         after: Duration,
     },
@@ -115,7 +110,7 @@ pub enum Error {
         /// The operation.
         what: &'static str,
         /// The port that died.
-        port: String,
+        port: PortId,
         /// Its kill reason.
         reason: Reason,
     },
@@ -125,7 +120,7 @@ pub enum Error {
     #[error("snd_wait to {port}: {unsent} bytes still unsent to its node after {after:?} (the peer reads too slowly); the message was not sent")]
     Backlog {
         /// The destination.
-        port: String,
+        port: PortId,
         /// The connection's unsent bytes at the time-out.
         unsent: usize,
         /// The time-out.
@@ -136,7 +131,7 @@ pub enum Error {
     #[error("snd_wait to {port}: the connection to its node was lost; the message was not sent")]
     LinkLost {
         /// The destination.
-        port: String,
+        port: PortId,
     },
     /// A function name that cannot be used (e.g. `spawn` needs `::`).
     #[error("invalid function name {name:?}: {problem}")]
@@ -177,7 +172,7 @@ pub enum Error {
     )]
     AlreadyConfigured {
         /// The existing default node's ID.
-        node: String,
+        node: NodeId,
     },
     /// A network operation on a node that was not created with a
     /// [`Config`](crate::Config).
@@ -188,7 +183,7 @@ pub enum Error {
         /// The operation.
         what: &'static str,
         /// The node's ID.
-        node: String,
+        node: NodeId,
     },
     /// The configured TLS certificate PEM is unusable.
     #[error("bad TLS certificate: {problem}")]
@@ -238,12 +233,15 @@ pub enum Error {
         /// What went wrong.
         problem: String,
     },
-    /// An operation that needs the running port (`$SELF`) was called
-    /// outside port context.
-    #[error("{what} needs a port context (it uses self_port()), but no port callback is running")]
-    NoSelf {
+    /// A database query (`db_keys_wait`, ...) got no answer in time.
+    #[error("{what} of database family {family:?}: no answer within {after:?}")]
+    DbTimeout {
         /// The operation.
         what: &'static str,
+        /// The family asked about.
+        family: String,
+        /// The time-out.
+        after: Duration,
     },
     /// A database call got a family or key it cannot store.
     #[error(transparent)]

@@ -117,14 +117,14 @@ pub fn default_node() -> Node {
 pub fn configure(cfg: Config) -> Result<Node> {
     if let Some(existing) = DEFAULT_NODE.get() {
         return Err(Error::AlreadyConfigured {
-            node: existing.id().to_string(),
+            node: existing.id().clone(),
         });
     }
     let node = Node::with_config(cfg)?;
     DEFAULT_NODE
         .set(node.clone())
         .map_err(|existing| Error::AlreadyConfigured {
-            node: existing.id().to_string(),
+            node: existing.id().clone(),
         })?;
     Ok(node)
 }

@@ -158,9 +158,7 @@ impl Node {
             Ok(()) => {}
             Err(AttachError::Dead) => return Err(no_such_port("rcv_thread", port)),
             Err(AttachError::AlreadyAttached) => {
-                return Err(Error::ThreadAlreadyAttached {
-                    port: port.to_string(),
-                })
+                return Err(Error::ThreadAlreadyAttached { port: port.clone() })
             }
         }
         self.change(&cell, HandlerChange::AttachThread);
@@ -305,9 +303,7 @@ impl Node {
     /// dispatcher, and a `mon` set afterwards reports `no_such_port`.
     pub fn kil(&self, port: &PortId, reason: Reason) -> Result<()> {
         if port.is_node_port() {
-            return Err(Error::KillNodePort {
-                port: port.to_string(),
-            });
+            return Err(Error::KillNodePort { port: port.clone() });
         }
         if !self.port_is_local(port) {
             self.kil_remote(port, reason);
@@ -369,13 +365,13 @@ impl Node {
         if !self.port_is_local(port) {
             return Err(Error::NotLocal {
                 what,
-                port: port.to_string(),
+                port: port.clone(),
             });
         }
         if port.is_node_port() {
             return Err(Error::NodePort {
                 what,
-                port: port.to_string(),
+                port: port.clone(),
             });
         }
         self.lookup(port.name())
@@ -541,6 +537,6 @@ impl Node {
 pub(crate) fn no_such_port(what: &'static str, port: &PortId) -> Error {
     Error::NoSuchPort {
         what,
-        port: port.to_string(),
+        port: port.clone(),
     }
 }

@@ -40,7 +40,7 @@ fn configure_once_62_66() {
         aemp::configure(aemp::Config::new("again")),
     ] {
         match second {
-            Err(Error::AlreadyConfigured { node: n }) => assert_eq!(n, node.id().as_str()),
+            Err(Error::AlreadyConfigured { node: n }) => assert_eq!(&n, node.id()),
             other => panic!(
                 "expected AlreadyConfigured, got {:?}",
                 other.map(|n| n.id().clone())

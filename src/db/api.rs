@@ -101,7 +101,7 @@ impl Node {
     fn db_service(&self, what: &'static str) -> Result<(&Net, &Service)> {
         let no = || Error::NoNetwork {
             what,
-            node: self.id().to_string(),
+            node: self.id().clone(),
         };
         let net = self.net().ok_or_else(no)?;
         Ok((net, Service::of(net).ok_or_else(no)?))
@@ -158,7 +158,7 @@ impl Node {
         if !self.port_is_local(port) {
             return Err(Error::NotLocal {
                 what: "db_reg",
-                port: port.to_string(),
+                port: port.clone(),
             });
         }
         let key = port.to_string();
@@ -173,7 +173,7 @@ impl Node {
     /// [`db_reg`](Node::db_reg) of the port whose callback is running
     /// (`$SELF`); an error outside port context.
     pub fn db_reg_self(&self, family: &str) -> Result<DbGuard> {
-        let port = context::self_port().ok_or(Error::NoSelf {
+        let port = context::self_port().ok_or(Error::NoCurrentPort {
             what: "db_reg_self",
         })?;
         self.db_reg(family, &port)
@@ -269,15 +269,16 @@ impl Node {
                 let _ = tx.send(v);
             }),
         )?;
-        rx.recv_timeout(timeout).map_err(|_| Error::Timeout {
+        rx.recv_timeout(timeout).map_err(|_| Error::DbTimeout {
             what,
-            port: format!("database family {family:?}"),
+            family: family.to_string(),
             after: timeout,
         })
     }
 
     /// [`db_family`](Node::db_family), waiting up to `timeout` for the
-    /// answer. Refused on the dispatcher thread.
+    /// answer: [`Error::DbTimeout`] after it (e.g. while no global node is
+    /// reachable). Refused on the dispatcher thread.
     pub fn db_family_wait(&self, family: &str, timeout: Duration) -> Result<Family> {
         self.db_wait("db_family_wait", family, timeout, |n, cb| {
             n.db_family(family, cb)

@@ -280,7 +280,7 @@ impl Node {
     fn need_net(&self, what: &'static str) -> Result<&Arc<Net>> {
         self.net().ok_or_else(|| Error::NoNetwork {
             what,
-            node: self.id().to_string(),
+            node: self.id().clone(),
         })
     }
 

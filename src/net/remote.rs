@@ -115,11 +115,7 @@ impl Net {
         loop {
             let mut st = remote.st.lock();
             let out = match &st.link {
-                _ if st.link.is_down() => {
-                    return Err(Error::LinkLost {
-                        port: port.to_string(),
-                    })
-                }
+                _ if st.link.is_down() => return Err(Error::LinkLost { port: port.clone() }),
                 Link::Up(out) if out.unsent() > self.unsent_high_water => out.clone(),
                 _ => {
                     let kick = self.send_locked(&remote, &mut st, port.name(), msg);
@@ -133,7 +129,7 @@ impl Net {
                 Ok(()) => {}
                 Err(NoRoom::Timeout { unsent }) => {
                     return Err(Error::Backlog {
-                        port: port.to_string(),
+                        port: port.clone(),
                         unsent,
                         after: timeout,
                     })

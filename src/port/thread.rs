@@ -214,7 +214,7 @@ impl Mailbox {
     fn killed(&mut self, reason: Reason) -> Error {
         self.queue.clear();
         Error::Killed {
-            port: self.cell.id.to_string(),
+            port: self.cell.id.clone(),
             reason,
         }
     }

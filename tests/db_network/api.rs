@@ -113,7 +113,7 @@ fn db_reg_removed_on_normal_kill_89_and_self_90() {
     });
     assert!(matches!(
         a.db_reg_self("f90"),
-        Err(aemp::Error::NoSelf { .. })
+        Err(aemp::Error::NoCurrentPort { .. })
     ));
 }
 
@@ -197,7 +197,7 @@ fn validation_and_blocking_rules() {
     let e = lonely
         .db_keys_wait("f", Duration::from_millis(100))
         .unwrap_err();
-    assert!(matches!(e, aemp::Error::Timeout { .. }), "{e}");
+    assert!(matches!(e, aemp::Error::DbTimeout { .. }), "{e}");
     // A node without a network.
     let local = Node::new("local-db").unwrap();
     assert!(matches!(

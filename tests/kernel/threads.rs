@@ -165,7 +165,7 @@ fn thread_panic_or_outside_kill_124() {
     match recv(&erx) {
         Err(Error::Killed { reason, port }) => {
             assert_eq!(reason, reason!["stop", "now"]);
-            assert_eq!(port, p4.to_string());
+            assert_eq!(port, p4);
         }
         other => panic!("expected Killed, got {other:?}"),
     }
