@@ -41,6 +41,33 @@
 //! node.snd(&server, msg!["ping", &client]);
 //! assert_eq!(rx.recv().unwrap(), msg!["pong"]);
 //! ```
+//!
+//! # The rooms inside
+//!
+//! ```text
+//!   configure.rs: builds a node; a networked one gets net/ and db/ wired
+//!   ┌────────────┐  PeerEvents (up, down, g_* ...)  ┌──────────────────┐
+//!   │ net/       │ ───────────────────────────────► │ db/ (service,    │
+//!   │ reactor    │ ◄─────────── send g_*, mesh ──── │ api, protocol/)  │
+//!   └────────────┘                                  └──────────────────┘
+//!     │ deliver_from, node-port requests  ▲ Network (seam.rs): send,
+//!     ▼                                   │ kill, monitor a remote port
+//!   ┌──────────────────────────────────────────────────────────────────┐
+//!   │ kernel: node.rs (port table, run queue), port/ (the port cell),  │
+//!   │ dispatcher.rs, monitor.rs, node_port.rs, context.rs              │
+//!   └──────────────────────────────────────────────────────────────────┘
+//!   protocol/ (transport, db): pure state machines, no sockets
+//!   rpc/, rcfile/: stand alone
+//! ```
+//!
+//! Threads: each node has one *dispatcher* thread running callback ports
+//! (and monitor callbacks, timers' callbacks, database callbacks) one
+//! batch at a time; each thread port has its own thread; a networked node
+//! has one *reactor* thread owning every socket, which never runs user
+//! code; one process-wide timer thread fires `after` and `cal` time-outs
+//! (user closures go to a dispatcher); senders encode on their own
+//! thread. The kernel imports nothing
+//! of the network: a remote operation crosses `seam.rs`.
 
 #![warn(missing_docs)]
 
