@@ -133,6 +133,73 @@ impl std::fmt::Debug for Config {
     }
 }
 
+/// The typed readers of a resolved configuration's keys, for
+/// [`Config::from_rc`]: a missing or `null` key is `None`; a value of the
+/// wrong kind is an [`Error::Config`] naming the key.
+struct RcKeys<'a>(&'a serde_json::Map<String, serde_json::Value>);
+
+impl RcKeys<'_> {
+    fn bad(key: &str, problem: &str) -> Error {
+        Error::Config {
+            key: key.to_string(),
+            problem: problem.to_string(),
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<&serde_json::Value> {
+        self.0.get(key).filter(|v| !v.is_null())
+    }
+
+    /// A list of strings (a single string is a list of one).
+    fn strings(&self, key: &str) -> Result<Option<Vec<String>>> {
+        use serde_json::Value;
+        let wrong = || Self::bad(key, "expected a list of strings");
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|v| v.as_str().map(str::to_string).ok_or_else(wrong))
+                .collect::<Result<Vec<_>>>()
+                .map(Some),
+            Some(Value::String(s)) => Ok(Some(vec![s.clone()])),
+            Some(_) => Err(wrong()),
+        }
+    }
+
+    /// A string; empty is `None`.
+    fn text(&self, key: &str) -> Result<Option<String>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(serde_json::Value::String(s)) => Ok((!s.is_empty()).then(|| s.clone())),
+            Some(_) => Err(Self::bad(key, "expected a string")),
+        }
+    }
+
+    /// Seconds (a number, or a string holding one), not negative.
+    fn secs(&self, key: &str) -> Result<Option<Duration>> {
+        let Some(v) = self.get(key) else {
+            return Ok(None);
+        };
+        v.as_f64()
+            .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+            .filter(|n: &f64| n.is_finite() && *n >= 0.0)
+            .map(|n| Some(Duration::from_secs_f64(n)))
+            .ok_or_else(|| Self::bad(key, "expected a number of seconds"))
+    }
+
+    /// Bytes (a whole number, or a string holding one).
+    fn bytes(&self, key: &str) -> Result<Option<usize>> {
+        let Some(v) = self.get(key) else {
+            return Ok(None);
+        };
+        v.as_u64()
+            .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+            .and_then(|n| usize::try_from(n).ok())
+            .map(Some)
+            .ok_or_else(|| Self::bad(key, "expected a number of bytes"))
+    }
+}
+
 /// The default [`Config::tick`].
 pub(crate) const DEFAULT_TICK: Duration = Duration::from_secs(4);
 /// The default [`Config::unsent_limit`].
@@ -281,85 +348,34 @@ impl Config {
     /// assert_eq!(cfg.secret.as_deref(), Some("s"));
     /// ```
     pub fn from_rc(resolved: &crate::rcfile::Resolved) -> Result<Config> {
-        use serde_json::Value;
-        let map = &resolved.config;
-        let bad = |key: &str, problem: &str| Error::Config {
-            key: key.to_string(),
-            problem: problem.to_string(),
-        };
-        let strings = |key: &str| -> Result<Option<Vec<String>>> {
-            match map.get(key) {
-                None | Some(Value::Null) => Ok(None),
-                Some(Value::Array(a)) => a
-                    .iter()
-                    .map(|v| {
-                        v.as_str()
-                            .map(str::to_string)
-                            .ok_or_else(|| bad(key, "expected a list of strings"))
-                    })
-                    .collect::<Result<Vec<_>>>()
-                    .map(Some),
-                Some(Value::String(s)) => Ok(Some(vec![s.clone()])),
-                Some(_) => Err(bad(key, "expected a list of strings")),
-            }
-        };
-        let text = |key: &str| -> Result<Option<String>> {
-            match map.get(key) {
-                None | Some(Value::Null) => Ok(None),
-                Some(Value::String(s)) if s.is_empty() => Ok(None),
-                Some(Value::String(s)) => Ok(Some(s.clone())),
-                Some(_) => Err(bad(key, "expected a string")),
-            }
-        };
-        let secs = |key: &str| -> Result<Option<Duration>> {
-            match map.get(key) {
-                None | Some(Value::Null) => Ok(None),
-                Some(v) => {
-                    let n = v
-                        .as_f64()
-                        .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
-                        .filter(|n| n.is_finite() && *n >= 0.0)
-                        .ok_or_else(|| bad(key, "expected a number of seconds"))?;
-                    Ok(Some(Duration::from_secs_f64(n)))
-                }
-            }
-        };
+        let rc = RcKeys(&resolved.config);
         let mut cfg = Config::new(resolved.node_id.node_id.as_str());
-        if let Some(b) = strings("binds")? {
+        if let Some(b) = rc.strings("binds")? {
             cfg.binds = b;
         }
-        cfg.secret = text("secret")?;
-        cfg.cert = text("cert")?;
-        if let Some(t) = secs("monitor_timeout")? {
-            cfg.monitor_timeout = t;
-        }
-        if let Some(t) = secs("connect_interval")? {
-            cfg.connect_interval = t;
-        }
-        if let Some(t) = secs("busy_wait")? {
-            cfg.busy_wait = t;
-        }
-        if let Some(t) = secs("tick")? {
-            cfg.tick = t;
-        }
-        let bytes = |key: &str| -> Result<Option<usize>> {
-            match map.get(key) {
-                None | Some(Value::Null) => Ok(None),
-                Some(v) => v
-                    .as_u64()
-                    .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
-                    .and_then(|n| usize::try_from(n).ok())
-                    .map(Some)
-                    .ok_or_else(|| bad(key, "expected a number of bytes")),
+        cfg.secret = rc.text("secret")?;
+        cfg.cert = rc.text("cert")?;
+        let times = [
+            ("monitor_timeout", &mut cfg.monitor_timeout),
+            ("connect_interval", &mut cfg.connect_interval),
+            ("busy_wait", &mut cfg.busy_wait),
+            ("tick", &mut cfg.tick),
+        ];
+        for (key, field) in times {
+            if let Some(t) = rc.secs(key)? {
+                *field = t;
             }
-        };
-        if let Some(n) = bytes("unsent_limit")? {
-            cfg.unsent_limit = n;
         }
-        if let Some(n) = bytes("unsent_high_water")? {
-            cfg.unsent_high_water = n;
+        let sizes = [
+            ("unsent_limit", &mut cfg.unsent_limit),
+            ("unsent_high_water", &mut cfg.unsent_high_water),
+        ];
+        for (key, field) in sizes {
+            if let Some(n) = rc.bytes(key)? {
+                *field = n;
+            }
         }
-        if let Some(f) = strings("framing_format")? {
+        if let Some(f) = rc.strings("framing_format")? {
             cfg.framings = f.iter().filter_map(|n| Framing::from_name(n)).collect();
         }
         let auths = |names: Vec<String>| -> Vec<AuthMethod> {
@@ -368,16 +384,16 @@ impl Config {
                 .filter_map(|n| AuthMethod::ALL.into_iter().find(|m| m.name() == n))
                 .collect()
         };
-        if let Some(a) = strings("auth_offer")? {
+        if let Some(a) = rc.strings("auth_offer")? {
             cfg.auth_offer = auths(a);
         }
-        if let Some(a) = strings("auth_accept")? {
+        if let Some(a) = rc.strings("auth_accept")? {
             cfg.auth_accept = auths(a);
         }
-        if let Some(s) = strings("seeds")? {
+        if let Some(s) = rc.strings("seeds")? {
             cfg.seeds = s;
         }
-        if let Some(v) = map.get("nodelay") {
+        if let Some(v) = resolved.config.get("nodelay") {
             cfg.nodelay = crate::rcfile::truthy(v);
         }
         Ok(cfg)
