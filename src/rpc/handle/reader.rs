@@ -67,6 +67,7 @@ impl<S: Serialiser> Reader<S> {
         }
     }
 
+    /// The next frame from the worker, or why there is none.
     fn next_frame(&mut self) -> Result<Frame, End> {
         match wire::read_frame(&mut self.sock, wire::FROM_CHILD) {
             Ok(Some(fr)) => Ok(fr),
@@ -89,6 +90,8 @@ impl<S: Serialiser> Reader<S> {
         }
     }
 
+    /// Handles one frame by its kind; a frame that ends the worker (or
+    /// one of an unknown kind) gives the end.
     fn on_frame(&self, fr: Frame) -> Result<(), End> {
         let text = || String::from_utf8_lossy(&fr.payload).into_owned();
         match fr.kind {
@@ -177,6 +180,7 @@ impl<S: Serialiser> Reader<S> {
         Ok(())
     }
 
+    /// An event: to `on_event`, or to `on_error` when there is none.
     fn on_event(&self, fr: &Frame) {
         let sh = &*self.shared;
         match &sh.on_event {
