@@ -9,7 +9,8 @@
 //! Layout: this file reads the arguments, runs the chain and sets the exit
 //! code (0 ok, 1 failure, 2 usage); `cmd.rs` has the command table and its
 //! help; each command group lives in its own module (`config_cmds.rs`,
-//! `net_cmds.rs`, `db_cmds.rs`) and contributes its commands to the table.
+//! `net_cmds.rs`, `db_cmds.rs`; a large group keeps its concerns in files
+//! of a folder of the same name) and contributes its commands to the table.
 
 mod argv;
 mod cmd;

@@ -9,9 +9,8 @@
 //! addresses).
 
 use crate::cmd::{spec, Arity, Failure, Session, Spec};
-use aemp::rcfile;
 use aemp::{msg, Error, Message, Node, NodeId, PortId};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use std::collections::VecDeque;
@@ -265,11 +264,7 @@ impl Call {
             .parse()
             .map_err(|e: Error| usage(cmd, e.to_string()))?;
 
-        let profile = s.section.clone().unwrap_or_else(|| "aemp".to_string());
-        let args = json!({"nodeid": "aemp/%n/%u", "binds": [], "services": [], "force": true});
-        let args = args.as_object().expect("an object");
-        let resolved = rcfile::resolve(&s.rc, Some(&profile), args, true, false)
-            .map_err(|e| Failure::Failed(format!("{cmd}: {e}")))?;
+        let resolved = crate::db_cmds::short_lived_config(cmd, s)?;
         if connect.is_empty() {
             connect = seeds(&resolved.config);
         }
@@ -285,11 +280,9 @@ impl Call {
         // The addresses are the node's seeds: it connects to them (and
         // learns the master there); the target node is then dialed by ID,
         // which finds it at a seed address or through the master.
-        let mut cfg =
+        let cfg =
             aemp::Config::from_rc(&resolved).map_err(|e| Failure::Failed(format!("{cmd}: {e}")))?;
-        cfg.seeds = connect.clone();
-        let node = Node::with_config(cfg).map_err(|e| Failure::Failed(format!("{cmd}: {e}")))?;
-        log::debug!("{cmd}: joined as {}", node.id());
+        let node = crate::db_cmds::start_node(cmd, cfg, &connect)?;
         let timeout = Duration::from_secs_f64(timeout);
         let call = Call {
             cmd,

@@ -1,19 +1,20 @@
-//! The worker side: registering worker functions, serving them, and the
-//! functions a worker function may call (`event`, `retire`).
+//! The worker side: registering worker functions, and the functions a
+//! worker function may call (`event`, `retire`). Serving them, once the
+//! process knows it is a worker, is in `serve.rs`.
+
+mod serve;
 
 use std::any::Any;
 use std::collections::HashMap;
-use std::io::BufReader;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use once_cell::sync::{Lazy, OnceCell};
 use parking_lot::{Condvar, Mutex};
 
-use super::serialiser::{Serialiser, Strings};
+use super::serialiser::Serialiser;
 use super::wire::{self, Outbox};
 use super::worker::{ENV_EXTRA_FD, ENV_FD};
 use super::{Backend, Error};
@@ -24,6 +25,7 @@ type EventFn = Arc<dyn Fn(&dyn Any, &mut Vec<u8>) -> Result<(), Error> + Send + 
 type InitFn = Arc<dyn Fn(Vec<Vec<u8>>) -> Result<(), String> + Send + Sync>;
 type DoneFn = Arc<dyn Fn() + Send + Sync>;
 
+#[derive(Clone)]
 enum Body {
     Sync(SyncFn),
     Async(AsyncFn),
@@ -307,276 +309,6 @@ pub fn serve_if_worker() {
     // Our own children must not inherit the channel.
     // SAFETY: plain fcntl on a descriptor we own.
     unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-    let code = serve(sock);
+    let code = serve::serve(sock);
     std::process::exit(code);
-}
-
-fn fatal(outbox: &Outbox, message: String) -> i32 {
-    log::error!("rpc worker: {message}");
-    outbox.push(wire::frame(wire::FATAL, 0, message.as_bytes()), true);
-    outbox.close();
-    outbox.wait_finished(Duration::from_secs(5));
-    3
-}
-
-fn install_panic_hook() {
-    let prev = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        prev(info);
-        let what = if let Some(s) = info.payload().downcast_ref::<&str>() {
-            (*s).to_string()
-        } else if let Some(s) = info.payload().downcast_ref::<String>() {
-            s.clone()
-        } else {
-            "Box<dyn Any>".to_string()
-        };
-        let message = match info.location() {
-            Some(l) => format!("{what} (at {}:{})", l.file(), l.line()),
-            None => what,
-        };
-        if let Some(s) = SERVING.get() {
-            s.outbox
-                .push(wire::frame(wire::PANIC, 0, message.as_bytes()), true);
-            s.outbox.close();
-            s.outbox.wait_finished(Duration::from_secs(5));
-        }
-        std::process::exit(101);
-    }));
-}
-
-fn serve(sock: UnixStream) -> i32 {
-    let write_half = match sock.try_clone() {
-        Ok(s) => s,
-        Err(e) => {
-            log::error!("rpc worker: cannot clone channel: {e}");
-            return 2;
-        }
-    };
-    let outbox = match Outbox::start(write_half, "aemp-rpc-writer") {
-        Ok(o) => o,
-        Err(e) => {
-            log::error!("rpc worker: cannot start writer thread: {e}");
-            return 2;
-        }
-    };
-    let mut reader = BufReader::with_capacity(256 << 10, sock);
-    let start = match wire::read_frame(&mut reader, wire::FROM_PARENT) {
-        Ok(Some(f)) if f.kind == wire::START => f,
-        Ok(None) => return 0, // parent gave up before starting us
-        Ok(Some(f)) => {
-            return fatal(
-                &outbox,
-                format!("expected a start frame, got kind 0x{:02x}", f.kind),
-            )
-        }
-        Err(e) => return fatal(&outbox, format!("reading start frame: {e}")),
-    };
-    let params = match Strings::unpack(&start.payload) {
-        Ok(p) if p.len() >= 6 && p[0] == wire::MAGIC => p,
-        Ok(p) => {
-            return fatal(
-                &outbox,
-                format!(
-                    "start frame is not {}: {:?}",
-                    String::from_utf8_lossy(wire::MAGIC),
-                    p.first().map(|m| String::from_utf8_lossy(m).into_owned())
-                ),
-            )
-        }
-        Err(e) => return fatal(&outbox, format!("bad start frame: {e}")),
-    };
-    let text = |i: usize| String::from_utf8_lossy(&params[i]).into_owned();
-    let (function, serialiser, backend, init, done) = (text(1), text(2), text(3), text(4), text(5));
-    let init_args = params[6..].to_vec();
-    let backend = if backend == "async" {
-        Backend::Async
-    } else {
-        Backend::Sync
-    };
-
-    let (entry_ser, body, event, init_fn, done_fn) = {
-        let reg = REGISTRY.lock();
-        let Some(entry) = reg.functions.get(&function) else {
-            let mut names: Vec<&str> = reg.functions.keys().map(String::as_str).collect();
-            names.sort_unstable();
-            return fatal(
-                &outbox,
-                format!(
-                    "no worker function named {function:?} is registered in {} (registered: {})",
-                    exe_name(),
-                    names.join(", ")
-                ),
-            );
-        };
-        let body = match &entry.body {
-            Body::Sync(f) => Body::Sync(f.clone()),
-            Body::Async(f) => Body::Async(f.clone()),
-        };
-        let init_fn = if init.is_empty() {
-            None
-        } else {
-            match reg.inits.get(&init) {
-                Some(f) => Some(f.clone()),
-                None => {
-                    return fatal(
-                        &outbox,
-                        format!(
-                            "no init function named {init:?} is registered in {}",
-                            exe_name()
-                        ),
-                    )
-                }
-            }
-        };
-        let done_fn = if done.is_empty() {
-            None
-        } else {
-            match reg.dones.get(&done) {
-                Some(f) => Some(f.clone()),
-                None => {
-                    return fatal(
-                        &outbox,
-                        format!(
-                            "no done function named {done:?} is registered in {}",
-                            exe_name()
-                        ),
-                    )
-                }
-            }
-        };
-        (
-            entry.serialiser,
-            body,
-            entry.event.clone(),
-            init_fn,
-            done_fn,
-        )
-    };
-    if entry_ser != serialiser {
-        return fatal(
-            &outbox,
-            format!("worker function {function:?} uses the {entry_ser} serialiser, the parent asked for {serialiser}"),
-        );
-    }
-    let fn_backend = match body {
-        Body::Sync(_) => Backend::Sync,
-        Body::Async(_) => Backend::Async,
-    };
-    if fn_backend != backend {
-        return fatal(
-            &outbox,
-            format!("worker function {function:?} is registered for the {fn_backend:?} backend, the parent asked for {backend:?}"),
-        );
-    }
-
-    let _ = SERVING.set(Serving {
-        outbox: outbox.clone(),
-        function: function.clone(),
-        serialiser: entry_ser,
-        backend,
-        event: OnceCell::new(),
-        outstanding: Mutex::new(0),
-        idle: Condvar::new(),
-    });
-    let serving = SERVING.get().expect("just set");
-    install_panic_hook();
-    if let Some(init_fn) = init_fn {
-        if let Err(e) = init_fn(init_args) {
-            return fatal(&outbox, format!("init function {init:?} failed: {e}"));
-        }
-    }
-    let _ = serving.event.set(event);
-    log::debug!(
-        "rpc worker {} serving {function:?} ({:?}, {})",
-        std::process::id(),
-        serving.backend,
-        serving.serialiser
-    );
-
-    let result = match body {
-        Body::Sync(f) => serve_sync(&mut reader, &outbox, &f),
-        Body::Async(f) => serve_async(&mut reader, serving, &f),
-    };
-    if let Err(message) = result {
-        return fatal(&outbox, message);
-    }
-    if let (Backend::Async, Some(done_fn)) = (backend, done_fn) {
-        done_fn();
-    }
-    outbox.close();
-    outbox.wait_finished(Duration::from_secs(3600));
-    log::debug!(
-        "rpc worker {} for {} exits",
-        std::process::id(),
-        serving.function
-    );
-    0
-}
-
-fn exe_name() -> String {
-    std::env::current_exe()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|_| "this program".into())
-}
-
-fn serve_sync(
-    reader: &mut BufReader<UnixStream>,
-    outbox: &Outbox,
-    f: &SyncFn,
-) -> Result<(), String> {
-    loop {
-        let frame = match wire::read_frame(reader, wire::FROM_PARENT) {
-            Ok(Some(fr)) => fr,
-            Ok(None) => return Ok(()),
-            Err(e) => return Err(format!("reading from parent: {e}")),
-        };
-        if frame.kind != wire::CALL {
-            return Err(format!(
-                "unexpected frame kind 0x{:02x} from parent",
-                frame.kind
-            ));
-        }
-        let mut out = wire::frame_start(64);
-        let reply = match f(&frame.payload, &mut out) {
-            Ok(()) => match wire::frame_finish(&mut out, wire::RESULT, frame.id, "result") {
-                Ok(()) => out,
-                Err(e) => wire::frame(wire::CALL_ERROR, frame.id, e.to_string().as_bytes()),
-            },
-            Err(msg) => wire::frame(wire::CALL_ERROR, frame.id, msg.as_bytes()),
-        };
-        outbox.push(reply, false);
-        // Batch results while more calls are already buffered.
-        if reader.buffer().is_empty() {
-            outbox.flush_now();
-        }
-    }
-}
-
-fn serve_async(
-    reader: &mut BufReader<UnixStream>,
-    serving: &Serving,
-    f: &AsyncFn,
-) -> Result<(), String> {
-    loop {
-        let frame = match wire::read_frame(reader, wire::FROM_PARENT) {
-            Ok(Some(fr)) => fr,
-            Ok(None) => break,
-            Err(e) => return Err(format!("reading from parent: {e}")),
-        };
-        if frame.kind != wire::CALL {
-            return Err(format!(
-                "unexpected frame kind 0x{:02x} from parent",
-                frame.kind
-            ));
-        }
-        *serving.outstanding.lock() += 1;
-        if let Err(msg) = f(frame.id, &frame.payload) {
-            finish_async(wire::frame(wire::CALL_ERROR, frame.id, msg.as_bytes()));
-        }
-    }
-    let mut n = serving.outstanding.lock();
-    while *n > 0 {
-        serving.idle.wait(&mut n);
-    }
-    Ok(())
 }

@@ -1,4 +1,8 @@
-//! A self-sizing pool of workers (the original's AnyEvent::Fork::Pool).
+//! A self-sizing pool of workers (the original's AnyEvent::Fork::Pool):
+//! [`Pool`], its builder, and handing jobs to workers. The thread that
+//! starts and stops workers is in `manager.rs`.
+
+mod manager;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -9,6 +13,7 @@ use parking_lot::{Condvar, Mutex};
 use super::handle::{Callback, PlainHook};
 use super::serialiser::{Raw, Serialiser};
 use super::{Backend, Error, Rpc, RpcBuilder, Worker};
+use manager::Manager;
 
 /// Options for a [`Pool`]; made by [`Pool::builder`].
 ///
@@ -179,7 +184,7 @@ impl<S: Serialiser> PoolBuilder<S> {
         let manager = inner.clone();
         std::thread::Builder::new()
             .name("aemp-rpc-pool".into())
-            .spawn(move || manager.manage())
+            .spawn(move || Manager::run(manager))
             .map_err(|e| Error::Io {
                 function: inner.template.function_name().to_string(),
                 pid: std::process::id(),
@@ -512,119 +517,5 @@ impl<S: Serialiser> Inner<S> {
             }
             Err(e) => Err(e),
         }
-    }
-
-    /// The manager thread: starts and stops workers, and shuts the pool down.
-    fn manage(self: Arc<Self>) {
-        let mut st = self.st.lock();
-        loop {
-            let now = Instant::now();
-            if st.closing
-                && st.queue.is_empty()
-                && st.in_callbacks == 0
-                && st.slots.iter().all(|s| s.load == 0)
-            {
-                break;
-            }
-            let mut deadline: Option<Instant> = None;
-
-            // Retired workers with nothing left to do go.
-            let gone: Vec<Slot<S>> = {
-                let (gone, keep) = std::mem::take(&mut st.slots)
-                    .into_iter()
-                    .partition(|s| s.retired && s.load == 0);
-                st.slots = keep;
-                gone
-            };
-            if !gone.is_empty() {
-                drop(st);
-                drop(gone);
-                st = self.st.lock();
-                continue;
-            }
-
-            // Start a worker when all are busy or too few are idle.
-            let active = st.slots.iter().filter(|s| !s.retired).count() + st.starting;
-            let idle = st
-                .slots
-                .iter()
-                .filter(|s| !s.retired && s.load == 0)
-                .count()
-                + st.starting;
-            let all_busy = st.slots.iter().all(|s| s.retired || s.load >= self.load);
-            let need = (!st.queue.is_empty() && all_busy && st.starting == 0)
-                || (!st.closing && idle < self.idle);
-            if need && active < self.max {
-                let empty = active == 0;
-                let due = st.last_start.map_or(now, |t| t + self.start);
-                if empty || due <= now {
-                    st.starting += 1;
-                    st.last_start = Some(now);
-                    drop(st);
-                    if let Err(e) = self.start_worker() {
-                        self.template.report(&e);
-                        // With no worker at all, queued jobs can never run.
-                        let mut s = self.st.lock();
-                        if s.slots.is_empty() && s.starting == 0 {
-                            let failed: Vec<Job<S>> = s.queue.drain(..).collect();
-                            drop(s);
-                            for (_, cb) in failed {
-                                cb(Err(e.clone()));
-                            }
-                        }
-                    }
-                    st = self.st.lock();
-                    continue;
-                }
-                deadline = Some(due);
-            }
-
-            // Stop one worker idle for `stop`, beyond the `idle` minimum.
-            let idle_now = st
-                .slots
-                .iter()
-                .filter(|s| !s.retired && s.load == 0)
-                .count();
-            if idle_now > self.idle && !st.closing {
-                if let Some(oldest) = st
-                    .slots
-                    .iter()
-                    .filter(|s| !s.retired && s.load == 0)
-                    .min_by_key(|s| s.idle_since)
-                {
-                    let due = oldest.idle_since + self.stop;
-                    if due <= now {
-                        let id = oldest.id;
-                        let pos = st.slots.iter().position(|s| s.id == id).expect("slot");
-                        let slot = st.slots.remove(pos);
-                        drop(st);
-                        drop(slot);
-                        st = self.st.lock();
-                        continue;
-                    }
-                    deadline = Some(deadline.map_or(due, |d| d.min(due)));
-                }
-            }
-            match deadline {
-                Some(d) => {
-                    self.wake.wait_until(&mut st, d);
-                }
-                None => self.wake.wait(&mut st),
-            }
-        }
-        // Closing and idle: stop every worker, wait until all have exited.
-        let slots = std::mem::take(&mut st.slots);
-        drop(st);
-        drop(slots);
-        let mut st = self.st.lock();
-        while st.alive > 0 || st.starting > 0 {
-            self.wake.wait(&mut st);
-        }
-        drop(st);
-        if let Some(f) = &self.on_destroy {
-            f();
-        }
-        self.st.lock().finished = true;
-        self.done.notify_all();
     }
 }

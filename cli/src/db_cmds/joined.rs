@@ -1,0 +1,224 @@
+//! Joining the network for one query: the options that choose the seeds
+//! and the time-out (`--connect`, `--timeout`), the short-lived node
+//! ([`Joined`]) that waits for a master, and what the master knows of
+//! the network's nodes.
+
+use super::Res;
+use crate::cmd::{Failure, Session};
+use crate::net_cmds::{seeds, usage};
+use aemp::protocol::db::{GLOBALS, LISTENERS};
+use aemp::rcfile;
+use aemp::{Config, Node, NodeId};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+pub(super) const DEFAULT_TIMEOUT: f64 = 5.0;
+
+/// The short-lived node, joined to the network.
+pub(super) struct Joined {
+    cmd: &'static str,
+    pub(super) node: Node,
+    pub(super) timeout: Duration,
+    pub(super) deadline: Instant,
+    pub(super) seeds: Vec<String>,
+    can_authenticate: bool,
+}
+
+impl Drop for Joined {
+    fn drop(&mut self) {
+        // Leaving is expected: its connection warnings are noise (a
+        // chosen AEMP_VERBOSE/RUST_LOG above warn still shows them).
+        if log::max_level() <= log::LevelFilter::Warn {
+            log::set_max_level(log::LevelFilter::Error);
+        }
+        self.node.net_shutdown();
+    }
+}
+
+impl Joined {
+    /// Joins (`connect`: seeds replacing the configured ones) and waits
+    /// for a master.
+    pub(super) fn start(
+        cmd: &'static str,
+        s: &Session,
+        (connect, timeout): (Vec<String>, f64),
+    ) -> Result<Joined, Failure> {
+        let resolved = short_lived_config(cmd, s)?;
+        let seeds = if connect.is_empty() {
+            seeds(&resolved.config)
+        } else {
+            connect
+        };
+        if seeds.is_empty() {
+            return Err(Failure::Failed(format!(
+                "{cmd}: no seeds: give --connect HOST:PORT, or set seeds (aemp seeds HOST:PORT)"
+            )));
+        }
+        let cfg = Config::from_rc(&resolved).map_err(|e| Failure::Failed(format!("{cmd}: {e}")))?;
+        let can_authenticate = cfg.secret.is_some() || cfg.cert.is_some();
+        let node = start_node(cmd, cfg, &seeds)?;
+        let timeout = Duration::from_secs_f64(timeout);
+        let j = Joined {
+            cmd,
+            node,
+            timeout,
+            deadline: Instant::now() + timeout,
+            seeds,
+            can_authenticate,
+        };
+        j.wait_for_master(j.deadline)?;
+        Ok(j)
+    }
+
+    /// The master, once it is connected.
+    pub(super) fn master(&self) -> Option<NodeId> {
+        self.node
+            .db_master()
+            .filter(|m| self.node.node_is_up(m) == Some(true))
+    }
+
+    pub(super) fn wait_for_master(&self, deadline: Instant) -> Result<NodeId, Failure> {
+        loop {
+            if let Some(m) = self.master() {
+                return Ok(m);
+            }
+            if Instant::now() >= deadline {
+                return Err(self.no_seed());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn no_seed(&self) -> Failure {
+        let mut text = format!(
+            "no seed answered within {} s: tried {}",
+            self.timeout.as_secs_f64(),
+            self.seeds.join(", ")
+        );
+        if !self.can_authenticate {
+            text += " (no secret or cert is configured: nodes cannot authenticate; see aemp \
+                     gensecret)";
+        }
+        self.failed(text)
+    }
+
+    pub(super) fn failed(&self, text: String) -> Failure {
+        Failure::Failed(format!("{}: {text}", self.cmd))
+    }
+
+    pub(super) fn remaining(&self) -> Duration {
+        self.deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(100))
+    }
+
+    pub(super) fn family(&self, family: &str) -> Result<aemp::protocol::db::Family, Failure> {
+        self.node
+            .db_family_wait(family, self.remaining())
+            .map_err(|e| self.failed(format!("family {family:?}: {e}")))
+    }
+}
+
+/// The configuration of the short-lived node `aemp/%n/%u` (no listeners,
+/// no services) that a command joins as: the chosen profile's, else
+/// profile `aemp`'s (shared by every command that joins the network).
+pub(crate) fn short_lived_config(cmd: &str, s: &Session) -> Result<rcfile::Resolved, Failure> {
+    let profile = s.section.clone().unwrap_or_else(|| "aemp".to_string());
+    let args = json!({"nodeid": "aemp/%n/%u", "binds": [], "services": [], "force": true});
+    let args = args.as_object().expect("an object");
+    rcfile::resolve(&s.rc, Some(&profile), args, true, false)
+        .map_err(|e| Failure::Failed(format!("{cmd}: {e}")))
+}
+
+/// Starts the short-lived node with `cfg`, `seeds` as its seeds.
+pub(crate) fn start_node(cmd: &str, mut cfg: Config, seeds: &[String]) -> Result<Node, Failure> {
+    cfg.seeds = seeds.to_vec();
+    let node = Node::with_config(cfg).map_err(|e| Failure::Failed(format!("{cmd}: {e}")))?;
+    log::debug!("{cmd}: joined as {}", node.id());
+    Ok(node)
+}
+
+/// `--connect` and `--timeout` from the front of the arguments (shared by
+/// every command that joins the network).
+pub(crate) fn options(
+    cmd: &'static str,
+    a: &mut VecDeque<Value>,
+) -> Result<(Vec<String>, f64), Failure> {
+    let mut connect: Vec<String> = Vec::new();
+    let mut timeout = DEFAULT_TIMEOUT;
+    while let Some(Value::String(word)) = a.front().cloned() {
+        let (name, inline) = match word.split_once('=') {
+            Some((n, v)) => (n.to_string(), Some(v.to_string())),
+            None => (word.clone(), None),
+        };
+        if name != "--connect" && name != "--timeout" {
+            if word == "--" {
+                a.pop_front();
+            }
+            break;
+        }
+        a.pop_front();
+        let value = match inline {
+            Some(v) => v,
+            None => match a.pop_front() {
+                Some(Value::String(v)) => v,
+                Some(other) => other.to_string(),
+                None => return Err(usage(cmd, format!("{name} needs a value"))),
+            },
+        };
+        if name == "--connect" {
+            connect.extend(
+                value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|v| !v.is_empty())
+                    .map(str::to_string),
+            );
+        } else {
+            timeout = value
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|t| t.is_finite() && *t > 0.0)
+                .ok_or_else(|| {
+                    usage(
+                        cmd,
+                        format!("--timeout {value}: expected a number of seconds"),
+                    )
+                })?;
+        }
+    }
+    Ok((connect, timeout))
+}
+
+pub(super) fn no_more(cmd: &'static str, a: &VecDeque<Value>) -> Res {
+    match a.front() {
+        Some(extra) => Err(usage(cmd, format!("unexpected argument {extra}"))),
+        None => Ok(()),
+    }
+}
+
+/// Every node the master knows: ID → (listen addresses, global), without
+/// our own node.
+pub(super) fn network(j: &Joined) -> Result<BTreeMap<String, (Vec<String>, bool)>, Failure> {
+    let listeners = j.family(LISTENERS)?;
+    let globals = j.family(GLOBALS)?;
+    let mut nodes: BTreeMap<String, (Vec<String>, bool)> = BTreeMap::new();
+    for (id, addrs) in listeners {
+        let addrs = match addrs {
+            Value::Array(a) => a
+                .iter()
+                .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+                .collect(),
+            Value::Null => Vec::new(),
+            other => vec![other.to_string()],
+        };
+        nodes.entry(id).or_default().0 = addrs;
+    }
+    for id in globals.into_keys() {
+        nodes.entry(id).or_default().1 = true;
+    }
+    nodes.remove(j.node.id().as_str());
+    Ok(nodes)
+}

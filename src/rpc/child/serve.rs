@@ -1,0 +1,312 @@
+//! Serving in the worker process: reading the parent's start frame,
+//! finding the registered functions it names ([`Start`]), running the
+//! init function, then the call loop of the sync or the async backend,
+//! and the done function. A refusal or a broken channel ends the worker
+//! with a `FATAL` frame ([`fatal`]); a panic with a `PANIC` frame.
+
+use std::collections::HashMap;
+use std::io::BufReader;
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+use std::time::Duration;
+
+use once_cell::sync::OnceCell;
+use parking_lot::{Condvar, Mutex};
+
+use super::{finish_async, AsyncFn, Body, EventFn, Serving, SyncFn, REGISTRY, SERVING};
+use crate::rpc::serialiser::Strings;
+use crate::rpc::wire::{self, Frame, Outbox};
+use crate::rpc::Backend;
+
+/// What the parent's start frame asks for.
+struct Start {
+    function: String,
+    serialiser: String,
+    backend: Backend,
+    init: String,
+    done: String,
+    init_args: Vec<Vec<u8>>,
+}
+
+/// The registered functions a start frame names.
+struct Found {
+    serialiser: &'static str,
+    body: Body,
+    event: EventFn,
+    init: Option<super::InitFn>,
+    done: Option<super::DoneFn>,
+}
+
+/// Serves the parent on `sock` until it closes the channel; returns the
+/// process's exit code.
+pub(super) fn serve(sock: UnixStream) -> i32 {
+    let write_half = match sock.try_clone() {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("rpc worker: cannot clone channel: {e}");
+            return 2;
+        }
+    };
+    let outbox = match Outbox::start(write_half, "aemp-rpc-writer") {
+        Ok(o) => o,
+        Err(e) => {
+            log::error!("rpc worker: cannot start writer thread: {e}");
+            return 2;
+        }
+    };
+    let mut reader = FromParent(BufReader::with_capacity(256 << 10, sock));
+    let start = match Start::read(&mut reader) {
+        Ok(Some(start)) => start,
+        Ok(None) => return 0, // parent gave up before starting us
+        Err(message) => return fatal(&outbox, message),
+    };
+    let serving = match start
+        .find()
+        .and_then(|found| run(start, found, &outbox, &mut reader))
+    {
+        Ok(serving) => serving,
+        Err(message) => return fatal(&outbox, message),
+    };
+    outbox.close();
+    outbox.wait_finished(Duration::from_secs(3600));
+    log::debug!(
+        "rpc worker {} for {} exits",
+        std::process::id(),
+        serving.function
+    );
+    0
+}
+
+impl Start {
+    /// Reads the start frame (`None`: the channel ended first).
+    fn read(reader: &mut FromParent) -> Result<Option<Start>, String> {
+        let start = match wire::read_frame(&mut reader.0, wire::FROM_PARENT) {
+            Ok(Some(f)) if f.kind == wire::START => f,
+            Ok(None) => return Ok(None),
+            Ok(Some(f)) => {
+                return Err(format!("expected a start frame, got kind 0x{:02x}", f.kind))
+            }
+            Err(e) => return Err(format!("reading start frame: {e}")),
+        };
+        let params = match Strings::unpack(&start.payload) {
+            Ok(p) if p.len() >= 6 && p[0] == wire::MAGIC => p,
+            Ok(p) => {
+                return Err(format!(
+                    "start frame is not {}: {:?}",
+                    String::from_utf8_lossy(wire::MAGIC),
+                    p.first().map(|m| String::from_utf8_lossy(m).into_owned())
+                ))
+            }
+            Err(e) => return Err(format!("bad start frame: {e}")),
+        };
+        let text = |i: usize| String::from_utf8_lossy(&params[i]).into_owned();
+        Ok(Some(Start {
+            function: text(1),
+            serialiser: text(2),
+            backend: if text(3) == "async" {
+                Backend::Async
+            } else {
+                Backend::Sync
+            },
+            init: text(4),
+            done: text(5),
+            init_args: params[6..].to_vec(),
+        }))
+    }
+
+    /// Looks up the functions the parent named, and checks that the worker
+    /// function has the serialiser and backend the parent asked for.
+    fn find(&self) -> Result<Found, String> {
+        let function = &self.function;
+        let found = {
+            let reg = REGISTRY.lock();
+            let Some(entry) = reg.functions.get(function) else {
+                let mut names: Vec<&str> = reg.functions.keys().map(String::as_str).collect();
+                names.sort_unstable();
+                return Err(format!(
+                    "no worker function named {function:?} is registered in {} (registered: {})",
+                    exe_name(),
+                    names.join(", ")
+                ));
+            };
+            Found {
+                serialiser: entry.serialiser,
+                body: entry.body.clone(),
+                event: entry.event.clone(),
+                init: named(&reg.inits, "init", &self.init)?,
+                done: named(&reg.dones, "done", &self.done)?,
+            }
+        };
+        if found.serialiser != self.serialiser {
+            return Err(format!(
+                "worker function {function:?} uses the {} serialiser, the parent asked for {}",
+                found.serialiser, self.serialiser
+            ));
+        }
+        let fn_backend = match found.body {
+            Body::Sync(_) => Backend::Sync,
+            Body::Async(_) => Backend::Async,
+        };
+        if fn_backend != self.backend {
+            return Err(format!("worker function {function:?} is registered for the {fn_backend:?} backend, the parent asked for {:?}", self.backend));
+        }
+        Ok(found)
+    }
+}
+
+/// The init or done function registered as `name` (none for "").
+fn named<F: Clone>(
+    table: &HashMap<String, F>,
+    kind: &str,
+    name: &str,
+) -> Result<Option<F>, String> {
+    if name.is_empty() {
+        return Ok(None);
+    }
+    match table.get(name) {
+        Some(f) => Ok(Some(f.clone())),
+        None => Err(format!(
+            "no {kind} function named {name:?} is registered in {}",
+            exe_name()
+        )),
+    }
+}
+
+/// Serves what `start` asks for with the `found` functions: the init
+/// function, every call until the parent closes the channel, the done
+/// function.
+fn run(
+    start: Start,
+    found: Found,
+    outbox: &Arc<Outbox>,
+    reader: &mut FromParent,
+) -> Result<&'static Serving, String> {
+    let _ = SERVING.set(Serving {
+        outbox: outbox.clone(),
+        function: start.function.clone(),
+        serialiser: found.serialiser,
+        backend: start.backend,
+        event: OnceCell::new(),
+        outstanding: Mutex::new(0),
+        idle: Condvar::new(),
+    });
+    let serving = SERVING.get().expect("just set");
+    install_panic_hook();
+    if let Some(init_fn) = found.init {
+        if let Err(e) = init_fn(start.init_args) {
+            return Err(format!("init function {:?} failed: {e}", start.init));
+        }
+    }
+    let _ = serving.event.set(found.event);
+    log::debug!(
+        "rpc worker {} serving {:?} ({:?}, {})",
+        std::process::id(),
+        start.function,
+        serving.backend,
+        serving.serialiser
+    );
+    match found.body {
+        Body::Sync(f) => reader.serve_sync(outbox, &f)?,
+        Body::Async(f) => reader.serve_async(serving, &f)?,
+    }
+    if let (Backend::Async, Some(done_fn)) = (start.backend, found.done) {
+        done_fn();
+    }
+    Ok(serving)
+}
+
+pub(super) fn fatal(outbox: &Outbox, message: String) -> i32 {
+    log::error!("rpc worker: {message}");
+    outbox.push(wire::frame(wire::FATAL, 0, message.as_bytes()), true);
+    outbox.close();
+    outbox.wait_finished(Duration::from_secs(5));
+    3
+}
+
+fn install_panic_hook() {
+    let prev = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        prev(info);
+        let what = if let Some(s) = info.payload().downcast_ref::<&str>() {
+            (*s).to_string()
+        } else if let Some(s) = info.payload().downcast_ref::<String>() {
+            s.clone()
+        } else {
+            "Box<dyn Any>".to_string()
+        };
+        let message = match info.location() {
+            Some(l) => format!("{what} (at {}:{})", l.file(), l.line()),
+            None => what,
+        };
+        if let Some(s) = SERVING.get() {
+            s.outbox
+                .push(wire::frame(wire::PANIC, 0, message.as_bytes()), true);
+            s.outbox.close();
+            s.outbox.wait_finished(Duration::from_secs(5));
+        }
+        std::process::exit(101);
+    }));
+}
+
+fn exe_name() -> String {
+    std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "this program".into())
+}
+
+/// The channel from the parent, as the worker reads it.
+struct FromParent(BufReader<UnixStream>);
+
+impl FromParent {
+    /// The next call (`None`: the parent closed the channel).
+    fn next_call(&mut self) -> Result<Option<Frame>, String> {
+        let frame = match wire::read_frame(&mut self.0, wire::FROM_PARENT) {
+            Ok(Some(fr)) => fr,
+            Ok(None) => return Ok(None),
+            Err(e) => return Err(format!("reading from parent: {e}")),
+        };
+        if frame.kind != wire::CALL {
+            return Err(format!(
+                "unexpected frame kind 0x{:02x} from parent",
+                frame.kind
+            ));
+        }
+        Ok(Some(frame))
+    }
+
+    /// The sync backend: one call at a time, each answered before the next.
+    fn serve_sync(&mut self, outbox: &Outbox, f: &SyncFn) -> Result<(), String> {
+        while let Some(frame) = self.next_call()? {
+            let mut out = wire::frame_start(64);
+            let reply = match f(&frame.payload, &mut out) {
+                Ok(()) => match wire::frame_finish(&mut out, wire::RESULT, frame.id, "result") {
+                    Ok(()) => out,
+                    Err(e) => wire::frame(wire::CALL_ERROR, frame.id, e.to_string().as_bytes()),
+                },
+                Err(msg) => wire::frame(wire::CALL_ERROR, frame.id, msg.as_bytes()),
+            };
+            outbox.push(reply, false);
+            // Batch results while more calls are already buffered.
+            if self.0.buffer().is_empty() {
+                outbox.flush_now();
+            }
+        }
+        Ok(())
+    }
+
+    /// The async backend: hands every call to the worker function, then
+    /// waits until every call has completed.
+    fn serve_async(&mut self, serving: &Serving, f: &AsyncFn) -> Result<(), String> {
+        while let Some(frame) = self.next_call()? {
+            *serving.outstanding.lock() += 1;
+            if let Err(msg) = f(frame.id, &frame.payload) {
+                finish_async(wire::frame(wire::CALL_ERROR, frame.id, msg.as_bytes()));
+            }
+        }
+        let mut n = serving.outstanding.lock();
+        while *n > 0 {
+            serving.idle.wait(&mut n);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,232 @@
+//! Starting one worker: [`RpcBuilder`], its options, and the start frame
+//! that tells the new process what to serve. `spawn` hands the running
+//! worker to a [`Reader`] thread and returns the [`Rpc`] handle.
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex};
+
+use super::reader::{reap, Reader};
+use super::{report, ErrorHook, EventHook, ExitHook, PlainHook, Rpc, Shared, State, Token};
+use crate::rpc::serialiser::{Raw, Serialiser, Strings};
+use crate::rpc::wire::{self, Outbox};
+use crate::rpc::{Backend, Error, Worker};
+
+/// Options for starting one worker; made by [`Rpc::builder`].
+///
+/// ```no_run
+/// use aemp::rpc::{Backend, Json, Rpc, Worker};
+/// use serde_json::json;
+/// let rpc = Rpc::builder(Worker::current_exe(), "add")
+///     .serialiser(Json::new())
+///     .backend(Backend::Sync)
+///     .init("setup", vec![b"verbose".to_vec()])
+///     .on_event(|ev| eprintln!("progress: {ev}"))
+///     .on_error(|e| eprintln!("worker failed: {e}"))
+///     .on_destroy(|| eprintln!("worker finished"))
+///     .spawn()?;
+/// rpc.call(json!([1, 2]), |r| println!("1 + 2 = {}", r.unwrap()));
+/// assert_eq!(rpc.call_wait(json!([2, 2]), std::time::Duration::from_secs(5))?, json!(4));
+/// # Ok::<(), aemp::rpc::Error>(())
+/// ```
+pub struct RpcBuilder<S: Serialiser = Raw> {
+    worker: Worker,
+    function: String,
+    ser: S,
+    backend: Backend,
+    init: Option<(String, Vec<Vec<u8>>)>,
+    done: Option<String>,
+    on_error: Option<ErrorHook>,
+    on_event: Option<EventHook<S>>,
+    on_destroy: Option<PlainHook>,
+    pub(crate) on_retire: Option<PlainHook>,
+    pub(crate) on_exit: Option<ExitHook>,
+}
+
+impl RpcBuilder<Raw> {
+    pub(crate) fn new(worker: Worker, function: &str) -> Self {
+        RpcBuilder {
+            worker,
+            function: function.to_string(),
+            ser: Raw,
+            backend: Backend::Sync,
+            init: None,
+            done: None,
+            on_error: None,
+            on_event: None,
+            on_destroy: None,
+            on_retire: None,
+            on_exit: None,
+        }
+    }
+}
+
+impl<S: Serialiser> RpcBuilder<S> {
+    /// Chooses the serialiser (default [`Raw`]); it must match the one the
+    /// worker function was registered with. Resets `on_event`.
+    pub fn serialiser<T: Serialiser>(self, ser: T) -> RpcBuilder<T> {
+        RpcBuilder {
+            worker: self.worker,
+            function: self.function,
+            ser,
+            backend: self.backend,
+            init: self.init,
+            done: self.done,
+            on_error: self.on_error,
+            on_event: None,
+            on_destroy: self.on_destroy,
+            on_retire: self.on_retire,
+            on_exit: self.on_exit,
+        }
+    }
+
+    /// Chooses the backend (default [`Backend::Sync`]); it must match how
+    /// the worker function was registered.
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = backend;
+        self
+    }
+
+    /// Names an init function (see [`register_init`](super::register_init))
+    /// that the worker runs first, with these arguments in order.
+    pub fn init(mut self, function: &str, args: Vec<Vec<u8>>) -> Self {
+        self.init = Some((function.to_string(), args));
+        self
+    }
+
+    /// Async backend: names a done function (see
+    /// [`register_done`](super::register_done)) the worker runs after the
+    /// handle is dropped and every call is answered; it exits when that
+    /// function returns.
+    pub fn done(mut self, function: &str) -> Self {
+        self.done = Some(function.to_string());
+        self
+    }
+
+    /// Called once when the worker dies or misbehaves (after every
+    /// outstanding call got its error), and for events without an
+    /// `on_event` handler. Without it, errors are logged.
+    pub fn on_error(mut self, f: impl Fn(&Error) + Send + Sync + 'static) -> Self {
+        self.on_error = Some(Arc::new(f));
+        self
+    }
+
+    /// Called for each event the worker emits, in emission order relative to
+    /// results.
+    pub fn on_event(mut self, f: impl Fn(S::Value) + Send + Sync + 'static) -> Self {
+        self.on_event = Some(Arc::new(f));
+        self
+    }
+
+    /// Called once after every handle is dropped, every call is answered and
+    /// the worker has exited cleanly.
+    pub fn on_destroy(mut self, f: impl Fn() + Send + Sync + 'static) -> Self {
+        self.on_destroy = Some(Arc::new(f));
+        self
+    }
+
+    /// A copy of these options without the internal hooks (for pools).
+    pub(crate) fn template(&self) -> RpcBuilder<S> {
+        RpcBuilder {
+            worker: self.worker.clone(),
+            function: self.function.clone(),
+            ser: self.ser.clone(),
+            backend: self.backend,
+            init: self.init.clone(),
+            done: self.done.clone(),
+            on_error: self.on_error.clone(),
+            on_event: self.on_event.clone(),
+            on_destroy: self.on_destroy.clone(),
+            on_retire: None,
+            on_exit: None,
+        }
+    }
+
+    /// Hands an error to `on_error`, or logs it when there is none.
+    pub(crate) fn report(&self, e: &Error) {
+        report(&self.on_error, e);
+    }
+
+    /// Whether an `on_event` handler is set.
+    pub(crate) fn has_on_event(&self) -> bool {
+        self.on_event.is_some()
+    }
+
+    /// The worker function's name.
+    pub(crate) fn function_name(&self) -> &str {
+        &self.function
+    }
+
+    /// Starts the worker process. Calls may be made at once; they queue
+    /// until the worker reads them.
+    pub fn spawn(self) -> Result<Rpc<S>, Error> {
+        let (child, sock) = self.worker.spawn()?;
+        let pid = child.id();
+        let function = self.function.clone();
+        let io_err = |e: std::io::Error| Error::Io {
+            function: function.clone(),
+            pid,
+            message: e.to_string(),
+        };
+        let spawned = (|| {
+            let read_half = sock.try_clone()?;
+            let outbox = Outbox::start(sock, "aemp-rpc-send")?;
+            Ok::<_, std::io::Error>((read_half, outbox))
+        })();
+        let (read_half, outbox) = match spawned {
+            Ok(x) => x,
+            Err(e) => {
+                reap(child, Duration::ZERO);
+                return Err(io_err(e));
+            }
+        };
+        outbox.push(self.start_frame()?, true);
+
+        let shared = Arc::new(Shared {
+            function: self.function,
+            pid,
+            ser: self.ser,
+            backend: self.backend,
+            outbox,
+            dropped: Arc::new(AtomicBool::new(false)),
+            st: Mutex::new(State {
+                next_id: 1,
+                pending: HashMap::new(),
+                dead: None,
+                ended: false,
+            }),
+            ended: Condvar::new(),
+            on_error: self.on_error,
+            on_event: self.on_event,
+            on_destroy: self.on_destroy,
+            on_retire: self.on_retire,
+        });
+        let token = Arc::new(Token(shared.outbox.clone(), shared.dropped.clone()));
+        Reader::spawn(shared.clone(), read_half, child, self.on_exit).map_err(io_err)?;
+        Ok(Rpc { shared, token })
+    }
+
+    /// The first frame the worker reads: what to serve, and how.
+    fn start_frame(&self) -> Result<Vec<u8>, Error> {
+        let (init, init_args) = self.init.clone().unwrap_or_default();
+        let mut params: Vec<Vec<u8>> = vec![
+            wire::MAGIC.to_vec(),
+            self.function.clone().into_bytes(),
+            self.ser.name().as_bytes().to_vec(),
+            match self.backend {
+                Backend::Sync => b"sync".to_vec(),
+                Backend::Async => b"async".to_vec(),
+            },
+            init.into_bytes(),
+            self.done.clone().unwrap_or_default().into_bytes(),
+        ];
+        params.extend(init_args);
+        let mut start = wire::frame_start(256);
+        Strings::pack(&params, &mut start);
+        wire::frame_finish(&mut start, wire::START, 0, "init arguments")?;
+        Ok(start)
+    }
+}
