@@ -15,8 +15,7 @@
 
 use super::{median, Figure, Group};
 use aemp::{msg, Config, Mailbox, Node, PortId};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 const SECRET: &str = "figures-live";
@@ -87,22 +86,7 @@ struct Peer {
 
 impl Peer {
     fn start() -> Peer {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .arg("--live-peer")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("cannot start the peer process");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .expect("peer output");
-        let f: Vec<&str> = line
-            .trim()
-            .strip_prefix("READY ")
-            .expect("READY")
-            .split(' ')
-            .collect();
+        let (child, f) = super::start_peer("--live-peer");
         Peer {
             node: f[0].parse().unwrap(),
             addr: f[1].to_string(),

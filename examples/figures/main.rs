@@ -114,6 +114,31 @@ pub fn paired(runs: usize, mut a: impl FnMut() -> f64, mut b: impl FnMut() -> f6
     }
 }
 
+/// Starts this program again with `flag` (a peer process) and reads its
+/// first line, `READY field...`: the child and the fields.
+pub fn start_peer(flag: &str) -> (std::process::Child, Vec<String>) {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .arg(flag)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("cannot start the peer process");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .expect("peer output");
+    let fields = line
+        .trim()
+        .strip_prefix("READY ")
+        .expect("READY")
+        .split(' ')
+        .map(str::to_string)
+        .collect();
+    (child, fields)
+}
+
 fn print(figures: &[Figure]) {
     for f in figures {
         let value = if f.value.abs() >= 100.0 {

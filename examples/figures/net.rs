@@ -13,9 +13,9 @@ use super::polling::{budget, Polling};
 use super::{median, paired, Figure, Group};
 use aemp::transport::Framing;
 use aemp::{msg, Config, Node, PortId};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Command, Stdio};
+
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -130,28 +130,13 @@ struct Peer {
 fn peer() -> &'static Peer {
     static PEER: OnceLock<Peer> = OnceLock::new();
     PEER.get_or_init(|| {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .arg("--net-peer")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("cannot start the peer process");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .expect("peer output");
+        let (mut child, f) = super::start_peer("--net-peer");
         // Keep the pipe open for our lifetime.
         std::mem::forget(child.stdin.take());
         std::mem::forget(child);
-        let f: Vec<&str> = line
-            .trim()
-            .strip_prefix("READY ")
-            .expect("READY")
-            .split(' ')
-            .collect();
         let local = Node::with_config(Config::new("fig-local/%u").secret(SECRET)).unwrap();
-        local.add_address(&f[0].parse().unwrap(), f[1]).unwrap();
-        local.add_address(&f[4].parse().unwrap(), f[5]).unwrap();
+        local.add_address(&f[0].parse().unwrap(), &f[1]).unwrap();
+        local.add_address(&f[4].parse().unwrap(), &f[5]).unwrap();
         let peer = Peer {
             local,
             jsink: f[2].parse().unwrap(),
@@ -216,25 +201,12 @@ fn roundtrip(local: &Node, echo: &PortId, rounds: u32) -> Vec<f64> {
     rtts
 }
 
-fn tcp_roundtrip(addr: &str, rounds: u32) -> Vec<f64> {
-    let mut s = TcpStream::connect(addr).expect("raw peer");
-    s.set_nodelay(true).unwrap();
-    let mut buf = [7u8; 32];
-    (0..rounds)
-        .map(|_| {
-            let t = Instant::now();
-            s.write_all(&buf).unwrap();
-            s.read_exact(&mut buf).unwrap();
-            t.elapsed().as_secs_f64() * 1e6
-        })
-        .collect()
-}
-
-/// As [`tcp_roundtrip`], both ends polling before they block.
-fn tcp_poll_roundtrip(addr: &str, rounds: u32) -> Vec<f64> {
+/// Raw TCP round trips of 32 bytes to the echo server at `addr`, reading
+/// with `poll` (zero: blocking reads, as the blocking server does).
+fn tcp_roundtrip(addr: &str, rounds: u32, poll: Duration) -> Vec<f64> {
     let s = TcpStream::connect(addr).expect("raw peer");
     s.set_nodelay(true).unwrap();
-    let mut s = Polling::new(s, budget());
+    let mut s = Polling::new(s, poll);
     let mut buf = [7u8; 32];
     (0..rounds)
         .map(|_| {
@@ -316,7 +288,7 @@ pub fn groups(quick: bool) -> Vec<Group> {
                     mean(&v)
                 },
                 || {
-                    let v = tcp_roundtrip(&p.raw, rounds);
+                    let v = tcp_roundtrip(&p.raw, rounds, Duration::ZERO);
                     base_all.extend_from_slice(&v);
                     mean(&v)
                 },
@@ -326,7 +298,7 @@ pub fn groups(quick: bool) -> Vec<Group> {
                 runs,
                 || mean(&roundtrip(&p.local, &p.jecho, rounds)),
                 || {
-                    let v = tcp_poll_roundtrip(&p.raw_poll, rounds);
+                    let v = tcp_roundtrip(&p.raw_poll, rounds, budget());
                     poll_all.extend_from_slice(&v);
                     mean(&v)
                 },
