@@ -121,22 +121,7 @@ impl GlobalNode {
                 self.rep.replace_owner(from, db, &mut rep);
             }
             GPacket::Upd { family, set, del } => {
-                let represented = !self.globals.contains(from);
-                if represented && self.slaves.insert(from.to_owned()) {
-                    debug!("g_upd from {from} before g_slave: taking it as a slave");
-                }
-                for (k, v) in set {
-                    if represented {
-                        self.rep.set(from, &family, &k, v.clone(), &mut rep);
-                    }
-                    self.all.set(from, &family, &k, v, &mut all);
-                }
-                for k in del {
-                    if represented {
-                        self.rep.del(from, &family, &k, &mut rep);
-                    }
-                    self.all.del(from, &family, &k, &mut all);
-                }
+                self.on_upd(from, &family, set, del, &mut all, &mut rep)
             }
             GPacket::Set(db) => {
                 if !self.globals.contains(from) {
@@ -145,29 +130,8 @@ impl GlobalNode {
                 self.all.replace_owner(from, db, &mut all);
             }
             GPacket::Global => self.on_global(from, &mut all, &mut rep),
-            GPacket::Query { kind, family, id } => {
-                let answer = match kind {
-                    QueryKind::Family => wire::family_value(&self.all.family(&family)),
-                    QueryKind::Keys => wire::key_values(&self.all.keys(&family)),
-                    QueryKind::Values => {
-                        Value::Array(self.all.family(&family).into_values().collect())
-                    }
-                };
-                self.send(from, wire::packet("g_reply", [id.into(), answer]));
-            }
-            GPacket::Mon1(family) => {
-                let full = self.all.family(&family);
-                let full = if full.is_empty() {
-                    Value::Null
-                } else {
-                    wire::family_value(&full)
-                };
-                self.send(from, wire::packet("g_chg1", [family.clone().into(), full]));
-                self.monitors
-                    .entry(family)
-                    .or_default()
-                    .insert(from.to_owned());
-            }
+            GPacket::Query { kind, family, id } => self.on_query(from, kind, &family, id),
+            GPacket::Mon1(family) => self.on_mon1(from, family),
             GPacket::Mon0(family) => {
                 if let Some(m) = self.monitors.get_mut(&family) {
                     m.remove(from);
@@ -192,6 +156,62 @@ impl GlobalNode {
             }
         }
         self.flush(all, rep);
+    }
+
+    /// `g_upd` from `from`: its changes to one family (a node that sent no
+    /// `g_slave` yet is taken as a slave; a global node's changes are not
+    /// ours to represent).
+    fn on_upd(
+        &mut self,
+        from: &str,
+        family: &str,
+        set: BTreeMap<String, Value>,
+        del: Vec<String>,
+        all: &mut Changes,
+        rep: &mut Changes,
+    ) {
+        let represented = !self.globals.contains(from);
+        if represented && self.slaves.insert(from.to_owned()) {
+            debug!("g_upd from {from} before g_slave: taking it as a slave");
+        }
+        for (k, v) in set {
+            if represented {
+                self.rep.set(from, family, &k, v.clone(), rep);
+            }
+            self.all.set(from, family, &k, v, all);
+        }
+        for k in del {
+            if represented {
+                self.rep.del(from, family, &k, rep);
+            }
+            self.all.del(from, family, &k, all);
+        }
+    }
+
+    /// `g_db_family` / `g_db_keys` / `g_db_values`: answered with `g_reply`.
+    fn on_query(&mut self, from: &str, kind: QueryKind, family: &str, id: String) {
+        let answer = match kind {
+            QueryKind::Family => wire::family_value(&self.all.family(family)),
+            QueryKind::Keys => wire::key_values(&self.all.keys(family)),
+            QueryKind::Values => Value::Array(self.all.family(family).into_values().collect()),
+        };
+        self.send(from, wire::packet("g_reply", [id.into(), answer]));
+    }
+
+    /// `g_mon1`: the family's full contents now (`g_chg1`), its changes
+    /// later.
+    fn on_mon1(&mut self, from: &str, family: String) {
+        let full = self.all.family(&family);
+        let full = if full.is_empty() {
+            Value::Null
+        } else {
+            wire::family_value(&full)
+        };
+        self.send(from, wire::packet("g_chg1", [family.clone().into(), full]));
+        self.monitors
+            .entry(family)
+            .or_default()
+            .insert(from.to_owned());
     }
 
     /// `g_global` from another global node: mesh with it and send it what
