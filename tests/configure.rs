@@ -45,8 +45,9 @@ fn default_binds_listen_on_a_dynamic_port_67() {
 /// `["f", 1, 2]` calls `f(1, 2)`, in list order, in the node's context.
 #[test]
 fn services_run_in_order_68() {
-    let file =
-        rc(r#"{"binds": [], "services": ["svc::", "svc::f", ["svc::f", 1, 2], "svc::here"]}"#);
+    let file = rc(
+        r#"{"binds": [], "secret": "s", "services": ["svc::", "svc::f", ["svc::f", 1, 2], "svc::here"]}"#,
+    );
     let log: Arc<Mutex<Vec<String>>> = Arc::default();
     let node = Node::from_profile(&file, Some("s68"), &Map::new(), |n| {
         let l = log.clone();
@@ -84,7 +85,7 @@ fn failing_service_aborts_68() {
         let r = ran.clone();
         n.register("x::after", move |_| r.lock().unwrap().push("after".into()));
     };
-    let file = rc(r#"{"binds": [], "services": ["x::boom", "x::after"]}"#);
+    let file = rc(r#"{"binds": [], "secret": "s", "services": ["x::boom", "x::after"]}"#);
     match Node::from_profile(&file, Some("f68"), &Map::new(), setup) {
         Err(e @ Error::Service { .. }) => {
             let text = e.to_string();
@@ -104,7 +105,9 @@ fn failing_service_aborts_68() {
         (r#"["x::missing", "x::after"]"#, "x::missing"),
         (r#"["Nope::"]"#, "Nope::"),
     ] {
-        let file = rc(&format!(r#"{{"binds": [], "services": {services}}}"#));
+        let file = rc(&format!(
+            r#"{{"binds": [], "secret": "s", "services": {services}}}"#
+        ));
         let err = Node::from_profile(&file, Some("u68"), &Map::new(), setup)
             .expect_err("unknown service refused");
         assert!(

@@ -242,8 +242,6 @@ struct Call {
     args: Vec<Value>,
     deadline: Instant,
     timeout: Duration,
-    /// Whether the configuration has a secret or a cert.
-    can_authenticate: bool,
 }
 
 impl Call {
@@ -274,9 +272,6 @@ impl Call {
                  (aemp seeds HOST:PORT)"
             )));
         }
-        let can_authenticate = ["secret", "cert"]
-            .iter()
-            .any(|k| matches!(resolved.config.get(*k), Some(Value::String(v)) if !v.is_empty()));
         // The addresses are the node's seeds: it connects to them (and
         // learns the master there); the target node is then dialed by ID,
         // which finds it at a seed address or through the master.
@@ -292,7 +287,6 @@ impl Call {
             args: a.into(),
             deadline: Instant::now() + timeout,
             timeout,
-            can_authenticate,
         };
         call.reach(&connect)?;
         Ok(call)
@@ -352,10 +346,7 @@ impl Call {
             ),
         };
         if others.is_empty() {
-            if !self.can_authenticate {
-                text += " (no secret or cert is configured: nodes cannot authenticate; \
-                         see aemp gensecret)";
-            } else if lost.is_none() {
+            if lost.is_none() {
                 text += " (no node answered there)";
             }
         } else {

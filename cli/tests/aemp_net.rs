@@ -430,7 +430,10 @@ fn fails_clearly_when_no_node_answers() {
             "time",
         ])
         .fails(1);
-    assert!(out.stderr.contains("no secret or cert"), "{out:?}");
+    assert!(
+        out.stderr.contains("neither a secret nor a certificate"),
+        "{out:?}"
+    );
 
     // Usage errors name the bad input.
     let out = env.run(&["cal", "--timeout", "soon", "seed"]).fails(2);
@@ -458,4 +461,24 @@ fn run_refuses_unknown_services() {
     assert!(out.stderr.contains("nope::f"), "{out:?}");
     let out = env.run(&["run", "[1]"]).fails(2);
     assert!(out.stderr.contains("not a profile name"), "{out:?}");
+}
+
+#[test]
+fn no_secret_or_cert_is_a_clear_error_at_once() {
+    let env = Env::new();
+    // No secret in the file: every network command stops before it
+    // tries, naming the missing key and the commands that set it.
+    env.run(&["delsecret"]).ok();
+    let at = closed_port();
+    for args in [
+        vec!["snd", "--connect", at.as_str(), "x#y", "hi"],
+        vec!["nodes", "--connect", at.as_str()],
+    ] {
+        let out = env.run(&args).fails(1);
+        let text = format!("{}{}", out.stdout, out.stderr);
+        assert!(
+            text.contains("neither a secret nor a certificate") && text.contains("gensecret"),
+            "{args:?}: {out:?}"
+        );
+    }
 }

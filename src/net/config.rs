@@ -399,6 +399,50 @@ impl Config {
         Ok(cfg)
     }
 
+    /// Fails with [`Error::Config`] naming the key when this configuration
+    /// could never let the node talk to another: neither a secret nor a
+    /// certificate (no way to authenticate), no auth method to offer or
+    /// to accept, no framing. [`Node::with_config`](crate::Node::with_config)
+    /// checks it first.
+    ///
+    /// ```
+    /// let err = aemp::Config::new("lonely/%u").check().unwrap_err();
+    /// assert!(err.to_string().contains("neither a secret nor a certificate"));
+    /// assert!(aemp::Config::new("ok/%u").secret("s").check().is_ok());
+    /// ```
+    pub fn check(&self) -> Result<()> {
+        let bad = |key: &str, problem: &str| {
+            Err(Error::Config {
+                key: key.to_string(),
+                problem: problem.to_string(),
+            })
+        };
+        if self.secret.is_none() && self.cert.is_none() {
+            return bad(
+                "secret",
+                "neither a secret nor a certificate is configured, so this node could never \
+                 authenticate to another (set Config::secret or Config::cert; in the \
+                 configuration file: aemp setsecret or aemp gensecret)",
+            );
+        }
+        if self.auth_offer.is_empty() {
+            return bad(
+                "auth_offer",
+                "no auth method to offer: no peer could accept us",
+            );
+        }
+        if self.auth_accept.is_empty() {
+            return bad(
+                "auth_accept",
+                "no auth method accepted: no peer could connect",
+            );
+        }
+        if self.framings.is_empty() {
+            return bad("framing_format", "no framing (json, cbor) to speak");
+        }
+        Ok(())
+    }
+
     /// The node ID with `%n` (the host name), `%u` (random text) and a
     /// trailing `/` (random text appended) expanded, as
     /// [`rcfile::expand_node_id`](crate::rcfile::expand_node_id) does,

@@ -197,6 +197,7 @@ impl Net {
 /// peer events: expands its ID, binds its listen addresses and starts its
 /// reactor thread (see [`Node::with_config`]).
 pub(crate) fn start(cfg: Config, events: impl FnOnce(&str) -> Arc<dyn PeerEvents>) -> Result<Node> {
+    cfg.check()?;
     let id = cfg.expanded_node_id()?;
     let options = KernelOptions {
         busy_wait: cfg.busy_wait,

@@ -136,19 +136,29 @@ fn wrong_secret_delivers_nothing_70() {
 
 #[test]
 fn no_secret_no_cert_fails_71() {
-    let mk = |t| {
-        let mut c = cfg(t).monitor_timeout(Duration::from_millis(800));
-        c.secret = None;
-        Node::with_config(c).unwrap()
-    };
-    let (a, b) = (mk("a"), mk("b"));
-    introduce(&a, &b);
-    let (pb, rxb) = sink(&b);
-    let (tx, rx) = crossbeam_channel::unbounded();
-    a.mon(&pb, move |r| tx.send(r).unwrap()).forget();
-    a.snd(&pb, msg!["x"]);
-    assert_eq!(recv(&rx).kind(), Some("transport_error"));
-    nothing(&rxb, 50);
+    // A node that could never authenticate is refused when it is built,
+    // naming the key, instead of failing every handshake later.
+    let mut c = cfg("a");
+    c.secret = None;
+    match Node::with_config(c) {
+        Err(e @ aemp::Error::Config { .. }) => {
+            let text = e.to_string();
+            assert!(text.contains("\"secret\""), "{text}");
+            assert!(
+                text.contains("neither a secret nor a certificate"),
+                "{text}"
+            );
+        }
+        other => panic!(
+            "expected a configuration error, got {:?}",
+            other.map(|n| n.id().clone())
+        ),
+    }
+    // The same for one with nothing to offer.
+    let mut c = cfg("b");
+    c.auth_offer.clear();
+    let e = Node::with_config(c).map(|_| ()).unwrap_err();
+    assert!(e.to_string().contains("auth_offer"), "{e}");
 }
 
 #[test]

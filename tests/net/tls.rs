@@ -92,8 +92,10 @@ fn cert_on_one_side_falls_back_to_hmac() {
 fn cert_on_one_side_without_secret_fails() {
     let pem = self_signed();
     let a = tls_node("a", Some(&pem), None);
-    let b = tls_node("b", None, None);
+    // b can only do hmac, for which a has no secret.
+    let b = tls_node("b", None, Some("s"));
     assert!(!talks(&a, &b));
+    assert!(!talks(&b, &a));
 }
 
 #[test]

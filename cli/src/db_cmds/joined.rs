@@ -22,7 +22,6 @@ pub(super) struct Joined {
     pub(super) timeout: Duration,
     pub(super) deadline: Instant,
     pub(super) seeds: Vec<String>,
-    can_authenticate: bool,
 }
 
 impl Drop for Joined {
@@ -56,7 +55,6 @@ impl Joined {
             )));
         }
         let cfg = Config::from_rc(&resolved).map_err(|e| Failure::Failed(format!("{cmd}: {e}")))?;
-        let can_authenticate = cfg.secret.is_some() || cfg.cert.is_some();
         let node = start_node(cmd, cfg, &seeds)?;
         let timeout = Duration::from_secs_f64(timeout);
         let j = Joined {
@@ -65,7 +63,6 @@ impl Joined {
             timeout,
             deadline: Instant::now() + timeout,
             seeds,
-            can_authenticate,
         };
         j.wait_for_master(j.deadline)?;
         Ok(j)
@@ -91,16 +88,11 @@ impl Joined {
     }
 
     fn no_seed(&self) -> Failure {
-        let mut text = format!(
+        self.failed(format!(
             "no seed answered within {} s: tried {}",
             self.timeout.as_secs_f64(),
             self.seeds.join(", ")
-        );
-        if !self.can_authenticate {
-            text += " (no secret or cert is configured: nodes cannot authenticate; see aemp \
-                     gensecret)";
-        }
-        self.failed(text)
+        ))
     }
 
     pub(super) fn failed(&self, text: String) -> Failure {
