@@ -104,7 +104,12 @@ impl Node {
         };
         match timeout {
             Some(t) => pending.lock().timer = Some(self.after_fn(t, give_up)),
-            None => pending.lock().monitor = Some(self.mon(port, move |_| give_up())),
+            None => {
+                // `cal`'s callback gets no reason: the death stays
+                // unreported to the user, so it is not a user monitor.
+                let guard = self.mon_internal(port, move |_| give_up());
+                pending.lock().monitor = Some(guard);
+            }
         }
         msg.push(reply_port.as_str().into());
         self.snd(port, msg);

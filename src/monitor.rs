@@ -15,6 +15,17 @@ pub(crate) enum MonitorAction {
     Kill(PortId),
     /// Send this message with the reason appended.
     Send(PortId, Message),
+    /// A callback of aemp's own (e.g. the entry removal of `db_reg`): it
+    /// does not count as someone receiving the death, so a port that dies
+    /// abnormally with only such monitors still gets its crash report.
+    Internal(Box<dyn FnOnce(Reason) + Send>),
+}
+
+impl MonitorAction {
+    /// Whether a user (or another node) receives the death through it.
+    pub(crate) fn tells_user(&self) -> bool {
+        !matches!(self, MonitorAction::Internal(_))
+    }
 }
 
 pub(crate) struct MonitorEntry {
@@ -122,6 +133,16 @@ impl Node {
         self.monitor(port, MonitorAction::Callback(Box::new(f)))
     }
 
+    /// [`mon`](Node::mon) for aemp's own bookkeeping: the death still
+    /// counts as unmonitored for the crash report (see `Node::die`).
+    pub(crate) fn mon_internal(
+        &self,
+        port: &PortId,
+        f: impl FnOnce(Reason) + Send + 'static,
+    ) -> MonGuard {
+        self.monitor(port, MonitorAction::Internal(Box::new(f)))
+    }
+
     /// Links `port` to `other`: when `port` dies with a non-empty reason,
     /// `other` is killed with the same reason. A normal kill does nothing.
     pub fn mon_link(&self, port: &PortId, other: &PortId) -> MonGuard {
@@ -180,7 +201,7 @@ impl Node {
 
     pub(crate) fn fire(&self, action: MonitorAction, reason: &Reason) {
         match action {
-            MonitorAction::Callback(f) => {
+            MonitorAction::Callback(f) | MonitorAction::Internal(f) => {
                 let reason = reason.clone();
                 if let Err(text) = context::catch(|| f(reason)) {
                     log::error!("a monitor callback panicked: {text}");

@@ -5,6 +5,7 @@ use crate::dispatcher::{self, Job};
 use crate::error::{Error, Result};
 use crate::id::{NameGen, NodeId, PortId};
 use crate::message::{Message, Reason};
+use crate::monitor::MonitorEntry;
 use crate::node_port::Functions;
 use crate::port::{
     spawn_port_thread, AttachError, Callback, DefaultHandler, HandlerChange, Handlers, IdleKill,
@@ -334,7 +335,7 @@ impl Node {
             IdleKill::Busy => return false,
             IdleKill::Killed(monitors) => monitors,
         };
-        self.forget_dead(cell, monitors.is_empty(), reason, false);
+        self.forget_dead(cell, &monitors, reason, false);
         if !monitors.is_empty() {
             let (node, reason) = (self.clone(), reason.clone());
             self.task(move || {
@@ -460,19 +461,26 @@ impl Node {
         let Some(monitors) = cell.die(&reason) else {
             return;
         };
-        self.forget_dead(cell, monitors.is_empty(), &reason, quiet);
+        self.forget_dead(cell, &monitors, &reason, quiet);
         for m in monitors {
             self.fire(m.action, &reason);
         }
     }
 
-    /// Takes a cell just marked dead out of the table; an unmonitored
-    /// death with a reason is logged (unless `quiet`).
-    fn forget_dead(&self, cell: &Arc<PortCell>, unmonitored: bool, reason: &Reason, quiet: bool) {
+    /// Takes a cell just marked dead out of the table. An abnormal death
+    /// that no monitor tells a user of (none, or only aemp's own) is
+    /// logged at WARN: the crash report (unless `quiet`).
+    fn forget_dead(
+        &self,
+        cell: &Arc<PortCell>,
+        monitors: &[MonitorEntry],
+        reason: &Reason,
+        quiet: bool,
+    ) {
         self.inner.ports.remove(cell);
-        if unmonitored && !reason.is_normal() && !quiet {
-            log::info!(
-                "unmonitored local port {} died with reason {reason}",
+        if !reason.is_normal() && !quiet && !monitors.iter().any(|m| m.action.tells_user()) {
+            log::warn!(
+                "port {} died with reason {reason}, and no monitor received it (crash report)",
                 cell.id
             );
         }

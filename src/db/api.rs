@@ -164,7 +164,7 @@ impl Node {
         let key = port.to_string();
         let mut guard = self.db_set(family, &key, value)?;
         let (node, fam) = (self.clone(), family.to_string());
-        guard.mon = Some(self.mon(port, move |_| {
+        guard.mon = Some(self.mon_internal(port, move |_| {
             let _ = node.db_del(&fam, &[key.as_str()]);
         }));
         Ok(guard)
