@@ -8,6 +8,8 @@
 //!   data), and packet encoding.
 //! - `dial.rs`: the reactor's connection attempts to one node and their
 //!   timing.
+//! - `duplicate.rs`: the duplicate-connection rule, a pure function the
+//!   reactor asks when a peer greets it.
 //! - `reactor.rs`: the one mio thread owning every socket; it never runs
 //!   user code, it only pushes into port inboxes and dispatcher tasks.
 //! - `requests.rs`: node-port requests that need the sending node
@@ -31,12 +33,15 @@
 //! thread hand-off, while a stream still leaves in batches.
 //!
 //! Decisions worth knowing:
-//! - One connection per node pair. A new connection from a node we are
-//!   connected to fails the old one (its monitors fire, "switched
-//!   connections") and is refused itself; the node's next attempt gets
+//! - One connection per node pair (`duplicate.rs`). A new connection from
+//!   a node we are connected to is refused at the greeting; the working one
+//!   is kept but probed, so a restarted peer is noticed. If it stayed
+//!   silent since such a probe, the node's next attempt fails it (its
+//!   monitors fire, "switched connections") and the attempt after gets
 //!   through. Two handshakes racing each other: the one opened by the node
 //!   with the smaller ID is kept, the other closed before it completes, so
-//!   both ends agree and no monitor fires.
+//!   both ends agree and no monitor fires. While a lost connection's
+//!   monitors are still firing, new connections are refused.
 //! - No holes: after a loss the link is down until a dispatcher task has
 //!   fired every monitor of that node. Sends from other threads meanwhile
 //!   are dropped; sends from those monitor callbacks go out on a new
@@ -49,6 +54,7 @@
 mod config;
 mod conn;
 mod dial;
+mod duplicate;
 mod events;
 mod nodes;
 mod outbox;

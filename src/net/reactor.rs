@@ -8,6 +8,7 @@
 
 use super::conn::{Conn, Phase, ReadState};
 use super::dial::{jitter, spacing, Dial};
+use super::duplicate::{self, Decision};
 use super::outbox::Pushed;
 use super::remote::{DialState, Remote};
 use super::tls::Tls;
@@ -730,7 +731,7 @@ impl Reactor {
     }
 
     /// The peer's greeting line 1 passed: decide whether this connection
-    /// may go on.
+    /// may go on (the duplicate-connection rule: `duplicate.rs`).
     fn greeting(&mut self, token: Token, conn: &mut Conn, node_id: String) -> Result<(), String> {
         let remote = self.net.remote(&node_id);
         if let Some(None) = conn.dialed {
@@ -744,82 +745,84 @@ impl Reactor {
                 ));
             }
         }
-        // At most one connection per node pair, without losing what a
-        // working connection carries. A second connection is refused
-        // here, before our auth line leaves, so the peer can never
-        // complete it either:
-        // - If a connection is up, the new one is refused. The peer may
-        //   have restarted (same ID, new process) while the old one still
-        //   looks up, which the greeting cannot tell from a race; so the
-        //   old one is probed: a restarted peer's host answers with a
-        //   reset, the old connection fails (its monitors fire: messages
-        //   to the old process may be lost) and the peer's next attempt
-        //   gets through. A node that tries again after a probe went
-        //   unanswered (nothing arrived since) while the old connection
-        //   stays silent replaces it the same way (a host that vanished).
-        // - Two handshakes: once we sent our auth line on the first, the
-        //   peer may already use it, so the new one is refused; before
-        //   that, the one dialed by the node with the smaller ID is kept,
-        //   which the peer decides alike. When the two ends saw the
-        //   greetings in opposite orders both may be refused; nothing was
-        //   established, and the next attempt connects.
-        match self.net.may_connect(&remote) {
-            Ok(()) => {}
-            Err((Some(old), _)) if old != token => {
-                let now = Instant::now();
-                let Some(c) = self.conns.get_mut(&old) else {
-                    return Err("simultaneous connection; the other one is kept".into());
-                };
-                let stale = c.probed.is_some_and(|t| {
-                    c.last_rx < t && now.duration_since(t) >= self.net.connect_interval
-                });
-                if stale {
-                    if let Some(c) = self.conns.remove(&old) {
-                        self.finish(old, c, "switched connections: the node connected again and the old connection is silent");
-                    }
-                    return Err("switched connections; the node must connect again".into());
+        let link = self.net.greeting_link(&remote);
+        let now = Instant::now();
+        let existing = match link {
+            duplicate::Link::Up(old) if old != token => self.conns.get(&old),
+            _ => None,
+        };
+        let racing = self
+            .greeted
+            .get(&node_id)
+            .filter(|&&other| other != token)
+            .and_then(|other| self.conns.get(other));
+        let decision = duplicate::decide(&duplicate::Meeting {
+            us: self.net.id.as_str(),
+            peer: &node_id,
+            this: token,
+            ours: conn.dialed.is_some(),
+            link,
+            existing: existing.map(|c| duplicate::Existing {
+                last_rx: c.last_rx,
+                probed: c.probed,
+            }),
+            racing: racing.map(|c| duplicate::Racing {
+                auth_sent: matches!(&c.phase, Phase::Handshake(h) if h.auth_sent()),
+                ours: c.dialed.is_some(),
+            }),
+            now,
+            connect_interval: self.net.connect_interval,
+        });
+        if let (Some(None), true) = (&conn.dialed, decision.link_free()) {
+            // Node::connect: now we know whose address this is.
+            if let Ok(a) = conn.sock.peer_addr() {
+                self.net.learn(&node_id, &conn.addr, vec![a]);
+            }
+        }
+        self.duplicate(decision, link, self.greeted.get(&node_id).copied(), now);
+        if let Some(why) = decision.refusal() {
+            return Err(why.into());
+        }
+        self.greeted.insert(node_id, token);
+        conn.peer = Some(remote);
+        Ok(())
+    }
+
+    /// Acts on the duplicate-connection rule's decision on the other
+    /// connections with the node: the one `link` is up over, the racing
+    /// handshake `greeted`.
+    fn duplicate(
+        &mut self,
+        decision: Decision,
+        link: duplicate::Link,
+        greeted: Option<Token>,
+        now: Instant,
+    ) {
+        match (decision, link, greeted) {
+            (Decision::RefuseSwitch, duplicate::Link::Up(old), _) => {
+                if let Some(c) = self.conns.remove(&old) {
+                    self.finish(old, c, duplicate::SWITCHED);
                 }
-                if c.probed.is_none_or(|t| c.last_rx >= t) {
+            }
+            (Decision::RefuseKeepExisting { mark }, duplicate::Link::Up(old), _) => {
+                let Some(c) = self.conns.get_mut(&old) else {
+                    return;
+                };
+                if mark {
                     c.probed = Some(now);
                 }
                 if let Phase::Up { out, .. } = &c.phase {
                     let pushed = out.probe();
                     self.pushed(old, pushed);
                 }
-                return Err(
-                    "simultaneous connection; already connected (probing the old one)".into(),
-                );
             }
-            Err((_, why)) => return Err(why.into()),
-        }
-        if let Some(None) = conn.dialed {
-            // Node::connect: now we know whose address this is.
-            if let Ok(a) = conn.sock.peer_addr() {
-                self.net.learn(&node_id, &conn.addr, vec![a]);
-            }
-        }
-        if let Some(other) = self.greeted.get(&node_id).copied() {
-            if other != token && self.conns.contains_key(&other) {
-                // Two handshakes with one node (see above).
-                if let Phase::Handshake(h) = &self.conns[&other].phase {
-                    if h.auth_sent() {
-                        return Err("simultaneous connection; the other one is kept".into());
-                    }
-                }
-                let other_out = self.conns[&other].dialed.is_some();
-                let this_out = conn.dialed.is_some();
-                let me_smaller = self.net.id.as_str() < node_id.as_str();
-                if this_out == other_out || this_out != me_smaller {
-                    return Err("simultaneous connection; the other one is kept".into());
-                }
+            (Decision::AcceptCloseRacing, _, Some(other)) => {
                 if let Some(c) = self.conns.remove(&other) {
-                    self.finish(other, c, "simultaneous connection; the other one is kept");
+                    self.finish(other, c, duplicate::RACING);
                 }
             }
+            _ => {}
         }
-        self.greeted.insert(node_id, token);
-        conn.peer = Some(remote);
-        Ok(())
     }
 
     /// Acts on what became of a packet the reactor queued on `token`.
