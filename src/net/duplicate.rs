@@ -1,7 +1,7 @@
 //! The duplicate-connection rule: may a connection whose peer just
 //! greeted us go on? A pure function of what the reactor knows at that
 //! moment; the reactor thread calls it from its greeting path
-//! (`reactor.rs`) and acts on the [`Decision`].
+//! (`inbound.rs`) and acts on the [`Decision`].
 //!
 //! One connection per node pair, without losing what a working
 //! connection carries. A second connection is refused at the greeting,

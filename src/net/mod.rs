@@ -6,12 +6,15 @@
 //!   and the monitors we hold for it.
 //! - `conn.rs`: one TCP connection as the reactor sees it (handshake, then
 //!   data), and packet encoding.
-//! - `dial.rs`: the reactor's connection attempts to one node and their
-//!   timing.
-//! - `duplicate.rs`: the duplicate-connection rule, a pure function the
-//!   reactor asks when a peer greets it.
 //! - `reactor.rs`: the one mio thread owning every socket; it never runs
 //!   user code, it only pushes into port inboxes and dispatcher tasks.
+//!   Its poll loop, commands, timers, and sockets' reads and writes.
+//! - `dial.rs`: the reactor's dialing: connection attempts to one node and
+//!   their timing.
+//! - `inbound.rs`: the reactor's path for what arrives on a connection:
+//!   handshake, greeting, the connection going up, packets.
+//! - `duplicate.rs`: the duplicate-connection rule, a pure function the
+//!   reactor asks when a peer greets it.
 //! - `requests.rs`: node-port requests that need the sending node
 //!   (`mon1`, `mon0`, `kil1`, `kil0`).
 //! - `nodes.rs`: `mon_nodes` callbacks.
@@ -56,6 +59,7 @@ mod conn;
 mod dial;
 mod duplicate;
 mod events;
+mod inbound;
 mod nodes;
 mod outbox;
 mod reactor;

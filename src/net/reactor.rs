@@ -1,27 +1,32 @@
 //! The reactor: one mio thread per networked node owning its listeners
-//! and connections. It accepts, connects (addresses in turn,
-//! `connect_interval` apart, until `monitor_timeout`; the node's monitors
-//! fire after `connect_interval` without a connection), drives handshakes,
-//! writes outgoing buffers and routes incoming packets into port inboxes.
-//! On its timer it also runs the seeds' rounds (`seeds.rs`).
+//! and connections. This file holds its poll loop (socket events, the
+//! commands other threads send through [`Handle`], the deadlines and
+//! timers: handshake time-outs, heartbeats, the seeds' rounds of
+//! `seeds.rs`), accepting, reading and writing sockets, and opening and
+//! closing connections. The rest of the reactor lives beside it, in
+//! `impl Reactor` blocks on the same thread:
+//! - `dial.rs`: dialing, connection attempts to a node (addresses in turn,
+//!   `connect_interval` apart, until `monitor_timeout`; the node's
+//!   monitors fire after `connect_interval` without a connection);
+//! - `inbound.rs`: what arrives on a connection: the handshake, the
+//!   greeting (the duplicate-connection rule of `duplicate.rs`), the data
+//!   phase's packets routed into port inboxes.
+//!
 //! It never runs user code and never blocks except in `poll`.
 
 use super::conn::{Conn, Phase, ReadState};
-use super::dial::{jitter, spacing, Dial};
-use super::duplicate::{self, Decision};
+use super::dial::Dial;
 use super::outbox::Pushed;
-use super::remote::{DialState, Remote};
-use super::tls::Tls;
-use super::{requests, Net, PeerEvent};
+use super::remote::Remote;
+use super::Net;
 use crate::busy::BusyWait;
 use crate::error::{Error, Result};
-use crate::transport::{Decoder, Event, Handshake};
+use crate::transport::Handshake;
 use crossbeam_channel::{Receiver, Sender};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -150,22 +155,22 @@ pub(crate) fn prepare(
 }
 
 /// The reason a connection fails when its outgoing buffer is full.
-fn over_limit(unsent: usize, limit: usize) -> String {
+pub(super) fn over_limit(unsent: usize, limit: usize) -> String {
     format!(
         "outgoing buffer over its limit ({unsent} bytes unsent, unsent_limit {limit}): the peer does not read"
     )
 }
 
-struct Reactor {
-    net: Arc<Net>,
+pub(super) struct Reactor {
+    pub(super) net: Arc<Net>,
     poll: Poll,
     cmds: Receiver<Cmd>,
     listeners: Vec<TcpListener>,
-    conns: HashMap<Token, Conn>,
+    pub(super) conns: HashMap<Token, Conn>,
     next: usize,
-    dials: HashMap<String, Dial>,
+    pub(super) dials: HashMap<String, Dial>,
     /// Node ID → the connection that passed its greeting (handshaking or up).
-    greeted: HashMap<String, Token>,
+    pub(super) greeted: HashMap<String, Token>,
     /// Connections whose read budget ran out: read again next turn.
     again: Vec<Token>,
     rbuf: Vec<u8>,
@@ -294,16 +299,7 @@ impl Reactor {
             Phase::Handshake(h) => Some(h.deadline()),
             Phase::Up { .. } => None,
         });
-        let dials = self.dials.iter().map(|(k, d)| {
-            if self.dial_busy(k, d) {
-                d.deadline
-            } else {
-                d.next_at
-                    .min(d.deadline)
-                    .min(d.fire_at.unwrap_or(d.deadline))
-            }
-        });
-        hs.chain(dials)
+        hs.chain(self.dial_deadline())
             .chain(self.accept_retry)
             .chain(self.heartbeat_next)
             .chain(Some(self.seeds_next))
@@ -342,78 +338,7 @@ impl Reactor {
                 self.finish(token, conn, "handshake timed out");
             }
         }
-        let due: Vec<String> = self
-            .dials
-            .iter()
-            .filter(|(_, d)| {
-                d.next_at <= now || d.deadline <= now || d.fire_at.is_some_and(|t| t <= now)
-            })
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in due {
-            let Some(mut dial) = self.dials.remove(&key) else {
-                continue;
-            };
-            let link = dial.remote.dial_state();
-            if link == DialState::Up || (link != DialState::Connecting && dial.fire_at.is_some()) {
-                // Connected, or no longer wanted.
-                continue;
-            }
-            let busy = self.dial_busy(&key, &dial);
-            let over = dial.deadline <= now;
-            let fire = dial.fire_at.is_some_and(|t| t <= now) && !busy;
-            if link == DialState::Connecting && (over || fire) {
-                // No connection within `connect_interval`: the monitors
-                // fire and the queue goes (a handshake under way gets its
-                // own time first). The attempts go on until
-                // `monitor_timeout`, so the node is connected when it
-                // comes up.
-                self.net.fail(&dial.remote, None, "connect timeout");
-                dial.fire_at = None;
-            }
-            if over {
-                continue;
-            }
-            if busy || dial.next_at > now || link == DialState::Settling {
-                // Not its turn; or a handshake with the node is under way
-                // (a second connection would only race it); or its
-                // monitors are firing (a connection must wait for them).
-                self.dials.insert(key, dial);
-                continue;
-            }
-            if let Some(t) = dial.attempt.take() {
-                // Still connecting after its turn: give up on that address.
-                if let Some(c) = self.conns.remove(&t) {
-                    self.finish(t, c, "no answer within connect_interval");
-                }
-            }
-            let known = self
-                .net
-                .addresses
-                .lock()
-                .get(&key)
-                .cloned()
-                .unwrap_or_default();
-            if known.is_empty() || (dial.next > 0 && dial.next % known.len() == 0) {
-                // Discovery: ask the master for its listen addresses (also
-                // when every known one was tried: they may be stale).
-                self.net
-                    .events()
-                    .event(&self.net, PeerEvent::NeedAddress(&key));
-            }
-            if !known.is_empty() {
-                let (text, addr) = known[dial.next % known.len()].clone();
-                dial.next += 1;
-                dial.attempt = self.start_connect(addr, text, Some(dial.remote.clone()));
-            }
-            dial.next_at = now
-                + spacing(
-                    self.net.connect_interval,
-                    self.net.monitor_timeout,
-                    known.len(),
-                );
-            self.dials.insert(key, dial);
-        }
+        self.dial_timers(now);
     }
 
     /// The heartbeat (see [`Config::tick`](crate::Config::tick)): a
@@ -458,42 +383,13 @@ impl Reactor {
         }
     }
 
-    /// A connection attempt to `node` ended without a connection (refused,
-    /// or closed in the handshake, e.g. while the node's end of a lost
-    /// connection still fires its monitors): before the connect timeout,
-    /// the next attempt comes sooner than `connect_interval`, so that one
-    /// refusal does not use up the whole time.
-    fn attempt_failed(&mut self, node: &str, token: Token) {
-        let soon = Instant::now() + jitter(self.net.connect_interval / 4);
-        if let Some(d) = self.dials.get_mut(node) {
-            if d.attempt == Some(token) && d.fire_at.is_some() {
-                d.next_at = d.next_at.min(soon);
-            }
-        }
-    }
-
-    /// Whether a handshake with the dialed node is running: our latest
-    /// attempt past its TCP connect, or a connection from the node.
-    fn dial_busy(&self, key: &str, dial: &Dial) -> bool {
-        let ours = dial
-            .attempt
-            .and_then(|t| self.conns.get(&t))
-            .is_some_and(|c| !c.tcp_connecting);
-        let theirs = self
-            .greeted
-            .get(key)
-            .and_then(|t| self.conns.get(t))
-            .is_some_and(|c| matches!(c.phase, Phase::Handshake(_)));
-        ours || theirs
-    }
-
     fn handshake(&self, addr: &str) -> Box<Handshake> {
         let mut cfg = self.net.hs.clone();
         cfg.extra.push(("peeraddr".into(), addr.to_string()));
         Box::new(Handshake::new(cfg, Instant::now()))
     }
 
-    fn add_conn(
+    pub(super) fn add_conn(
         &mut self,
         mut sock: TcpStream,
         addr: String,
@@ -542,21 +438,6 @@ impl Reactor {
             self.conn_event(token, Some(true), true);
         }
         Some(token)
-    }
-
-    fn start_connect(
-        &mut self,
-        addr: SocketAddr,
-        text: String,
-        expected: Option<Arc<Remote>>,
-    ) -> Option<Token> {
-        match TcpStream::connect(addr) {
-            Ok(sock) => self.add_conn(sock, text, Some(expected)),
-            Err(e) => {
-                log::info!("{}: cannot connect to {text}: {e}", self.net.id);
-                None
-            }
-        }
     }
 
     fn accept(&mut self, i: usize) {
@@ -635,198 +516,8 @@ impl Reactor {
         conn.flush().map_err(|e| format!("write error: {e}"))
     }
 
-    /// Bytes arrived on `conn` (ciphertext once TLS runs).
-    fn received(&mut self, token: Token, conn: &mut Conn, data: &[u8]) -> Result<(), String> {
-        if let Phase::Up { out, .. } = &conn.phase {
-            out.received(data.len(), conn.last_rx);
-        }
-        let Some(tls) = conn.tls.as_mut() else {
-            return self.received_plain(token, conn, data);
-        };
-        let mut plain = Vec::new();
-        let ready = tls.feed(data, &mut plain)?;
-        let cipher = tls.take_output();
-        conn.wbuf.extend_from_slice(&cipher);
-        if ready {
-            if let Phase::Handshake(hs) = &mut conn.phase {
-                hs.tls_established().map_err(|e| e.to_string())?;
-                let out = hs.take_output();
-                conn.send_plain(&out)?;
-            }
-        }
-        if plain.is_empty() {
-            return Ok(());
-        }
-        self.received_plain(token, conn, &plain)
-    }
-
-    /// Plaintext arrived on `conn`.
-    fn received_plain(&mut self, token: Token, conn: &mut Conn, data: &[u8]) -> Result<(), String> {
-        let events = match &mut conn.phase {
-            Phase::Handshake(hs) => {
-                let events = hs.feed(data).map_err(|e| e.to_string());
-                let out = hs.take_output();
-                conn.send_plain(&out)?;
-                events?
-            }
-            Phase::Up { dec, .. } => {
-                dec.feed(data);
-                return self.packets(conn);
-            }
-        };
-        for ev in events {
-            match ev {
-                Event::PeerGreeting { node_id, .. } => self.greeting(token, conn, node_id)?,
-                Event::StartTls { client, ciphertext } => {
-                    let cfg = self
-                        .net
-                        .tls
-                        .as_ref()
-                        .ok_or("TLS requested, but this node has no certificate")?;
-                    let mut tls = Box::new(Tls::start(cfg, client)?);
-                    let hello = tls.take_output();
-                    conn.wbuf.extend_from_slice(&hello);
-                    conn.tls = Some(tls);
-                    // The handshake stops at StartTls: this was the last event.
-                    return self.received(token, conn, &ciphertext);
-                }
-                Event::Established(est) => {
-                    let remote = match &conn.peer {
-                        Some(r) => r.clone(),
-                        None => self.net.remote(&est.peer_node_id),
-                    };
-                    // Senders write directly when the connection is idle
-                    // (not under TLS: the session lives here).
-                    let writer = if conn.tls.is_some() {
-                        None
-                    } else {
-                        conn.sock
-                            .as_fd()
-                            .try_clone_to_owned()
-                            .map(std::net::TcpStream::from)
-                            .ok()
-                    };
-                    let out = self
-                        .net
-                        .established(&remote, token, est.send_framing, writer)
-                        .ok_or("a connection to that node is already up")?;
-                    self.dials.remove(remote.id.as_str());
-                    self.net.peer_up(remote.id.as_str());
-                    let mut dec = Box::new(Decoder::new(est.recv_framing));
-                    dec.feed(&est.leftover);
-                    out.received(est.leftover.len(), conn.last_rx);
-                    out.set_preamble(conn.wbuf.len() - conn.wpos);
-                    let over = out.is_closed();
-                    let unsent = out.unsent();
-                    conn.phase = Phase::Up { remote, out, dec };
-                    if over {
-                        // What was queued while connecting passed the limit.
-                        return Err(over_limit(unsent, self.net.unsent_limit));
-                    }
-                    return self.packets(conn);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// The peer's greeting line 1 passed: decide whether this connection
-    /// may go on (the duplicate-connection rule: `duplicate.rs`).
-    fn greeting(&mut self, token: Token, conn: &mut Conn, node_id: String) -> Result<(), String> {
-        let remote = self.net.remote(&node_id);
-        if let Some(None) = conn.dialed {
-            self.net.seed_greeted(&conn.addr, &node_id);
-        }
-        if let Some(Some(expected)) = &conn.dialed {
-            if expected.id.as_str() != node_id {
-                return Err(format!(
-                    "expected node {} but {node_id} answered",
-                    expected.id
-                ));
-            }
-        }
-        let link = self.net.greeting_link(&remote);
-        let now = Instant::now();
-        let existing = match link {
-            duplicate::Link::Up(old) if old != token => self.conns.get(&old),
-            _ => None,
-        };
-        let racing = self
-            .greeted
-            .get(&node_id)
-            .filter(|&&other| other != token)
-            .and_then(|other| self.conns.get(other));
-        let decision = duplicate::decide(&duplicate::Meeting {
-            us: self.net.id.as_str(),
-            peer: &node_id,
-            this: token,
-            ours: conn.dialed.is_some(),
-            link,
-            existing: existing.map(|c| duplicate::Existing {
-                last_rx: c.last_rx,
-                probed: c.probed,
-            }),
-            racing: racing.map(|c| duplicate::Racing {
-                auth_sent: matches!(&c.phase, Phase::Handshake(h) if h.auth_sent()),
-                ours: c.dialed.is_some(),
-            }),
-            now,
-            connect_interval: self.net.connect_interval,
-        });
-        if let (Some(None), true) = (&conn.dialed, decision.link_free()) {
-            // Node::connect: now we know whose address this is.
-            if let Ok(a) = conn.sock.peer_addr() {
-                self.net.learn(&node_id, &conn.addr, vec![a]);
-            }
-        }
-        self.duplicate(decision, link, self.greeted.get(&node_id).copied(), now);
-        if let Some(why) = decision.refusal() {
-            return Err(why.into());
-        }
-        self.greeted.insert(node_id, token);
-        conn.peer = Some(remote);
-        Ok(())
-    }
-
-    /// Acts on the duplicate-connection rule's decision on the other
-    /// connections with the node: the one `link` is up over, the racing
-    /// handshake `greeted`.
-    fn duplicate(
-        &mut self,
-        decision: Decision,
-        link: duplicate::Link,
-        greeted: Option<Token>,
-        now: Instant,
-    ) {
-        match (decision, link, greeted) {
-            (Decision::RefuseSwitch, duplicate::Link::Up(old), _) => {
-                if let Some(c) = self.conns.remove(&old) {
-                    self.finish(old, c, duplicate::SWITCHED);
-                }
-            }
-            (Decision::RefuseKeepExisting { mark }, duplicate::Link::Up(old), _) => {
-                let Some(c) = self.conns.get_mut(&old) else {
-                    return;
-                };
-                if mark {
-                    c.probed = Some(now);
-                }
-                if let Phase::Up { out, .. } = &c.phase {
-                    let pushed = out.probe();
-                    self.pushed(old, pushed);
-                }
-            }
-            (Decision::AcceptCloseRacing, _, Some(other)) => {
-                if let Some(c) = self.conns.remove(&other) {
-                    self.finish(other, c, duplicate::RACING);
-                }
-            }
-            _ => {}
-        }
-    }
-
     /// Acts on what became of a packet the reactor queued on `token`.
-    fn pushed(&mut self, token: Token, pushed: Pushed) {
+    pub(super) fn pushed(&mut self, token: Token, pushed: Pushed) {
         match pushed {
             Pushed::Done | Pushed::Closed => {}
             Pushed::Wake => self.conn_event(token, None, true),
@@ -839,31 +530,8 @@ impl Reactor {
         }
     }
 
-    /// Routes every complete packet buffered in the decoder.
-    fn packets(&mut self, conn: &mut Conn) -> Result<(), String> {
-        let Phase::Up { remote, dec, out } = &mut conn.phase else {
-            return Ok(());
-        };
-        let node = self.net.node().ok_or("the local node is gone")?;
-        let _batch = crate::context::defer_schedules();
-        loop {
-            match dec.next_packet() {
-                Ok(Some(packet)) => {
-                    out.received_packet();
-                    requests::route(&self.net, &node, remote, packet)?
-                }
-                Ok(None) => return Ok(()),
-                // One bad value never takes the connection down.
-                Err(e) if !e.is_fatal() => {
-                    log::warn!("{}: from {}: {e}", self.net.id, remote.id)
-                }
-                Err(e) => return Err(e.to_string()),
-            }
-        }
-    }
-
     /// Closes a connection (already removed from `conns`).
-    fn finish(&mut self, token: Token, mut conn: Conn, why: &str) {
+    pub(super) fn finish(&mut self, token: Token, mut conn: Conn, why: &str) {
         if let (Some(Some(remote)), Phase::Handshake(_)) = (&conn.dialed, &conn.phase) {
             self.attempt_failed(remote.id.as_str(), token);
         }
