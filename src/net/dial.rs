@@ -152,7 +152,7 @@ impl Reactor {
     fn next_attempt(&mut self, key: &str, dial: &mut Dial, now: Instant) {
         if let Some(t) = dial.attempt.take() {
             // Still connecting after its turn: give up on that address.
-            if let Some(c) = self.conns.remove(&t) {
+            if let Some(c) = self.conns.remove(t) {
                 self.finish(t, c, "no answer within connect_interval");
             }
         }
@@ -202,12 +202,12 @@ impl Reactor {
     fn dial_busy(&self, key: &str, dial: &Dial) -> bool {
         let ours = dial
             .attempt
-            .and_then(|t| self.conns.get(&t))
+            .and_then(|t| self.conns.get(t))
             .is_some_and(|c| !c.tcp_connecting);
         let theirs = self
             .greeted
             .get(key)
-            .and_then(|t| self.conns.get(t))
+            .and_then(|&t| self.conns.get(t))
             .is_some_and(|c| matches!(c.phase, Phase::Handshake(_)));
         ours || theirs
     }

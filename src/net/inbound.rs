@@ -8,31 +8,31 @@
 use super::conn::{Conn, Phase};
 use super::duplicate::{self, Decision};
 use super::reactor::{over_limit, Reactor};
-use super::requests;
 use super::tls::Tls;
+use super::{requests, Net};
 use crate::transport::{Decoder, Established, Event};
 use mio::Token;
 use std::os::fd::AsFd;
+use std::sync::Arc;
 use std::time::Instant;
 
 impl Reactor {
-    /// Bytes arrived on `conn` (ciphertext once TLS runs).
+    /// Bytes arrived on `conn` (ciphertext once TLS runs), lent out of
+    /// its slot (see `Reactor::conn_event`).
     pub(super) fn received(
         &mut self,
         token: Token,
         conn: &mut Conn,
         data: &[u8],
     ) -> Result<(), String> {
-        if let Phase::Up { out, .. } = &conn.phase {
-            out.received(data.len(), conn.last_rx);
+        if let Phase::Up { .. } = &conn.phase {
+            // Went up earlier in this read.
+            return received_up(&self.net, conn, data);
         }
         let Some(tls) = conn.tls.as_mut() else {
             return self.received_plain(token, conn, data);
         };
-        let mut plain = Vec::new();
-        let ready = tls.feed(data, &mut plain)?;
-        let cipher = tls.take_output();
-        conn.wbuf.extend_from_slice(&cipher);
+        let (plain, ready) = decrypt(tls, &mut conn.wbuf, data)?;
         if ready {
             if let Phase::Handshake(hs) = &mut conn.phase {
                 hs.tls_established().map_err(|e| e.to_string())?;
@@ -55,10 +55,7 @@ impl Reactor {
                 conn.send_plain(&out)?;
                 events?
             }
-            Phase::Up { dec, .. } => {
-                dec.feed(data);
-                return self.packets(conn);
-            }
+            Phase::Up { .. } => return plain_up(&self.net, conn, data),
         };
         for ev in events {
             match ev {
@@ -123,7 +120,7 @@ impl Reactor {
             // What was queued while connecting passed the limit.
             return Err(over_limit(unsent, self.net.unsent_limit));
         }
-        self.packets(conn)
+        packets(&self.net, conn)
     }
 
     /// The peer's greeting line 1 passed: decide whether this connection
@@ -144,14 +141,14 @@ impl Reactor {
         let link = self.net.greeting_link(&remote);
         let now = Instant::now();
         let existing = match link {
-            duplicate::Link::Up(old) if old != token => self.conns.get(&old),
+            duplicate::Link::Up(old) if old != token => self.conns.get(old),
             _ => None,
         };
         let racing = self
             .greeted
             .get(&node_id)
             .filter(|&&other| other != token)
-            .and_then(|other| self.conns.get(other));
+            .and_then(|&other| self.conns.get(other));
         let decision = duplicate::decide(&duplicate::Meeting {
             us: self.net.id.as_str(),
             peer: &node_id,
@@ -196,12 +193,12 @@ impl Reactor {
     ) {
         match (decision, link, greeted) {
             (Decision::RefuseSwitch, duplicate::Link::Up(old), _) => {
-                if let Some(c) = self.conns.remove(&old) {
+                if let Some(c) = self.conns.remove(old) {
                     self.finish(old, c, duplicate::SWITCHED);
                 }
             }
             (Decision::RefuseKeepExisting { mark }, duplicate::Link::Up(old), _) => {
-                let Some(c) = self.conns.get_mut(&old) else {
+                let Some(c) = self.conns.get_mut(old) else {
                     return;
                 };
                 if mark {
@@ -213,34 +210,69 @@ impl Reactor {
                 }
             }
             (Decision::AcceptCloseRacing, _, Some(other)) => {
-                if let Some(c) = self.conns.remove(&other) {
+                if let Some(c) = self.conns.remove(other) {
                     self.finish(other, c, duplicate::RACING);
                 }
             }
             _ => {}
         }
     }
+}
 
-    /// Routes every complete packet buffered in the decoder.
-    pub(super) fn packets(&mut self, conn: &mut Conn) -> Result<(), String> {
-        let Phase::Up { remote, dec, out } = &mut conn.phase else {
-            return Ok(());
-        };
-        let node = self.net.node().ok_or("the local node is gone")?;
-        let _batch = crate::context::defer_schedules();
-        loop {
-            match dec.next_packet() {
-                Ok(Some(packet)) => {
-                    out.received_packet();
-                    requests::route(&self.net, &node, remote, packet)?
-                }
-                Ok(None) => return Ok(()),
-                // One bad value never takes the connection down.
-                Err(e) if !e.is_fatal() => {
-                    log::warn!("{}: from {}: {e}", self.net.id, remote.id)
-                }
-                Err(e) => return Err(e.to_string()),
+/// Bytes arrived on `conn` in its data phase (ciphertext under TLS).
+/// Needs only the net, so the reactor leaves the connection in its slot
+/// (the hot path: no move, no lookup but the slab's).
+pub(super) fn received_up(net: &Arc<Net>, conn: &mut Conn, data: &[u8]) -> Result<(), String> {
+    if let Phase::Up { out, .. } = &conn.phase {
+        out.received(data.len(), conn.last_rx);
+    }
+    let Some(tls) = conn.tls.as_mut() else {
+        return plain_up(net, conn, data);
+    };
+    let (plain, _) = decrypt(tls, &mut conn.wbuf, data)?;
+    if plain.is_empty() {
+        return Ok(());
+    }
+    plain_up(net, conn, &plain)
+}
+
+/// Feeds ciphertext to a TLS session; what the session answers goes to
+/// `wbuf`. Returns the plaintext, and whether the session became ready.
+fn decrypt(tls: &mut Tls, wbuf: &mut Vec<u8>, data: &[u8]) -> Result<(Vec<u8>, bool), String> {
+    let mut plain = Vec::new();
+    let ready = tls.feed(data, &mut plain)?;
+    let cipher = tls.take_output();
+    wbuf.extend_from_slice(&cipher);
+    Ok((plain, ready))
+}
+
+/// Plaintext arrived on `conn` in its data phase.
+fn plain_up(net: &Arc<Net>, conn: &mut Conn, data: &[u8]) -> Result<(), String> {
+    if let Phase::Up { dec, .. } = &mut conn.phase {
+        dec.feed(data);
+    }
+    packets(net, conn)
+}
+
+/// Routes every complete packet buffered in `conn`'s decoder.
+fn packets(net: &Arc<Net>, conn: &mut Conn) -> Result<(), String> {
+    let Phase::Up { remote, dec, out } = &mut conn.phase else {
+        return Ok(());
+    };
+    let node = net.node().ok_or("the local node is gone")?;
+    let _batch = crate::context::defer_schedules();
+    loop {
+        match dec.next_packet() {
+            Ok(Some(packet)) => {
+                out.received_packet();
+                requests::route(net, &node, remote, packet)?
             }
+            Ok(None) => return Ok(()),
+            // One bad value never takes the connection down.
+            Err(e) if !e.is_fatal() => {
+                log::warn!("{}: from {}: {e}", net.id, remote.id)
+            }
+            Err(e) => return Err(e.to_string()),
         }
     }
 }

@@ -5,7 +5,10 @@
 //!   down), the packets queued while connecting, our monitors of its ports
 //!   and the monitors we hold for it.
 //! - `conn.rs`: one TCP connection as the reactor sees it (handshake, then
-//!   data), and packet encoding.
+//!   data), and the reactor's table of them (a slab; a token carries a
+//!   serial number, so a stale one never finds a slot's next connection).
+//! - `outbox.rs`: a connection's outgoing side: senders encode packets
+//!   into it (or write them at once when the connection is idle).
 //! - `reactor.rs`: the one mio thread owning every socket; it never runs
 //!   user code, it only pushes into port inboxes and dispatcher tasks.
 //!   Its poll loop, commands, timers, and sockets' reads and writes.

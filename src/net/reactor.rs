@@ -3,7 +3,10 @@
 //! commands other threads send through [`Handle`], the deadlines and
 //! timers: handshake time-outs, heartbeats, the seeds' rounds of
 //! `seeds.rs`), accepting, reading and writing sockets, and opening and
-//! closing connections. The rest of the reactor lives beside it, in
+//! closing connections (kept in `conn.rs`'s [`Conns`]: an event of a
+//! connection in its data phase is handled with the connection in place;
+//! one in its handshake, which may weigh and close other connections, has
+//! it lent out of its slot). The rest of the reactor lives beside it, in
 //! `impl Reactor` blocks on the same thread:
 //! - `dial.rs`: dialing, connection attempts to a node (addresses in turn,
 //!   `connect_interval` apart, until `monitor_timeout`; the node's
@@ -14,11 +17,11 @@
 //!
 //! It never runs user code and never blocks except in `poll`.
 
-use super::conn::{Conn, Phase, ReadState};
+use super::conn::{Conn, Conns, Phase, ReadState, FIRST_CONN};
 use super::dial::Dial;
 use super::outbox::Pushed;
 use super::remote::Remote;
-use super::Net;
+use super::{inbound, Net};
 use crate::busy::BusyWait;
 use crate::error::{Error, Result};
 use crate::transport::Handshake;
@@ -31,7 +34,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const WAKER: Token = Token(0);
-const FIRST_CONN: usize = 1 << 16;
 
 enum Cmd {
     Flush(Token),
@@ -135,8 +137,7 @@ pub(crate) fn prepare(
             poll,
             cmds: rx,
             listeners,
-            conns: HashMap::new(),
-            next: FIRST_CONN,
+            conns: Conns::new(),
             dials: HashMap::new(),
             greeted: HashMap::new(),
             again: Vec::new(),
@@ -166,8 +167,7 @@ pub(super) struct Reactor {
     poll: Poll,
     cmds: Receiver<Cmd>,
     listeners: Vec<TcpListener>,
-    pub(super) conns: HashMap<Token, Conn>,
-    next: usize,
+    pub(super) conns: Conns,
     pub(super) dials: HashMap<String, Dial>,
     /// Node ID → the connection that passed its greeting (handshaking or up).
     pub(super) greeted: HashMap<String, Token>,
@@ -262,13 +262,13 @@ impl Reactor {
             }
             Cmd::Cut(node) => {
                 if let Some(token) = self.greeted.get(&node).copied() {
-                    if let Some(conn) = self.conns.remove(&token) {
+                    if let Some(conn) = self.conns.remove(token) {
                         self.finish(token, conn, "connection cut (test hook)");
                     }
                 }
             }
             Cmd::OverLimit(token, unsent) => {
-                if let Some(conn) = self.conns.remove(&token) {
+                if let Some(conn) = self.conns.remove(token) {
                     let why = over_limit(unsent, self.net.unsent_limit);
                     self.finish(token, conn, &why);
                 }
@@ -285,8 +285,9 @@ impl Reactor {
     }
 
     fn shutdown(mut self) {
-        for (token, conn) in std::mem::take(&mut self.conns) {
-            self.finish(token, conn, "the local node shut down its network");
+        let conns: Vec<Conn> = self.conns.drain().collect();
+        for conn in conns {
+            self.finish(conn.token, conn, "the local node shut down its network");
         }
         for (_, dial) in std::mem::take(&mut self.dials) {
             self.net
@@ -295,7 +296,7 @@ impl Reactor {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let hs = self.conns.values().filter_map(|c| match &c.phase {
+        let hs = self.conns.iter().filter_map(|c| match &c.phase {
             Phase::Handshake(h) => Some(h.deadline()),
             Phase::Up { .. } => None,
         });
@@ -330,11 +331,11 @@ impl Reactor {
         let expired: Vec<Token> = self
             .conns
             .iter()
-            .filter(|(_, c)| matches!(&c.phase, Phase::Handshake(h) if h.deadline() <= now))
-            .map(|(t, _)| *t)
+            .filter(|c| matches!(&c.phase, Phase::Handshake(h) if h.deadline() <= now))
+            .map(|c| c.token)
             .collect();
         for token in expired {
-            if let Some(conn) = self.conns.remove(&token) {
+            if let Some(conn) = self.conns.remove(token) {
                 self.finish(token, conn, "handshake timed out");
             }
         }
@@ -349,20 +350,20 @@ impl Reactor {
         let tick = self.net.tick;
         let mut dead = Vec::new();
         let mut probe = Vec::new();
-        for (token, c) in &self.conns {
+        for c in self.conns.iter() {
             if !matches!(c.phase, Phase::Up { .. }) || now.duration_since(c.last_rx) < tick {
                 continue;
             }
             match c.heartbeat_at {
                 Some(t) if t > c.last_rx && now.duration_since(t) >= 2 * tick => {
-                    dead.push((*token, now.duration_since(c.last_rx)))
+                    dead.push((c.token, now.duration_since(c.last_rx)))
                 }
                 Some(t) if t > c.last_rx => {}
-                _ => probe.push(*token),
+                _ => probe.push(c.token),
             }
         }
         for (token, silent) in dead {
-            if let Some(conn) = self.conns.remove(&token) {
+            if let Some(conn) = self.conns.remove(token) {
                 let why = format!(
                     "no answer for {:.1} s (heartbeat, tick {:.1} s)",
                     silent.as_secs_f64(),
@@ -372,7 +373,7 @@ impl Reactor {
             }
         }
         for token in probe {
-            let Some(c) = self.conns.get_mut(&token) else {
+            let Some(c) = self.conns.get_mut(token) else {
                 continue;
             };
             c.heartbeat_at = Some(now);
@@ -401,8 +402,10 @@ impl Reactor {
         if let Err(e) = socket2::SockRef::from(&sock).set_keepalive(true) {
             log::debug!("keepalive on {addr}: {e}");
         }
-        let token = Token(self.next);
-        self.next += 1;
+        let Some(token) = self.conns.next_token() else {
+            log::warn!("{}: too many connections; closing {addr}", self.net.id);
+            return None;
+        };
         if let Err(e) =
             self.poll
                 .registry()
@@ -417,23 +420,21 @@ impl Reactor {
         let mut hs = self.handshake(&addr);
         let wbuf = hs.take_output();
         let tcp_connecting = dialed.is_some();
-        self.conns.insert(
+        self.conns.insert(Conn {
             token,
-            Conn {
-                sock,
-                addr,
-                dialed,
-                tcp_connecting,
-                phase: Phase::Handshake(hs),
-                tls: None,
-                peer: None,
-                wbuf,
-                wpos: 0,
-                last_rx: Instant::now(),
-                heartbeat_at: None,
-                probed: None,
-            },
-        );
+            sock,
+            addr,
+            dialed,
+            tcp_connecting,
+            phase: Phase::Handshake(hs),
+            tls: None,
+            peer: None,
+            wbuf,
+            wpos: 0,
+            last_rx: Instant::now(),
+            heartbeat_at: None,
+            probed: None,
+        });
         if !tcp_connecting {
             self.conn_event(token, Some(true), true);
         }
@@ -469,51 +470,51 @@ impl Reactor {
     /// `readable`: `Some(drain)` to read (draining the socket if the
     /// peer may have closed).
     fn conn_event(&mut self, token: Token, readable: Option<bool>, writable: bool) {
-        let Some(mut conn) = self.conns.remove(&token) else {
-            return;
-        };
-        if let Err(why) = self.drive(token, &mut conn, readable, writable) {
-            return self.finish(token, conn, &why);
-        }
-        self.conns.insert(token, conn);
-    }
-
-    fn drive(
-        &mut self,
-        token: Token,
-        conn: &mut Conn,
-        readable: Option<bool>,
-        writable: bool,
-    ) -> Result<(), String> {
-        if conn.tcp_connecting {
-            if !writable && readable.is_none() {
-                return Ok(());
-            }
-            if let Ok(Some(e)) | Err(e) = conn.sock.take_error() {
-                return Err(format!("connect failed: {e}"));
-            }
-            match conn.sock.peer_addr() {
-                Ok(_) => conn.tcp_connecting = false,
-                Err(e) if e.kind() == std::io::ErrorKind::NotConnected => return Ok(()),
-                Err(e) => return Err(format!("connect failed: {e}")),
-            }
-        }
-        if let Some(drain) = readable {
-            let mut rbuf = std::mem::take(&mut self.rbuf);
-            let res = conn.read(&mut rbuf, drain, |c, data| self.received(token, c, data));
-            self.rbuf = rbuf;
-            match res? {
-                ReadState::Open => {}
-                ReadState::More => self.again.push(token),
-                ReadState::Eof => {
-                    return Err(match &mut conn.phase {
-                        Phase::Handshake(h) => h.eof().to_string(),
-                        Phase::Up { .. } => "connection closed by peer".into(),
-                    })
+        let more = match self.conns.get_mut(token) {
+            None => return,
+            // The data phase needs only the net: the connection stays in
+            // its slot.
+            Some(conn) if matches!(conn.phase, Phase::Up { .. }) => {
+                let net = &self.net;
+                let rbuf = &mut self.rbuf;
+                match drive(conn, rbuf, readable, writable, |c, data| {
+                    inbound::received_up(net, c, data)
+                }) {
+                    Ok(more) => more,
+                    Err(why) => {
+                        if let Some(conn) = self.conns.remove(token) {
+                            self.finish(token, conn, &why);
+                        }
+                        return;
+                    }
                 }
             }
+            // The handshake may weigh and close other connections: the
+            // connection is lent out of its slot meanwhile.
+            Some(_) => {
+                let Some(mut conn) = self.conns.lend(token) else {
+                    return;
+                };
+                let mut rbuf = std::mem::take(&mut self.rbuf);
+                let res = drive(&mut conn, &mut rbuf, readable, writable, |c, data| {
+                    self.received(token, c, data)
+                });
+                self.rbuf = rbuf;
+                match res {
+                    Ok(more) => {
+                        self.conns.put_back(conn);
+                        more
+                    }
+                    Err(why) => {
+                        self.conns.release(token);
+                        return self.finish(token, conn, &why);
+                    }
+                }
+            }
+        };
+        if more {
+            self.again.push(token);
         }
-        conn.flush().map_err(|e| format!("write error: {e}"))
     }
 
     /// Acts on what became of a packet the reactor queued on `token`.
@@ -522,7 +523,7 @@ impl Reactor {
             Pushed::Done | Pushed::Closed => {}
             Pushed::Wake => self.conn_event(token, None, true),
             Pushed::Over { unsent } => {
-                if let Some(conn) = self.conns.remove(&token) {
+                if let Some(conn) = self.conns.remove(token) {
                     let why = over_limit(unsent, self.net.unsent_limit);
                     self.finish(token, conn, &why);
                 }
@@ -565,4 +566,44 @@ impl Reactor {
             }
         }
     }
+}
+
+/// Drives a connection on an event: completes its TCP connect, reads
+/// (passing what arrives to `received`), writes. `Ok(true)`: the read
+/// budget ran out, read again next turn.
+fn drive(
+    conn: &mut Conn,
+    rbuf: &mut [u8],
+    readable: Option<bool>,
+    writable: bool,
+    received: impl FnMut(&mut Conn, &[u8]) -> Result<(), String>,
+) -> Result<bool, String> {
+    if conn.tcp_connecting {
+        if !writable && readable.is_none() {
+            return Ok(false);
+        }
+        if let Ok(Some(e)) | Err(e) = conn.sock.take_error() {
+            return Err(format!("connect failed: {e}"));
+        }
+        match conn.sock.peer_addr() {
+            Ok(_) => conn.tcp_connecting = false,
+            Err(e) if e.kind() == std::io::ErrorKind::NotConnected => return Ok(false),
+            Err(e) => return Err(format!("connect failed: {e}")),
+        }
+    }
+    let mut more = false;
+    if let Some(drain) = readable {
+        match conn.read(rbuf, drain, received)? {
+            ReadState::Open => {}
+            ReadState::More => more = true,
+            ReadState::Eof => {
+                return Err(match &mut conn.phase {
+                    Phase::Handshake(h) => h.eof().to_string(),
+                    Phase::Up { .. } => "connection closed by peer".into(),
+                })
+            }
+        }
+    }
+    conn.flush().map_err(|e| format!("write error: {e}"))?;
+    Ok(more)
 }
