@@ -302,6 +302,13 @@ mod tests {
         }
     }
 
+    /// Adds a connection to `to` to `conns`; returns its token.
+    fn add(conns: &mut Conns, to: std::net::SocketAddr) -> Token {
+        let token = conns.next_token().unwrap();
+        conns.insert(conn(to, token));
+        token
+    }
+
     #[test]
     fn tokens_map_to_keys_and_serials_change() {
         let mut conns = Conns::new();
@@ -318,16 +325,13 @@ mod tests {
     #[test]
     fn a_stale_token_never_finds_the_slot_s_next_connection() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let to = l.local_addr().unwrap();
         let mut conns = Conns::new();
-        let old = conns.next_token().unwrap();
-        conns.insert(conn(to, old));
+        let old = add(&mut conns, l.local_addr().unwrap());
         assert!(conns.get(old).is_some());
         assert!(conns.remove(old).is_some());
         assert!(conns.remove(old).is_none());
         // The slot is reused, under a new token.
-        let new = conns.next_token().unwrap();
-        conns.insert(conn(to, new));
+        let new = add(&mut conns, l.local_addr().unwrap());
         assert_eq!(Conns::key(new), Conns::key(old));
         assert!(conns.get(old).is_none());
         assert!(conns.get_mut(old).is_none());
@@ -339,17 +343,14 @@ mod tests {
     #[test]
     fn a_lent_connection_keeps_its_slot() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let to = l.local_addr().unwrap();
         let mut conns = Conns::new();
-        let a = conns.next_token().unwrap();
-        conns.insert(conn(to, a));
+        let a = add(&mut conns, l.local_addr().unwrap());
         let lent = conns.lend(a).unwrap();
         // Meanwhile it is not found, and its slot is not given away.
         assert!(conns.get(a).is_none());
         assert_eq!(conns.iter().count(), 0);
-        let b = conns.next_token().unwrap();
+        let b = add(&mut conns, l.local_addr().unwrap());
         assert_ne!(Conns::key(b), Conns::key(a));
-        conns.insert(conn(to, b));
         conns.put_back(lent);
         assert_eq!(conns.iter().count(), 2);
         // Lent again and closed: the slot is freed.

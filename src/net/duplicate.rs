@@ -188,6 +188,11 @@ mod tests {
         }
     }
 
+    /// Another greeted handshake with the peer.
+    fn racing(auth_sent: bool, ours: bool) -> Option<Racing> {
+        Some(Racing { auth_sent, ours })
+    }
+
     #[test]
     fn free_link_without_race_accepts() {
         let m = meeting(Instant::now(), Link::Free);
@@ -199,10 +204,7 @@ mod tests {
     #[test]
     fn settling_link_refuses() {
         let mut m = meeting(Instant::now(), Link::Settling);
-        m.racing = Some(Racing {
-            auth_sent: false,
-            ours: false,
-        });
+        m.racing = racing(false, false);
         assert_eq!(decide(&m), Decision::RefuseStillFiring);
         assert!(!decide(&m).link_free());
     }
@@ -222,52 +224,43 @@ mod tests {
         assert!(!decide(&m).link_free());
     }
 
+    /// The decision with the link up over another connection, last read
+    /// from `rx_ago` ago and probed `probed_ago` ago.
+    fn up(rx_ago: Duration, probed_ago: Option<Duration>) -> Decision {
+        let now = Instant::now() + CI * 8;
+        let mut m = meeting(now, Link::Up(Token(8)));
+        m.existing = Some(Existing {
+            last_rx: now - rx_ago,
+            probed: probed_ago.map(|d| now - d),
+        });
+        decide(&m)
+    }
+
     #[test]
     fn up_keeps_the_existing_one_and_probes_it() {
-        let now = Instant::now();
-        let mut m = meeting(now, Link::Up(Token(8)));
+        let keep = |mark| Decision::RefuseKeepExisting { mark };
         // Never probed: the probe's time is noted.
-        m.existing = Some(Existing {
-            last_rx: now,
-            probed: None,
-        });
-        assert_eq!(decide(&m), Decision::RefuseKeepExisting { mark: true });
+        assert_eq!(up(Duration::ZERO, None), keep(true));
         // An earlier probe was answered: a new one, noted.
-        m.existing = Some(Existing {
-            last_rx: now,
-            probed: Some(now - CI * 4),
-        });
-        assert_eq!(decide(&m), Decision::RefuseKeepExisting { mark: true });
+        assert_eq!(up(Duration::ZERO, Some(CI * 4)), keep(true));
         // A probe waits for its answer, not yet for `connect_interval`:
         // its time stays.
-        m.existing = Some(Existing {
-            last_rx: now - CI,
-            probed: Some(now - CI / 2),
-        });
-        assert_eq!(decide(&m), Decision::RefuseKeepExisting { mark: false });
-        assert!(!decide(&m).link_free());
+        assert_eq!(up(CI, Some(CI / 2)), keep(false));
+        assert!(!keep(false).link_free());
     }
 
     #[test]
     fn up_but_silent_since_a_probe_switches() {
-        let now = Instant::now();
-        let mut m = meeting(now, Link::Up(Token(8)));
-        m.existing = Some(Existing {
-            last_rx: now - CI * 2,
-            probed: Some(now - CI),
-        });
-        assert_eq!(decide(&m), Decision::RefuseSwitch);
-        assert!(decide(&m).refusal().unwrap().starts_with("switched"));
+        assert_eq!(up(CI * 2, Some(CI)), Decision::RefuseSwitch);
+        let why = Decision::RefuseSwitch.refusal().unwrap();
+        assert!(why.starts_with("switched"));
     }
 
     #[test]
     fn race_after_our_auth_line_refuses() {
         let mut m = meeting(Instant::now(), Link::Free);
         // Even the one that would win by ID.
-        m.racing = Some(Racing {
-            auth_sent: true,
-            ours: false,
-        });
+        m.racing = racing(true, false);
         assert_eq!(decide(&m), Decision::RefuseRacing);
         assert!(decide(&m).link_free());
     }
@@ -275,12 +268,7 @@ mod tests {
     #[test]
     fn race_keeps_the_one_opened_by_the_smaller_id() {
         let mut m = meeting(Instant::now(), Link::Free);
-        let other = |ours| {
-            Some(Racing {
-                auth_sent: false,
-                ours,
-            })
-        };
+        let other = |ours| racing(false, ours);
         // We ("a") are smaller: ours wins over theirs, both ways round.
         m.racing = other(false);
         assert_eq!(decide(&m), Decision::AcceptCloseRacing);
@@ -300,10 +288,7 @@ mod tests {
         let mut m = meeting(Instant::now(), Link::Free);
         for ours in [true, false] {
             m.ours = ours;
-            m.racing = Some(Racing {
-                auth_sent: false,
-                ours,
-            });
+            m.racing = racing(false, ours);
             assert_eq!(decide(&m), Decision::RefuseRacing);
         }
     }
@@ -315,10 +300,7 @@ mod tests {
         let now = Instant::now();
         for a_opened_new in [true, false] {
             let at_a = Meeting {
-                racing: Some(Racing {
-                    auth_sent: false,
-                    ours: !a_opened_new,
-                }),
+                racing: racing(false, !a_opened_new),
                 ours: a_opened_new,
                 ..meeting(now, Link::Free)
             };
@@ -326,10 +308,7 @@ mod tests {
                 us: "b",
                 peer: "a",
                 ours: !a_opened_new,
-                racing: Some(Racing {
-                    auth_sent: false,
-                    ours: a_opened_new,
-                }),
+                racing: racing(false, a_opened_new),
                 ..meeting(now, Link::Free)
             };
             // "a" is smaller: the connection "a" opened is kept at both.
