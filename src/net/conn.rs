@@ -1,11 +1,14 @@
 //! One TCP connection as the reactor sees it: TCP connect, handshake,
-//! then the data phase; its pending writes.
+//! then the data phase; its pending writes. And [`Conns`], the reactor's
+//! table of them by mio token. Everything here runs on the reactor thread.
 
 use super::outbox::Outbox;
 use super::remote::Remote;
 use super::tls::Tls;
 use crate::transport::{Decoder, Handshake};
 use mio::net::TcpStream;
+use mio::Token;
+use slab::Slab;
 use std::io::{self, Read, Write};
 use std::sync::Arc;
 
@@ -19,6 +22,8 @@ pub(crate) enum Phase {
 }
 
 pub(crate) struct Conn {
+    /// Its token in [`Conns`] and the poll.
+    pub(crate) token: Token,
     pub(crate) sock: TcpStream,
     /// The peer's address, for log lines.
     pub(crate) addr: String,
@@ -153,5 +158,206 @@ impl Conn {
             }
         }
         Ok(ReadState::More)
+    }
+}
+
+/// The first connection token; those below are the waker's and the
+/// listeners'.
+pub(crate) const FIRST_CONN: usize = 1 << 16;
+
+/// How many low bits of a connection's token hold its slab key (offset by
+/// [`FIRST_CONN`]); the bits above hold a serial number.
+const KEY_BITS: u32 = if usize::BITS >= 64 { 32 } else { 24 };
+const KEY_MASK: usize = (1 << KEY_BITS) - 1;
+
+/// The reactor's connections by token, in a slab.
+///
+/// A closed connection's slot is reused, but not its token: a token is the
+/// slot's key (offset by [`FIRST_CONN`]) with a serial number above it,
+/// and every lookup checks the connection's own token. So a stale token
+/// (an `Outbox`'s, a queued `Cmd::Flush` or `Cmd::OverLimit`, a dial's
+/// last attempt, an entry of the reactor's `again`) finds nothing, never
+/// the slot's next connection. Serial numbers wrap after 2^32 connections
+/// (2^8 on 32-bit targets); a stale token would have to outlive that many
+/// to meet a connection in its old slot.
+///
+/// While the reactor handles an event of a connection in its handshake,
+/// the connection is lent out of its slot ([`Conns::lend`]): the slot stays
+/// reserved and lookups meanwhile find nothing, as if it were closed.
+pub(crate) struct Conns {
+    slab: Slab<Option<Conn>>,
+    serial: usize,
+}
+
+impl Conns {
+    pub(crate) fn new() -> Conns {
+        Conns {
+            slab: Slab::new(),
+            serial: 0,
+        }
+    }
+
+    fn key(token: Token) -> usize {
+        (token.0 & KEY_MASK).wrapping_sub(FIRST_CONN)
+    }
+
+    /// The token of the connection [`Conns::insert`] adds next; `None` if
+    /// the table is full.
+    pub(crate) fn next_token(&mut self) -> Option<Token> {
+        let low = FIRST_CONN + self.slab.vacant_key();
+        if low > KEY_MASK {
+            return None;
+        }
+        self.serial = self.serial.wrapping_add(1);
+        Some(Token(self.serial << KEY_BITS | low))
+    }
+
+    /// Adds `conn`, whose token came from [`Conns::next_token`] (with no
+    /// connection added or removed since).
+    pub(crate) fn insert(&mut self, conn: Conn) {
+        debug_assert_eq!(Conns::key(conn.token), self.slab.vacant_key());
+        self.slab.insert(Some(conn));
+    }
+
+    /// The slot of `token`, if the connection in it has that token.
+    fn slot(&mut self, token: Token) -> Option<&mut Option<Conn>> {
+        self.slab
+            .get_mut(Conns::key(token))
+            .filter(|slot| slot.as_ref().is_some_and(|c| c.token == token))
+    }
+
+    pub(crate) fn get(&self, token: Token) -> Option<&Conn> {
+        let conn = self.slab.get(Conns::key(token))?.as_ref()?;
+        (conn.token == token).then_some(conn)
+    }
+
+    pub(crate) fn get_mut(&mut self, token: Token) -> Option<&mut Conn> {
+        self.slot(token)?.as_mut()
+    }
+
+    /// Takes the connection out for good (to close it).
+    pub(crate) fn remove(&mut self, token: Token) -> Option<Conn> {
+        let conn = self.slot(token)?.take();
+        self.slab.remove(Conns::key(token));
+        conn
+    }
+
+    /// Takes the connection out while an event is handled, keeping its
+    /// slot: it goes back with [`Conns::put_back`], or the slot is freed
+    /// with [`Conns::release`].
+    pub(crate) fn lend(&mut self, token: Token) -> Option<Conn> {
+        self.slot(token)?.take()
+    }
+
+    /// A lent connection goes back into its slot.
+    pub(crate) fn put_back(&mut self, conn: Conn) {
+        if let Some(slot) = self.slab.get_mut(Conns::key(conn.token)) {
+            debug_assert!(slot.is_none());
+            *slot = Some(conn);
+        }
+    }
+
+    /// Frees the slot of a lent connection (it is closing).
+    pub(crate) fn release(&mut self, token: Token) {
+        let key = Conns::key(token);
+        if self.slab.get(key).is_some_and(Option::is_none) {
+            self.slab.remove(key);
+        }
+    }
+
+    /// The connections (not those lent out).
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Conn> {
+        self.slab.iter().filter_map(|(_, slot)| slot.as_ref())
+    }
+
+    /// Takes every connection out.
+    pub(crate) fn drain(&mut self) -> impl Iterator<Item = Conn> + '_ {
+        self.slab.drain().flatten()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::{Config, Handshake};
+    use std::time::Instant;
+
+    /// A connection (to a listener nobody accepts from) with `token`.
+    fn conn(to: std::net::SocketAddr, token: Token) -> Conn {
+        let cfg = Config::new("test");
+        Conn {
+            token,
+            sock: TcpStream::connect(to).unwrap(),
+            addr: to.to_string(),
+            dialed: None,
+            tcp_connecting: true,
+            phase: Phase::Handshake(Box::new(Handshake::new(cfg, Instant::now()))),
+            tls: None,
+            peer: None,
+            wbuf: Vec::new(),
+            wpos: 0,
+            last_rx: Instant::now(),
+            heartbeat_at: None,
+            probed: None,
+        }
+    }
+
+    /// Adds a connection to `to` to `conns`; returns its token.
+    fn add(conns: &mut Conns, to: std::net::SocketAddr) -> Token {
+        let token = conns.next_token().unwrap();
+        conns.insert(conn(to, token));
+        token
+    }
+
+    #[test]
+    fn tokens_map_to_keys_and_serials_change() {
+        let mut conns = Conns::new();
+        let a = conns.next_token().unwrap();
+        let b = conns.next_token().unwrap();
+        // Nothing was inserted: the same slot, another serial.
+        assert_eq!(Conns::key(a), 0);
+        assert_eq!(Conns::key(b), 0);
+        assert_ne!(a, b);
+        assert!(a.0 >= FIRST_CONN && b.0 >= FIRST_CONN);
+        assert!(conns.get(a).is_none());
+    }
+
+    #[test]
+    fn a_stale_token_never_finds_the_slot_s_next_connection() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut conns = Conns::new();
+        let old = add(&mut conns, l.local_addr().unwrap());
+        assert!(conns.get(old).is_some());
+        assert!(conns.remove(old).is_some());
+        assert!(conns.remove(old).is_none());
+        // The slot is reused, under a new token.
+        let new = add(&mut conns, l.local_addr().unwrap());
+        assert_eq!(Conns::key(new), Conns::key(old));
+        assert!(conns.get(old).is_none());
+        assert!(conns.get_mut(old).is_none());
+        assert!(conns.lend(old).is_none());
+        assert!(conns.remove(old).is_none());
+        assert_eq!(conns.get(new).map(|c| c.token), Some(new));
+    }
+
+    #[test]
+    fn a_lent_connection_keeps_its_slot() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut conns = Conns::new();
+        let a = add(&mut conns, l.local_addr().unwrap());
+        let lent = conns.lend(a).unwrap();
+        // Meanwhile it is not found, and its slot is not given away.
+        assert!(conns.get(a).is_none());
+        assert_eq!(conns.iter().count(), 0);
+        let b = add(&mut conns, l.local_addr().unwrap());
+        assert_ne!(Conns::key(b), Conns::key(a));
+        conns.put_back(lent);
+        assert_eq!(conns.iter().count(), 2);
+        // Lent again and closed: the slot is freed.
+        let lent = conns.lend(a).unwrap();
+        conns.release(a);
+        assert_eq!(conns.next_token().map(Conns::key), Some(Conns::key(a)));
+        drop(lent);
+        assert_eq!(conns.drain().count(), 1);
     }
 }

@@ -5,11 +5,19 @@
 //!   down), the packets queued while connecting, our monitors of its ports
 //!   and the monitors we hold for it.
 //! - `conn.rs`: one TCP connection as the reactor sees it (handshake, then
-//!   data), and packet encoding.
-//! - `dial.rs`: the reactor's connection attempts to one node and their
-//!   timing.
+//!   data), and the reactor's table of them (a slab; a token carries a
+//!   serial number, so a stale one never finds a slot's next connection).
+//! - `outbox.rs`: a connection's outgoing side: senders encode packets
+//!   into it (or write them at once when the connection is idle).
 //! - `reactor.rs`: the one mio thread owning every socket; it never runs
 //!   user code, it only pushes into port inboxes and dispatcher tasks.
+//!   Its poll loop, commands, timers, and sockets' reads and writes.
+//! - `dial.rs`: the reactor's dialing: connection attempts to one node and
+//!   their timing.
+//! - `inbound.rs`: the reactor's path for what arrives on a connection:
+//!   handshake, greeting, the connection going up, packets.
+//! - `duplicate.rs`: the duplicate-connection rule, a pure function the
+//!   reactor asks when a peer greets it.
 //! - `requests.rs`: node-port requests that need the sending node
 //!   (`mon1`, `mon0`, `kil1`, `kil0`).
 //! - `nodes.rs`: `mon_nodes` callbacks.
@@ -31,12 +39,15 @@
 //! thread hand-off, while a stream still leaves in batches.
 //!
 //! Decisions worth knowing:
-//! - One connection per node pair. A new connection from a node we are
-//!   connected to fails the old one (its monitors fire, "switched
-//!   connections") and is refused itself; the node's next attempt gets
+//! - One connection per node pair (`duplicate.rs`). A new connection from
+//!   a node we are connected to is refused at the greeting; the working one
+//!   is kept but probed, so a restarted peer is noticed. If it stayed
+//!   silent since such a probe, the node's next attempt fails it (its
+//!   monitors fire, "switched connections") and the attempt after gets
 //!   through. Two handshakes racing each other: the one opened by the node
 //!   with the smaller ID is kept, the other closed before it completes, so
-//!   both ends agree and no monitor fires.
+//!   both ends agree and no monitor fires. While a lost connection's
+//!   monitors are still firing, new connections are refused.
 //! - No holes: after a loss the link is down until a dispatcher task has
 //!   fired every monitor of that node. Sends from other threads meanwhile
 //!   are dropped; sends from those monitor callbacks go out on a new
@@ -49,7 +60,9 @@
 mod config;
 mod conn;
 mod dial;
+mod duplicate;
 mod events;
+mod inbound;
 mod nodes;
 mod outbox;
 mod reactor;

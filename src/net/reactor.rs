@@ -1,31 +1,39 @@
 //! The reactor: one mio thread per networked node owning its listeners
-//! and connections. It accepts, connects (addresses in turn,
-//! `connect_interval` apart, until `monitor_timeout`; the node's monitors
-//! fire after `connect_interval` without a connection), drives handshakes,
-//! writes outgoing buffers and routes incoming packets into port inboxes.
-//! On its timer it also runs the seeds' rounds (`seeds.rs`).
+//! and connections. This file holds its poll loop (socket events, the
+//! commands other threads send through [`Handle`], the deadlines and
+//! timers: handshake time-outs, heartbeats, the seeds' rounds of
+//! `seeds.rs`), accepting, reading and writing sockets, and opening and
+//! closing connections (kept in `conn.rs`'s [`Conns`]: an event of a
+//! connection in its data phase is handled with the connection in place;
+//! one in its handshake, which may weigh and close other connections, has
+//! it lent out of its slot). The rest of the reactor lives beside it, in
+//! `impl Reactor` blocks on the same thread:
+//! - `dial.rs`: dialing, connection attempts to a node (addresses in turn,
+//!   `connect_interval` apart, until `monitor_timeout`; the node's
+//!   monitors fire after `connect_interval` without a connection);
+//! - `inbound.rs`: what arrives on a connection: the handshake, the
+//!   greeting (the duplicate-connection rule of `duplicate.rs`), the data
+//!   phase's packets routed into port inboxes.
+//!
 //! It never runs user code and never blocks except in `poll`.
 
-use super::conn::{Conn, Phase, ReadState};
-use super::dial::{jitter, spacing, Dial};
+use super::conn::{Conn, Conns, Phase, ReadState, FIRST_CONN};
+use super::dial::Dial;
 use super::outbox::Pushed;
-use super::remote::{DialState, Remote};
-use super::tls::Tls;
-use super::{requests, Net, PeerEvent};
+use super::remote::Remote;
+use super::{inbound, Net};
 use crate::busy::BusyWait;
 use crate::error::{Error, Result};
-use crate::transport::{Decoder, Event, Handshake};
+use crate::transport::Handshake;
 use crossbeam_channel::{Receiver, Sender};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const WAKER: Token = Token(0);
-const FIRST_CONN: usize = 1 << 16;
 
 enum Cmd {
     Flush(Token),
@@ -129,8 +137,7 @@ pub(crate) fn prepare(
             poll,
             cmds: rx,
             listeners,
-            conns: HashMap::new(),
-            next: FIRST_CONN,
+            conns: Conns::new(),
             dials: HashMap::new(),
             greeted: HashMap::new(),
             again: Vec::new(),
@@ -149,22 +156,21 @@ pub(crate) fn prepare(
 }
 
 /// The reason a connection fails when its outgoing buffer is full.
-fn over_limit(unsent: usize, limit: usize) -> String {
+pub(super) fn over_limit(unsent: usize, limit: usize) -> String {
     format!(
         "outgoing buffer over its limit ({unsent} bytes unsent, unsent_limit {limit}): the peer does not read"
     )
 }
 
-struct Reactor {
-    net: Arc<Net>,
+pub(super) struct Reactor {
+    pub(super) net: Arc<Net>,
     poll: Poll,
     cmds: Receiver<Cmd>,
     listeners: Vec<TcpListener>,
-    conns: HashMap<Token, Conn>,
-    next: usize,
-    dials: HashMap<String, Dial>,
+    pub(super) conns: Conns,
+    pub(super) dials: HashMap<String, Dial>,
     /// Node ID → the connection that passed its greeting (handshaking or up).
-    greeted: HashMap<String, Token>,
+    pub(super) greeted: HashMap<String, Token>,
     /// Connections whose read budget ran out: read again next turn.
     again: Vec<Token>,
     rbuf: Vec<u8>,
@@ -256,13 +262,13 @@ impl Reactor {
             }
             Cmd::Cut(node) => {
                 if let Some(token) = self.greeted.get(&node).copied() {
-                    if let Some(conn) = self.conns.remove(&token) {
+                    if let Some(conn) = self.conns.remove(token) {
                         self.finish(token, conn, "connection cut (test hook)");
                     }
                 }
             }
             Cmd::OverLimit(token, unsent) => {
-                if let Some(conn) = self.conns.remove(&token) {
+                if let Some(conn) = self.conns.remove(token) {
                     let why = over_limit(unsent, self.net.unsent_limit);
                     self.finish(token, conn, &why);
                 }
@@ -279,8 +285,9 @@ impl Reactor {
     }
 
     fn shutdown(mut self) {
-        for (token, conn) in std::mem::take(&mut self.conns) {
-            self.finish(token, conn, "the local node shut down its network");
+        let conns: Vec<Conn> = self.conns.drain().collect();
+        for conn in conns {
+            self.finish(conn.token, conn, "the local node shut down its network");
         }
         for (_, dial) in std::mem::take(&mut self.dials) {
             self.net
@@ -289,20 +296,11 @@ impl Reactor {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let hs = self.conns.values().filter_map(|c| match &c.phase {
+        let hs = self.conns.iter().filter_map(|c| match &c.phase {
             Phase::Handshake(h) => Some(h.deadline()),
             Phase::Up { .. } => None,
         });
-        let dials = self.dials.iter().map(|(k, d)| {
-            if self.dial_busy(k, d) {
-                d.deadline
-            } else {
-                d.next_at
-                    .min(d.deadline)
-                    .min(d.fire_at.unwrap_or(d.deadline))
-            }
-        });
-        hs.chain(dials)
+        hs.chain(self.dial_deadline())
             .chain(self.accept_retry)
             .chain(self.heartbeat_next)
             .chain(Some(self.seeds_next))
@@ -333,86 +331,15 @@ impl Reactor {
         let expired: Vec<Token> = self
             .conns
             .iter()
-            .filter(|(_, c)| matches!(&c.phase, Phase::Handshake(h) if h.deadline() <= now))
-            .map(|(t, _)| *t)
+            .filter(|c| matches!(&c.phase, Phase::Handshake(h) if h.deadline() <= now))
+            .map(|c| c.token)
             .collect();
         for token in expired {
-            if let Some(conn) = self.conns.remove(&token) {
+            if let Some(conn) = self.conns.remove(token) {
                 self.finish(token, conn, "handshake timed out");
             }
         }
-        let due: Vec<String> = self
-            .dials
-            .iter()
-            .filter(|(_, d)| {
-                d.next_at <= now || d.deadline <= now || d.fire_at.is_some_and(|t| t <= now)
-            })
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in due {
-            let Some(mut dial) = self.dials.remove(&key) else {
-                continue;
-            };
-            let link = dial.remote.dial_state();
-            if link == DialState::Up || (link != DialState::Connecting && dial.fire_at.is_some()) {
-                // Connected, or no longer wanted.
-                continue;
-            }
-            let busy = self.dial_busy(&key, &dial);
-            let over = dial.deadline <= now;
-            let fire = dial.fire_at.is_some_and(|t| t <= now) && !busy;
-            if link == DialState::Connecting && (over || fire) {
-                // No connection within `connect_interval`: the monitors
-                // fire and the queue goes (a handshake under way gets its
-                // own time first). The attempts go on until
-                // `monitor_timeout`, so the node is connected when it
-                // comes up.
-                self.net.fail(&dial.remote, None, "connect timeout");
-                dial.fire_at = None;
-            }
-            if over {
-                continue;
-            }
-            if busy || dial.next_at > now || link == DialState::Settling {
-                // Not its turn; or a handshake with the node is under way
-                // (a second connection would only race it); or its
-                // monitors are firing (a connection must wait for them).
-                self.dials.insert(key, dial);
-                continue;
-            }
-            if let Some(t) = dial.attempt.take() {
-                // Still connecting after its turn: give up on that address.
-                if let Some(c) = self.conns.remove(&t) {
-                    self.finish(t, c, "no answer within connect_interval");
-                }
-            }
-            let known = self
-                .net
-                .addresses
-                .lock()
-                .get(&key)
-                .cloned()
-                .unwrap_or_default();
-            if known.is_empty() || (dial.next > 0 && dial.next % known.len() == 0) {
-                // Discovery: ask the master for its listen addresses (also
-                // when every known one was tried: they may be stale).
-                self.net
-                    .events()
-                    .event(&self.net, PeerEvent::NeedAddress(&key));
-            }
-            if !known.is_empty() {
-                let (text, addr) = known[dial.next % known.len()].clone();
-                dial.next += 1;
-                dial.attempt = self.start_connect(addr, text, Some(dial.remote.clone()));
-            }
-            dial.next_at = now
-                + spacing(
-                    self.net.connect_interval,
-                    self.net.monitor_timeout,
-                    known.len(),
-                );
-            self.dials.insert(key, dial);
-        }
+        self.dial_timers(now);
     }
 
     /// The heartbeat (see [`Config::tick`](crate::Config::tick)): a
@@ -423,20 +350,20 @@ impl Reactor {
         let tick = self.net.tick;
         let mut dead = Vec::new();
         let mut probe = Vec::new();
-        for (token, c) in &self.conns {
+        for c in self.conns.iter() {
             if !matches!(c.phase, Phase::Up { .. }) || now.duration_since(c.last_rx) < tick {
                 continue;
             }
             match c.heartbeat_at {
                 Some(t) if t > c.last_rx && now.duration_since(t) >= 2 * tick => {
-                    dead.push((*token, now.duration_since(c.last_rx)))
+                    dead.push((c.token, now.duration_since(c.last_rx)))
                 }
                 Some(t) if t > c.last_rx => {}
-                _ => probe.push(*token),
+                _ => probe.push(c.token),
             }
         }
         for (token, silent) in dead {
-            if let Some(conn) = self.conns.remove(&token) {
+            if let Some(conn) = self.conns.remove(token) {
                 let why = format!(
                     "no answer for {:.1} s (heartbeat, tick {:.1} s)",
                     silent.as_secs_f64(),
@@ -446,7 +373,7 @@ impl Reactor {
             }
         }
         for token in probe {
-            let Some(c) = self.conns.get_mut(&token) else {
+            let Some(c) = self.conns.get_mut(token) else {
                 continue;
             };
             c.heartbeat_at = Some(now);
@@ -457,42 +384,13 @@ impl Reactor {
         }
     }
 
-    /// A connection attempt to `node` ended without a connection (refused,
-    /// or closed in the handshake, e.g. while the node's end of a lost
-    /// connection still fires its monitors): before the connect timeout,
-    /// the next attempt comes sooner than `connect_interval`, so that one
-    /// refusal does not use up the whole time.
-    fn attempt_failed(&mut self, node: &str, token: Token) {
-        let soon = Instant::now() + jitter(self.net.connect_interval / 4);
-        if let Some(d) = self.dials.get_mut(node) {
-            if d.attempt == Some(token) && d.fire_at.is_some() {
-                d.next_at = d.next_at.min(soon);
-            }
-        }
-    }
-
-    /// Whether a handshake with the dialed node is running: our latest
-    /// attempt past its TCP connect, or a connection from the node.
-    fn dial_busy(&self, key: &str, dial: &Dial) -> bool {
-        let ours = dial
-            .attempt
-            .and_then(|t| self.conns.get(&t))
-            .is_some_and(|c| !c.tcp_connecting);
-        let theirs = self
-            .greeted
-            .get(key)
-            .and_then(|t| self.conns.get(t))
-            .is_some_and(|c| matches!(c.phase, Phase::Handshake(_)));
-        ours || theirs
-    }
-
     fn handshake(&self, addr: &str) -> Box<Handshake> {
         let mut cfg = self.net.hs.clone();
         cfg.extra.push(("peeraddr".into(), addr.to_string()));
         Box::new(Handshake::new(cfg, Instant::now()))
     }
 
-    fn add_conn(
+    pub(super) fn add_conn(
         &mut self,
         mut sock: TcpStream,
         addr: String,
@@ -504,8 +402,10 @@ impl Reactor {
         if let Err(e) = socket2::SockRef::from(&sock).set_keepalive(true) {
             log::debug!("keepalive on {addr}: {e}");
         }
-        let token = Token(self.next);
-        self.next += 1;
+        let Some(token) = self.conns.next_token() else {
+            log::warn!("{}: too many connections; closing {addr}", self.net.id);
+            return None;
+        };
         if let Err(e) =
             self.poll
                 .registry()
@@ -520,42 +420,25 @@ impl Reactor {
         let mut hs = self.handshake(&addr);
         let wbuf = hs.take_output();
         let tcp_connecting = dialed.is_some();
-        self.conns.insert(
+        self.conns.insert(Conn {
             token,
-            Conn {
-                sock,
-                addr,
-                dialed,
-                tcp_connecting,
-                phase: Phase::Handshake(hs),
-                tls: None,
-                peer: None,
-                wbuf,
-                wpos: 0,
-                last_rx: Instant::now(),
-                heartbeat_at: None,
-                probed: None,
-            },
-        );
+            sock,
+            addr,
+            dialed,
+            tcp_connecting,
+            phase: Phase::Handshake(hs),
+            tls: None,
+            peer: None,
+            wbuf,
+            wpos: 0,
+            last_rx: Instant::now(),
+            heartbeat_at: None,
+            probed: None,
+        });
         if !tcp_connecting {
             self.conn_event(token, Some(true), true);
         }
         Some(token)
-    }
-
-    fn start_connect(
-        &mut self,
-        addr: SocketAddr,
-        text: String,
-        expected: Option<Arc<Remote>>,
-    ) -> Option<Token> {
-        match TcpStream::connect(addr) {
-            Ok(sock) => self.add_conn(sock, text, Some(expected)),
-            Err(e) => {
-                log::info!("{}: cannot connect to {text}: {e}", self.net.id);
-                None
-            }
-        }
     }
 
     fn accept(&mut self, i: usize) {
@@ -587,248 +470,60 @@ impl Reactor {
     /// `readable`: `Some(drain)` to read (draining the socket if the
     /// peer may have closed).
     fn conn_event(&mut self, token: Token, readable: Option<bool>, writable: bool) {
-        let Some(mut conn) = self.conns.remove(&token) else {
-            return;
-        };
-        if let Err(why) = self.drive(token, &mut conn, readable, writable) {
-            return self.finish(token, conn, &why);
-        }
-        self.conns.insert(token, conn);
-    }
-
-    fn drive(
-        &mut self,
-        token: Token,
-        conn: &mut Conn,
-        readable: Option<bool>,
-        writable: bool,
-    ) -> Result<(), String> {
-        if conn.tcp_connecting {
-            if !writable && readable.is_none() {
-                return Ok(());
-            }
-            if let Ok(Some(e)) | Err(e) = conn.sock.take_error() {
-                return Err(format!("connect failed: {e}"));
-            }
-            match conn.sock.peer_addr() {
-                Ok(_) => conn.tcp_connecting = false,
-                Err(e) if e.kind() == std::io::ErrorKind::NotConnected => return Ok(()),
-                Err(e) => return Err(format!("connect failed: {e}")),
-            }
-        }
-        if let Some(drain) = readable {
-            let mut rbuf = std::mem::take(&mut self.rbuf);
-            let res = conn.read(&mut rbuf, drain, |c, data| self.received(token, c, data));
-            self.rbuf = rbuf;
-            match res? {
-                ReadState::Open => {}
-                ReadState::More => self.again.push(token),
-                ReadState::Eof => {
-                    return Err(match &mut conn.phase {
-                        Phase::Handshake(h) => h.eof().to_string(),
-                        Phase::Up { .. } => "connection closed by peer".into(),
-                    })
-                }
-            }
-        }
-        conn.flush().map_err(|e| format!("write error: {e}"))
-    }
-
-    /// Bytes arrived on `conn` (ciphertext once TLS runs).
-    fn received(&mut self, token: Token, conn: &mut Conn, data: &[u8]) -> Result<(), String> {
-        if let Phase::Up { out, .. } = &conn.phase {
-            out.received(data.len(), conn.last_rx);
-        }
-        let Some(tls) = conn.tls.as_mut() else {
-            return self.received_plain(token, conn, data);
-        };
-        let mut plain = Vec::new();
-        let ready = tls.feed(data, &mut plain)?;
-        let cipher = tls.take_output();
-        conn.wbuf.extend_from_slice(&cipher);
-        if ready {
-            if let Phase::Handshake(hs) = &mut conn.phase {
-                hs.tls_established().map_err(|e| e.to_string())?;
-                let out = hs.take_output();
-                conn.send_plain(&out)?;
-            }
-        }
-        if plain.is_empty() {
-            return Ok(());
-        }
-        self.received_plain(token, conn, &plain)
-    }
-
-    /// Plaintext arrived on `conn`.
-    fn received_plain(&mut self, token: Token, conn: &mut Conn, data: &[u8]) -> Result<(), String> {
-        let events = match &mut conn.phase {
-            Phase::Handshake(hs) => {
-                let events = hs.feed(data).map_err(|e| e.to_string());
-                let out = hs.take_output();
-                conn.send_plain(&out)?;
-                events?
-            }
-            Phase::Up { dec, .. } => {
-                dec.feed(data);
-                return self.packets(conn);
-            }
-        };
-        for ev in events {
-            match ev {
-                Event::PeerGreeting { node_id, .. } => self.greeting(token, conn, node_id)?,
-                Event::StartTls { client, ciphertext } => {
-                    let cfg = self
-                        .net
-                        .tls
-                        .as_ref()
-                        .ok_or("TLS requested, but this node has no certificate")?;
-                    let mut tls = Box::new(Tls::start(cfg, client)?);
-                    let hello = tls.take_output();
-                    conn.wbuf.extend_from_slice(&hello);
-                    conn.tls = Some(tls);
-                    // The handshake stops at StartTls: this was the last event.
-                    return self.received(token, conn, &ciphertext);
-                }
-                Event::Established(est) => {
-                    let remote = match &conn.peer {
-                        Some(r) => r.clone(),
-                        None => self.net.remote(&est.peer_node_id),
-                    };
-                    // Senders write directly when the connection is idle
-                    // (not under TLS: the session lives here).
-                    let writer = if conn.tls.is_some() {
-                        None
-                    } else {
-                        conn.sock
-                            .as_fd()
-                            .try_clone_to_owned()
-                            .map(std::net::TcpStream::from)
-                            .ok()
-                    };
-                    let out = self
-                        .net
-                        .established(&remote, token, est.send_framing, writer)
-                        .ok_or("a connection to that node is already up")?;
-                    self.dials.remove(remote.id.as_str());
-                    self.net.peer_up(remote.id.as_str());
-                    let mut dec = Box::new(Decoder::new(est.recv_framing));
-                    dec.feed(&est.leftover);
-                    out.received(est.leftover.len(), conn.last_rx);
-                    out.set_preamble(conn.wbuf.len() - conn.wpos);
-                    let over = out.is_closed();
-                    let unsent = out.unsent();
-                    conn.phase = Phase::Up { remote, out, dec };
-                    if over {
-                        // What was queued while connecting passed the limit.
-                        return Err(over_limit(unsent, self.net.unsent_limit));
+        let more = match self.conns.get_mut(token) {
+            None => return,
+            // The data phase needs only the net: the connection stays in
+            // its slot.
+            Some(conn) if matches!(conn.phase, Phase::Up { .. }) => {
+                let net = &self.net;
+                let rbuf = &mut self.rbuf;
+                match drive(conn, rbuf, readable, writable, |c, data| {
+                    inbound::received_up(net, c, data)
+                }) {
+                    Ok(more) => more,
+                    Err(why) => {
+                        if let Some(conn) = self.conns.remove(token) {
+                            self.finish(token, conn, &why);
+                        }
+                        return;
                     }
-                    return self.packets(conn);
                 }
             }
-        }
-        Ok(())
-    }
-
-    /// The peer's greeting line 1 passed: decide whether this connection
-    /// may go on.
-    fn greeting(&mut self, token: Token, conn: &mut Conn, node_id: String) -> Result<(), String> {
-        let remote = self.net.remote(&node_id);
-        if let Some(None) = conn.dialed {
-            self.net.seed_greeted(&conn.addr, &node_id);
-        }
-        if let Some(Some(expected)) = &conn.dialed {
-            if expected.id.as_str() != node_id {
-                return Err(format!(
-                    "expected node {} but {node_id} answered",
-                    expected.id
-                ));
-            }
-        }
-        // At most one connection per node pair, without losing what a
-        // working connection carries. A second connection is refused
-        // here, before our auth line leaves, so the peer can never
-        // complete it either:
-        // - If a connection is up, the new one is refused. The peer may
-        //   have restarted (same ID, new process) while the old one still
-        //   looks up, which the greeting cannot tell from a race; so the
-        //   old one is probed: a restarted peer's host answers with a
-        //   reset, the old connection fails (its monitors fire: messages
-        //   to the old process may be lost) and the peer's next attempt
-        //   gets through. A node that tries again after a probe went
-        //   unanswered (nothing arrived since) while the old connection
-        //   stays silent replaces it the same way (a host that vanished).
-        // - Two handshakes: once we sent our auth line on the first, the
-        //   peer may already use it, so the new one is refused; before
-        //   that, the one dialed by the node with the smaller ID is kept,
-        //   which the peer decides alike. When the two ends saw the
-        //   greetings in opposite orders both may be refused; nothing was
-        //   established, and the next attempt connects.
-        match self.net.may_connect(&remote) {
-            Ok(()) => {}
-            Err((Some(old), _)) if old != token => {
-                let now = Instant::now();
-                let Some(c) = self.conns.get_mut(&old) else {
-                    return Err("simultaneous connection; the other one is kept".into());
+            // The handshake may weigh and close other connections: the
+            // connection is lent out of its slot meanwhile.
+            Some(_) => {
+                let Some(mut conn) = self.conns.lend(token) else {
+                    return;
                 };
-                let stale = c.probed.is_some_and(|t| {
-                    c.last_rx < t && now.duration_since(t) >= self.net.connect_interval
+                let mut rbuf = std::mem::take(&mut self.rbuf);
+                let res = drive(&mut conn, &mut rbuf, readable, writable, |c, data| {
+                    self.received(token, c, data)
                 });
-                if stale {
-                    if let Some(c) = self.conns.remove(&old) {
-                        self.finish(old, c, "switched connections: the node connected again and the old connection is silent");
+                self.rbuf = rbuf;
+                match res {
+                    Ok(more) => {
+                        self.conns.put_back(conn);
+                        more
                     }
-                    return Err("switched connections; the node must connect again".into());
-                }
-                if c.probed.is_none_or(|t| c.last_rx >= t) {
-                    c.probed = Some(now);
-                }
-                if let Phase::Up { out, .. } = &c.phase {
-                    let pushed = out.probe();
-                    self.pushed(old, pushed);
-                }
-                return Err(
-                    "simultaneous connection; already connected (probing the old one)".into(),
-                );
-            }
-            Err((_, why)) => return Err(why.into()),
-        }
-        if let Some(None) = conn.dialed {
-            // Node::connect: now we know whose address this is.
-            if let Ok(a) = conn.sock.peer_addr() {
-                self.net.learn(&node_id, &conn.addr, vec![a]);
-            }
-        }
-        if let Some(other) = self.greeted.get(&node_id).copied() {
-            if other != token && self.conns.contains_key(&other) {
-                // Two handshakes with one node (see above).
-                if let Phase::Handshake(h) = &self.conns[&other].phase {
-                    if h.auth_sent() {
-                        return Err("simultaneous connection; the other one is kept".into());
+                    Err(why) => {
+                        self.conns.release(token);
+                        return self.finish(token, conn, &why);
                     }
                 }
-                let other_out = self.conns[&other].dialed.is_some();
-                let this_out = conn.dialed.is_some();
-                let me_smaller = self.net.id.as_str() < node_id.as_str();
-                if this_out == other_out || this_out != me_smaller {
-                    return Err("simultaneous connection; the other one is kept".into());
-                }
-                if let Some(c) = self.conns.remove(&other) {
-                    self.finish(other, c, "simultaneous connection; the other one is kept");
-                }
             }
+        };
+        if more {
+            self.again.push(token);
         }
-        self.greeted.insert(node_id, token);
-        conn.peer = Some(remote);
-        Ok(())
     }
 
     /// Acts on what became of a packet the reactor queued on `token`.
-    fn pushed(&mut self, token: Token, pushed: Pushed) {
+    pub(super) fn pushed(&mut self, token: Token, pushed: Pushed) {
         match pushed {
             Pushed::Done | Pushed::Closed => {}
             Pushed::Wake => self.conn_event(token, None, true),
             Pushed::Over { unsent } => {
-                if let Some(conn) = self.conns.remove(&token) {
+                if let Some(conn) = self.conns.remove(token) {
                     let why = over_limit(unsent, self.net.unsent_limit);
                     self.finish(token, conn, &why);
                 }
@@ -836,31 +531,8 @@ impl Reactor {
         }
     }
 
-    /// Routes every complete packet buffered in the decoder.
-    fn packets(&mut self, conn: &mut Conn) -> Result<(), String> {
-        let Phase::Up { remote, dec, out } = &mut conn.phase else {
-            return Ok(());
-        };
-        let node = self.net.node().ok_or("the local node is gone")?;
-        let _batch = crate::context::defer_schedules();
-        loop {
-            match dec.next_packet() {
-                Ok(Some(packet)) => {
-                    out.received_packet();
-                    requests::route(&self.net, &node, remote, packet)?
-                }
-                Ok(None) => return Ok(()),
-                // One bad value never takes the connection down.
-                Err(e) if !e.is_fatal() => {
-                    log::warn!("{}: from {}: {e}", self.net.id, remote.id)
-                }
-                Err(e) => return Err(e.to_string()),
-            }
-        }
-    }
-
     /// Closes a connection (already removed from `conns`).
-    fn finish(&mut self, token: Token, mut conn: Conn, why: &str) {
+    pub(super) fn finish(&mut self, token: Token, mut conn: Conn, why: &str) {
         if let (Some(Some(remote)), Phase::Handshake(_)) = (&conn.dialed, &conn.phase) {
             self.attempt_failed(remote.id.as_str(), token);
         }
@@ -894,4 +566,44 @@ impl Reactor {
             }
         }
     }
+}
+
+/// Drives a connection on an event: completes its TCP connect, reads
+/// (passing what arrives to `received`), writes. `Ok(true)`: the read
+/// budget ran out, read again next turn.
+fn drive(
+    conn: &mut Conn,
+    rbuf: &mut [u8],
+    readable: Option<bool>,
+    writable: bool,
+    received: impl FnMut(&mut Conn, &[u8]) -> Result<(), String>,
+) -> Result<bool, String> {
+    if conn.tcp_connecting {
+        if !writable && readable.is_none() {
+            return Ok(false);
+        }
+        if let Ok(Some(e)) | Err(e) = conn.sock.take_error() {
+            return Err(format!("connect failed: {e}"));
+        }
+        match conn.sock.peer_addr() {
+            Ok(_) => conn.tcp_connecting = false,
+            Err(e) if e.kind() == std::io::ErrorKind::NotConnected => return Ok(false),
+            Err(e) => return Err(format!("connect failed: {e}")),
+        }
+    }
+    let mut more = false;
+    if let Some(drain) = readable {
+        match conn.read(rbuf, drain, received)? {
+            ReadState::Open => {}
+            ReadState::More => more = true,
+            ReadState::Eof => {
+                return Err(match &mut conn.phase {
+                    Phase::Handshake(h) => h.eof().to_string(),
+                    Phase::Up { .. } => "connection closed by peer".into(),
+                })
+            }
+        }
+    }
+    conn.flush().map_err(|e| format!("write error: {e}"))?;
+    Ok(more)
 }

@@ -409,19 +409,14 @@ impl Net {
         self.node().and_then(|n| n.net().cloned())
     }
 
-    /// Whether a new connection to `remote` may proceed past the greeting.
-    /// `Err(Some(token))`: the node is connected over `token` already.
-    pub(crate) fn may_connect(
-        &self,
-        remote: &Remote,
-    ) -> Result<(), (Option<mio::Token>, &'static str)> {
+    /// The link to `remote` as a new connection's greeting weighs it (see
+    /// `duplicate.rs`).
+    pub(super) fn greeting_link(&self, remote: &Remote) -> super::duplicate::Link {
+        use super::duplicate::Link as Greeting;
         match &remote.st.lock().link {
-            Link::Up(out) => Err((Some(out.token), "already connected to that node")),
-            Link::Down | Link::Firing(_) => Err((
-                None,
-                "the previous connection to that node is still shutting down",
-            )),
-            Link::Idle | Link::Connecting => Ok(()),
+            Link::Up(out) => Greeting::Up(out.token),
+            Link::Down | Link::Firing(_) => Greeting::Settling,
+            Link::Idle | Link::Connecting => Greeting::Free,
         }
     }
 }
