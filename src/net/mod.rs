@@ -1,5 +1,20 @@
 //! The network: nodes talking over TCP with the AEMP wire protocol.
 //!
+//! ```text
+//!   kernel ──Network (seam.rs): send, kill, monitor──► Net (mod.rs)
+//!     remote.rs (link state) ─► outbox.rs (encode; write if idle)
+//!   reactor thread: reactor.rs (poll loop) ─► dial.rs, inbound.rs
+//!     (handshake: transport/, duplicate.rs) ─► requests.rs ─► kernel
+//!     (Node::deliver_from, node-port requests)
+//!   PeerEvents (events.rs) ─► the database service above (db/)
+//! ```
+//!
+//! Threads: the node's one reactor thread owns every socket, runs the
+//! handshakes, the timers (dials, heartbeats, seeds) and the routing of
+//! what arrives; senders (any thread) encode into a connection's outbox;
+//! monitor firing after a loss runs as a dispatcher task. The network
+//! imports the kernel, never the database.
+//!
 //! - `config.rs`: [`Config`], node-ID expansion, bind parsing.
 //! - `remote.rs`: per remote node: the link state (idle, connecting, up,
 //!   down), the packets queued while connecting, our monitors of its ports
