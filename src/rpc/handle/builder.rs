@@ -90,7 +90,7 @@ impl<S: Serialiser> RpcBuilder<S> {
         self
     }
 
-    /// Names an init function (see [`register_init`](super::register_init))
+    /// Names an init function (see [`register_init`](crate::rpc::register_init))
     /// that the worker runs first, with these arguments in order.
     pub fn init(mut self, function: &str, args: Vec<Vec<u8>>) -> Self {
         self.init = Some((function.to_string(), args));
@@ -98,7 +98,7 @@ impl<S: Serialiser> RpcBuilder<S> {
     }
 
     /// Async backend: names a done function (see
-    /// [`register_done`](super::register_done)) the worker runs after the
+    /// [`register_done`](crate::rpc::register_done)) the worker runs after the
     /// handle is dropped and every call is answered; it exits when that
     /// function returns.
     pub fn done(mut self, function: &str) -> Self {
