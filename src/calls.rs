@@ -189,12 +189,16 @@ impl Node {
             Ok(Err(reason)) => Err(Error::NoReply {
                 what: "call",
                 port: port.clone(),
+                cause: (reason.kind() == Some("transport_error"))
+                    .then(|| self.last_connect_error(port.node()))
+                    .flatten(),
                 reason,
             }),
             Err(_) => Err(Error::Timeout {
                 what: "call",
                 port: port.clone(),
                 after: timeout,
+                cause: self.last_connect_error(port.node()),
             }),
         };
         drop(monitor);

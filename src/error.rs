@@ -95,7 +95,7 @@ pub enum Error {
         reason: Reason,
     },
     /// A blocking call got no reply in time.
-    #[error("{what} to {port}: no reply within {after:?}")]
+    #[error("{what} to {port}: no reply within {after:?}{}", because(.cause))]
     Timeout {
         /// The operation.
         what: &'static str,
@@ -103,9 +103,12 @@ pub enum Error {
         port: PortId,
         /// The time-out.
         after: Duration,
+        /// Why the latest connection attempt to the port's node failed,
+        /// if it did (e.g. an authentication failure).
+        cause: Option<String>,
     },
     /// The port a blocking call waited on died before it replied.
-    #[error("{what} to {port}: the port died before replying ({reason})")]
+    #[error("{what} to {port}: the port died before replying ({reason}){}", because(.cause))]
     NoReply {
         /// The operation.
         what: &'static str,
@@ -113,6 +116,10 @@ pub enum Error {
         port: PortId,
         /// Its kill reason.
         reason: Reason,
+        /// For a lost or never-made connection (`transport_error`): why
+        /// the latest connection attempt to the port's node failed, if
+        /// known.
+        cause: Option<String>,
     },
     /// [`snd_wait`](crate::Node::snd_wait): the connection to the port's
     /// node still held more than `unsent_high_water` unsent bytes when the
@@ -234,7 +241,7 @@ pub enum Error {
         problem: String,
     },
     /// A database query (`db_keys_wait`, ...) got no answer in time.
-    #[error("{what} of database family {family:?}: no answer within {after:?}")]
+    #[error("{what} of database family {family:?}: no answer within {after:?}{}", because(.cause))]
     DbTimeout {
         /// The operation.
         what: &'static str,
@@ -242,10 +249,21 @@ pub enum Error {
         family: String,
         /// The time-out.
         after: Duration,
+        /// Why the latest connection attempt to a seed failed, if no
+        /// global node is connected and one did.
+        cause: Option<String>,
     },
     /// A database call got a family or key it cannot store.
     #[error(transparent)]
     Db(#[from] crate::db::protocol::Error),
+}
+
+/// The text of an error's optional cause.
+fn because(cause: &Option<String>) -> String {
+    match cause {
+        Some(c) => format!("; the latest connection attempt failed: {c}"),
+        None => String::new(),
+    }
 }
 
 /// `Result` with [`Error`].

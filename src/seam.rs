@@ -46,6 +46,10 @@ pub(crate) trait Network: Send + Sync + 'static {
     /// Every peer's link, for [`Node::stats`](crate::Node::stats).
     fn peers(&self) -> Vec<PeerStats>;
 
+    /// Why the latest connection attempt to `key` (a node ID or an
+    /// address as given) failed, unless a connection there came up since.
+    fn last_failure(&self, key: &str) -> Option<String>;
+
     /// The implementation, for the network's own use of the node.
     fn as_any(&self) -> &dyn Any;
 }

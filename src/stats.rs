@@ -109,4 +109,31 @@ impl Node {
             peers,
         }
     }
+
+    /// Why the latest connection attempt to `node_or_addr` (a node ID, or
+    /// an address as given to [`connect`](Node::connect), a seed or
+    /// [`add_address`](Node::add_address)) failed — refused, timed out, an
+    /// authentication failure — unless a connection there came up since.
+    /// `None` without a network. A blocking call's
+    /// [`Error::Timeout`](crate::Error::Timeout) and
+    /// [`Error::NoReply`](crate::Error::NoReply) carry it as their cause.
+    ///
+    /// ```
+    /// use aemp::{Config, Node};
+    /// let seed = Node::with_config(Config::new("doc/seed").bind("127.0.0.1:0").secret("one"))
+    ///     .unwrap();
+    /// let addr = seed.listen_addrs()[0].to_string();
+    /// let me = Node::with_config(Config::new("doc/me").secret("two")).unwrap();
+    /// me.connect(&addr).unwrap();
+    /// let why = loop {
+    ///     if let Some(why) = me.last_connect_error(&addr) {
+    ///         break why;
+    ///     }
+    ///     std::thread::sleep(std::time::Duration::from_millis(5));
+    /// };
+    /// assert!(why.contains("authentication failure"), "{why}");
+    /// ```
+    pub fn last_connect_error(&self, node_or_addr: &str) -> Option<String> {
+        self.network()?.last_failure(node_or_addr)
+    }
 }

@@ -345,11 +345,16 @@ impl Call {
                 self.timeout.as_secs_f64()
             ),
         };
-        if others.is_empty() {
-            if lost.is_none() {
-                text += " (no node answered there)";
-            }
-        } else {
+        let why = std::iter::once(self.target.as_str())
+            .chain(addrs.iter().map(String::as_str))
+            .find_map(|k| self.node.last_connect_error(k).map(|w| format!("{k}: {w}")));
+        if let Some(why) = why {
+            // The cause, e.g. an authentication failure (a wrong secret).
+            text += &format!(" (the latest attempt failed: {why})");
+        } else if others.is_empty() && lost.is_none() {
+            text += " (no node answered there)";
+        }
+        if !others.is_empty() {
             let master = match self.node.db_master() {
                 Some(m) => format!("; master {m} does not know it"),
                 None => "; none of them is a global node that could find it".into(),

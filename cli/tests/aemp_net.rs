@@ -482,3 +482,33 @@ fn no_secret_or_cert_is_a_clear_error_at_once() {
         );
     }
 }
+
+#[test]
+fn a_wrong_secret_is_reported_as_an_authentication_failure() {
+    let env = Env::new();
+    let seed = env.seed(&[]);
+    // The seed runs with "s"; the tool now joins with another secret.
+    env.run(&["setsecret", "wrong"]).ok();
+    let out = env
+        .run(&[
+            "cal",
+            "--timeout",
+            "1",
+            "--connect",
+            &seed.addr,
+            "seed",
+            "time",
+        ])
+        .fails(1);
+    assert!(
+        out.stderr.contains("authentication failure") && out.stderr.contains("token mismatch"),
+        "{out:?}"
+    );
+    let out = env
+        .run(&["nodes", "--timeout", "1", "--connect", &seed.addr])
+        .fails(1);
+    assert!(
+        out.stderr.contains("no seed answered") && out.stderr.contains("token mismatch"),
+        "{out:?}"
+    );
+}

@@ -273,6 +273,11 @@ impl Node {
             what,
             family: family.to_string(),
             after: timeout,
+            cause: self
+                .db_service(what)
+                .ok()
+                .filter(|_| self.db_master().is_none())
+                .and_then(|(net, _)| net.seed_failure()),
         })
     }
 

@@ -132,6 +132,21 @@ impl Decision {
     }
 }
 
+/// Whether `why` is one of this rule's refusals (a connection closed by
+/// bookkeeping, not by a fault).
+pub(super) fn is_refusal(why: &str) -> bool {
+    why == RACING
+        || why == SWITCHED
+        || [
+            Decision::RefuseKeepExisting { mark: false },
+            Decision::RefuseSwitch,
+            Decision::RefuseSame,
+            Decision::RefuseStillFiring,
+        ]
+        .into_iter()
+        .any(|d| d.refusal() == Some(why))
+}
+
 /// Why the loser of two racing handshakes is closed.
 pub(super) const RACING: &str = "simultaneous connection; the other one is kept";
 
@@ -321,5 +336,22 @@ mod tests {
             assert_eq!(decide(&at_a), want);
             assert_eq!(decide(&at_b), want);
         }
+    }
+
+    #[test]
+    fn refusals_are_told_from_faults() {
+        for d in [
+            Decision::RefuseKeepExisting { mark: true },
+            Decision::RefuseSwitch,
+            Decision::RefuseRacing,
+            Decision::RefuseUnheld,
+            Decision::RefuseSame,
+            Decision::RefuseStillFiring,
+        ] {
+            assert!(is_refusal(d.refusal().unwrap()), "{d:?}");
+        }
+        assert!(is_refusal(SWITCHED));
+        assert!(!is_refusal("authentication failure from x: token mismatch"));
+        assert!(!is_refusal("connection refused"));
     }
 }

@@ -108,6 +108,7 @@ impl Reactor {
             .established(&remote, token, est.send_framing, writer)
             .ok_or("a connection to that node is already up")?;
         self.dials.remove(remote.id.as_str());
+        self.net.forget_failures(remote.id.as_str(), &conn.addr);
         self.net.peer_up(remote.id.as_str());
         let mut dec = Box::new(Decoder::new(est.recv_framing));
         dec.feed(&est.leftover);

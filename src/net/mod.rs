@@ -137,6 +137,10 @@ pub(crate) struct Net {
     listen: Vec<SocketAddr>,
     reactor: reactor::Handle,
     nodes: nodes::NodeMonitors,
+    /// Why the latest failed connection attempt to a node (by ID) or an
+    /// address (as given) failed; forgotten when a connection there comes
+    /// up (see [`Net::last_failure`]).
+    failures: Mutex<HashMap<String, String>>,
     /// Seeds and the global mesh.
     seeds: seeds::Seeds,
     /// The subscriber to peer events (the database service).
@@ -164,6 +168,10 @@ impl Network for NetHandle {
 
     fn peers(&self) -> Vec<crate::stats::PeerStats> {
         self.0.peers()
+    }
+
+    fn last_failure(&self, key: &str) -> Option<String> {
+        self.0.last_failure(key)
     }
 
     fn kill(&self, port: &PortId, reason: Reason) {
@@ -268,6 +276,7 @@ pub(crate) fn start(cfg: Config, events: impl FnOnce(&str) -> Arc<dyn PeerEvents
         trace: std::env::var("AEMP_TRACE").is_ok_and(|v| v != "0" && !v.is_empty()),
         remotes: RwLock::new(HashMap::new()),
         addresses: Mutex::new(HashMap::new()),
+        failures: Mutex::new(HashMap::new()),
         listen,
         reactor: handle,
         nodes: nodes::NodeMonitors::default(),
@@ -396,5 +405,47 @@ impl Node {
         if let Some(net) = self.net() {
             net.reactor.shutdown();
         }
+    }
+}
+
+/// At most this many failures are remembered (a node trying many dead
+/// addresses must not grow without bound).
+const MAX_FAILURES: usize = 1024;
+
+impl Net {
+    /// Remembers why a connection attempt to `node` (if known) at `addr`
+    /// failed. A vague failure (the peer closed during the handshake, or
+    /// one side refused a duplicate) does not replace a telling one (an
+    /// authentication failure, a refused connection): the telling one is
+    /// usually why the vague ones follow.
+    pub(crate) fn note_failure(&self, node: Option<&str>, addr: &str, why: &str) {
+        let vague = |w: &str| w.contains("closed during handshake") || duplicate::is_refusal(w);
+        let mut f = self.failures.lock();
+        if f.len() >= MAX_FAILURES {
+            f.clear();
+        }
+        for key in node.into_iter().chain([addr]) {
+            match f.get_mut(key) {
+                Some(old) if vague(why) && !vague(old) => {}
+                Some(old) => why.clone_into(old),
+                None => {
+                    f.insert(key.to_string(), why.to_string());
+                }
+            }
+        }
+    }
+
+    /// A connection to `node` at `addr` came up: its failures are history.
+    pub(crate) fn forget_failures(&self, node: &str, addr: &str) {
+        let mut f = self.failures.lock();
+        if !f.is_empty() {
+            f.remove(node);
+            f.remove(addr);
+        }
+    }
+
+    /// See [`Network::last_failure`].
+    pub(crate) fn last_failure(&self, key: &str) -> Option<String> {
+        self.failures.lock().get(key).cloned()
     }
 }

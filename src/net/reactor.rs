@@ -537,6 +537,21 @@ impl Reactor {
             self.attempt_failed(remote.id.as_str(), token);
         }
         let _ = self.poll.registry().deregister(&mut conn.sock);
+        if matches!(conn.phase, Phase::Handshake(_)) {
+            if why.starts_with("authentication failure") {
+                // Our auth line, if still queued, tells the peer that the
+                // secrets differ (its check of our token fails too), so it
+                // can report that instead of a bare close: write it, best
+                // effort. Never for other failures: a handshake the peer
+                // could complete must not come up and die at once.
+                let pending = conn.wbuf.get(conn.wpos..).unwrap_or_default();
+                let _ = std::io::Write::write(&mut conn.sock, pending);
+            }
+            // Closing with unread input sends a reset, which makes the
+            // peer drop what we sent before: read that input first.
+            let mut sink = [0u8; 4096];
+            while matches!(std::io::Read::read(&mut conn.sock, &mut sink), Ok(1..)) {}
+        }
         // Senders may hold a second handle on the socket: shut it down so
         // the peer sees the end now.
         let _ = conn.sock.shutdown(std::net::Shutdown::Both);
@@ -562,7 +577,12 @@ impl Reactor {
                     "{}: connection with {} failed: {why}",
                     self.net.id,
                     conn.who()
-                )
+                );
+                let node = match (&conn.peer, &conn.dialed) {
+                    (Some(r), _) | (None, Some(Some(r))) => Some(r.id.as_str()),
+                    _ => None,
+                };
+                self.net.note_failure(node, &conn.addr, why);
             }
         }
     }

@@ -260,6 +260,22 @@ impl Net {
     /// The addresses to advertise: the listen addresses, `*` expanded to
     /// every local IPv4 address of the host (as the original), loopback
     /// last.
+    /// Why the latest attempt at one of the seeds failed (`"SEED: why"`),
+    /// if one did and none is connected since.
+    pub(crate) fn seed_failure(&self) -> Option<String> {
+        let texts: Vec<String> = self
+            .seeds
+            .st
+            .lock()
+            .seeds
+            .iter()
+            .map(|s| s.text.clone())
+            .collect();
+        texts
+            .into_iter()
+            .find_map(|t| self.last_failure(&t).map(|why| format!("{t}: {why}")))
+    }
+
     pub(crate) fn advertised(&self) -> Vec<String> {
         let mut out = Vec::new();
         for a in &self.listen {

@@ -245,3 +245,19 @@ fn wildcard_bind_publishes_interface_addresses() {
         .iter()
         .all(|a| !a.as_str().unwrap().starts_with("0.0.0.0")));
 }
+
+#[test]
+fn a_query_time_out_names_why_the_seeds_could_not_be_reached() {
+    let s = seed();
+    let lost = Node::with_config(cfg("lost").secret("wrong").seeds([addr(&s)])).unwrap();
+    let e = lost
+        .db_keys_wait("f", Duration::from_millis(500))
+        .unwrap_err();
+    match &e {
+        aemp::Error::DbTimeout { cause: Some(c), .. } => {
+            assert!(c.contains("token mismatch"), "{e}")
+        }
+        other => panic!("{other}"),
+    }
+    assert!(e.to_string().contains(&addr(&s)), "{e}");
+}

@@ -246,3 +246,37 @@ fn time_and_can_requests_82() {
     a.snd(&b.node_port().clone(), msg!["can", "nothing::here", &reply]);
     assert_eq!(recv(&rx), msg![""]);
 }
+
+#[test]
+fn a_wrong_secret_is_named_as_the_cause_of_a_failed_call() {
+    let a = Node::with_config(cfg("a")).unwrap();
+    let b = Node::with_config(cfg("b").secret("another")).unwrap();
+    introduce(&a, &b);
+    let (pb, _rxb) = sink(&b);
+    // The monitor fires after connect_interval ("connect timeout"); the
+    // error says why the attempts failed.
+    let err = a
+        .call(&pb, msg!["hi"], Duration::from_secs(10))
+        .unwrap_err();
+    match &err {
+        aemp::Error::NoReply {
+            reason,
+            cause: Some(cause),
+            ..
+        } => {
+            assert_eq!(reason.kind(), Some("transport_error"), "{err}");
+            assert!(cause.contains("authentication failure"), "{err}");
+        }
+        other => panic!("{other}"),
+    }
+    assert!(err.to_string().contains("token mismatch"), "{err}");
+    let why = a.last_connect_error(b.id().as_str()).unwrap();
+    assert!(why.contains("token mismatch"), "{why}");
+    // A node that connects fine has no failure on record.
+    let c = Node::with_config(cfg("c")).unwrap();
+    introduce(&a, &c);
+    let (pc, rxc) = sink(&c);
+    a.snd(&pc, msg!["fine"]);
+    assert_eq!(recv(&rxc), msg!["fine"]);
+    assert_eq!(a.last_connect_error(c.id().as_str()), None);
+}

@@ -88,11 +88,20 @@ impl Joined {
     }
 
     fn no_seed(&self) -> Failure {
-        self.failed(format!(
+        let mut text = format!(
             "no seed answered within {} s: tried {}",
             self.timeout.as_secs_f64(),
             self.seeds.join(", ")
-        ))
+        );
+        let why = self
+            .seeds
+            .iter()
+            .find_map(|s| self.node.last_connect_error(s).map(|w| format!("{s}: {w}")));
+        if let Some(why) = why {
+            // The cause, e.g. an authentication failure (a wrong secret).
+            text += &format!(" (the latest attempt failed: {why})");
+        }
+        self.failed(text)
     }
 
     pub(super) fn failed(&self, text: String) -> Failure {
