@@ -100,7 +100,13 @@ pub mod transport;
 
 /// The protocols as pure state machines (bytes or packets in, bytes,
 /// packets and events out; no sockets, threads or clock), for those who
-/// drive them themselves: tests, fuzzing, other implementations.
+/// drive them themselves: tests, fuzzing, other implementations:
+/// [`transport`] (handshake, auth, framing) and
+/// [`db`](crate::protocol::db) (the database and
+/// global-node protocol). The protocol notes below are what the rest of
+/// the documentation cites as "§N".
+///
+#[doc = include_str!("../docs/protocol.md")]
 pub mod protocol {
     pub use crate::db::protocol as db;
     pub use crate::transport;

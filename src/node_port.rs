@@ -1,5 +1,5 @@
 //! The node port (`""`) and named functions: `register`, `spawn`,
-//! `snd_to_func`, and the node-port requests of protocol.md §9 that make
+//! `snd_to_func`, and the node-port requests of the protocol notes §9 that make
 //! sense without a network (`snd`, `time`, `can`, `devnull`, spawn, and
 //! registered functions). Nothing that was not registered ever runs.
 

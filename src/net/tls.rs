@@ -1,4 +1,4 @@
-//! TLS (protocol.md §5) over in-memory pipes, so the reactor keeps owning
+//! TLS (protocol notes §5) over in-memory pipes, so the reactor keeps owning
 //! the socket: ciphertext read from the socket is fed in, plaintext comes
 //! out, and plaintext written produces ciphertext to send.
 //!

@@ -1,4 +1,4 @@
-//! The auth line (`<method>;<token>;<framing>`, protocol.md §4 and §6):
+//! The auth line (`<method>;<token>;<framing>`, the protocol notes §4 and §6):
 //! computing, choosing and verifying auth tokens.
 
 use std::fmt;

@@ -1,4 +1,4 @@
-//! The two greeting lines (protocol.md §2–3): line 1
+//! The two greeting lines (protocol notes §2–3): line 1
 //! `aemp;1;<nodeid>;<auths>;<framings>;k=v...` and the nonce line.
 
 use base64::Engine as _;

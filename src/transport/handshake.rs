@@ -1,4 +1,4 @@
-//! The handshake as a pure state machine (protocol.md §1–6): bytes in,
+//! The handshake as a pure state machine (protocol notes §1–6): bytes in,
 //! bytes and [`Event`]s out, no sockets and no clock of its own.
 //!
 //! A driver:
@@ -128,7 +128,7 @@ pub enum Event {
         /// The whole parsed line.
         greeting: Greeting,
     },
-    /// Both ends must switch to TLS now (protocol.md §5).
+    /// Both ends must switch to TLS now (protocol notes §5).
     StartTls {
         /// Whether we are the TLS client (our nonce text is the smaller).
         client: bool,

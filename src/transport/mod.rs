@@ -1,5 +1,5 @@
 //! The AEMP wire protocol without sockets: pure functions and state
-//! machines that a reactor drives with bytes (protocol.md §1–7).
+//! machines that a reactor drives with bytes (protocol notes §1–7).
 //!
 //! - `error.rs`: [`Error`], the one error type of this module.
 //! - `auth.rs`: auth methods, tokens, the auth line.

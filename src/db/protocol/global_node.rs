@@ -1,4 +1,4 @@
-//! The global side (protocol.md §11–12): serves the merged database to
+//! The global side (protocol notes §11–12): serves the merged database to
 //! slaves and exchanges it with the other global nodes.
 //!
 //! Two stores are kept. `all` is everything this node knows: the shards of

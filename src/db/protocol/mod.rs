@@ -1,4 +1,4 @@
-//! The distributed database and the global-node protocol (protocol.md
+//! The distributed database and the global-node protocol (protocol notes
 //! §11–12, acceptance §1.12, §3.2) as pure state machines: peer up/down and
 //! packets in, packets and events out; no sockets, threads or clock.
 //!

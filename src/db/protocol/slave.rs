@@ -1,4 +1,4 @@
-//! The slave side (protocol.md §11–12, acceptance §1.12): this node's own
+//! The slave side (protocol notes §11–12, acceptance §1.12): this node's own
 //! database entries, requests that go to the master, and `db_mon` caches.
 //!
 //! Everything a node does with the database goes through here, global

@@ -1,4 +1,4 @@
-//! The `g_*` node-port packets (protocol.md §11–12): parsing with a reason
+//! The `g_*` node-port packets (protocol notes §11–12): parsing with a reason
 //! for every rejection, and builders for the packets we send.
 //!
 //! A packet is `["", tag, args...]`; parsing takes the tag and the args.

@@ -1,4 +1,4 @@
-//! Packet framings (protocol.md §7): a packet is a JSON array whose element
+//! Packet framings (protocol notes §7): a packet is a JSON array whose element
 //! 0 is the destination port name. `json.rs` and `cbor.rs` each provide a
 //! completeness scanner and a parser; this file holds the shared streaming
 //! buffer, the [`Decoder`] and the encoders.
