@@ -35,6 +35,7 @@ fn take_callback(pending: &Mutex<Pending>) -> Option<ReplyCallback> {
     Some(cb)
 }
 
+/// # Calls, timers and port context (`call`, `cal`, `after`, `peval`, `snd_wait`)
 impl Node {
     /// Runs `f` now, on this thread, with `port` as the current port.
     /// A panic kills `port` with `die` and returns `None`.

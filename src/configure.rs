@@ -16,6 +16,7 @@ use crate::node::Node;
 use crate::rcfile::{self, RcFile, Service};
 use serde_json::{Map, Value};
 
+/// # Creating networked nodes (from a `Config` or the configuration file)
 impl Node {
     /// Creates a networked node from `cfg`: expands its ID, binds its
     /// listen addresses, starts its reactor thread and its database

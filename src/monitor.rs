@@ -122,6 +122,7 @@ use crate::context;
 use crate::error::{Error, Result};
 use crate::node::Node;
 
+/// # Monitoring ports
 impl Node {
     /// Calls `f` once with the kill reason when `port` dies (empty reason:
     /// a normal kill), or with `["no_such_port", ...]` if it does not exist

@@ -58,6 +58,7 @@ impl fmt::Debug for Node {
     }
 }
 
+/// # Creating nodes, ports and callbacks; sending
 impl Node {
     /// Creates a node with the given ID and starts its dispatcher thread.
     pub fn new(id: impl AsRef<str>) -> Result<Node> {

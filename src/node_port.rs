@@ -31,6 +31,7 @@ pub(crate) struct Functions {
     loaded: HashSet<String>,
 }
 
+/// # Spawning and registered functions
 impl Node {
     /// Registers `f` under `name` (e.g. `"chat::client_connect"`), for
     /// [`spawn`](Node::spawn) and for `snd_to_func` requests from other

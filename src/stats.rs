@@ -84,6 +84,7 @@ pub struct PeerStats {
     pub connected_for: Option<Duration>,
 }
 
+/// # Seeing a node: statistics and the causes of failures
 impl Node {
     /// A snapshot of this node: its ports, its thread ports' mailboxes and
     /// every peer's link (empty without a network).

@@ -97,6 +97,7 @@ impl std::fmt::Debug for DbMonGuard {
     }
 }
 
+/// # The distributed database
 impl Node {
     fn db_service(&self, what: &'static str) -> Result<(&Net, &Service)> {
         let no = || Error::NoNetwork {

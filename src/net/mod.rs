@@ -314,6 +314,7 @@ fn register_stats(node: &Node, net: &Arc<Net>) {
     });
 }
 
+/// # The network: addresses, connections, node monitoring
 impl Node {
     fn need_net(&self, what: &'static str) -> Result<&Arc<Net>> {
         self.net().ok_or_else(|| Error::NoNetwork {
