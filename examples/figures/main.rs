@@ -5,6 +5,7 @@
 //! cargo run --release --example figures            # full run
 //! cargo run --release --example figures -- --quick # under 30 s
 //! cargo run --release --example figures -- --only local_send
+//! cargo run --release --example figures -- --procs # 64 processes (slow)
 //! ```
 //!
 //! Each figure is the median of several runs.
@@ -14,6 +15,7 @@ mod kernel;
 mod liveness;
 mod net;
 mod polling;
+mod procs;
 mod rpc;
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -158,6 +160,10 @@ fn main() {
     if args.first().map(String::as_str) == Some("--net-peer") {
         return net::peer_main();
     }
+    // A member of the many-process network (see procs.rs).
+    if args.first().map(String::as_str) == Some("--procs-member") {
+        return procs::member_main(&args[1]);
+    }
     // The peer process of the liveness figures (see liveness.rs).
     if args.first().map(String::as_str) == Some("--live-peer") {
         return liveness::peer_main();
@@ -168,6 +174,11 @@ fn main() {
         .iter()
         .position(|a| a == "--only")
         .and_then(|i| args.get(i + 1).cloned());
+    // `--procs`: the network of 64 processes (slow; not in the default runs).
+    if args.iter().any(|a| a == "--procs") {
+        print(&procs::figures(if quick { 20 } else { 100 }));
+        return;
+    }
     let mut groups = kernel::groups(quick, allocated);
     groups.push(Group::new("rpc", move || rpc::figures(quick)));
     groups.extend(net::groups(quick));
