@@ -11,6 +11,7 @@
 //! Each figure is the median of several runs.
 
 mod db;
+mod dbsim;
 mod kernel;
 mod liveness;
 mod net;
@@ -183,6 +184,7 @@ fn main() {
     groups.push(Group::new("rpc", move || rpc::figures(quick)));
     groups.extend(net::groups(quick));
     groups.extend(db::groups(quick));
+    groups.push(Group::new("dbsim", move || dbsim::figures(quick)));
     groups.extend(liveness::groups(quick));
     for g in groups {
         if only.as_deref().is_none_or(|o| g.name.contains(o)) {
