@@ -16,7 +16,6 @@
 //! converted (an integer beyond 64 bits, a text string that is not UTF-8,
 //! an unsupported map key) fails only its own packet.
 
-use ciborium::Value as Cbor;
 use serde_json::{Map, Number, Value};
 
 use super::{Packet, Scan, ScanError};
@@ -165,39 +164,114 @@ impl Scanner {
     }
 }
 
-/// Decodes one complete array and converts it to JSON values.
+/// Decodes one complete array straight into JSON values (`ciborium`
+/// drives [`JsonValue`]'s visitor: no intermediate CBOR tree).
 pub(super) fn parse(bytes: &[u8]) -> Result<Packet, String> {
     // The scanner allows MAX_DEPTH open containers inside the packet.
-    let value: Cbor = ciborium::de::from_reader_with_recursion_limit(bytes, MAX_DEPTH + 2)
-        .map_err(|e| format!("{e:?}"))?;
-    match to_json(value)? {
+    let value: JsonValue = ciborium::de::from_reader_with_recursion_limit(bytes, MAX_DEPTH + 2)
+        .map_err(|e| match e {
+            ciborium::de::Error::Semantic(_, text) => text,
+            other => format!("{other:?}"),
+        })?;
+    match value.0 {
         Value::Array(a) => Ok(a),
         _ => Err("packet is not an array".to_owned()),
     }
 }
 
-fn to_json(v: Cbor) -> Result<Value, String> {
-    Ok(match v {
-        Cbor::Null => Value::Null,
-        Cbor::Bool(b) => Value::Bool(b),
-        Cbor::Text(s) => Value::String(s),
-        Cbor::Bytes(b) => Value::String(octets(&b)),
-        Cbor::Integer(i) => Value::Number(integer(i128::from(i))?),
-        Cbor::Float(f) => Number::from_f64(f).map_or(Value::Null, Value::Number),
-        Cbor::Tag(_, inner) => to_json(*inner)?,
-        Cbor::Array(items) => {
-            Value::Array(items.into_iter().map(to_json).collect::<Result<_, _>>()?)
+/// A JSON value read from CBOR by the rules in the module doc.
+struct JsonValue(Value);
+
+impl<'de> serde::Deserialize<'de> for JsonValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ValueVisitor).map(JsonValue)
+    }
+}
+
+struct ValueVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ValueVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a CBOR value")
+    }
+    fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
+        Ok(Value::Bool(b))
+    }
+    fn visit_i64<E>(self, i: i64) -> Result<Value, E> {
+        Ok(Value::from(i))
+    }
+    fn visit_u64<E>(self, u: u64) -> Result<Value, E> {
+        Ok(Value::from(u))
+    }
+    fn visit_i128<E: serde::de::Error>(self, i: i128) -> Result<Value, E> {
+        integer(i).map(Value::Number).map_err(E::custom)
+    }
+    fn visit_u128<E: serde::de::Error>(self, u: u128) -> Result<Value, E> {
+        let i = i128::try_from(u).map_err(|_| E::custom(format!("integer {u} out of range")))?;
+        self.visit_i128(i)
+    }
+    fn visit_f64<E>(self, f: f64) -> Result<Value, E> {
+        Ok(Number::from_f64(f).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Value, E> {
+        Ok(Value::String(s.to_owned()))
+    }
+    fn visit_string<E>(self, s: String) -> Result<Value, E> {
+        Ok(Value::String(s))
+    }
+    fn visit_bytes<E>(self, b: &[u8]) -> Result<Value, E> {
+        Ok(Value::String(octets(b)))
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+    fn visit_newtype_struct<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+    /// A tag (`ciborium` shows it as an enum): the tag is dropped, its
+    /// content kept.
+    fn visit_enum<A: serde::de::EnumAccess<'de>>(self, data: A) -> Result<Value, A::Error> {
+        use serde::de::VariantAccess;
+        let (serde::de::IgnoredAny, content) = data.variant()?;
+        content.newtype_variant::<JsonValue>().map(|v| v.0)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+        while let Some(JsonValue(v)) = seq.next_element()? {
+            items.push(v);
         }
-        Cbor::Map(pairs) => {
-            let mut map = Map::with_capacity(pairs.len());
-            for (k, v) in pairs {
-                map.insert(key(k)?, to_json(v)?);
-            }
-            Value::Object(map)
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Value, A::Error> {
+        let mut map = Map::new();
+        while let Some((MapKey(k), JsonValue(v))) = m.next_entry()? {
+            map.insert(k, v);
         }
-        // `undefined` and any future simple values.
-        _ => Value::Null,
-    })
+        Ok(Value::Object(map))
+    }
+}
+
+/// A map key: text, an octet string or an integer, as a string.
+struct MapKey(String);
+
+impl<'de> serde::Deserialize<'de> for MapKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match d.deserialize_any(ValueVisitor)? {
+            Value::String(s) => Ok(MapKey(s)),
+            Value::Number(n) => Ok(MapKey(n.to_string())),
+            other => Err(serde::de::Error::custom(format!(
+                "unsupported map key {other}"
+            ))),
+        }
+    }
 }
 
 /// An octet string as Perl's JSON path writes it: each octet the character
@@ -216,12 +290,39 @@ fn integer(i: i128) -> Result<Number, String> {
     }
 }
 
-fn key(k: Cbor) -> Result<String, String> {
-    match k {
-        Cbor::Text(s) => Ok(s),
-        Cbor::Bytes(b) => Ok(octets(&b)),
-        Cbor::Integer(i) => Ok(i128::from(i).to_string()),
-        Cbor::Tag(_, inner) => key(*inner),
-        other => Err(format!("unsupported map key {other:?}")),
+#[cfg(test)]
+mod tests {
+    use super::parse;
+    use serde_json::json;
+
+    #[test]
+    fn tags_simple_values_floats_and_keys_map_to_json() {
+        // [1(1600000000), undefined, NaN (half), {1: "a", h'6b': 2}, 1.5]
+        let bytes = [
+            0x85, 0xc1, 0x1a, 0x5f, 0x5e, 0x10, 0x00, 0xf7, 0xf9, 0x7e, 0x00, 0xa2, 0x01, 0x61,
+            b'a', 0x41, b'k', 0x02, 0xfb, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0,
+        ];
+        assert_eq!(
+            parse(&bytes).unwrap(),
+            vec![
+                json!(1_600_000_000u32),
+                json!(null),
+                json!(null),
+                json!({"1": "a", "k": 2}),
+                json!(1.5)
+            ]
+        );
+    }
+
+    #[test]
+    fn integers_at_the_edges() {
+        // [u64::MAX, i64::MIN, -2^64 (out of range)]
+        let ok = [
+            0x82, 0x1b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x3b, 0x7f, 0xff, 0xff,
+            0xff, 0xff, 0xff, 0xff, 0xff,
+        ];
+        assert_eq!(parse(&ok).unwrap(), vec![json!(u64::MAX), json!(i64::MIN)]);
+        let bad = [0x81, 0x3b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
+        assert!(parse(&bad).unwrap_err().contains("out of range"));
     }
 }
