@@ -98,6 +98,7 @@ mod stats;
 mod table;
 mod timer;
 pub mod transport;
+mod typed;
 
 /// The protocols as pure state machines (bytes or packets in, bytes,
 /// packets and events out; no sockets, threads or clock), for those who
@@ -207,6 +208,15 @@ pub fn rcv_remove(port: &PortId, tag: &str) -> Result<PortId> {
 /// [`Node::snd`] on the current node.
 pub fn snd(port: &PortId, msg: Message) {
     node().snd(port, msg)
+}
+
+/// [`Node::snd_value`] on the current node.
+///
+/// ```
+/// aemp::snd_value(&aemp::port(), &("hello", 1)).unwrap();
+/// ```
+pub fn snd_value<T: serde::Serialize + ?Sized>(port: &PortId, value: &T) -> Result<()> {
+    node().snd_value(port, value)
 }
 
 /// [`Node::kil`] on the current node.
