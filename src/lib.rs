@@ -9,6 +9,11 @@
 //!   dispatcher thread one message at a time, in arrival order.
 //! - [`Node::port_thread`]: a port owning an OS thread and a
 //!   selective-receive [`Mailbox`] (`get`, `get_tag`, `get_cond`).
+//! - Typed messages: [`Message::from_value`] builds a message from a
+//!   tuple, struct or enum (`["tag", fields...]`), [`Message::decode`] and
+//!   [`Message::decode_prefix`] read them back, [`Node::snd_value`] and
+//!   [`Mailbox::get_as`] send and receive them, [`Octets`] carries binary
+//!   data as Perl does.
 //! - [`Node::snd`], [`Node::kil`], [`Node::mon`] (and `mon_link`,
 //!   `mon_send`, `mon_guard`), [`Node::spawn`], [`Node::cal`],
 //!   [`Node::call`], [`Node::after`], [`Node::peval`], [`psub`].

@@ -4,6 +4,7 @@
 //! *tag*. A [`Reason`] is why a port died; an empty reason is a *normal*
 //! kill. Build them with [`msg!`](crate::msg) and [`reason!`](crate::reason)
 //! from anything `Serialize`, read them back with [`Message::decode`].
+//! A whole struct or enum becomes a message with [`Message::from_value`].
 
 use crate::error::{Error, Result};
 use serde::de::{
