@@ -9,6 +9,11 @@
 //!   dispatcher thread one message at a time, in arrival order.
 //! - [`Node::port_thread`]: a port owning an OS thread and a
 //!   selective-receive [`Mailbox`] (`get`, `get_tag`, `get_cond`).
+//! - Typed messages: [`Message::from_value`] builds a message from a
+//!   tuple, struct or enum (`["tag", fields...]`), [`Message::decode`] and
+//!   [`Message::decode_prefix`] read them back, [`Node::snd_value`] and
+//!   [`Mailbox::get_as`] send and receive them, [`Octets`] carries binary
+//!   data as Perl does.
 //! - [`Node::snd`], [`Node::kil`], [`Node::mon`] (and `mon_link`,
 //!   `mon_send`, `mon_guard`), [`Node::spawn`], [`Node::cal`],
 //!   [`Node::call`], [`Node::after`], [`Node::peval`], [`psub`].
@@ -89,6 +94,7 @@ mod monitor;
 mod net;
 mod node;
 mod node_port;
+mod octets;
 mod port;
 pub mod rcfile;
 pub mod rpc;
@@ -97,6 +103,7 @@ mod stats;
 mod table;
 mod timer;
 pub mod transport;
+mod typed;
 
 /// The protocols as pure state machines (bytes or packets in, bytes,
 /// packets and events out; no sockets, threads or clock), for those who
@@ -125,6 +132,7 @@ pub use message::{Message, Reason};
 pub use monitor::MonGuard;
 pub use net::{Config, STATS_FUNCTION};
 pub use node::Node;
+pub use octets::Octets;
 pub use port::{Mailbox, PortExit};
 pub use stats::{NodeStats, PeerState, PeerStats, ThreadPortStats};
 pub use timer::Timer;
@@ -211,6 +219,15 @@ pub fn rcv_remove(port: &PortId, tag: &str) -> Result<PortId> {
 /// [`Node::snd`] on the current node.
 pub fn snd(port: &PortId, msg: Message) {
     node().snd(port, msg)
+}
+
+/// [`Node::snd_value`] on the current node.
+///
+/// ```
+/// aemp::snd_value(&aemp::port(), &("hello", 1)).unwrap();
+/// ```
+pub fn snd_value<T: serde::Serialize + ?Sized>(port: &PortId, value: &T) -> Result<()> {
+    node().snd_value(port, value)
 }
 
 /// [`Node::kil`] on the current node.

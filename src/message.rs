@@ -4,9 +4,12 @@
 //! *tag*. A [`Reason`] is why a port died; an empty reason is a *normal*
 //! kill. Build them with [`msg!`](crate::msg) and [`reason!`](crate::reason)
 //! from anything `Serialize`, read them back with [`Message::decode`].
+//! A whole struct or enum becomes a message with [`Message::from_value`].
 
 use crate::error::{Error, Result};
-use serde::de::{self, DeserializeOwned, DeserializeSeed, SeqAccess, Visitor};
+use serde::de::{
+    self, DeserializeOwned, DeserializeSeed, EnumAccess, SeqAccess, VariantAccess, Visitor,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::fmt;
@@ -54,7 +57,8 @@ impl Message {
     }
 
     /// Decodes the whole message into a tuple or struct (fields in element
-    /// order). Every element must be consumed: a message longer than `T`
+    /// order), or an enum whose variant is named by element 0 (the shapes
+    /// [`Message::from_value`] builds). Every element must be consumed: a message longer than `T`
     /// is an error, so a protocol change is noticed.
     ///
     /// Errors name the failing element's position and what was expected.
@@ -66,6 +70,25 @@ impl Message {
     /// ```
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T> {
         decode_values(&self.0)
+    }
+
+    /// Decodes the front of the message into `T` (a tuple, struct or enum
+    /// variant, as [`decode`](Message::decode) does) and returns the
+    /// elements after it as a message: for messages that end in a list of
+    /// their own, such as a [`Reason`] appended by `mon_send`.
+    ///
+    /// ```
+    /// use aemp::{msg, PortId, Reason};
+    /// let port: PortId = "n#p".parse().unwrap();
+    /// // What `mon_send(&port, &to, msg!["down", &port])` sends on a die.
+    /// let m = msg!["down", &port, "die", "out of memory"];
+    /// let ((tag, who), rest): ((String, PortId), _) = m.decode_prefix().unwrap();
+    /// assert_eq!((tag.as_str(), &who), ("down", &port));
+    /// assert_eq!(Reason::from(rest), Reason::die("out of memory"));
+    /// ```
+    pub fn decode_prefix<T: DeserializeOwned>(&self) -> Result<(T, Message)> {
+        let (v, used) = decode_front(&self.0)?;
+        Ok((v, Message(self.0[used..].to_vec())))
     }
 
     /// Takes the vector out.
@@ -265,27 +288,35 @@ macro_rules! reason {
 
 /// Decodes a list of values, naming the failing position on error.
 fn decode_values<T: DeserializeOwned>(values: &[Value]) -> Result<T> {
-    let mut pos = 0usize;
-    let result = T::deserialize(ListDeserializer {
-        values,
-        pos: &mut pos,
-    });
-    match result {
-        Ok(v) if pos == values.len() => Ok(v),
-        Ok(_) => Err(Error::Decode {
+    let (v, used) = decode_front(values)?;
+    if used == values.len() {
+        Ok(v)
+    } else {
+        Err(Error::Decode {
             message: shorten(values),
-            position: pos,
+            position: used,
             problem: format!(
-                "unexpected extra element(s): the type takes {pos}, the message has {}",
+                "unexpected extra element(s): the type takes {used}, the message has {}",
                 values.len()
             ),
-        }),
-        Err(e) => Err(Error::Decode {
-            message: shorten(values),
-            position: pos,
-            problem: e.to_string(),
-        }),
+        })
     }
+}
+
+/// Decodes `T` from the front of a list: the value and how many elements
+/// it took.
+fn decode_front<T: DeserializeOwned>(values: &[Value]) -> Result<(T, usize)> {
+    let mut pos = 0usize;
+    T::deserialize(ListDeserializer {
+        values,
+        pos: &mut pos,
+    })
+    .map(|v| (v, pos))
+    .map_err(|e| Error::Decode {
+        message: shorten(values),
+        position: pos,
+        problem: e.to_string(),
+    })
 }
 
 fn shorten(values: &[Value]) -> String {
@@ -317,10 +348,37 @@ impl<'de, 'p> de::Deserializer<'de> for ListDeserializer<'de, 'p> {
         })
     }
 
+    /// A unit is the empty message (extra elements are reported after).
+    fn deserialize_unit<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        visitor.visit_unit()
+    }
+
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        visitor.visit_unit()
+    }
+
+    /// An enum is chosen by its tag (element 0); the variant's fields are
+    /// the elements after it.
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        visitor.visit_enum(ListAccess {
+            values: self.values,
+            pos: self.pos,
+        })
+    }
+
     serde::forward_to_deserialize_any! {
         bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
-        bytes byte_buf option unit unit_struct newtype_struct seq tuple
-        tuple_struct map struct enum identifier ignored_any
+        bytes byte_buf option newtype_struct seq tuple tuple_struct map struct
+        identifier ignored_any
     }
 }
 
@@ -348,6 +406,63 @@ impl<'de, 'p> SeqAccess<'de> for ListAccess<'de, 'p> {
 
     fn size_hint(&self) -> Option<usize> {
         Some(self.values.len() - *self.pos)
+    }
+}
+
+impl<'de, 'p> EnumAccess<'de> for ListAccess<'de, 'p> {
+    type Error = serde_json::Error;
+    type Variant = Self;
+
+    fn variant_seed<S: DeserializeSeed<'de>>(
+        self,
+        seed: S,
+    ) -> Result<(S::Value, Self), Self::Error> {
+        let tag = match self.values.get(*self.pos) {
+            Some(Value::String(tag)) => tag.as_str(),
+            Some(other) => {
+                return Err(de::Error::custom(format!(
+                    "expected a string tag naming the variant, found {other}"
+                )))
+            }
+            None => return Err(de::Error::custom("missing the tag naming the variant")),
+        };
+        let variant = seed.deserialize(de::value::BorrowedStrDeserializer::new(tag))?;
+        *self.pos += 1;
+        Ok((variant, self))
+    }
+}
+
+impl<'de, 'p> VariantAccess<'de> for ListAccess<'de, 'p> {
+    type Error = serde_json::Error;
+
+    fn unit_variant(self) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
+    fn newtype_variant_seed<S: DeserializeSeed<'de>>(
+        mut self,
+        seed: S,
+    ) -> Result<S::Value, Self::Error> {
+        match self.next_element_seed(seed)? {
+            Some(v) => Ok(v),
+            None => Err(de::Error::custom("missing the variant's value")),
+        }
+    }
+
+    fn tuple_variant<V: Visitor<'de>>(
+        self,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        visitor.visit_seq(self)
+    }
+
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        visitor.visit_seq(self)
     }
 }
 

@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::message::{Message, Reason};
 use crate::node::Node;
 use crate::PortId;
+use serde::de::DeserializeOwned;
 use std::collections::VecDeque;
 use std::fmt::Display;
 use std::sync::Arc;
@@ -112,6 +113,63 @@ impl Mailbox {
         self.wait(Some(deadline(timeout)), |q| {
             q.take_tag(tag).map(Message::without_tag)
         })
+    }
+
+    /// The oldest message, decoded as `T` with [`Message::decode`] (a
+    /// tuple, struct, or an enum chosen by the tag). The message is taken
+    /// even when it does not decode: the error names it.
+    ///
+    /// ```
+    /// use aemp::Node;
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    /// #[serde(rename_all = "snake_case")]
+    /// enum Job { Square(u64), Stop }
+    ///
+    /// let node = Node::new("get-as-doc").unwrap();
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// let p = node.port_thread(move |mb| -> aemp::Result<()> {
+    ///     while let Job::Square(n) = mb.get_as::<Job>()? {
+    ///         tx.send(n * n).unwrap();
+    ///     }
+    ///     Ok(())
+    /// });
+    /// node.snd_value(&p, &Job::Square(3)).unwrap();
+    /// node.snd_value(&p, &Job::Stop).unwrap();
+    /// assert_eq!(rx.recv().unwrap(), 9);
+    /// ```
+    pub fn get_as<T: DeserializeOwned>(&mut self) -> Result<T> {
+        self.get()?.decode()
+    }
+
+    /// The oldest message whose element 0 is `tag`, decoded whole (tag
+    /// included) as `T`: a selective receive of one enum variant, or of a
+    /// tuple or struct whose first field is the tag. Other messages stay
+    /// queued; the chosen one is taken even when it does not decode.
+    ///
+    /// ```
+    /// use aemp::{msg, Node};
+    /// use serde::Deserialize;
+    ///
+    /// #[derive(Deserialize, Debug, PartialEq)]
+    /// #[serde(rename_all = "snake_case")]
+    /// enum Reply { Done { id: u32, ok: bool }, Progress(u32) }
+    ///
+    /// let node = Node::new("get-tag-as-doc").unwrap();
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// let p = node.port_thread(move |mb| -> aemp::Result<()> {
+    ///     tx.send(mb.get_tag_as::<Reply>("done")?).unwrap(); // skips "progress"
+    ///     Ok(())
+    /// });
+    /// node.snd(&p, msg!["progress", 50]);
+    /// node.snd(&p, msg!["done", 7, true]);
+    /// assert_eq!(rx.recv().unwrap(), Reply::Done { id: 7, ok: true });
+    /// ```
+    pub fn get_tag_as<T: DeserializeOwned>(&mut self, tag: &str) -> Result<T> {
+        self.wait(None, |q| q.take_tag(tag))
+            .map(expect_some)?
+            .decode()
     }
 
     /// The oldest message for which `pred` is true, whole (tag included).
