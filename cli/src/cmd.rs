@@ -26,6 +26,9 @@ pub struct Session {
     pub rc: RcFile,
     /// `None`: the global section; else the profile chosen by `profile`.
     pub section: Option<String>,
+    /// The words came from a JSON command array: every argument is
+    /// decoded already (see `argv`).
+    pub decoded: bool,
 }
 
 impl Session {
@@ -33,6 +36,7 @@ impl Session {
         Session {
             rc: RcFile::load_default(),
             section: None,
+            decoded: false,
         }
     }
 
@@ -96,6 +100,9 @@ pub struct Spec {
     /// Options shown in help and checked by clap; the command reads them
     /// itself from the front of its arguments.
     pub options: Vec<clap::Arg>,
+    /// The command gets its arguments as the strings typed and decodes
+    /// them itself (see [`Spec::raw_args`]).
+    pub raw: bool,
     pub run: Run,
 }
 
@@ -115,6 +122,7 @@ pub fn spec(
         usage: None,
         arity,
         options: Vec::new(),
+        raw: false,
         run: Box::new(run),
     }
 }
@@ -129,6 +137,13 @@ impl Spec {
     /// Adds an option (see [`Spec::options`]).
     pub fn option(mut self, arg: clap::Arg) -> Spec {
         self.options.push(arg);
+        self
+    }
+
+    /// The command decodes its JSON arguments itself (`argv::decode_one`,
+    /// or `argv::json_data` for `--json`), unless `Session::decoded`.
+    pub fn raw_args(mut self) -> Spec {
+        self.raw = true;
         self
     }
 

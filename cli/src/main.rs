@@ -78,12 +78,25 @@ fn run(args: Vec<String>) -> Result<(), Failure> {
     if let Some(done) = table.top_level(&args) {
         return done;
     }
-    let mut argv = argv::decode(args)?.into_iter().peekable();
+    let (words, decoded) = argv::words(args)?;
+    let mut words = words.into_iter().peekable();
     let mut session = Session::new();
-    while let Some(name) = argv.next() {
+    session.decoded = decoded;
+    while let Some(name) = words.next() {
+        let name = if decoded {
+            name
+        } else {
+            argv::decode_one(name)?
+        };
         let spec = table.find(&name)?;
-        let taken = spec.take(&mut argv);
-        let values = spec.check(&taken)?;
+        let taken = spec.take(&mut words);
+        let mut values = spec.check(&taken)?;
+        if !decoded && !spec.raw {
+            values = values
+                .into_iter()
+                .map(argv::decode_one)
+                .collect::<Result<_, _>>()?;
+        }
         (spec.run)(&mut session, values)?;
     }
     session.finish()

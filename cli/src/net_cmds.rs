@@ -35,6 +35,16 @@ reached within the time-out, the command fails (exit 1), naming what answered.
 
 PORT is a port ID NODE#NAME; a bare node ID means that node's node port.";
 
+const DATA: &str = "\
+The message: each ARG is a string, except that an argument starting with [, {
+or \" is JSON. With --json (-j) every ARG is JSON (relaxed: trailing commas and
+# comments are fine): 3 is a number, true a boolean, '\"3\"' a string; a bad
+one is a usage error naming it.
+
+Options may stand anywhere on the line, before or after PORT and the ARGs;
+everything after -- is data, even a word that looks like an option
+(aemp snd PORT -- --timeout sends \"--timeout\"). An unknown option is an error.";
+
 /// Every network command, in help order.
 pub fn commands() -> Vec<Spec> {
     vec![
@@ -71,12 +81,14 @@ global node.",
                 "Send a message to a port and confirm that its node got it (ends the chain)",
                 snd,
             )
-            .usage("aemp snd [--connect HOST:PORT]... [--timeout SECS] PORT [ARG]...")
+            .option(json_option())
+            .usage("aemp snd [--connect HOST:PORT]... [--timeout SECS] [--json] PORT [ARG]... [-- ARG...]")
             .long(format!(
                 "Sends [ARG...] to PORT, then asks PORT's node to relay a reply to us: \
 prints \"message sent successfully\" when it arrives, or fails (exit 1) with the \
 reason when PORT does not exist (reported by PORT's node within 0.25 s of the \
-confirmation) or its node cannot be reached.\n\n{REACH}"
+confirmation) or its node cannot be reached, e.g.\n\n  aemp snd seed#worker job 42\n  \
+aemp snd --json seed#worker '\"job\"' 42 '[1,2]' '{{\"k\":true}}'\n\n{DATA}\n\n{REACH}"
             )),
         ),
         with_net_options(
@@ -90,11 +102,12 @@ confirmation) or its node cannot be reached.\n\n{REACH}"
                 "Send a request with a reply port and print the reply (ends the chain)",
                 cal,
             )
-            .usage("aemp cal [--connect HOST:PORT]... [--timeout SECS] PORT [ARG]...")
+            .option(json_option())
+            .usage("aemp cal [--connect HOST:PORT]... [--timeout SECS] [--json] PORT [ARG]... [-- ARG...]")
             .long(format!(
                 "Sends [ARG..., REPLYPORT] to PORT and prints the reply as comma-separated \
 JSON (an array without brackets), e.g. `aemp cal NODE time` prints the node's clock. \
-Fails (exit 1) when no reply comes within the time-out or PORT dies.\n\n{REACH}"
+Fails (exit 1) when no reply comes within the time-out or PORT dies.\n\n{DATA}\n\n{REACH}"
             )),
         ),
         with_net_options(
@@ -118,8 +131,19 @@ dies; prints the kill reason as comma-separated JSON (an empty line for a normal
     ]
 }
 
+/// `--json`/`-j` of `snd` and `cal`.
+fn json_option() -> clap::Arg {
+    clap::Arg::new("json")
+        .long("json")
+        .short('j')
+        .action(clap::ArgAction::SetTrue)
+        .help("read every data argument as JSON (3 is a number, '\"3\"' a string)")
+}
+
+/// The options of the protocol commands; their arguments are decoded by
+/// the command (`--json`, `--`).
 fn with_net_options(s: Spec) -> Spec {
-    s.option(
+    s.raw_args().option(
         clap::Arg::new("connect")
             .long("connect")
             .value_name("HOST:PORT")
@@ -249,13 +273,28 @@ impl Call {
     /// node.
     fn start(cmd: &'static str, s: &Session, a: Vec<Value>) -> Result<Call, Failure> {
         let mut a = VecDeque::from(a);
-        let (mut connect, timeout) = crate::db_cmds::options(cmd, &mut a)?;
-        let port = match a.pop_front() {
+        let opts = crate::db_cmds::options(cmd, &mut a, cmd != "mon")?;
+        let (mut connect, timeout) = (opts.connect, opts.timeout);
+        let decode = |v: Value| {
+            if s.decoded {
+                Ok(v)
+            } else {
+                crate::argv::decode_one(v)
+            }
+        };
+        let port = match a.pop_front().map(decode).transpose()? {
             Some(Value::String(p)) => {
                 PortId::parse(&p).map_err(|e| usage(cmd, format!("PORT {p:?}: {e}")))?
             }
             Some(other) => return Err(usage(cmd, format!("PORT {other}: a port ID is a string"))),
             None => return Err(usage(cmd, "PORT is missing".into())),
+        };
+        let a: Vec<Value> = if opts.json && !s.decoded {
+            a.into_iter()
+                .map(|v| crate::argv::json_data(cmd, v))
+                .collect::<Result<_, _>>()?
+        } else {
+            a.into_iter().map(decode).collect::<Result<_, _>>()?
         };
         let target: NodeId = port
             .node()
@@ -284,7 +323,7 @@ impl Call {
             node,
             port,
             target,
-            args: a.into(),
+            args: a,
             deadline: Instant::now() + timeout,
             timeout,
         };

@@ -222,6 +222,127 @@ fn snd_cal_mon_112() {
     );
 }
 
+/// Options stand anywhere (after PORT and the data too), `--` ends them
+/// (what follows is data even when it looks like an option), an unknown
+/// option is a usage error, and `--json` (`-j`) sends numbers, lists and
+/// objects, with a usage error naming a bad argument.
+#[test]
+fn options_anywhere_separator_and_json() {
+    let env = Env::new();
+    let n = local_node("ux");
+    let at = addr(&n);
+    let echo = echo_port(&n);
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let inbox = n.port_fn(move |m| tx.send(m).unwrap());
+
+    // After the positionals: the time-out is used, not sent as data.
+    let closed = closed_port();
+    let out = env
+        .run(&[
+            "cal",
+            "seed",
+            "ping",
+            "--timeout",
+            "1",
+            "--connect",
+            &closed,
+        ])
+        .fails(1);
+    assert!(out.stderr.contains("within 1 s"), "{out:?}");
+    assert!(out.took < Duration::from_secs(4), "{out:?}");
+    let out = env
+        .run(&["cal", echo.as_str(), "x", "--connect", &at, "--timeout=3"])
+        .ok();
+    assert_eq!(out.stdout, "\"x\"\n", "{out:?}");
+
+    // `--`: the rest is data.
+    let out = env
+        .run(&[
+            "cal",
+            "--connect",
+            &at,
+            echo.as_str(),
+            "--",
+            "--timeout",
+            "1",
+            "-j",
+        ])
+        .ok();
+    assert_eq!(out.stdout, "\"--timeout\",\"1\",\"-j\"\n", "{out:?}");
+
+    // An unknown option, before or after PORT.
+    for args in [
+        vec!["cal", echo.as_str(), "--bogus", "--connect", &at],
+        vec!["snd", "--connect", &at, echo.as_str(), "x", "--bogus"],
+    ] {
+        let out = env.run(&args).fails(2);
+        assert!(
+            out.stderr.contains("unknown option --bogus") && out.stderr.contains("after --"),
+            "{out:?}"
+        );
+    }
+
+    // --json: numbers, lists, objects, strings in quotes, true; a negative
+    // number is data, not an option.
+    let out = env
+        .run(&[
+            "cal",
+            "--connect",
+            &at,
+            echo.as_str(),
+            "-j",
+            "3",
+            "-2.5",
+            "[1,2,]",
+            "{\"a\":1}",
+            "\"s\"",
+            "true",
+        ])
+        .ok();
+    assert_eq!(out.stdout, "3,-2.5,[1,2],{\"a\":1},\"s\",true\n", "{out:?}");
+    env.run(&[
+        "snd",
+        inbox.as_str(),
+        "3",
+        "[4]",
+        "--connect",
+        &at,
+        "--json",
+    ])
+    .ok();
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+        Message::from(vec![json!(3), json!([4])])
+    );
+    // Without it, 3 stays a string.
+    env.run(&["snd", "--connect", &at, inbox.as_str(), "3"])
+        .ok();
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+        Message::from(vec![json!("3")])
+    );
+    // A bad argument is named, and nothing is sent.
+    let out = env
+        .run(&[
+            "snd",
+            "--json",
+            "--connect",
+            &at,
+            inbox.as_str(),
+            "1",
+            "abc",
+        ])
+        .fails(2);
+    assert!(
+        out.stderr
+            .contains("snd: --json: the argument abc is not JSON"),
+        "{out:?}"
+    );
+    // mon takes no --json.
+    let out = env.run(&["mon", "--json", "seed"]).fails(2);
+    assert!(out.stderr.contains("--json"), "{out:?}");
+}
+
 /// `snd`, `cal` and `mon` reach a port on a node that is not a seed: a
 /// library node that joined through the seed (a global node), with only
 /// the seed's address configured. The tool finds it through the master.
