@@ -62,7 +62,8 @@ pub fn commands() -> Vec<Spec> {
         .long(
             "Configures the node like the original's configure: the profile (an odd first \
 argument, a `profile NAME` pair, or an earlier `aemp profile NAME`; default the host \
-name), then KEY VALUE pairs as configure \
+name; a named profile that the file does not have is an error listing the known ones), \
+then KEY VALUE pairs as configure \
 arguments (nodeid, binds, secret, ...), below the file's keys unless `force 1`. The \
 profile's services run at start; aemp has no functions of its own, so a service name \
 there fails. Prints `NODEID listening on ADDR, ...` once running, e.g.\n\n  \
@@ -162,6 +163,15 @@ fn with_net_options(s: Spec) -> Spec {
 
 fn run(s: &mut Session, a: Vec<Value>) -> Res {
     let (mut profile, args) = configure_args(a)?;
+    // A named profile must exist (the host name's, the default, need not).
+    let named = profile.clone().or_else(|| {
+        args.get("profile")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    });
+    if let Some(name) = &named {
+        crate::config_cmds::known_profile("run", s, name)?;
+    }
     if profile.is_none() && !args.contains_key("profile") {
         profile = s.section.clone();
     }

@@ -515,8 +515,9 @@ fn corrupt_file_survives_110() {
     let rc = Rc::new();
     let junk = "{\"secret\": \"half written";
     fs::write(&rc.path, junk).unwrap();
-    // Reading commands work on an empty configuration and keep the file.
-    let out = rc.run(&["showconfig", "p"]);
+    // Reading commands work on an empty configuration and keep the file
+    // (showconfig without a name: a named profile must exist).
+    let out = rc.run(&["showconfig"]);
     assert!(out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -530,7 +531,7 @@ fn corrupt_file_survives_110() {
     assert_eq!(rc.text(), junk);
     // AEMP_VERBOSE=0 silences the warning.
     let out = rc
-        .cmd(&["showconfig", "p"])
+        .cmd(&["showconfig"])
         .env("AEMP_VERBOSE", "0")
         .output()
         .unwrap();

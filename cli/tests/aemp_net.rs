@@ -584,6 +584,30 @@ fn run_refuses_unknown_services() {
     assert!(out.stderr.contains("not a profile name"), "{out:?}");
 }
 
+/// A profile named on the command line must exist: `run` (odd first
+/// argument or `profile NAME`), `showconfig NAME` and `showprofile NAME`
+/// fail at once naming it and listing the known ones.
+#[test]
+fn unknown_profile_is_an_error() {
+    let env = Env::new();
+    for args in [
+        vec!["run", "profile", "typo"],
+        vec!["run", "typo"],
+        vec!["run", "typo", "nodeid", "x"],
+        vec!["showconfig", "typo"],
+        vec!["showprofile", "typo"],
+    ] {
+        let out = env.run(&args).fails(1);
+        assert!(
+            out.stderr
+                .starts_with(&format!("aemp: {}: there is no profile \"typo\"", args[0]))
+                && out.stderr.contains("(known: seed)"),
+            "{args:?}: {out:?}"
+        );
+        assert!(out.took < Duration::from_secs(10), "{out:?}");
+    }
+}
+
 #[test]
 fn no_secret_or_cert_is_a_clear_error_at_once() {
     let env = Env::new();
