@@ -8,6 +8,14 @@ use clap::error::ErrorKind;
 use serde_json::{Map, Value};
 use std::iter::Peekable;
 
+/// The hint line that ends every usage error.
+pub fn hint(command: Option<&str>) -> String {
+    match command {
+        Some(c) => format!("Try 'aemp help {c}'."),
+        None => "Try 'aemp --help' for the commands.".into(),
+    }
+}
+
 /// How a command line ends, other than success.
 #[derive(Debug)]
 pub enum Failure {
@@ -17,6 +25,26 @@ pub enum Failure {
     Usage(String),
     /// The command could not do its work: exit 1.
     Failed(String),
+}
+
+impl Failure {
+    /// A failure of the command `name`: a usage error gets the tool's one
+    /// style, `NAME: problem` (the prefix added when missing) and the
+    /// hint line; the others are left as they are.
+    pub fn of(self, name: &str) -> Failure {
+        match self {
+            Failure::Usage(text) => {
+                let text = text.trim_end();
+                let text = if text.starts_with(&format!("{name}: ")) {
+                    text.to_string()
+                } else {
+                    format!("{name}: {text}")
+                };
+                Failure::Usage(format!("{text}\n{}", hint(Some(name))))
+            }
+            other => other,
+        }
+    }
 }
 
 /// What the commands of one command line share: the configuration file
@@ -177,7 +205,33 @@ impl Spec {
             Err(e) if e.kind() == ErrorKind::DisplayHelp => {
                 Err(Failure::Help(e.render().to_string()))
             }
-            Err(e) => Err(Failure::Usage(e.render().to_string())),
+            // clap's own message, in the tool's style: `CMD: problem`,
+            // the usage line (the hint follows, see `Failure::of`).
+            Err(e) => {
+                let text = e.render().to_string();
+                let problem = text
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .trim_start_matches("error:")
+                    .trim();
+                // A list of missing arguments follows on indented lines.
+                let listed: Vec<&str> = text
+                    .lines()
+                    .skip(1)
+                    .take_while(|l| l.starts_with("  "))
+                    .map(str::trim)
+                    .collect();
+                let problem = match listed.is_empty() {
+                    true => problem.to_string(),
+                    false => format!("{problem} {}", listed.join(" ")),
+                };
+                Err(Failure::Usage(format!(
+                    "{}: {problem}\n{}",
+                    self.name,
+                    self.clap().render_usage().to_string().trim_end()
+                )))
+            }
         }
     }
 
@@ -265,7 +319,7 @@ impl Table {
                 Value::String(n) => n.clone(),
                 other => other.to_string(),
             };
-            Failure::Usage(format!("{shown}: no such aemp command (try aemp --help)"))
+            Failure::Usage(format!("{shown}: no such aemp command\n{}", hint(None)))
         })
     }
 
@@ -279,11 +333,13 @@ impl Table {
             .subcommands(self.specs.iter().map(Spec::clap))
     }
 
-    /// The short usage shown when there are no arguments.
+    /// The short usage and the hint, for a usage error of the whole
+    /// line.
     pub fn usage(&self) -> String {
         format!(
-            "{}\nTry 'aemp --help' for the commands.",
-            self.clap().render_usage()
+            "{}\n{}",
+            self.clap().render_usage().to_string().trim_end(),
+            hint(None)
         )
     }
 

@@ -7,7 +7,8 @@
 //! the whole command line as a JSON array.
 //!
 //! Layout: this file reads the arguments, runs the chain and sets the exit
-//! code (0 ok, 1 failure, 2 usage); `cmd.rs` has the command table and its
+//! code (0 ok, 1 failure, 2 usage: `aemp: CMD: problem`, then a hint
+//! line); `cmd.rs` has the command table and its
 //! help; each command group lives in its own module (`config_cmds.rs`,
 //! `net_cmds.rs`, `db_cmds.rs`; a large group keeps its concerns in files
 //! of a folder of the same name) and contributes its commands to the table.
@@ -50,12 +51,15 @@ fn fail(f: Failure) -> ExitCode {
             ExitCode::SUCCESS
         }
         Failure::Usage(text) => {
-            // clap's messages start with "error:" or "Usage:" already.
-            if text.starts_with("error:") || text.starts_with("Usage:") {
-                let _ = writeln!(std::io::stderr(), "{}", text.trim_end());
+            // One style for every usage error: `aemp: CMD: problem`, then
+            // lines such as the usage, then a hint line.
+            let text = text.trim_end();
+            let text = if text.lines().last().is_some_and(|l| l.starts_with("Try '")) {
+                text.to_string()
             } else {
-                let _ = writeln!(std::io::stderr(), "aemp: {}", text.trim_end());
-            }
+                format!("{text}\n{}", cmd::hint(None))
+            };
+            let _ = writeln!(std::io::stderr(), "aemp: {text}");
             ExitCode::from(2)
         }
         Failure::Failed(text) => {
@@ -73,7 +77,10 @@ fn run(args: Vec<String>) -> Result<(), Failure> {
     commands.extend(db_cmds::commands());
     let table = cmd::Table::new(commands);
     if args.is_empty() {
-        return Err(Failure::Usage(table.usage()));
+        return Err(Failure::Usage(format!(
+            "no command given\n{}",
+            table.usage()
+        )));
     }
     if let Some(done) = table.top_level(&args) {
         return done;
@@ -90,14 +97,15 @@ fn run(args: Vec<String>) -> Result<(), Failure> {
         };
         let spec = table.find(&name)?;
         let taken = spec.take(&mut words);
-        let mut values = spec.check(&taken)?;
+        let mut values = spec.check(&taken).map_err(|f| f.of(spec.name))?;
         if !decoded && !spec.raw {
             values = values
                 .into_iter()
                 .map(argv::decode_one)
-                .collect::<Result<_, _>>()?;
+                .collect::<Result<_, _>>()
+                .map_err(|f| f.of(spec.name))?;
         }
-        (spec.run)(&mut session, values)?;
+        (spec.run)(&mut session, values).map_err(|f| f.of(spec.name))?;
     }
     session.finish()
 }

@@ -437,8 +437,9 @@ impl Drop for Call {
     }
 }
 
+/// A usage error of `cmd` (the hint line is added by `Failure::of`).
 pub(crate) fn usage(cmd: &str, text: String) -> Failure {
-    Failure::Usage(format!("{cmd}: {text} (see aemp help {cmd})"))
+    Failure::Usage(format!("{cmd}: {text}"))
 }
 
 /// The `seeds` of an effective configuration, comma lists split.

@@ -445,6 +445,46 @@ fn unknown_command_and_usage_109() {
     }
 }
 
+/// Usage errors found by clap (a missing or unexpected argument) and by
+/// the tool (a bad value, an unknown option, an unknown command) look
+/// alike: `aemp: CMD: problem`, maybe a usage line, then a hint line.
+#[test]
+fn one_style_for_usage_errors() {
+    let rc = Rc::new();
+    for (args, cmd) in [
+        (&["setsecret"][..], "setsecret"),
+        (&["db", "--timeout"][..], "db"),
+        (&["nodelay", "maybe"][..], "setnodelay"),
+        (&["snd", "P#x", "--bogus"][..], "snd"),
+        (&["setsecret", "[1"][..], "setsecret"),
+        (&["nodes", "extra"][..], "nodes"),
+    ] {
+        let err = rc.fails(args, 2);
+        let lines: Vec<&str> = err.lines().collect();
+        assert!(
+            lines[0].starts_with(&format!("aemp: {cmd}: ")),
+            "{args:?}: {err}"
+        );
+        assert_eq!(
+            lines.last(),
+            Some(&format!("Try 'aemp help {cmd}'.").as_str()),
+            "{args:?}: {err}"
+        );
+        assert!(
+            !err.contains("error:") && !err.contains("For more information"),
+            "{args:?}: {err}"
+        );
+    }
+    for args in [&["frobnicate"][..], &[][..], &["--help", "x"][..]] {
+        let err = rc.fails(args, 2);
+        assert!(err.starts_with("aemp: "), "{args:?}: {err}");
+        assert!(
+            err.ends_with("Try 'aemp --help' for the commands.\n"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
 #[test]
 fn help_everywhere_109() {
     let rc = Rc::new();
