@@ -291,7 +291,8 @@ a single argument starting with [ is the whole command line as a JSON array
 services, framing_format, auth_offer, auth_accept) are comma-separated or a
 JSON array. Every setX command has the bare alias X (seeds = setseeds).
 
-The file: $AEMP_RC, else $PERL_ANYEVENT_MP_RC, else ~/.perl-anyevent-mp.
+The file: --rc FILE (before the first command), else $AEMP_RC, else
+$PERL_ANYEVENT_MP_RC, else ~/.perl-anyevent-mp.
 Logging: RUST_LOG, or AEMP_VERBOSE=0..9; AEMP_TRACE=1 prints SND/RCV lines.
 Exit codes: 0 ok, 1 failure, 2 usage error.
 
@@ -328,7 +329,14 @@ impl Table {
         clap::Command::new("aemp")
             .version(env!("CARGO_PKG_VERSION"))
             .about(ABOUT)
-            .override_usage("aemp <COMMAND> [ARGS]... [<COMMAND> [ARGS]...]...")
+            .override_usage("aemp [--rc FILE] <COMMAND> [ARGS]... [<COMMAND> [ARGS]...]...")
+            .arg(
+                clap::Arg::new("rc")
+                    .long("rc")
+                    .value_name("FILE")
+                    .value_hint(clap::ValueHint::FilePath)
+                    .help("use FILE as the configuration file (before the first command)"),
+            )
             .after_help(AFTER)
             .subcommands(self.specs.iter().map(Spec::clap))
     }

@@ -76,6 +76,7 @@ fn run(args: Vec<String>) -> Result<(), Failure> {
     commands.extend(net_cmds::commands());
     commands.extend(db_cmds::commands());
     let table = cmd::Table::new(commands);
+    let args = take_rc_option(args, &table)?;
     if args.is_empty() {
         return Err(Failure::Usage(format!(
             "no command given\n{}",
@@ -108,6 +109,32 @@ fn run(args: Vec<String>) -> Result<(), Failure> {
         (spec.run)(&mut session, values).map_err(|f| f.of(spec.name))?;
     }
     session.finish()
+}
+
+/// The global option `--rc FILE` (or `--rc=FILE`), before the first
+/// command: the configuration file to use instead of `$AEMP_RC`,
+/// `$PERL_ANYEVENT_MP_RC` or `~/.perl-anyevent-mp`. It becomes `AEMP_RC`
+/// for this process, so that everything that reads the file (the
+/// commands, and the library's `configure` for `run`) reads this one.
+fn take_rc_option(mut args: Vec<String>, table: &cmd::Table) -> Result<Vec<String>, Failure> {
+    let file = match args.first().map(String::as_str) {
+        Some("--rc") if args.len() > 1 => {
+            args.remove(0);
+            args.remove(0)
+        }
+        Some(a) if a.starts_with("--rc=") => args.remove(0)["--rc=".len()..].to_string(),
+        Some("--rc") => String::new(),
+        _ => return Ok(args),
+    };
+    if file.is_empty() {
+        return Err(Failure::Usage(format!(
+            "--rc needs a FILE\n{}",
+            table.usage()
+        )));
+    }
+    // Still one thread: nothing else reads the environment yet.
+    std::env::set_var("AEMP_RC", file);
+    Ok(args)
 }
 
 /// `RUST_LOG` works as usual; `AEMP_VERBOSE=0..9` sets the level first

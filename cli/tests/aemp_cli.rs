@@ -485,6 +485,30 @@ fn one_style_for_usage_errors() {
     }
 }
 
+/// `--rc FILE` (or `--rc=FILE`) before the first command uses another
+/// configuration file than `$AEMP_RC`, for reading and for writing;
+/// without FILE it is a usage error.
+#[test]
+fn rc_option_uses_another_file() {
+    let rc = Rc::new();
+    let other = rc.dir.path().join("other-rc");
+    let other = other.to_str().unwrap();
+    rc.ok(&["--rc", other, "profile", "p", "secret", "x"]);
+    assert!(!rc.path.exists(), "AEMP_RC's file was written");
+    let v: Value = serde_json::from_str(&fs::read_to_string(other).unwrap()).unwrap();
+    assert_eq!(v["profile"]["p"]["secret"], json!("x"));
+    let shown = parse(&rc.ok(&[&format!("--rc={other}"), "showprofile", "p"]));
+    assert_eq!(shown, json!({"secret": "x"}));
+    // Without --rc, AEMP_RC's file (which has no profile p).
+    rc.fails(&["showprofile", "p"], 1);
+    // Help works after it; a missing FILE is a usage error.
+    assert!(rc.ok(&["--rc", other, "--help"]).contains("--rc <FILE>"));
+    for args in [&["--rc"][..], &["--rc="][..]] {
+        let err = rc.fails(args, 2);
+        assert!(err.starts_with("aemp: --rc needs a FILE"), "{err}");
+    }
+}
+
 #[test]
 fn help_everywhere_109() {
     let rc = Rc::new();

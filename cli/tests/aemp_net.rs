@@ -608,6 +608,18 @@ fn unknown_profile_is_an_error() {
     }
 }
 
+/// `aemp --rc FILE run` configures the node from FILE, not `$AEMP_RC`.
+#[test]
+fn run_reads_the_rc_option() {
+    let env = Env::new();
+    let rc = env.rc.to_str().unwrap();
+    let mut cmd = env.cmd(&["--rc", rc, "run", "profile", "seed"]);
+    cmd.env("AEMP_RC", env.dir.path().join("missing-rc"));
+    let mut seed = RunNode::start(cmd);
+    assert_eq!(seed.id, "seed");
+    assert_eq!(seed.stop(libc::SIGTERM), Some(0));
+}
+
 #[test]
 fn no_secret_or_cert_is_a_clear_error_at_once() {
     let env = Env::new();
