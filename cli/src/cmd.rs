@@ -299,7 +299,9 @@ Exit codes: 0 ok, 1 failure, 2 usage error.
 Network commands: run (a node), snd, cal, mon (see aemp help snd); nodes,
 trace, db family|keys|values|mon FAMILY (see aemp help db). The
 original's eval and shell are not offered: aemp nodes only run registered
-functions, never code sent to them.";
+functions, never code sent to them.
+
+Shell completions: aemp completions bash|zsh|fish prints the script.";
 
 impl Table {
     pub fn new(specs: Vec<Spec>) -> Table {

@@ -15,6 +15,7 @@
 
 mod argv;
 mod cmd;
+mod completions;
 mod config_cmds;
 mod db_cmds;
 mod net_cmds;
@@ -69,13 +70,19 @@ fn fail(f: Failure) -> ExitCode {
     }
 }
 
-/// Runs the whole command line: every command in turn, then saves the
-/// configuration file if it changed. Nothing is saved when a command fails.
-fn run(args: Vec<String>) -> Result<(), Failure> {
+/// Every command, in help order.
+fn table() -> cmd::Table {
     let mut commands = config_cmds::commands();
     commands.extend(net_cmds::commands());
     commands.extend(db_cmds::commands());
-    let table = cmd::Table::new(commands);
+    commands.push(completions::completions_spec());
+    cmd::Table::new(commands)
+}
+
+/// Runs the whole command line: every command in turn, then saves the
+/// configuration file if it changed. Nothing is saved when a command fails.
+fn run(args: Vec<String>) -> Result<(), Failure> {
+    let table = table();
     let args = take_rc_option(args, &table)?;
     if args.is_empty() {
         return Err(Failure::Usage(format!(

@@ -509,6 +509,38 @@ fn rc_option_uses_another_file() {
     }
 }
 
+/// `aemp completions SHELL` prints a completion script that knows the
+/// commands; an unknown shell is a usage error listing the known ones.
+#[test]
+fn completions_for_the_shells() {
+    let rc = Rc::new();
+    let bash = rc.ok(&["completions", "bash"]);
+    assert!(
+        bash.contains("_aemp()") && bash.contains("complete "),
+        "{bash}"
+    );
+    for word in [
+        "gensecret",
+        "showconfig",
+        "snd",
+        "--json",
+        "--rc",
+        "completions",
+    ] {
+        assert!(bash.contains(word), "{word} missing in the bash script");
+    }
+    for shell in ["zsh", "fish"] {
+        let script = rc.ok(&["completions", shell]);
+        assert!(script.contains("gensecret"), "{shell}: {script}");
+    }
+    let err = rc.fails(&["completions", "tcsh"], 2);
+    assert!(
+        err.starts_with("aemp: completions: \"tcsh\"") && err.contains("bash"),
+        "{err}"
+    );
+    assert!(!rc.path.exists());
+}
+
 #[test]
 fn help_everywhere_109() {
     let rc = Rc::new();
