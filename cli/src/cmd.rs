@@ -296,8 +296,8 @@ $PERL_ANYEVENT_MP_RC, else ~/.perl-anyevent-mp.
 Logging: RUST_LOG, or AEMP_VERBOSE=0..9; AEMP_TRACE=1 prints SND/RCV lines.
 Exit codes: 0 ok, 1 failure, 2 usage error.
 
-Network commands: run (a node), snd, cal, mon (see aemp help snd); nodes,
-trace, db family|keys|values|mon FAMILY (see aemp help db). The
+Network commands: run (a node), snd, cal, mon, restart (see aemp help snd);
+nodes, trace, db family|keys|values|mon FAMILY (see aemp help db). The
 original's eval and shell are not offered: aemp nodes only run registered
 functions, never code sent to them.
 

@@ -1,6 +1,7 @@
-//! The network commands: `run` (a node, until SIGINT/SIGTERM) and the
-//! protocol commands `snd`, `cal` and `mon`, which join the network as a
-//! short-lived node `aemp/%n/%u`.
+//! The network commands: `run` (a node, until SIGINT/SIGTERM, or
+//! restarted by `restart`) and the protocol commands `snd`, `cal`, `mon`
+//! and `restart`, which join the network as a short-lived node
+//! `aemp/%n/%u`.
 //!
 //! A protocol command joins through the seeds of the configuration (or the
 //! `--connect HOST:PORT` addresses, used as seeds instead) and reaches the
@@ -18,6 +19,14 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 type Res = Result<(), Failure>;
+
+/// The node-port function that asks a node to restart: the one the
+/// original's `aemp restart` calls (AnyEvent::Watchdog's); `aemp run`
+/// nodes register it.
+const RESTART_FN: &str = "AnyEvent::Watchdog::Util::restart";
+
+/// How often `run` looks for signals and restart requests.
+const TICK: Duration = Duration::from_millis(100);
 
 /// How long `snd` waits after the confirmation for its monitor of the
 /// port to report that the port does not exist.
@@ -129,6 +138,28 @@ dies; prints the kill reason as comma-separated JSON (an empty line for a normal
 \"transport_error\",... when the connection is lost) and exits 0.\n\n{REACH}"
             )),
         ),
+        with_net_options(
+            spec(
+                "restart",
+                None,
+                Arity::Rest {
+                    value: "NODE",
+                    help: "the node to restart",
+                },
+                "Ask a node to restart and wait until it goes down (ends the chain)",
+                restart,
+            )
+            .usage("aemp restart [--connect HOST:PORT]... [--timeout SECS] NODE")
+            .long(format!(
+                "Calls the function {RESTART_FN} through NODE's node port, as the original \
+does, and waits (up to the time-out) until the connection to NODE is lost; prints \
+\"node NODE is restarting\". An `aemp run` node answers it: it stops its node and runs \
+again with the same arguments (a new process image, same process ID), re-reading the \
+configuration; so does a Perl node under AnyEvent::Watchdog. Other nodes refuse the \
+unknown function, and the command fails (exit 1) when NODE is still up at the \
+time-out.\n\n{REACH}"
+            )),
+        ),
     ]
 }
 
@@ -178,6 +209,11 @@ fn run(s: &mut Session, a: Vec<Value>) -> Res {
     let mut signals = StopSignals::catch()?;
     let node = aemp::configure_profile(profile.as_deref(), &args, |_| {})
         .map_err(|e| Failure::Failed(format!("run: {e}")))?;
+    // `aemp restart NODE` calls it through the node port.
+    let (restart_tx, restart_rx) = crossbeam_channel::bounded(1);
+    node.register(RESTART_FN, move |_| {
+        let _ = restart_tx.try_send(());
+    });
     let addrs: Vec<String> = node
         .listen_addrs()
         .iter()
@@ -193,10 +229,35 @@ fn run(s: &mut Session, a: Vec<Value>) -> Res {
         let _ = writeln!(out, "{} {listening}", node.id());
         let _ = out.flush();
     }
-    let signal = signals.wait();
-    log::info!("run: {signal} received, stopping node {}", node.id());
+    let restart = loop {
+        if let Some(signal) = signals.pending() {
+            log::info!("run: {signal} received, stopping node {}", node.id());
+            break false;
+        }
+        if restart_rx.recv_timeout(TICK).is_ok() {
+            log::warn!("run: restart requested, restarting node {}", node.id());
+            break true;
+        }
+    };
     node.net_shutdown();
+    if restart {
+        return Err(restart_self());
+    }
     Ok(())
+}
+
+/// Replaces this process with a new `aemp` run with the same arguments
+/// (and environment, so `--rc` still holds); returns only on failure.
+fn restart_self() -> Failure {
+    use std::os::unix::process::CommandExt;
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => return Failure::Failed(format!("run: cannot restart: {e}")),
+    };
+    let e = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .exec();
+    Failure::Failed(format!("run: cannot restart: {e}"))
 }
 
 /// `[PROFILE] [KEY VALUE]...` as the original's configure reads them.
@@ -242,14 +303,6 @@ impl StopSignals {
             .map_err(|e| Failure::Failed(format!("cannot catch SIGINT/SIGTERM: {e}")))
     }
 
-    /// Waits for one; returns its name.
-    pub(crate) fn wait(&mut self) -> &'static str {
-        self.0
-            .forever()
-            .next()
-            .map_or("end of signals", signal_name)
-    }
-
     /// The name of one that arrived since the last look, without waiting.
     pub(crate) fn pending(&mut self) -> Option<&'static str> {
         self.0.pending().next().map(signal_name)
@@ -283,7 +336,7 @@ impl Call {
     /// node.
     fn start(cmd: &'static str, s: &Session, a: Vec<Value>) -> Result<Call, Failure> {
         let mut a = VecDeque::from(a);
-        let opts = crate::db_cmds::options(cmd, &mut a, cmd != "mon")?;
+        let opts = crate::db_cmds::options(cmd, &mut a, matches!(cmd, "snd" | "cal"))?;
         let (mut connect, timeout) = (opts.connect, opts.timeout);
         let decode = |v: Value| {
             if s.decoded {
@@ -554,6 +607,40 @@ fn mon(s: &mut Session, a: Vec<Value>) -> Res {
             Ok(())
         }
         Err(_) => Err(c.failed("the monitor went away".into())),
+    }
+}
+
+fn restart(s: &mut Session, a: Vec<Value>) -> Res {
+    let c = Call::start("restart", s, a)?;
+    if let Some(extra) = c.args.first() {
+        return Err(usage(
+            "restart",
+            format!("unexpected argument {extra} after NODE"),
+        ));
+    }
+    if c.port != c.target.node_port() {
+        return Err(usage(
+            "restart",
+            format!("{} is a port: give a node ID", c.port),
+        ));
+    }
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let _mon = c.node.mon(&c.port, move |reason| {
+        let _ = tx.try_send(reason);
+    });
+    c.node.snd(&c.port, msg![RESTART_FN]);
+    match rx.recv_deadline(c.deadline) {
+        Ok(_) => {
+            print_line(&format!("node {} is restarting", c.target));
+            Ok(())
+        }
+        Err(_) => Err(c.failed(format!(
+            "node {} is still up after {} s: it did not restart (aemp run nodes, and \
+             Perl nodes under AnyEvent::Watchdog, have {RESTART_FN}; the node's log says \
+             more)",
+            c.target,
+            c.timeout.as_secs_f64()
+        ))),
     }
 }
 

@@ -620,6 +620,50 @@ fn run_reads_the_rc_option() {
     assert_eq!(seed.stop(libc::SIGTERM), Some(0));
 }
 
+/// `aemp restart NODE` (the original's): an `aemp run` node runs again
+/// with the same arguments (same process, a new listening line) and
+/// answers; a node without the restart function stays up, and the
+/// command fails saying so.
+#[test]
+fn restart_reruns_an_aemp_run_node() {
+    let env = Env::new();
+    let mut seed = env.seed(&[]);
+    let out = env.run(&["restart", "seed", "--connect", &seed.addr]).ok();
+    assert_eq!(out.stdout, "node seed is restarting\n", "{out:?}");
+    let line = seed
+        .proc
+        .line_within(Duration::from_secs(20))
+        .expect("no new listening line after the restart");
+    let again = line
+        .strip_prefix("seed listening on ")
+        .unwrap_or_else(|| panic!("unexpected line {line:?}"))
+        .split(", ")
+        .next()
+        .unwrap()
+        .to_string();
+    let out = env.run(&["cal", "--connect", &again, "seed", "time"]).ok();
+    assert!(out.stdout.trim().parse::<f64>().is_ok(), "{out:?}");
+    assert_eq!(seed.stop(libc::SIGTERM), Some(0));
+
+    let n = local_node("norestart");
+    let out = env
+        .run(&[
+            "restart",
+            "--timeout",
+            "1",
+            "--connect",
+            &addr(&n),
+            n.id().as_str(),
+        ])
+        .fails(1);
+    assert!(out.stderr.contains("is still up after 1 s"), "{out:?}");
+    let port = format!("{}#p", n.id());
+    let out = env
+        .run(&["restart", "--connect", &addr(&n), &port])
+        .fails(2);
+    assert!(out.stderr.contains("give a node ID"), "{out:?}");
+}
+
 #[test]
 fn no_secret_or_cert_is_a_clear_error_at_once() {
     let env = Env::new();
