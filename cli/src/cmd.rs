@@ -290,6 +290,8 @@ a single argument starting with [ is the whole command line as a JSON array
 (aemp '[\"profile\",\"p\",\"nodeid\",\"x\"]'). List values (seeds, binds,
 services, framing_format, auth_offer, auth_accept) are comma-separated or a
 JSON array. Every setX command has the bare alias X (seeds = setseeds).
+snd and cal --json read every data argument as JSON; the network commands'
+options may stand anywhere on their line, and -- ends them.
 
 The file: --rc FILE (before the first command), else $AEMP_RC, else
 $PERL_ANYEVENT_MP_RC, else ~/.perl-anyevent-mp.

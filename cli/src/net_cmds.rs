@@ -470,6 +470,27 @@ impl Call {
         Failure::Failed(format!("{}: {text}", self.cmd))
     }
 
+    /// For a command that takes nothing after PORT (`what`: its name in
+    /// help).
+    fn no_args(&self, what: &str) -> Res {
+        match self.args.first() {
+            Some(extra) => Err(usage(
+                self.cmd,
+                format!("unexpected argument {extra} after {what}"),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// A monitor of PORT: its kill reason arrives on the channel.
+    fn watch(&self) -> (aemp::MonGuard, crossbeam_channel::Receiver<aemp::Reason>) {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let guard = self.node.mon(&self.port, move |reason| {
+            let _ = tx.try_send(reason);
+        });
+        (guard, rx)
+    }
+
     fn no_answer(&self, what: &str) -> Failure {
         self.failed(format!(
             "no {what} from node {} within {} s",
@@ -591,16 +612,8 @@ fn cal(s: &mut Session, a: Vec<Value>) -> Res {
 
 fn mon(s: &mut Session, a: Vec<Value>) -> Res {
     let c = Call::start("mon", s, a)?;
-    if let Some(extra) = c.args.first() {
-        return Err(usage(
-            "mon",
-            format!("unexpected argument {extra} after PORT"),
-        ));
-    }
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    let _mon = c.node.mon(&c.port, move |reason| {
-        let _ = tx.try_send(reason);
-    });
+    c.no_args("PORT")?;
+    let (_mon, rx) = c.watch();
     match rx.recv() {
         Ok(reason) => {
             print_line(&json_list(&reason.0));
@@ -612,22 +625,14 @@ fn mon(s: &mut Session, a: Vec<Value>) -> Res {
 
 fn restart(s: &mut Session, a: Vec<Value>) -> Res {
     let c = Call::start("restart", s, a)?;
-    if let Some(extra) = c.args.first() {
-        return Err(usage(
-            "restart",
-            format!("unexpected argument {extra} after NODE"),
-        ));
-    }
+    c.no_args("NODE")?;
     if c.port != c.target.node_port() {
         return Err(usage(
             "restart",
             format!("{} is a port: give a node ID", c.port),
         ));
     }
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    let _mon = c.node.mon(&c.port, move |reason| {
-        let _ = tx.try_send(reason);
-    });
+    let (_mon, rx) = c.watch();
     c.node.snd(&c.port, msg![RESTART_FN]);
     match rx.recv_deadline(c.deadline) {
         Ok(_) => {

@@ -255,19 +255,15 @@ fn options_anywhere_separator_and_json() {
         .ok();
     assert_eq!(out.stdout, "\"x\"\n", "{out:?}");
 
+    // `cal --connect AT ECHO ARGS...`
+    let cal_echo = |args: &[&str]| {
+        let mut line = vec!["cal", "--connect", &at, echo.as_str()];
+        line.extend_from_slice(args);
+        env.run(&line)
+    };
+
     // `--`: the rest is data.
-    let out = env
-        .run(&[
-            "cal",
-            "--connect",
-            &at,
-            echo.as_str(),
-            "--",
-            "--timeout",
-            "1",
-            "-j",
-        ])
-        .ok();
+    let out = cal_echo(&["--", "--timeout", "1", "-j"]).ok();
     assert_eq!(out.stdout, "\"--timeout\",\"1\",\"-j\"\n", "{out:?}");
 
     // An unknown option, before or after PORT.
@@ -284,21 +280,7 @@ fn options_anywhere_separator_and_json() {
 
     // --json: numbers, lists, objects, strings in quotes, true; a negative
     // number is data, not an option.
-    let out = env
-        .run(&[
-            "cal",
-            "--connect",
-            &at,
-            echo.as_str(),
-            "-j",
-            "3",
-            "-2.5",
-            "[1,2,]",
-            "{\"a\":1}",
-            "\"s\"",
-            "true",
-        ])
-        .ok();
+    let out = cal_echo(&["-j", "3", "-2.5", "[1,2,]", "{\"a\":1}", "\"s\"", "true"]).ok();
     assert_eq!(out.stdout, "3,-2.5,[1,2],{\"a\":1},\"s\",true\n", "{out:?}");
     env.run(&[
         "snd",
