@@ -5,13 +5,19 @@
 //! - Otherwise every argument starting with `[`, `{` or `"` is decoded as
 //!   JSON in place; the others stay strings.
 //!
-//! JSON is read with the configuration file's relaxed rules.
+//! JSON is read with the configuration file's relaxed rules. `snd` and
+//! `cal` read their data themselves: with `--json` every data argument is
+//! JSON.
 
 use crate::cmd::Failure;
 use serde_json::Value;
 
-/// Applies the rules; a bad JSON argument is a usage error naming it.
-pub fn decode(args: Vec<String>) -> Result<Vec<Value>, Failure> {
+/// The command line as words, and whether they are decoded already: a
+/// JSON command array gives its elements (`true`); otherwise the
+/// arguments stay strings (`false`), for [`decode_one`] once the command
+/// that takes them is known (a command may read its data its own way,
+/// e.g. `snd --json`).
+pub fn words(args: Vec<String>) -> Result<(Vec<Value>, bool), Failure> {
     if args.first().is_some_and(|a| a.starts_with('[')) {
         if args.len() > 1 {
             return Err(Failure::Usage(format!(
@@ -20,21 +26,41 @@ pub fn decode(args: Vec<String>) -> Result<Vec<Value>, Failure> {
             )));
         }
         return match aemp::rcfile::parse_value(&args[0]) {
-            Ok(Value::Array(a)) => Ok(a),
+            Ok(Value::Array(a)) => Ok((a, true)),
             Ok(_) => unreachable!("text starting with '[' decodes to an array"),
             Err(e) => Err(Failure::Usage(format!("{e} (the JSON command array)"))),
         };
     }
-    args.into_iter()
-        .map(|a| {
-            if a.starts_with(['[', '{', '"']) {
-                aemp::rcfile::parse_value(&a)
-                    .map_err(|e| Failure::Usage(format!("{e} (a JSON argument)")))
-            } else {
-                Ok(Value::String(a))
-            }
-        })
-        .collect()
+    Ok((args.into_iter().map(Value::String).collect(), false))
+}
+
+/// One argument by the rules: a string starting with `[`, `{` or `"` is
+/// JSON; a bad one is a usage error naming it.
+pub fn decode_one(v: Value) -> Result<Value, Failure> {
+    match v {
+        Value::String(a) if a.starts_with(['[', '{', '"']) => aemp::rcfile::parse_value(&a)
+            .map_err(|e| Failure::Usage(format!("{e} (a JSON argument)"))),
+        other => Ok(other),
+    }
+}
+
+/// One data argument of a `--json` command: any JSON text (relaxed), so
+/// `3` is a number and `'"3"'` a string; a bad one is a usage error
+/// naming the command and the argument.
+pub fn json_data(cmd: &str, v: Value) -> Result<Value, Failure> {
+    match v {
+        Value::String(a) => aemp::rcfile::parse_value(&a).map_err(|e| {
+            let problem = match e {
+                aemp::Error::Json { problem, .. } => problem,
+                other => other.to_string(),
+            };
+            Failure::Usage(format!(
+                "{cmd}: --json: the argument {a} is not JSON ({problem}); a string is \
+                 written in double quotes, e.g. '\"text\"'"
+            ))
+        }),
+        other => Ok(other),
+    }
 }
 
 #[cfg(test)]
@@ -46,6 +72,23 @@ mod tests {
         v.iter().map(|s| s.to_string()).collect()
     }
 
+    fn decode(args: Vec<String>) -> Result<Vec<Value>, Failure> {
+        let (words, decoded) = words(args)?;
+        if decoded {
+            return Ok(words);
+        }
+        words.into_iter().map(decode_one).collect()
+    }
+
+    #[test]
+    fn json_data_reads_any_json() {
+        assert_eq!(json_data("snd", json!("3")).ok(), Some(json!(3)));
+        assert_eq!(json_data("snd", json!("[1, 2,]")).ok(), Some(json!([1, 2])));
+        assert_eq!(json_data("snd", json!("\"x\"")).ok(), Some(json!("x")));
+        assert!(
+            matches!(json_data("snd", json!("abc")), Err(Failure::Usage(m)) if m.contains("argument abc is not JSON"))
+        );
+    }
     #[test]
     fn rules() {
         assert_eq!(

@@ -8,6 +8,14 @@ use clap::error::ErrorKind;
 use serde_json::{Map, Value};
 use std::iter::Peekable;
 
+/// The hint line that ends every usage error.
+pub fn hint(command: Option<&str>) -> String {
+    match command {
+        Some(c) => format!("Try 'aemp help {c}'."),
+        None => "Try 'aemp --help' for the commands.".into(),
+    }
+}
+
 /// How a command line ends, other than success.
 #[derive(Debug)]
 pub enum Failure {
@@ -19,6 +27,26 @@ pub enum Failure {
     Failed(String),
 }
 
+impl Failure {
+    /// A failure of the command `name`: a usage error gets the tool's one
+    /// style, `NAME: problem` (the prefix added when missing) and the
+    /// hint line; the others are left as they are.
+    pub fn of(self, name: &str) -> Failure {
+        match self {
+            Failure::Usage(text) => {
+                let text = text.trim_end();
+                let text = if text.starts_with(&format!("{name}: ")) {
+                    text.to_string()
+                } else {
+                    format!("{name}: {text}")
+                };
+                Failure::Usage(format!("{text}\n{}", hint(Some(name))))
+            }
+            other => other,
+        }
+    }
+}
+
 /// What the commands of one command line share: the configuration file
 /// and the section that edits go to.
 pub struct Session {
@@ -26,6 +54,9 @@ pub struct Session {
     pub rc: RcFile,
     /// `None`: the global section; else the profile chosen by `profile`.
     pub section: Option<String>,
+    /// The words came from a JSON command array: every argument is
+    /// decoded already (see `argv`).
+    pub decoded: bool,
 }
 
 impl Session {
@@ -33,6 +64,7 @@ impl Session {
         Session {
             rc: RcFile::load_default(),
             section: None,
+            decoded: false,
         }
     }
 
@@ -96,6 +128,9 @@ pub struct Spec {
     /// Options shown in help and checked by clap; the command reads them
     /// itself from the front of its arguments.
     pub options: Vec<clap::Arg>,
+    /// The command gets its arguments as the strings typed and decodes
+    /// them itself (see [`Spec::raw_args`]).
+    pub raw: bool,
     pub run: Run,
 }
 
@@ -115,6 +150,7 @@ pub fn spec(
         usage: None,
         arity,
         options: Vec::new(),
+        raw: false,
         run: Box::new(run),
     }
 }
@@ -129,6 +165,13 @@ impl Spec {
     /// Adds an option (see [`Spec::options`]).
     pub fn option(mut self, arg: clap::Arg) -> Spec {
         self.options.push(arg);
+        self
+    }
+
+    /// The command decodes its JSON arguments itself (`argv::decode_one`,
+    /// or `argv::json_data` for `--json`), unless `Session::decoded`.
+    pub fn raw_args(mut self) -> Spec {
+        self.raw = true;
         self
     }
 
@@ -162,7 +205,33 @@ impl Spec {
             Err(e) if e.kind() == ErrorKind::DisplayHelp => {
                 Err(Failure::Help(e.render().to_string()))
             }
-            Err(e) => Err(Failure::Usage(e.render().to_string())),
+            // clap's own message, in the tool's style: `CMD: problem`,
+            // the usage line (the hint follows, see `Failure::of`).
+            Err(e) => {
+                let text = e.render().to_string();
+                let problem = text
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .trim_start_matches("error:")
+                    .trim();
+                // A list of missing arguments follows on indented lines.
+                let listed: Vec<&str> = text
+                    .lines()
+                    .skip(1)
+                    .take_while(|l| l.starts_with("  "))
+                    .map(str::trim)
+                    .collect();
+                let problem = match listed.is_empty() {
+                    true => problem.to_string(),
+                    false => format!("{problem} {}", listed.join(" ")),
+                };
+                Err(Failure::Usage(format!(
+                    "{}: {problem}\n{}",
+                    self.name,
+                    self.clap().render_usage().to_string().trim_end()
+                )))
+            }
         }
     }
 
@@ -221,15 +290,20 @@ a single argument starting with [ is the whole command line as a JSON array
 (aemp '[\"profile\",\"p\",\"nodeid\",\"x\"]'). List values (seeds, binds,
 services, framing_format, auth_offer, auth_accept) are comma-separated or a
 JSON array. Every setX command has the bare alias X (seeds = setseeds).
+snd and cal --json read every data argument as JSON; the network commands'
+options may stand anywhere on their line, and -- ends them.
 
-The file: $AEMP_RC, else $PERL_ANYEVENT_MP_RC, else ~/.perl-anyevent-mp.
+The file: --rc FILE (before the first command), else $AEMP_RC, else
+$PERL_ANYEVENT_MP_RC, else ~/.perl-anyevent-mp.
 Logging: RUST_LOG, or AEMP_VERBOSE=0..9; AEMP_TRACE=1 prints SND/RCV lines.
 Exit codes: 0 ok, 1 failure, 2 usage error.
 
-Network commands: run (a node), snd, cal, mon (see aemp help snd); nodes,
-trace, db family|keys|values|mon FAMILY (see aemp help db). The
+Network commands: run (a node), snd, cal, mon, restart (see aemp help snd);
+nodes, trace, db family|keys|values|mon FAMILY (see aemp help db). The
 original's eval and shell are not offered: aemp nodes only run registered
-functions, never code sent to them.";
+functions, never code sent to them.
+
+Shell completions: aemp completions bash|zsh|fish prints the script.";
 
 impl Table {
     pub fn new(specs: Vec<Spec>) -> Table {
@@ -250,7 +324,7 @@ impl Table {
                 Value::String(n) => n.clone(),
                 other => other.to_string(),
             };
-            Failure::Usage(format!("{shown}: no such aemp command (try aemp --help)"))
+            Failure::Usage(format!("{shown}: no such aemp command\n{}", hint(None)))
         })
     }
 
@@ -259,16 +333,25 @@ impl Table {
         clap::Command::new("aemp")
             .version(env!("CARGO_PKG_VERSION"))
             .about(ABOUT)
-            .override_usage("aemp <COMMAND> [ARGS]... [<COMMAND> [ARGS]...]...")
+            .override_usage("aemp [--rc FILE] <COMMAND> [ARGS]... [<COMMAND> [ARGS]...]...")
+            .arg(
+                clap::Arg::new("rc")
+                    .long("rc")
+                    .value_name("FILE")
+                    .value_hint(clap::ValueHint::FilePath)
+                    .help("use FILE as the configuration file (before the first command)"),
+            )
             .after_help(AFTER)
             .subcommands(self.specs.iter().map(Spec::clap))
     }
 
-    /// The short usage shown when there are no arguments.
+    /// The short usage and the hint, for a usage error of the whole
+    /// line.
     pub fn usage(&self) -> String {
         format!(
-            "{}\nTry 'aemp --help' for the commands.",
-            self.clap().render_usage()
+            "{}\n{}",
+            self.clap().render_usage().to_string().trim_end(),
+            hint(None)
         )
     }
 

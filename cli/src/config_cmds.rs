@@ -12,6 +12,8 @@ mod profiles;
 mod scalars;
 
 use crate::cmd::{spec, Arity, Failure, Spec};
+
+pub(crate) use profiles::known_profile;
 use serde_json::Value;
 
 type Res = Result<(), Failure>;

@@ -7,13 +7,15 @@
 //! the whole command line as a JSON array.
 //!
 //! Layout: this file reads the arguments, runs the chain and sets the exit
-//! code (0 ok, 1 failure, 2 usage); `cmd.rs` has the command table and its
+//! code (0 ok, 1 failure, 2 usage: `aemp: CMD: problem`, then a hint
+//! line); `cmd.rs` has the command table and its
 //! help; each command group lives in its own module (`config_cmds.rs`,
 //! `net_cmds.rs`, `db_cmds.rs`; a large group keeps its concerns in files
 //! of a folder of the same name) and contributes its commands to the table.
 
 mod argv;
 mod cmd;
+mod completions;
 mod config_cmds;
 mod db_cmds;
 mod net_cmds;
@@ -50,12 +52,15 @@ fn fail(f: Failure) -> ExitCode {
             ExitCode::SUCCESS
         }
         Failure::Usage(text) => {
-            // clap's messages start with "error:" or "Usage:" already.
-            if text.starts_with("error:") || text.starts_with("Usage:") {
-                let _ = writeln!(std::io::stderr(), "{}", text.trim_end());
+            // One style for every usage error: `aemp: CMD: problem`, then
+            // lines such as the usage, then a hint line.
+            let text = text.trim_end();
+            let text = if text.lines().last().is_some_and(|l| l.starts_with("Try '")) {
+                text.to_string()
             } else {
-                let _ = writeln!(std::io::stderr(), "aemp: {}", text.trim_end());
-            }
+                format!("{text}\n{}", cmd::hint(None))
+            };
+            let _ = writeln!(std::io::stderr(), "aemp: {text}");
             ExitCode::from(2)
         }
         Failure::Failed(text) => {
@@ -65,28 +70,78 @@ fn fail(f: Failure) -> ExitCode {
     }
 }
 
-/// Runs the whole command line: every command in turn, then saves the
-/// configuration file if it changed. Nothing is saved when a command fails.
-fn run(args: Vec<String>) -> Result<(), Failure> {
+/// Every command, in help order.
+fn table() -> cmd::Table {
     let mut commands = config_cmds::commands();
     commands.extend(net_cmds::commands());
     commands.extend(db_cmds::commands());
-    let table = cmd::Table::new(commands);
+    commands.push(completions::completions_spec());
+    cmd::Table::new(commands)
+}
+
+/// Runs the whole command line: every command in turn, then saves the
+/// configuration file if it changed. Nothing is saved when a command fails.
+fn run(args: Vec<String>) -> Result<(), Failure> {
+    let table = table();
+    let args = take_rc_option(args, &table)?;
     if args.is_empty() {
-        return Err(Failure::Usage(table.usage()));
+        return Err(Failure::Usage(format!(
+            "no command given\n{}",
+            table.usage()
+        )));
     }
     if let Some(done) = table.top_level(&args) {
         return done;
     }
-    let mut argv = argv::decode(args)?.into_iter().peekable();
+    let (words, decoded) = argv::words(args)?;
+    let mut words = words.into_iter().peekable();
     let mut session = Session::new();
-    while let Some(name) = argv.next() {
+    session.decoded = decoded;
+    while let Some(name) = words.next() {
+        let name = if decoded {
+            name
+        } else {
+            argv::decode_one(name)?
+        };
         let spec = table.find(&name)?;
-        let taken = spec.take(&mut argv);
-        let values = spec.check(&taken)?;
-        (spec.run)(&mut session, values)?;
+        let taken = spec.take(&mut words);
+        let mut values = spec.check(&taken).map_err(|f| f.of(spec.name))?;
+        if !decoded && !spec.raw {
+            values = values
+                .into_iter()
+                .map(argv::decode_one)
+                .collect::<Result<_, _>>()
+                .map_err(|f| f.of(spec.name))?;
+        }
+        (spec.run)(&mut session, values).map_err(|f| f.of(spec.name))?;
     }
     session.finish()
+}
+
+/// The global option `--rc FILE` (or `--rc=FILE`), before the first
+/// command: the configuration file to use instead of `$AEMP_RC`,
+/// `$PERL_ANYEVENT_MP_RC` or `~/.perl-anyevent-mp`. It becomes `AEMP_RC`
+/// for this process, so that everything that reads the file (the
+/// commands, and the library's `configure` for `run`) reads this one.
+fn take_rc_option(mut args: Vec<String>, table: &cmd::Table) -> Result<Vec<String>, Failure> {
+    let file = match args.first().map(String::as_str) {
+        Some("--rc") if args.len() > 1 => {
+            args.remove(0);
+            args.remove(0)
+        }
+        Some(a) if a.starts_with("--rc=") => args.remove(0)["--rc=".len()..].to_string(),
+        Some("--rc") => String::new(),
+        _ => return Ok(args),
+    };
+    if file.is_empty() {
+        return Err(Failure::Usage(format!(
+            "--rc needs a FILE\n{}",
+            table.usage()
+        )));
+    }
+    // Still one thread: nothing else reads the environment yet.
+    std::env::set_var("AEMP_RC", file);
+    Ok(args)
 }
 
 /// `RUST_LOG` works as usual; `AEMP_VERBOSE=0..9` sets the level first

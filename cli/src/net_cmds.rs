@@ -1,6 +1,7 @@
-//! The network commands: `run` (a node, until SIGINT/SIGTERM) and the
-//! protocol commands `snd`, `cal` and `mon`, which join the network as a
-//! short-lived node `aemp/%n/%u`.
+//! The network commands: `run` (a node, until SIGINT/SIGTERM, or
+//! restarted by `restart`) and the protocol commands `snd`, `cal`, `mon`
+//! and `restart`, which join the network as a short-lived node
+//! `aemp/%n/%u`.
 //!
 //! A protocol command joins through the seeds of the configuration (or the
 //! `--connect HOST:PORT` addresses, used as seeds instead) and reaches the
@@ -19,6 +20,14 @@ use std::time::{Duration, Instant};
 
 type Res = Result<(), Failure>;
 
+/// The node-port function that asks a node to restart: the one the
+/// original's `aemp restart` calls (AnyEvent::Watchdog's); `aemp run`
+/// nodes register it.
+const RESTART_FN: &str = "AnyEvent::Watchdog::Util::restart";
+
+/// How often `run` looks for signals and restart requests.
+const TICK: Duration = Duration::from_millis(100);
+
 /// How long `snd` waits after the confirmation for its monitor of the
 /// port to report that the port does not exist.
 const SND_GRACE: Duration = Duration::from_millis(250);
@@ -34,6 +43,16 @@ master, which knows where the network's nodes listen). If the node cannot be
 reached within the time-out, the command fails (exit 1), naming what answered.
 
 PORT is a port ID NODE#NAME; a bare node ID means that node's node port.";
+
+const DATA: &str = "\
+The message: each ARG is a string, except that an argument starting with [, {
+or \" is JSON. With --json (-j) every ARG is JSON (relaxed: trailing commas and
+# comments are fine): 3 is a number, true a boolean, '\"3\"' a string; a bad
+one is a usage error naming it.
+
+Options may stand anywhere on the line, before or after PORT and the ARGs;
+everything after -- is data, even a word that looks like an option
+(aemp snd PORT -- --timeout sends \"--timeout\"). An unknown option is an error.";
 
 /// Every network command, in help order.
 pub fn commands() -> Vec<Spec> {
@@ -52,7 +71,8 @@ pub fn commands() -> Vec<Spec> {
         .long(
             "Configures the node like the original's configure: the profile (an odd first \
 argument, a `profile NAME` pair, or an earlier `aemp profile NAME`; default the host \
-name), then KEY VALUE pairs as configure \
+name; a named profile that the file does not have is an error listing the known ones), \
+then KEY VALUE pairs as configure \
 arguments (nodeid, binds, secret, ...), below the file's keys unless `force 1`. The \
 profile's services run at start; aemp has no functions of its own, so a service name \
 there fails. Prints `NODEID listening on ADDR, ...` once running, e.g.\n\n  \
@@ -71,12 +91,14 @@ global node.",
                 "Send a message to a port and confirm that its node got it (ends the chain)",
                 snd,
             )
-            .usage("aemp snd [--connect HOST:PORT]... [--timeout SECS] PORT [ARG]...")
+            .option(json_option())
+            .usage("aemp snd [--connect HOST:PORT]... [--timeout SECS] [--json] PORT [ARG]... [-- ARG...]")
             .long(format!(
                 "Sends [ARG...] to PORT, then asks PORT's node to relay a reply to us: \
 prints \"message sent successfully\" when it arrives, or fails (exit 1) with the \
 reason when PORT does not exist (reported by PORT's node within 0.25 s of the \
-confirmation) or its node cannot be reached.\n\n{REACH}"
+confirmation) or its node cannot be reached, e.g.\n\n  aemp snd seed#worker job 42\n  \
+aemp snd --json seed#worker '\"job\"' 42 '[1,2]' '{{\"k\":true}}'\n\n{DATA}\n\n{REACH}"
             )),
         ),
         with_net_options(
@@ -90,11 +112,12 @@ confirmation) or its node cannot be reached.\n\n{REACH}"
                 "Send a request with a reply port and print the reply (ends the chain)",
                 cal,
             )
-            .usage("aemp cal [--connect HOST:PORT]... [--timeout SECS] PORT [ARG]...")
+            .option(json_option())
+            .usage("aemp cal [--connect HOST:PORT]... [--timeout SECS] [--json] PORT [ARG]... [-- ARG...]")
             .long(format!(
                 "Sends [ARG..., REPLYPORT] to PORT and prints the reply as comma-separated \
 JSON (an array without brackets), e.g. `aemp cal NODE time` prints the node's clock. \
-Fails (exit 1) when no reply comes within the time-out or PORT dies.\n\n{REACH}"
+Fails (exit 1) when no reply comes within the time-out or PORT dies.\n\n{DATA}\n\n{REACH}"
             )),
         ),
         with_net_options(
@@ -115,11 +138,44 @@ dies; prints the kill reason as comma-separated JSON (an empty line for a normal
 \"transport_error\",... when the connection is lost) and exits 0.\n\n{REACH}"
             )),
         ),
+        with_net_options(
+            spec(
+                "restart",
+                None,
+                Arity::Rest {
+                    value: "NODE",
+                    help: "the node to restart",
+                },
+                "Ask a node to restart and wait until it goes down (ends the chain)",
+                restart,
+            )
+            .usage("aemp restart [--connect HOST:PORT]... [--timeout SECS] NODE")
+            .long(format!(
+                "Calls the function {RESTART_FN} through NODE's node port, as the original \
+does, and waits (up to the time-out) until the connection to NODE is lost; prints \
+\"node NODE is restarting\". An `aemp run` node answers it: it stops its node and runs \
+again with the same arguments (a new process image, same process ID), re-reading the \
+configuration; so does a Perl node under AnyEvent::Watchdog. Other nodes refuse the \
+unknown function, and the command fails (exit 1) when NODE is still up at the \
+time-out.\n\n{REACH}"
+            )),
+        ),
     ]
 }
 
+/// `--json`/`-j` of `snd` and `cal`.
+fn json_option() -> clap::Arg {
+    clap::Arg::new("json")
+        .long("json")
+        .short('j')
+        .action(clap::ArgAction::SetTrue)
+        .help("read every data argument as JSON (3 is a number, '\"3\"' a string)")
+}
+
+/// The options of the protocol commands; their arguments are decoded by
+/// the command (`--json`, `--`).
 fn with_net_options(s: Spec) -> Spec {
-    s.option(
+    s.raw_args().option(
         clap::Arg::new("connect")
             .long("connect")
             .value_name("HOST:PORT")
@@ -138,12 +194,26 @@ fn with_net_options(s: Spec) -> Spec {
 
 fn run(s: &mut Session, a: Vec<Value>) -> Res {
     let (mut profile, args) = configure_args(a)?;
+    // A named profile must exist (the host name's, the default, need not).
+    let named = profile.clone().or_else(|| {
+        args.get("profile")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    });
+    if let Some(name) = &named {
+        crate::config_cmds::known_profile("run", s, name)?;
+    }
     if profile.is_none() && !args.contains_key("profile") {
         profile = s.section.clone();
     }
     let mut signals = StopSignals::catch()?;
     let node = aemp::configure_profile(profile.as_deref(), &args, |_| {})
         .map_err(|e| Failure::Failed(format!("run: {e}")))?;
+    // `aemp restart NODE` calls it through the node port.
+    let (restart_tx, restart_rx) = crossbeam_channel::bounded(1);
+    node.register(RESTART_FN, move |_| {
+        let _ = restart_tx.try_send(());
+    });
     let addrs: Vec<String> = node
         .listen_addrs()
         .iter()
@@ -159,10 +229,35 @@ fn run(s: &mut Session, a: Vec<Value>) -> Res {
         let _ = writeln!(out, "{} {listening}", node.id());
         let _ = out.flush();
     }
-    let signal = signals.wait();
-    log::info!("run: {signal} received, stopping node {}", node.id());
+    let restart = loop {
+        if let Some(signal) = signals.pending() {
+            log::info!("run: {signal} received, stopping node {}", node.id());
+            break false;
+        }
+        if restart_rx.recv_timeout(TICK).is_ok() {
+            log::warn!("run: restart requested, restarting node {}", node.id());
+            break true;
+        }
+    };
     node.net_shutdown();
+    if restart {
+        return Err(restart_self());
+    }
     Ok(())
+}
+
+/// Replaces this process with a new `aemp` run with the same arguments
+/// (and environment, so `--rc` still holds); returns only on failure.
+fn restart_self() -> Failure {
+    use std::os::unix::process::CommandExt;
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => return Failure::Failed(format!("run: cannot restart: {e}")),
+    };
+    let e = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .exec();
+    Failure::Failed(format!("run: cannot restart: {e}"))
 }
 
 /// `[PROFILE] [KEY VALUE]...` as the original's configure reads them.
@@ -208,14 +303,6 @@ impl StopSignals {
             .map_err(|e| Failure::Failed(format!("cannot catch SIGINT/SIGTERM: {e}")))
     }
 
-    /// Waits for one; returns its name.
-    pub(crate) fn wait(&mut self) -> &'static str {
-        self.0
-            .forever()
-            .next()
-            .map_or("end of signals", signal_name)
-    }
-
     /// The name of one that arrived since the last look, without waiting.
     pub(crate) fn pending(&mut self) -> Option<&'static str> {
         self.0.pending().next().map(signal_name)
@@ -249,13 +336,28 @@ impl Call {
     /// node.
     fn start(cmd: &'static str, s: &Session, a: Vec<Value>) -> Result<Call, Failure> {
         let mut a = VecDeque::from(a);
-        let (mut connect, timeout) = crate::db_cmds::options(cmd, &mut a)?;
-        let port = match a.pop_front() {
+        let opts = crate::db_cmds::options(cmd, &mut a, matches!(cmd, "snd" | "cal"))?;
+        let (mut connect, timeout) = (opts.connect, opts.timeout);
+        let decode = |v: Value| {
+            if s.decoded {
+                Ok(v)
+            } else {
+                crate::argv::decode_one(v)
+            }
+        };
+        let port = match a.pop_front().map(decode).transpose()? {
             Some(Value::String(p)) => {
                 PortId::parse(&p).map_err(|e| usage(cmd, format!("PORT {p:?}: {e}")))?
             }
             Some(other) => return Err(usage(cmd, format!("PORT {other}: a port ID is a string"))),
             None => return Err(usage(cmd, "PORT is missing".into())),
+        };
+        let a: Vec<Value> = if opts.json && !s.decoded {
+            a.into_iter()
+                .map(|v| crate::argv::json_data(cmd, v))
+                .collect::<Result<_, _>>()?
+        } else {
+            a.into_iter().map(decode).collect::<Result<_, _>>()?
         };
         let target: NodeId = port
             .node()
@@ -284,7 +386,7 @@ impl Call {
             node,
             port,
             target,
-            args: a.into(),
+            args: a,
             deadline: Instant::now() + timeout,
             timeout,
         };
@@ -368,6 +470,27 @@ impl Call {
         Failure::Failed(format!("{}: {text}", self.cmd))
     }
 
+    /// For a command that takes nothing after PORT (`what`: its name in
+    /// help).
+    fn no_args(&self, what: &str) -> Res {
+        match self.args.first() {
+            Some(extra) => Err(usage(
+                self.cmd,
+                format!("unexpected argument {extra} after {what}"),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// A monitor of PORT: its kill reason arrives on the channel.
+    fn watch(&self) -> (aemp::MonGuard, crossbeam_channel::Receiver<aemp::Reason>) {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let guard = self.node.mon(&self.port, move |reason| {
+            let _ = tx.try_send(reason);
+        });
+        (guard, rx)
+    }
+
     fn no_answer(&self, what: &str) -> Failure {
         self.failed(format!(
             "no {what} from node {} within {} s",
@@ -388,8 +511,9 @@ impl Drop for Call {
     }
 }
 
+/// A usage error of `cmd` (the hint line is added by `Failure::of`).
 pub(crate) fn usage(cmd: &str, text: String) -> Failure {
-    Failure::Usage(format!("{cmd}: {text} (see aemp help {cmd})"))
+    Failure::Usage(format!("{cmd}: {text}"))
 }
 
 /// The `seeds` of an effective configuration, comma lists split.
@@ -488,22 +612,40 @@ fn cal(s: &mut Session, a: Vec<Value>) -> Res {
 
 fn mon(s: &mut Session, a: Vec<Value>) -> Res {
     let c = Call::start("mon", s, a)?;
-    if let Some(extra) = c.args.first() {
-        return Err(usage(
-            "mon",
-            format!("unexpected argument {extra} after PORT"),
-        ));
-    }
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    let _mon = c.node.mon(&c.port, move |reason| {
-        let _ = tx.try_send(reason);
-    });
+    c.no_args("PORT")?;
+    let (_mon, rx) = c.watch();
     match rx.recv() {
         Ok(reason) => {
             print_line(&json_list(&reason.0));
             Ok(())
         }
         Err(_) => Err(c.failed("the monitor went away".into())),
+    }
+}
+
+fn restart(s: &mut Session, a: Vec<Value>) -> Res {
+    let c = Call::start("restart", s, a)?;
+    c.no_args("NODE")?;
+    if c.port != c.target.node_port() {
+        return Err(usage(
+            "restart",
+            format!("{} is a port: give a node ID", c.port),
+        ));
+    }
+    let (_mon, rx) = c.watch();
+    c.node.snd(&c.port, msg![RESTART_FN]);
+    match rx.recv_deadline(c.deadline) {
+        Ok(_) => {
+            print_line(&format!("node {} is restarting", c.target));
+            Ok(())
+        }
+        Err(_) => Err(c.failed(format!(
+            "node {} is still up after {} s: it did not restart (aemp run nodes, and \
+             Perl nodes under AnyEvent::Watchdog, have {RESTART_FN}; the node's log says \
+             more)",
+            c.target,
+            c.timeout.as_secs_f64()
+        ))),
     }
 }
 

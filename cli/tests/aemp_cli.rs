@@ -445,6 +445,102 @@ fn unknown_command_and_usage_109() {
     }
 }
 
+/// Usage errors found by clap (a missing or unexpected argument) and by
+/// the tool (a bad value, an unknown option, an unknown command) look
+/// alike: `aemp: CMD: problem`, maybe a usage line, then a hint line.
+#[test]
+fn one_style_for_usage_errors() {
+    let rc = Rc::new();
+    for (args, cmd) in [
+        (&["setsecret"][..], "setsecret"),
+        (&["db", "--timeout"][..], "db"),
+        (&["nodelay", "maybe"][..], "setnodelay"),
+        (&["snd", "P#x", "--bogus"][..], "snd"),
+        (&["setsecret", "[1"][..], "setsecret"),
+        (&["nodes", "extra"][..], "nodes"),
+    ] {
+        let err = rc.fails(args, 2);
+        let lines: Vec<&str> = err.lines().collect();
+        assert!(
+            lines[0].starts_with(&format!("aemp: {cmd}: ")),
+            "{args:?}: {err}"
+        );
+        assert_eq!(
+            lines.last(),
+            Some(&format!("Try 'aemp help {cmd}'.").as_str()),
+            "{args:?}: {err}"
+        );
+        assert!(
+            !err.contains("error:") && !err.contains("For more information"),
+            "{args:?}: {err}"
+        );
+    }
+    for args in [&["frobnicate"][..], &[][..], &["--help", "x"][..]] {
+        let err = rc.fails(args, 2);
+        assert!(err.starts_with("aemp: "), "{args:?}: {err}");
+        assert!(
+            err.ends_with("Try 'aemp --help' for the commands.\n"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+/// `--rc FILE` (or `--rc=FILE`) before the first command uses another
+/// configuration file than `$AEMP_RC`, for reading and for writing;
+/// without FILE it is a usage error.
+#[test]
+fn rc_option_uses_another_file() {
+    let rc = Rc::new();
+    let other = rc.dir.path().join("other-rc");
+    let other = other.to_str().unwrap();
+    rc.ok(&["--rc", other, "profile", "p", "secret", "x"]);
+    assert!(!rc.path.exists(), "AEMP_RC's file was written");
+    let v: Value = serde_json::from_str(&fs::read_to_string(other).unwrap()).unwrap();
+    assert_eq!(v["profile"]["p"]["secret"], json!("x"));
+    let shown = parse(&rc.ok(&[&format!("--rc={other}"), "showprofile", "p"]));
+    assert_eq!(shown, json!({"secret": "x"}));
+    // Without --rc, AEMP_RC's file (which has no profile p).
+    rc.fails(&["showprofile", "p"], 1);
+    // Help works after it; a missing FILE is a usage error.
+    assert!(rc.ok(&["--rc", other, "--help"]).contains("--rc <FILE>"));
+    for args in [&["--rc"][..], &["--rc="][..]] {
+        let err = rc.fails(args, 2);
+        assert!(err.starts_with("aemp: --rc needs a FILE"), "{err}");
+    }
+}
+
+/// `aemp completions SHELL` prints a completion script that knows the
+/// commands; an unknown shell is a usage error listing the known ones.
+#[test]
+fn completions_for_the_shells() {
+    let rc = Rc::new();
+    let bash = rc.ok(&["completions", "bash"]);
+    assert!(
+        bash.contains("_aemp()") && bash.contains("complete "),
+        "{bash}"
+    );
+    for word in [
+        "gensecret",
+        "showconfig",
+        "snd",
+        "--json",
+        "--rc",
+        "completions",
+    ] {
+        assert!(bash.contains(word), "{word} missing in the bash script");
+    }
+    for shell in ["zsh", "fish"] {
+        let script = rc.ok(&["completions", shell]);
+        assert!(script.contains("gensecret"), "{shell}: {script}");
+    }
+    let err = rc.fails(&["completions", "tcsh"], 2);
+    assert!(
+        err.starts_with("aemp: completions: \"tcsh\"") && err.contains("bash"),
+        "{err}"
+    );
+    assert!(!rc.path.exists());
+}
+
 #[test]
 fn help_everywhere_109() {
     let rc = Rc::new();
@@ -515,8 +611,9 @@ fn corrupt_file_survives_110() {
     let rc = Rc::new();
     let junk = "{\"secret\": \"half written";
     fs::write(&rc.path, junk).unwrap();
-    // Reading commands work on an empty configuration and keep the file.
-    let out = rc.run(&["showconfig", "p"]);
+    // Reading commands work on an empty configuration and keep the file
+    // (showconfig without a name: a named profile must exist).
+    let out = rc.run(&["showconfig"]);
     assert!(out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -530,7 +627,7 @@ fn corrupt_file_survives_110() {
     assert_eq!(rc.text(), junk);
     // AEMP_VERBOSE=0 silences the warning.
     let out = rc
-        .cmd(&["showconfig", "p"])
+        .cmd(&["showconfig"])
         .env("AEMP_VERBOSE", "0")
         .output()
         .unwrap();

@@ -222,6 +222,109 @@ fn snd_cal_mon_112() {
     );
 }
 
+/// Options stand anywhere (after PORT and the data too), `--` ends them
+/// (what follows is data even when it looks like an option), an unknown
+/// option is a usage error, and `--json` (`-j`) sends numbers, lists and
+/// objects, with a usage error naming a bad argument.
+#[test]
+fn options_anywhere_separator_and_json() {
+    let env = Env::new();
+    let n = local_node("ux");
+    let at = addr(&n);
+    let echo = echo_port(&n);
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let inbox = n.port_fn(move |m| tx.send(m).unwrap());
+
+    // After the positionals: the time-out is used, not sent as data.
+    let closed = closed_port();
+    let out = env
+        .run(&[
+            "cal",
+            "seed",
+            "ping",
+            "--timeout",
+            "1",
+            "--connect",
+            &closed,
+        ])
+        .fails(1);
+    assert!(out.stderr.contains("within 1 s"), "{out:?}");
+    assert!(out.took < Duration::from_secs(4), "{out:?}");
+    let out = env
+        .run(&["cal", echo.as_str(), "x", "--connect", &at, "--timeout=3"])
+        .ok();
+    assert_eq!(out.stdout, "\"x\"\n", "{out:?}");
+
+    // `cal --connect AT ECHO ARGS...`
+    let cal_echo = |args: &[&str]| {
+        let mut line = vec!["cal", "--connect", &at, echo.as_str()];
+        line.extend_from_slice(args);
+        env.run(&line)
+    };
+
+    // `--`: the rest is data.
+    let out = cal_echo(&["--", "--timeout", "1", "-j"]).ok();
+    assert_eq!(out.stdout, "\"--timeout\",\"1\",\"-j\"\n", "{out:?}");
+
+    // An unknown option, before or after PORT.
+    for args in [
+        vec!["cal", echo.as_str(), "--bogus", "--connect", &at],
+        vec!["snd", "--connect", &at, echo.as_str(), "x", "--bogus"],
+    ] {
+        let out = env.run(&args).fails(2);
+        assert!(
+            out.stderr.contains("unknown option --bogus") && out.stderr.contains("after --"),
+            "{out:?}"
+        );
+    }
+
+    // --json: numbers, lists, objects, strings in quotes, true; a negative
+    // number is data, not an option.
+    let out = cal_echo(&["-j", "3", "-2.5", "[1,2,]", "{\"a\":1}", "\"s\"", "true"]).ok();
+    assert_eq!(out.stdout, "3,-2.5,[1,2],{\"a\":1},\"s\",true\n", "{out:?}");
+    env.run(&[
+        "snd",
+        inbox.as_str(),
+        "3",
+        "[4]",
+        "--connect",
+        &at,
+        "--json",
+    ])
+    .ok();
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+        Message::from(vec![json!(3), json!([4])])
+    );
+    // Without it, 3 stays a string.
+    env.run(&["snd", "--connect", &at, inbox.as_str(), "3"])
+        .ok();
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+        Message::from(vec![json!("3")])
+    );
+    // A bad argument is named, and nothing is sent.
+    let out = env
+        .run(&[
+            "snd",
+            "--json",
+            "--connect",
+            &at,
+            inbox.as_str(),
+            "1",
+            "abc",
+        ])
+        .fails(2);
+    assert!(
+        out.stderr
+            .contains("snd: --json: the argument abc is not JSON"),
+        "{out:?}"
+    );
+    // mon takes no --json.
+    let out = env.run(&["mon", "--json", "seed"]).fails(2);
+    assert!(out.stderr.contains("--json"), "{out:?}");
+}
+
 /// `snd`, `cal` and `mon` reach a port on a node that is not a seed: a
 /// library node that joined through the seed (a global node), with only
 /// the seed's address configured. The tool finds it through the master.
@@ -461,6 +564,86 @@ fn run_refuses_unknown_services() {
     assert!(out.stderr.contains("nope::f"), "{out:?}");
     let out = env.run(&["run", "[1]"]).fails(2);
     assert!(out.stderr.contains("not a profile name"), "{out:?}");
+}
+
+/// A profile named on the command line must exist: `run` (odd first
+/// argument or `profile NAME`), `showconfig NAME` and `showprofile NAME`
+/// fail at once naming it and listing the known ones.
+#[test]
+fn unknown_profile_is_an_error() {
+    let env = Env::new();
+    for args in [
+        vec!["run", "profile", "typo"],
+        vec!["run", "typo"],
+        vec!["run", "typo", "nodeid", "x"],
+        vec!["showconfig", "typo"],
+        vec!["showprofile", "typo"],
+    ] {
+        let out = env.run(&args).fails(1);
+        assert!(
+            out.stderr
+                .starts_with(&format!("aemp: {}: there is no profile \"typo\"", args[0]))
+                && out.stderr.contains("(known: seed)"),
+            "{args:?}: {out:?}"
+        );
+        assert!(out.took < Duration::from_secs(10), "{out:?}");
+    }
+}
+
+/// `aemp --rc FILE run` configures the node from FILE, not `$AEMP_RC`.
+#[test]
+fn run_reads_the_rc_option() {
+    let env = Env::new();
+    let rc = env.rc.to_str().unwrap();
+    let mut cmd = env.cmd(&["--rc", rc, "run", "profile", "seed"]);
+    cmd.env("AEMP_RC", env.dir.path().join("missing-rc"));
+    let mut seed = RunNode::start(cmd);
+    assert_eq!(seed.id, "seed");
+    assert_eq!(seed.stop(libc::SIGTERM), Some(0));
+}
+
+/// `aemp restart NODE` (the original's): an `aemp run` node runs again
+/// with the same arguments (same process, a new listening line) and
+/// answers; a node without the restart function stays up, and the
+/// command fails saying so.
+#[test]
+fn restart_reruns_an_aemp_run_node() {
+    let env = Env::new();
+    let mut seed = env.seed(&[]);
+    let out = env.run(&["restart", "seed", "--connect", &seed.addr]).ok();
+    assert_eq!(out.stdout, "node seed is restarting\n", "{out:?}");
+    let line = seed
+        .proc
+        .line_within(Duration::from_secs(20))
+        .expect("no new listening line after the restart");
+    let again = line
+        .strip_prefix("seed listening on ")
+        .unwrap_or_else(|| panic!("unexpected line {line:?}"))
+        .split(", ")
+        .next()
+        .unwrap()
+        .to_string();
+    let out = env.run(&["cal", "--connect", &again, "seed", "time"]).ok();
+    assert!(out.stdout.trim().parse::<f64>().is_ok(), "{out:?}");
+    assert_eq!(seed.stop(libc::SIGTERM), Some(0));
+
+    let n = local_node("norestart");
+    let out = env
+        .run(&[
+            "restart",
+            "--timeout",
+            "1",
+            "--connect",
+            &addr(&n),
+            n.id().as_str(),
+        ])
+        .fails(1);
+    assert!(out.stderr.contains("is still up after 1 s"), "{out:?}");
+    let port = format!("{}#p", n.id());
+    let out = env
+        .run(&["restart", "--connect", &addr(&n), &port])
+        .fails(2);
+    assert!(out.stderr.contains("give a node ID"), "{out:?}");
 }
 
 #[test]

@@ -65,18 +65,22 @@ fn setparent(s: &mut Session, a: Vec<Value>) -> Res {
 
 fn showprofile(s: &mut Session, a: Vec<Value>) -> Res {
     let name = name_arg("showprofile", &a[0])?;
+    known_profile("showprofile", s, &name)?;
     match s.rc.profile(&name) {
         Some(p) => show(&Value::Object(p.clone())),
-        None => Err(Failure::Failed(format!(
-            "showprofile: there is no profile {name:?}"
-        ))),
+        None => unreachable!("checked"),
     }
 }
 
 fn showconfig(s: &mut Session, a: Vec<Value>) -> Res {
     let mut a = a.into_iter();
     let name = match a.next() {
-        Some(v) => name_arg("showconfig", &v)?,
+        Some(v) => {
+            let name = name_arg("showconfig", &v)?;
+            known_profile("showconfig", s, &name)?;
+            name
+        }
+        // The host name's profile need not exist: the defaults apply.
         None => rcfile::hostname(),
     };
     let rest: Vec<Value> = a.collect();
@@ -111,6 +115,29 @@ fn show(v: &Value) -> Res {
     out.write_all(to_pretty_json(v).as_bytes())
         .and_then(|()| out.flush())
         .map_err(|e| Failure::Failed(format!("cannot write to standard output: {e}")))
+}
+
+/// A profile named on the command line must exist in the file: else a
+/// failure naming it and listing the known ones (a typo must not run
+/// with the defaults).
+pub(crate) fn known_profile(cmd: &str, s: &Session, name: &str) -> Res {
+    if s.rc.profile(name).is_some() {
+        return Ok(());
+    }
+    let mut known = s.rc.profile_names();
+    known.sort_unstable();
+    let known = if known.is_empty() {
+        "the file has none".to_string()
+    } else {
+        format!("known: {}", known.join(", "))
+    };
+    let file =
+        s.rc.path()
+            .map(|p| format!(" in {}", p.display()))
+            .unwrap_or_default();
+    Err(Failure::Failed(format!(
+        "{cmd}: there is no profile {name:?}{file} ({known})"
+    )))
 }
 
 fn name_arg(cmd: &str, v: &Value) -> Result<String, Failure> {

@@ -1,7 +1,7 @@
 //! `aemp db family|keys|values|mon FAMILY`: prints a database family, or
 //! watches it and prints every change until stopped.
 
-use super::joined::{no_more, options, Joined, DEFAULT_TIMEOUT};
+use super::joined::{no_more, options, Joined};
 use super::{print_text, with_options, Res, JOIN};
 use crate::cmd::{spec, Arity, Session, Spec};
 use crate::net_cmds::{print_line, usage, StopSignals};
@@ -47,8 +47,8 @@ When the master changes, the new master's differences are printed; a closed outp
 
 fn db(s: &mut Session, a: Vec<Value>) -> Res {
     let mut a = VecDeque::from(a);
-    // Options may come before or after the subcommand word or FAMILY.
-    let (mut connect, mut timeout) = options("db", &mut a)?;
+    // Options may come anywhere: before or after the subcommand word or FAMILY.
+    let opts = options("db", &mut a, false)?;
     let what = match a.pop_front() {
         Some(Value::String(w)) if ["family", "keys", "values", "mon"].contains(&w.as_str()) => w,
         Some(other) => {
@@ -62,15 +62,6 @@ fn db(s: &mut Session, a: Vec<Value>) -> Res {
         }
         None => return Err(usage("db", "family, keys, values or mon is missing".into())),
     };
-    let mut more_options = |a: &mut VecDeque<Value>| -> Res {
-        let (more, t) = options("db", a)?;
-        connect.extend(more);
-        if t != DEFAULT_TIMEOUT {
-            timeout = t;
-        }
-        Ok(())
-    };
-    more_options(&mut a)?;
     let family = match a.pop_front() {
         Some(Value::String(f)) => f,
         Some(other) => {
@@ -81,7 +72,6 @@ fn db(s: &mut Session, a: Vec<Value>) -> Res {
         }
         None => return Err(usage("db", "FAMILY is missing".into())),
     };
-    more_options(&mut a)?;
     no_more("db", &a)?;
     aemp::protocol::db::error::check_family(&family)
         .map_err(|e| usage("db", format!("FAMILY {family:?}: {e}")))?;
@@ -91,7 +81,7 @@ fn db(s: &mut Session, a: Vec<Value>) -> Res {
     } else {
         None
     };
-    let j = Joined::start("db", s, (connect, timeout))?;
+    let j = Joined::start("db", s, opts)?;
     let fail = |e: aemp::Error| j.failed(format!("{what} {family:?}: {e}"));
     let pretty = |v: &Value| serde_json::to_string_pretty(v).expect("JSON values serialise");
     match what.as_str() {

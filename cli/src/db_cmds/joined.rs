@@ -41,7 +41,9 @@ impl Joined {
     pub(super) fn start(
         cmd: &'static str,
         s: &Session,
-        (connect, timeout): (Vec<String>, f64),
+        Options {
+            connect, timeout, ..
+        }: Options,
     ) -> Result<Joined, Failure> {
         let resolved = short_lived_config(cmd, s)?;
         let seeds = if connect.is_empty() {
@@ -140,26 +142,64 @@ pub(crate) fn start_node(cmd: &str, mut cfg: Config, seeds: &[String]) -> Result
     Ok(node)
 }
 
-/// `--connect` and `--timeout` from the front of the arguments (shared by
-/// every command that joins the network).
+/// The options of a command that joins the network.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Options {
+    /// `--connect` addresses (replacing the configured seeds).
+    pub connect: Vec<String>,
+    /// `--timeout` in seconds.
+    pub timeout: f64,
+    /// `--json`/`-j`: the data arguments are JSON (only where allowed).
+    pub json: bool,
+}
+
+/// Takes `--connect`, `--timeout` (and, when `json_flag`, `--json`/`-j`)
+/// out of the arguments, wherever they stand (shared by every command
+/// that joins the network); the others stay, in order. A `--` ends the
+/// options: it is dropped and every later argument stays, even one that
+/// looks like an option. An unknown option before it is a usage error (a
+/// word starting with `-` and a digit, like `-3`, is not an option).
 pub(crate) fn options(
     cmd: &'static str,
     a: &mut VecDeque<Value>,
-) -> Result<(Vec<String>, f64), Failure> {
-    let mut connect: Vec<String> = Vec::new();
-    let mut timeout = DEFAULT_TIMEOUT;
-    while let Some(Value::String(word)) = a.front().cloned() {
-        let (name, inline) = match word.split_once('=') {
-            Some((n, v)) => (n.to_string(), Some(v.to_string())),
-            None => (word.clone(), None),
-        };
-        if name != "--connect" && name != "--timeout" {
-            if word == "--" {
-                a.pop_front();
+    json_flag: bool,
+) -> Result<Options, Failure> {
+    let mut o = Options {
+        connect: Vec::new(),
+        timeout: DEFAULT_TIMEOUT,
+        json: false,
+    };
+    let mut rest = VecDeque::with_capacity(a.len());
+    while let Some(v) = a.pop_front() {
+        let word = match &v {
+            Value::String(w) if is_option(w) => w.clone(),
+            _ => {
+                rest.push_back(v);
+                continue;
             }
+        };
+        if word == "--" {
+            rest.extend(a.drain(..));
             break;
         }
-        a.pop_front();
+        let (name, inline) = match word.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_string())),
+            None => (word.as_str(), None),
+        };
+        if json_flag && inline.is_none() && (name == "--json" || name == "-j") {
+            o.json = true;
+            continue;
+        }
+        if name != "--connect" && name != "--timeout" {
+            let json = if json_flag { ", --json" } else { "" };
+            return Err(usage(
+                cmd,
+                format!(
+                    "unknown option {word} (options: --connect, --timeout{json}; \
+                     an argument that starts with - goes after --)"
+                ),
+            ));
+        }
         let value = match inline {
             Some(v) => v,
             None => match a.pop_front() {
@@ -169,7 +209,7 @@ pub(crate) fn options(
             },
         };
         if name == "--connect" {
-            connect.extend(
+            o.connect.extend(
                 value
                     .split(',')
                     .map(str::trim)
@@ -177,7 +217,7 @@ pub(crate) fn options(
                     .map(str::to_string),
             );
         } else {
-            timeout = value
+            o.timeout = value
                 .trim()
                 .parse::<f64>()
                 .ok()
@@ -190,7 +230,15 @@ pub(crate) fn options(
                 })?;
         }
     }
-    Ok((connect, timeout))
+    *a = rest;
+    Ok(o)
+}
+
+/// Whether a word is an option (or `--`): it starts with `-`, and is not
+/// `-` alone or a negative number.
+fn is_option(w: &str) -> bool {
+    let mut c = w.chars();
+    c.next() == Some('-') && c.next().is_some_and(|c| !c.is_ascii_digit() && c != '.')
 }
 
 pub(super) fn no_more(cmd: &'static str, a: &VecDeque<Value>) -> Res {

@@ -59,7 +59,7 @@ node is left out.\n\n{JOIN}"
 
 fn nodes(s: &mut Session, a: Vec<Value>) -> Res {
     let mut a = VecDeque::from(a);
-    let opts = options("nodes", &mut a)?;
+    let opts = options("nodes", &mut a, false)?;
     no_more("nodes", &a)?;
     let j = Joined::start("nodes", s, opts)?;
     let mut out = String::new();
@@ -76,7 +76,7 @@ fn nodes(s: &mut Session, a: Vec<Value>) -> Res {
 
 fn trace(s: &mut Session, a: Vec<Value>) -> Res {
     let mut a = VecDeque::from(a);
-    let opts = options("trace", &mut a)?;
+    let opts = options("trace", &mut a, false)?;
     no_more("trace", &a)?;
     let j = Joined::start("trace", s, opts)?;
     let master = j.wait_for_master(j.deadline)?;

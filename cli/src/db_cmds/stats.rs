@@ -39,7 +39,7 @@ one line per peer the node has a link state for: STATE idle|connecting|up|down, 
 
 fn stats(s: &mut Session, a: Vec<Value>) -> Res {
     let mut a = VecDeque::from(a);
-    let opts = options("stats", &mut a)?;
+    let opts = options("stats", &mut a, false)?;
     let mut targets = Vec::new();
     for v in a {
         let text = v.as_str().map_or_else(|| v.to_string(), str::to_string);
