@@ -16,6 +16,18 @@ fn watch(
     node.mon(port, move |r| tx.send((i, r)).unwrap())
 }
 
+/// Runs `f` with a handle on `node` on a thread of its own; its result
+/// arrives on the channel.
+fn on_thread<T: Send + 'static>(
+    node: &aemp::Node,
+    f: impl FnOnce(aemp::Node) -> T + Send + 'static,
+) -> crossbeam_channel::Receiver<T> {
+    let (tx, rx) = unbounded();
+    let node = node.clone();
+    std::thread::spawn(move || tx.send(f(node)).unwrap());
+    rx
+}
+
 #[test]
 fn shutdown_kills_every_port_and_fires_each_monitor_once() {
     let n = node();
@@ -66,21 +78,13 @@ fn messages_queued_before_the_shutdown_are_processed_first() {
 #[test]
 fn wait_returns_after_a_shutdown_from_another_thread() {
     let n = node();
-    let (tx, done) = unbounded();
-    let waiter = {
-        let n = n.clone();
-        std::thread::spawn(move || {
-            n.wait().unwrap();
-            tx.send(n.is_shut_down()).unwrap();
-        })
-    };
-    let stopper = {
-        let n = n.clone();
-        std::thread::spawn(move || n.shutdown())
-    };
+    let done = on_thread(&n, |n| {
+        n.wait().unwrap();
+        n.is_shut_down()
+    });
+    let stopped = on_thread(&n, |n| n.shutdown());
     assert!(recv(&done));
-    stopper.join().unwrap();
-    waiter.join().unwrap();
+    recv(&stopped);
     // Once shut down, wait returns at once.
     n.wait().unwrap();
 }
@@ -120,15 +124,14 @@ fn shutdown_is_idempotent_and_concurrent_calls_all_wait_for_it() {
     let _guard = watch(&n, &p, 0, &tx);
     let callers: Vec<_> = (0..4)
         .map(|i| {
-            let n = n.clone();
-            std::thread::spawn(move || {
+            on_thread(&n, move |n| {
                 n.shutdown_with(aemp::reason!["stop", i]);
                 n.is_shut_down()
             })
         })
         .collect();
     for c in callers {
-        assert!(c.join().unwrap(), "shutdown returned before it completed");
+        assert!(recv(&c), "shutdown returned before it completed");
     }
     n.shutdown();
     let got: Vec<(usize, Reason)> = fired.try_iter().collect();
@@ -182,14 +185,9 @@ fn after_a_shutdown_ports_are_dead_at_birth_and_sends_are_dropped() {
 #[test]
 fn wait_for_termination_returns_none_after_a_shutdown_by_other_means() {
     let n = node();
-    let (tx, rx) = unbounded();
-    let waiter = {
-        let n = n.clone();
-        std::thread::spawn(move || tx.send(n.wait_for_termination().unwrap()).unwrap())
-    };
+    let rx = on_thread(&n, |n| n.wait_for_termination().unwrap());
     n.shutdown();
     assert_eq!(recv(&rx), None);
-    waiter.join().unwrap();
     // Already shut down: returns at once.
     assert_eq!(n.wait_for_termination().unwrap(), None);
 }

@@ -56,9 +56,7 @@ fn the_listener_is_closed_when_shutdown_returns() {
 #[test]
 fn a_daemon_shuts_down_cleanly_on_sigterm() {
     let mut child = ChildNode::start_daemon();
-    let a = node("parent");
-    a.add_address(&child.node, &child.addr).unwrap();
-    let (reply, rx) = sink(&a);
+    let (a, reply, rx) = child.parent();
     let (tx, fired) = crossbeam_channel::unbounded();
     let _g = a.mon(&child.echo, move |r| tx.send(r).unwrap());
     a.snd(&child.echo, msg![&reply, "sync"]);

@@ -88,6 +88,15 @@ impl ChildNode {
         );
     }
 
+    /// A node of this process that knows the child's address, with a
+    /// sink port.
+    pub fn parent(&self) -> (Node, aemp::PortId, Receiver<aemp::Message>) {
+        let a = node("parent");
+        a.add_address(&self.node, &self.addr).unwrap();
+        let (reply, rx) = sink(&a);
+        (a, reply, rx)
+    }
+
     /// Waits until the child handles `signal` (Linux: its `SigCgt` in
     /// `/proc`), so that the signal no longer takes the default action.
     pub fn wait_until_catching(&self, signal: libc::c_int) {
@@ -164,9 +173,7 @@ fn child_node() {
 #[test]
 fn kill_9_fires_each_monitor_once_43() {
     let mut child = ChildNode::start();
-    let a = node("parent");
-    a.add_address(&child.node, &child.addr).unwrap();
-    let (reply, rx) = sink(&a);
+    let (a, reply, rx) = child.parent();
     a.snd(&child.echo, msg![&reply, "hi"]);
     assert_eq!(recv(&rx), msg!["hi"]);
     let (tx, fired) = crossbeam_channel::unbounded();
