@@ -69,7 +69,9 @@ fn main() {
     .unwrap();
     node.db_reg("eg_chat_server", &server).unwrap().forget();
     println!("chat server {server} on {bind}");
-    loop {
-        std::thread::park();
+    // Until Ctrl-C or SIGTERM; then the node shuts down: other nodes'
+    // monitors of its ports get ["shutdown"], the connections close cleanly.
+    if let Err(e) = node.wait_for_termination() {
+        eprintln!("chat_server: {e}");
     }
 }

@@ -82,7 +82,9 @@ fn main() {
         .unwrap()
         .forget();
     println!("chat server2 {} on {bind}", node.id());
-    loop {
-        std::thread::park();
+    // Until Ctrl-C or SIGTERM; then the node shuts down: other nodes'
+    // monitors of its ports get ["shutdown"], the connections close cleanly.
+    if let Err(e) = node.wait_for_termination() {
+        eprintln!("chat_server2: {e}");
     }
 }

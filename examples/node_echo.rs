@@ -66,7 +66,9 @@ fn main() {
             )
         })
         .expect("networked node");
-    loop {
-        std::thread::park();
+    // Until Ctrl-C or SIGTERM; then the node shuts down: other nodes'
+    // monitors of its ports get ["shutdown"], the connections close cleanly.
+    if let Err(e) = node.wait_for_termination() {
+        eprintln!("node_echo: {e}");
     }
 }

@@ -38,7 +38,9 @@ fn main() {
         .expect("a valid family")
         .forget();
     println!("receiver {port} registered in eg_receivers; waiting for messages");
-    loop {
-        std::thread::park();
+    // Until Ctrl-C or SIGTERM; then the node shuts down: other nodes'
+    // monitors of its ports get ["shutdown"], the connections close cleanly.
+    if let Err(e) = node.wait_for_termination() {
+        eprintln!("simple_receiver: {e}");
     }
 }

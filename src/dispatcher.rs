@@ -24,14 +24,18 @@ pub(crate) enum Job {
     /// The port has items in its inbox.
     Port(Arc<PortCell>),
     Task(Box<dyn FnOnce() + Send>),
+    /// The node shut down (`lifecycle.rs`): the thread ends; later jobs
+    /// are dropped.
+    Stop,
 }
 
-pub(crate) fn start(node: &Node, queue: Receiver<Job>) {
+/// Starts the dispatcher thread; its handle is for the node's shutdown.
+pub(crate) fn start(node: &Node, queue: Receiver<Job>) -> std::thread::JoinHandle<()> {
     let weak = Arc::downgrade(&node.inner);
     std::thread::Builder::new()
         .name(format!("aemp-dispatch {}", node.id()))
         .spawn(move || run(weak, queue))
-        .expect("cannot start the node's dispatcher thread");
+        .expect("cannot start the node's dispatcher thread")
 }
 
 fn run(weak: Weak<NodeInner>, queue: Receiver<Job>) {
@@ -78,6 +82,10 @@ fn run(weak: Weak<NodeInner>, queue: Receiver<Job>) {
                     if let Err(text) = context::catch(f) {
                         log::error!("a timer or monitor callback panicked: {text}");
                     }
+                }
+                Job::Stop => {
+                    context::set_node(None);
+                    return;
                 }
             }
             match queue.try_recv() {

@@ -156,6 +156,14 @@ pub enum Error {
         /// The operation.
         what: &'static str,
     },
+    /// The signal handlers of
+    /// [`Node::wait_for_termination`](crate::Node::wait_for_termination)
+    /// could not be installed.
+    #[error("cannot handle the termination signals: {problem}")]
+    Signal {
+        /// The system's error.
+        problem: String,
+    },
     /// A listen address in the configuration could not be parsed or bound.
     #[error("bad bind {bind:?}: {problem}")]
     BadBind {

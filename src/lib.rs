@@ -89,6 +89,7 @@ mod db;
 mod dispatcher;
 mod error;
 mod id;
+mod lifecycle;
 pub mod message;
 mod monitor;
 mod net;

@@ -4,6 +4,7 @@ use crate::context;
 use crate::dispatcher::{self, Job};
 use crate::error::{Error, Result};
 use crate::id::{NameGen, NodeId, PortId};
+use crate::lifecycle::Lifecycle;
 use crate::message::{Message, Reason};
 use crate::monitor::MonitorEntry;
 use crate::node_port::Functions;
@@ -44,12 +45,14 @@ pub(crate) struct NodeInner {
     node_port: PortId,
     names: NameGen,
     /// Local ports by name (`""` is the node port).
-    ports: PortTable,
-    jobs: Sender<Job>,
+    pub(crate) ports: PortTable,
+    pub(crate) jobs: Sender<Job>,
     pub(crate) functions: RwLock<Functions>,
     /// The network, set once by `Node::with_config` (see `seam.rs`).
     network: once_cell::sync::OnceCell<Box<dyn Network>>,
     options: KernelOptions,
+    /// Shutdown and waiting for it (`lifecycle.rs`).
+    pub(crate) lifecycle: Lifecycle,
 }
 
 impl fmt::Debug for Node {
@@ -79,9 +82,11 @@ impl Node {
                 functions: RwLock::new(Functions::default()),
                 network: once_cell::sync::OnceCell::new(),
                 options,
+                lifecycle: Lifecycle::new(),
             }),
         };
-        dispatcher::start(&node, queue);
+        let dispatcher = dispatcher::start(&node, queue);
+        node.inner.lifecycle.set_dispatcher(dispatcher);
         node.insert("", Handlers::new(DefaultHandler::NodePort), |_| {});
         Ok(node)
     }
@@ -218,6 +223,10 @@ impl Node {
             Ok(()) => return,
             Err(item) => item,
         };
+        if self.inner.lifecycle.is_over() {
+            log::trace!("dropping message to {port}: the node is shut down");
+            return;
+        }
         if !self.port_is_local(port) {
             let Item::Msg(msg) = item else { unreachable!() };
             return self.snd_remote(port, msg);
@@ -396,6 +405,7 @@ impl Node {
         setup(&cell);
         let fresh = self.inner.ports.insert(&cell);
         debug_assert!(fresh, "generated port names are unique");
+        self.born(&cell);
         cell
     }
 
@@ -408,7 +418,11 @@ impl Node {
     /// Registers a cell under a name chosen elsewhere (spawn); `false` if
     /// the name is taken.
     pub(crate) fn insert_named(&self, cell: &Arc<PortCell>) -> bool {
-        self.inner.ports.insert(cell)
+        let fresh = self.inner.ports.insert(cell);
+        if fresh {
+            self.born(cell);
+        }
+        fresh
     }
 
     pub(crate) fn new_name(&self) -> crate::id::Name {
@@ -479,7 +493,13 @@ impl Node {
         quiet: bool,
     ) {
         self.inner.ports.remove(cell);
-        if !reason.is_normal() && !quiet && !monitors.iter().any(|m| m.action.tells_user()) {
+        // The ports a shutdown kills are no crash.
+        let shutdown = self.inner.lifecycle.reason() == Some(reason);
+        if !reason.is_normal()
+            && !quiet
+            && !shutdown
+            && !monitors.iter().any(|m| m.action.tells_user())
+        {
             log::warn!(
                 "port {} died with reason {reason}, and no monitor received it (crash report)",
                 cell.id
@@ -524,6 +544,9 @@ impl Node {
     }
 
     fn kil_remote(&self, port: &PortId, reason: Reason) {
+        if self.inner.lifecycle.is_over() {
+            return log::debug!("cannot kill {port}: this node is shut down");
+        }
         match self.network() {
             Some(net) => net.kill(port, reason),
             None => log::debug!("cannot kill {port}: this node has no network"),

@@ -50,6 +50,13 @@ pub(crate) trait Network: Send + Sync + 'static {
     /// address as given) failed, unless a connection there came up since.
     fn last_failure(&self, key: &str) -> Option<String>;
 
+    /// Closes the network for good (the node shuts down): flushes what
+    /// every connection holds, closes the connections cleanly, stops the
+    /// network's thread and joins it. The one method besides `send_wait`
+    /// that blocks; called once, off the dispatcher, after every port
+    /// died (so the peers got their monitors' reasons).
+    fn close(&self);
+
     /// The implementation, for the network's own use of the node.
     fn as_any(&self) -> &dyn Any;
 }

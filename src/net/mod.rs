@@ -136,6 +136,8 @@ pub(crate) struct Net {
     addresses: Mutex<HashMap<String, Vec<(String, SocketAddr)>>>,
     listen: Vec<SocketAddr>,
     reactor: reactor::Handle,
+    /// The reactor thread, joined by [`Network::close`].
+    reactor_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     nodes: nodes::NodeMonitors,
     /// Why the latest failed connection attempt to a node (by ID) or an
     /// address (as given) failed; forgotten when a connection there comes
@@ -182,6 +184,16 @@ impl Network for NetHandle {
 
     fn monitor(&self, port: &PortId, action: MonitorAction) -> MonGuard {
         self.0.monitor(port, action)
+    }
+
+    fn close(&self) {
+        self.0.reactor.close();
+        let thread = self.0.reactor_thread.lock().take();
+        if let Some(thread) = thread {
+            if thread.thread().id() != std::thread::current().id() {
+                let _ = thread.join();
+            }
+        }
     }
 
     fn as_any(&self) -> &dyn Any {
@@ -279,6 +291,7 @@ pub(crate) fn start(cfg: Config, events: impl FnOnce(&str) -> Arc<dyn PeerEvents
         failures: Mutex::new(HashMap::new()),
         listen,
         reactor: handle,
+        reactor_thread: Mutex::new(None),
         nodes: nodes::NodeMonitors::default(),
         seeds: seeds::Seeds::default(),
         events: events(id.as_str()),
@@ -288,7 +301,7 @@ pub(crate) fn start(cfg: Config, events: impl FnOnce(&str) -> Arc<dyn PeerEvents
             net.learn(peer, text, config::parse_addr(text)?);
         }
     }
-    run(net.clone())?;
+    *net.reactor_thread.lock() = Some(run(net.clone())?);
     node.set_network(Box::new(NetHandle(net.clone())));
     register_stats(&node, &net);
     net.events

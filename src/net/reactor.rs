@@ -35,6 +35,9 @@ use std::time::{Duration, Instant};
 
 const WAKER: Token = Token(0);
 
+/// How long a clean close ([`Reactor::close`]) may take.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
 enum Cmd {
     Flush(Token),
     Dial(Arc<Remote>),
@@ -46,7 +49,12 @@ enum Cmd {
     Seeds,
     /// The connection's unsent bytes passed the limit.
     OverLimit(Token, usize),
+    /// Stop at once, as if the process died (the node is dropped, or the
+    /// `net_shutdown` test hook).
     Shutdown,
+    /// Stop cleanly (the node shuts down): flush and close every
+    /// connection (see [`Reactor::close`]).
+    Close,
 }
 
 /// How the rest of the node talks to the reactor.
@@ -99,9 +107,14 @@ impl Handle {
     pub(crate) fn shutdown(&self) {
         self.send(Cmd::Shutdown);
     }
+
+    /// Stop cleanly: flush and close every connection, then end.
+    pub(crate) fn close(&self) {
+        self.send(Cmd::Close);
+    }
 }
 
-type Starter = Box<dyn FnOnce(Arc<Net>) -> Result<()>>;
+type Starter = Box<dyn FnOnce(Arc<Net>) -> Result<std::thread::JoinHandle<()>>>;
 
 /// Binds the listeners; returns the handle, the bound addresses and a
 /// function that starts the reactor thread once the `Net` exists.
@@ -149,7 +162,6 @@ pub(crate) fn prepare(
         std::thread::Builder::new()
             .name(name)
             .spawn(move || reactor.run())
-            .map(drop)
             .map_err(start_err)
     });
     Ok((handle, addrs, start))
@@ -229,8 +241,10 @@ impl Reactor {
                 }
             }
             while let Ok(cmd) = self.cmds.try_recv() {
-                if !self.command(cmd) {
-                    return self.shutdown();
+                match cmd {
+                    Cmd::Shutdown => return self.shutdown(),
+                    Cmd::Close => return self.close(),
+                    cmd => self.command(cmd),
                 }
             }
             for token in std::mem::take(&mut self.again) {
@@ -240,8 +254,8 @@ impl Reactor {
         }
     }
 
-    /// Handles a command; false to stop.
-    fn command(&mut self, cmd: Cmd) -> bool {
+    /// Handles a command (but those that stop the reactor).
+    fn command(&mut self, cmd: Cmd) {
         match cmd {
             Cmd::Flush(token) => {
                 log::trace!("{}: flush {token:?}", self.net.id);
@@ -279,9 +293,58 @@ impl Reactor {
                 }
             }
             Cmd::Seeds => self.seeds_next = Instant::now(),
-            Cmd::Shutdown => return false,
+            Cmd::Shutdown | Cmd::Close => {}
         }
-        true
+    }
+
+    /// The clean end (the node shuts down): writes what every working
+    /// connection holds, closes our end for writing and waits for the peer
+    /// to close its end (so it read everything: closing with its input
+    /// unread would send a reset, which may make it drop what we sent),
+    /// all within [`CLOSE_TIMEOUT`]; then closes everything like
+    /// [`shutdown`](Self::shutdown).
+    fn close(mut self) {
+        let deadline = Instant::now() + CLOSE_TIMEOUT;
+        let left = || {
+            deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1))
+        };
+        let up: Vec<Token> = self
+            .conns
+            .iter()
+            .filter(|c| matches!(c.phase, Phase::Up { .. }))
+            .map(|c| c.token)
+            .collect();
+        let mut closing = Vec::new();
+        for token in up {
+            let Some(conn) = self.conns.get_mut(token) else {
+                continue;
+            };
+            let sock = socket2::SockRef::from(&conn.sock);
+            if sock.set_nonblocking(false).is_err() || sock.set_write_timeout(Some(left())).is_err()
+            {
+                continue;
+            }
+            if let Err(e) = conn.flush() {
+                log::debug!("{}: closing {}: {e}", self.net.id, conn.who());
+                continue;
+            }
+            let _ = conn.sock.shutdown(std::net::Shutdown::Write);
+            closing.push(conn.token);
+        }
+        let mut sink = [0u8; 4096];
+        for token in closing {
+            let Some(conn) = self.conns.get_mut(token) else {
+                continue;
+            };
+            let sock = socket2::SockRef::from(&conn.sock);
+            while sock.set_read_timeout(Some(left())).is_ok()
+                && Instant::now() < deadline
+                && matches!(std::io::Read::read(&mut &conn.sock, &mut sink), Ok(1..))
+            {}
+        }
+        self.shutdown();
     }
 
     fn shutdown(mut self) {
@@ -550,7 +613,7 @@ impl Reactor {
             // Closing with unread input sends a reset, which makes the
             // peer drop what we sent before: read that input first.
             let mut sink = [0u8; 4096];
-            while matches!(std::io::Read::read(&mut conn.sock, &mut sink), Ok(1..)) {}
+            while matches!(std::io::Read::read(&mut &conn.sock, &mut sink), Ok(1..)) {}
         }
         // Senders may hold a second handle on the socket: shut it down so
         // the peer sees the end now.

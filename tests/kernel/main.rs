@@ -1,6 +1,7 @@
 //! The local kernel against the behaviour checklist (acceptance.md §8):
 //! each test is named with its item number.
 
+mod lifecycle;
 mod monitors;
 mod node_port;
 mod ports;

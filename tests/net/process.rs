@@ -3,7 +3,8 @@
 //! then serves as the child node until it is killed (`child_node` is
 //! ignored, so a normal run never takes it for a test). With
 //! `AEMP_NET_CHILD_NOFILE=N` the child first lowers its file descriptor
-//! limit to N.
+//! limit to N; with `AEMP_NET_CHILD_DAEMON=1` it serves until SIGINT or
+//! SIGTERM (`Node::wait_for_termination`), then ends with status 0.
 
 use super::*;
 use aemp::msg;
@@ -21,14 +22,22 @@ pub struct ChildNode {
 
 impl ChildNode {
     pub fn start() -> ChildNode {
-        ChildNode::start_with(None)
+        ChildNode::start_with(None, false)
+    }
+
+    /// A child node serving until SIGINT or SIGTERM, like a daemon.
+    pub fn start_daemon() -> ChildNode {
+        ChildNode::start_with(None, true)
     }
 
     /// A child node whose file descriptor limit is `nofile`, if given.
-    fn start_with(nofile: Option<u64>) -> ChildNode {
+    fn start_with(nofile: Option<u64>, daemon: bool) -> ChildNode {
         let mut cmd = Command::new(std::env::current_exe().unwrap());
         if let Some(n) = nofile {
             cmd.env("AEMP_NET_CHILD_NOFILE", n.to_string());
+        }
+        if daemon {
+            cmd.env("AEMP_NET_CHILD_DAEMON", "1");
         }
         let mut child = cmd
             .args([
@@ -79,6 +88,39 @@ impl ChildNode {
         );
     }
 
+    /// A node of this process that knows the child's address, with a
+    /// sink port.
+    pub fn parent(&self) -> (Node, aemp::PortId, Receiver<aemp::Message>) {
+        let a = node("parent");
+        a.add_address(&self.node, &self.addr).unwrap();
+        let (reply, rx) = sink(&a);
+        (a, reply, rx)
+    }
+
+    /// Waits until the child handles `signal` (Linux: its `SigCgt` in
+    /// `/proc`), so that the signal no longer takes the default action.
+    pub fn wait_until_catching(&self, signal: libc::c_int) {
+        let path = format!("/proc/{}/status", self.child.id());
+        eventually(|| {
+            let status = std::fs::read_to_string(&path).unwrap_or_default();
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("SigCgt:"))
+                .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+                .is_some_and(|mask| mask & (1 << (signal - 1)) != 0)
+        });
+    }
+
+    /// Waits (at most [`LIMIT`]) for the child to end by itself.
+    pub fn exit_status(&mut self) -> std::process::ExitStatus {
+        let mut status = None;
+        eventually(|| {
+            status = self.child.try_wait().unwrap();
+            status.is_some()
+        });
+        status.unwrap()
+    }
+
     fn kill9(&mut self) {
         let _ = self.child.kill(); // SIGKILL
         let _ = self.child.wait();
@@ -118,6 +160,12 @@ fn child_node() {
         }
     });
     println!("READY {} {} {}", n.id(), addr(&n), echo);
+    if std::env::var_os("AEMP_NET_CHILD_DAEMON").is_some() {
+        let signal = n.wait_for_termination().unwrap();
+        assert_eq!(signal, Some(libc::SIGTERM));
+        assert!(n.is_shut_down());
+        return;
+    }
     // Until killed (or, as a safety net, for a minute).
     std::thread::sleep(Duration::from_secs(60));
 }
@@ -125,9 +173,7 @@ fn child_node() {
 #[test]
 fn kill_9_fires_each_monitor_once_43() {
     let mut child = ChildNode::start();
-    let a = node("parent");
-    a.add_address(&child.node, &child.addr).unwrap();
-    let (reply, rx) = sink(&a);
+    let (a, reply, rx) = child.parent();
     a.snd(&child.echo, msg![&reply, "hi"]);
     assert_eq!(recv(&rx), msg!["hi"]);
     let (tx, fired) = crossbeam_channel::unbounded();
@@ -167,7 +213,7 @@ fn kill_9_fires_each_monitor_once_43() {
 #[test]
 fn accept_resumes_after_running_out_of_file_descriptors() {
     use std::io::Read;
-    let child = ChildNode::start_with(Some(64));
+    let child = ChildNode::start_with(Some(64), false);
     // More connections than the child has descriptors: it accepts until
     // EMFILE, the rest wait in its accept queue.
     let hogs: Vec<std::net::TcpStream> = (0..80)
