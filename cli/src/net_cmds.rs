@@ -239,7 +239,9 @@ fn run(s: &mut Session, a: Vec<Value>) -> Res {
             break true;
         }
     };
-    node.net_shutdown();
+    // Ports killed with ["shutdown"] (other nodes' monitors see it),
+    // connections flushed and closed, threads joined.
+    node.shutdown();
     if restart {
         return Err(restart_self());
     }
