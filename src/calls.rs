@@ -69,7 +69,24 @@ impl Node {
     /// The callback runs exactly once: with `Some(reply)` on the first
     /// reply, or with `None` after `timeout`, or — without a time-out —
     /// when `port` dies. Returns the (local) reply port, which is killed
-    /// when the callback runs.
+    /// when the callback runs. Unlike [`call`](Node::call) it never blocks,
+    /// so callbacks may use it.
+    ///
+    /// ```
+    /// use aemp::{msg, Node, PortId};
+    /// use std::time::Duration;
+    /// let node = Node::new("doc/cal").unwrap();
+    /// // A server answers on the reply port that `cal` appends.
+    /// let server = node.port_fn(|m| {
+    ///     let reply = PortId::try_from(m.last().unwrap()).unwrap();
+    ///     aemp::snd(&reply, msg!["sum", m[1].as_i64().unwrap() + m[2].as_i64().unwrap()]);
+    /// });
+    /// let (tx, rx) = crossbeam_channel::bounded(1);
+    /// node.cal(&server, msg!["add", 2, 3], Some(Duration::from_secs(5)), move |reply| {
+    ///     tx.send(reply).unwrap();
+    /// });
+    /// assert_eq!(rx.recv().unwrap(), Some(msg!["sum", 5]));
+    /// ```
     pub fn cal(
         &self,
         port: &PortId,
@@ -167,6 +184,25 @@ impl Node {
     ///
     /// Not allowed on the dispatcher (inside callbacks), where it would
     /// stop the node: use [`cal`](Node::cal) there.
+    ///
+    /// ```
+    /// use aemp::{msg, Error, Node, PortId};
+    /// use std::time::Duration;
+    /// let node = Node::new("doc/call").unwrap();
+    /// let echo = node.port_fn(|m| {
+    ///     let reply = PortId::try_from(m.last().unwrap()).unwrap();
+    ///     aemp::snd(&reply, msg!["echo", m[0].clone()]);
+    /// });
+    /// let reply = node.call(&echo, msg!["hi"], Duration::from_secs(5)).unwrap();
+    /// assert_eq!(reply, msg!["echo", "hi"]);
+    ///
+    /// // A port that dies instead of answering: the error says so at once.
+    /// let silent = node.port_fn(|_| panic!("no answer"));
+    /// match node.call(&silent, msg!["hi"], Duration::from_secs(5)) {
+    ///     Err(Error::NoReply { reason, .. }) => assert_eq!(reason.kind(), Some("die")),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// ```
     pub fn call(&self, port: &PortId, mut msg: Message, timeout: Duration) -> Result<Message> {
         if context::on_dispatcher() {
             return Err(Error::WouldBlockDispatcher { what: "call" });

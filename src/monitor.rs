@@ -157,6 +157,22 @@ impl Node {
     }
 
     /// When `port` dies, sends `msg` with the kill reason appended to `to`.
+    ///
+    /// ```
+    /// use aemp::{msg, Node, PortId, Reason};
+    /// let node = Node::new("doc/mon_send").unwrap();
+    /// let worker = node.port_fn(|_| {});
+    /// let (tx, rx) = crossbeam_channel::bounded(1);
+    /// let supervisor = node.port_fn(move |m| tx.send(m).unwrap());
+    /// node.mon_send(&worker, &supervisor, msg!["down", &worker]).forget();
+    /// node.kil(&worker, Reason::die("out of work")).unwrap();
+    /// // ["down", WORKER, "die", "out of work"]: decode the front, keep the reason.
+    /// let (tag, port): (String, PortId) = rx.recv().unwrap().decode_prefix().map(|(t, rest)| {
+    ///     assert_eq!(Reason::from(rest), Reason::die("out of work"));
+    ///     t
+    /// }).unwrap();
+    /// assert_eq!((tag.as_str(), port), ("down", worker));
+    /// ```
     pub fn mon_send(&self, port: &PortId, to: &PortId, msg: Message) -> MonGuard {
         self.monitor(port, MonitorAction::Send(to.clone(), msg))
     }

@@ -41,6 +41,17 @@ impl Node {
     /// Inside a spawn init function, [`self_port`](crate::self_port) is the
     /// new port; the function must install a callback (e.g. with
     /// [`rcv`](Node::rcv)) or the port ceases to exist.
+    ///
+    /// ```
+    /// use aemp::{msg, Node};
+    /// let node = Node::new("doc/register").unwrap();
+    /// let (tx, rx) = crossbeam_channel::unbounded();
+    /// // A function other nodes may call by name (`snd_to_func`), or spawn.
+    /// node.register("doc::log", move |args| tx.send(args).unwrap());
+    /// // What a peer's ["", "doc::log", ...] node-port request does:
+    /// node.snd(&node.node_port(), msg!["doc::log", "started", 1]);
+    /// assert_eq!(rx.recv().unwrap(), msg!["started", 1]);
+    /// ```
     pub fn register(&self, name: &str, f: impl Fn(Message) + Send + Sync + 'static) {
         self.inner
             .functions

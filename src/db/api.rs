@@ -310,6 +310,23 @@ impl Node {
     /// change (`add`, `chg`, `del`; `fam` is the whole family after it).
     /// After a master change the subscription is re-sent and `f` sees
     /// only the differences. Dropping the guard stops it.
+    ///
+    /// ```
+    /// use aemp::{Config, Node};
+    /// // A global node on its own (its own address is its seed).
+    /// let node = Node::with_config(Config::new("doc/db_mon").bind("127.0.0.1:0").secret("s"))
+    ///     .unwrap();
+    /// node.add_seed(&node.listen_addrs()[0].to_string()).unwrap();
+    /// let (tx, rx) = crossbeam_channel::unbounded();
+    /// let _mon = node
+    ///     .db_mon("jobs", move |ev| tx.send((ev.add.clone(), ev.chg.clone())).unwrap())
+    ///     .unwrap();
+    /// assert_eq!(rx.recv().unwrap(), (vec![], vec![])); // the (empty) family now
+    /// let _entry = node.db_set("jobs", "j1", "queued").unwrap();
+    /// assert_eq!(rx.recv().unwrap(), (vec!["j1".to_string()], vec![]));
+    /// node.db_set("jobs", "j1", "done").unwrap().forget();
+    /// assert_eq!(rx.recv().unwrap(), (vec![], vec!["j1".to_string()]));
+    /// ```
     pub fn db_mon(
         &self,
         family: &str,
