@@ -129,6 +129,8 @@ pub use context::{self_port, src_node};
 pub use db::{DbGuard, DbMonGuard};
 pub use error::{Error, Result};
 pub use id::{NodeId, PortId};
+#[cfg(unix)]
+pub use lifecycle::Termination;
 pub use message::{Message, Reason};
 pub use monitor::MonGuard;
 pub use net::{Config, STATS_FUNCTION};

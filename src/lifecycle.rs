@@ -292,14 +292,17 @@ impl Node {
     /// that shutdown has completed. A second SIGINT or SIGTERM during the
     /// shutdown ends the process at once with exit status 1.
     ///
-    /// The signals are handled (with `signal-hook`) only during the call.
-    /// Fails with [`Error::WouldBlockDispatcher`] on a dispatcher thread,
-    /// and with [`Error::Signal`] if the handlers cannot be installed.
+    /// The signals are handled (with `signal-hook`) only during the call:
+    /// a daemon that tells the world it is ready *before* it waits should
+    /// use [`catch_termination`](Node::catch_termination) first, so that
+    /// a signal in between is not lost. Fails with
+    /// [`Error::WouldBlockDispatcher`] on a dispatcher thread, and with
+    /// [`Error::Signal`] if the handlers cannot be installed.
     ///
     /// ```no_run
     /// use aemp::{Config, Node};
     /// fn main() -> aemp::Result<()> {
-    ///     let node = Node::with_config(Config::new("daemon").bind("0.0.0.0:4040"))?;
+    ///     let node = Node::with_config(Config::new("daemon").bind("0.0.0.0:4040").secret("s"))?;
     ///     node.register("ping", |args| println!("ping {args}"));
     ///     // Instead of `loop { std::thread::park() }`:
     ///     if let Some(signal) = node.wait_for_termination()? {
@@ -310,10 +313,31 @@ impl Node {
     /// ```
     #[cfg(unix)]
     pub fn wait_for_termination(&self) -> Result<Option<i32>> {
+        self.catch_termination()?.wait()
+    }
+
+    /// Starts handling SIGINT and SIGTERM for this node now; the returned
+    /// [`Termination`]'s [`wait`](Termination::wait) then does what
+    /// [`wait_for_termination`](Node::wait_for_termination) does. A signal
+    /// that arrives between the two is not lost (dropping the
+    /// `Termination` without waiting restores the default handling).
+    ///
+    /// ```no_run
+    /// use aemp::{Config, Node};
+    /// fn main() -> aemp::Result<()> {
+    ///     let node = Node::with_config(Config::new("daemon").bind("0.0.0.0:4040").secret("s"))?;
+    ///     let termination = node.catch_termination()?;
+    ///     println!("ready"); // a supervisor may send SIGTERM from here on
+    ///     termination.wait()?;
+    ///     Ok(())
+    /// }
+    /// ```
+    #[cfg(unix)]
+    pub fn catch_termination(&self) -> Result<Termination> {
         use signal_hook::consts::{SIGINT, SIGTERM};
         if context::on_dispatcher() {
             return Err(Error::WouldBlockDispatcher {
-                what: "wait_for_termination",
+                what: "catch_termination",
             });
         }
         let failed = |e: std::io::Error| Error::Signal {
@@ -327,22 +351,15 @@ impl Node {
                     .map_err(failed)?;
             ids.push(id);
         }
-        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(failed)?;
+        let signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(failed)?;
         let handle = signals.handle();
         self.inner.lifecycle.on_stop(move || handle.close());
-        let got = signals.forever().next();
-        if let Some(signal) = got {
-            terminate_now.store(true, Ordering::SeqCst);
-            log::info!("{}: got signal {signal}", self.id());
-            self.shutdown();
-        }
-        self.inner.lifecycle.wait();
-        signals.handle().close();
-        drop(signals);
-        for id in ids {
-            signal_hook::low_level::unregister(id);
-        }
-        Ok(got)
+        Ok(Termination {
+            node: self.clone(),
+            terminate_now,
+            ids,
+            signals,
+        })
     }
 
     /// Step 2 of the shutdown: kills every port but the node port.
@@ -413,5 +430,57 @@ impl Node {
             .cloned()
             .unwrap_or_else(Reason::shutdown);
         self.die(cell, reason, true);
+    }
+}
+
+/// SIGINT and SIGTERM caught for a node, from
+/// [`Node::catch_termination`]; [`wait`](Termination::wait) for one.
+#[cfg(unix)]
+pub struct Termination {
+    node: Node,
+    terminate_now: Arc<AtomicBool>,
+    ids: Vec<signal_hook::SigId>,
+    signals: signal_hook::iterator::Signals,
+}
+
+#[cfg(unix)]
+impl Termination {
+    /// Blocks until SIGINT or SIGTERM (or until the node is shut down
+    /// otherwise), shuts the node down and returns the signal's number
+    /// (`None` for another shutdown) once the shutdown has completed; see
+    /// [`Node::wait_for_termination`].
+    pub fn wait(mut self) -> Result<Option<i32>> {
+        if context::on_dispatcher() {
+            return Err(Error::WouldBlockDispatcher {
+                what: "Termination::wait",
+            });
+        }
+        let got = self.signals.forever().next();
+        if let Some(signal) = got {
+            self.terminate_now.store(true, Ordering::SeqCst);
+            log::info!("{}: got signal {signal}", self.node.id());
+            self.node.shutdown();
+        }
+        self.node.inner.lifecycle.wait();
+        Ok(got)
+    }
+}
+
+#[cfg(unix)]
+impl Drop for Termination {
+    fn drop(&mut self) {
+        self.signals.handle().close();
+        for id in self.ids.drain(..) {
+            signal_hook::low_level::unregister(id);
+        }
+    }
+}
+
+#[cfg(unix)]
+impl std::fmt::Debug for Termination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Termination")
+            .field("node", self.node.id())
+            .finish()
     }
 }

@@ -97,20 +97,6 @@ impl ChildNode {
         (a, reply, rx)
     }
 
-    /// Waits until the child handles `signal` (Linux: its `SigCgt` in
-    /// `/proc`), so that the signal no longer takes the default action.
-    pub fn wait_until_catching(&self, signal: libc::c_int) {
-        let path = format!("/proc/{}/status", self.child.id());
-        eventually(|| {
-            let status = std::fs::read_to_string(&path).unwrap_or_default();
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("SigCgt:"))
-                .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
-                .is_some_and(|mask| mask & (1 << (signal - 1)) != 0)
-        });
-    }
-
     /// Waits (at most [`LIMIT`]) for the child to end by itself.
     pub fn exit_status(&mut self) -> std::process::ExitStatus {
         let mut status = None;
@@ -159,9 +145,14 @@ fn child_node() {
             node.snd(&reply, m[1..].iter().cloned().collect());
         }
     });
+    // A daemon catches the signals before it says it is ready, so that a
+    // SIGTERM right after READY is not lost.
+    let termination = std::env::var_os("AEMP_NET_CHILD_DAEMON")
+        .is_some()
+        .then(|| n.catch_termination().unwrap());
     println!("READY {} {} {}", n.id(), addr(&n), echo);
-    if std::env::var_os("AEMP_NET_CHILD_DAEMON").is_some() {
-        let signal = n.wait_for_termination().unwrap();
+    if let Some(termination) = termination {
+        let signal = termination.wait().unwrap();
         assert_eq!(signal, Some(libc::SIGTERM));
         assert!(n.is_shut_down());
         return;
