@@ -522,17 +522,7 @@ fn fails_clearly_when_no_node_answers() {
 
     // Without a secret or cert the handshake cannot succeed: say so.
     env.run(&["delsecret"]).ok();
-    let out = env
-        .run(&[
-            "cal",
-            "--timeout",
-            "1",
-            "--connect",
-            &seed.addr,
-            "seed",
-            "time",
-        ])
-        .fails(1);
+    let out = cal_seed_time(&env, &seed.addr);
     assert!(
         out.stderr.contains("neither a secret nor a certificate"),
         "{out:?}"
@@ -666,23 +656,19 @@ fn no_secret_or_cert_is_a_clear_error_at_once() {
     }
 }
 
+/// `aemp cal --timeout 1 --connect ADDR seed time`, which must fail.
+fn cal_seed_time(env: &Env, addr: &str) -> Out {
+    env.run(&["cal", "--timeout", "1", "--connect", addr, "seed", "time"])
+        .fails(1)
+}
+
 #[test]
 fn a_wrong_secret_is_reported_as_an_authentication_failure() {
     let env = Env::new();
     let seed = env.seed(&[]);
     // The seed runs with "s"; the tool now joins with another secret.
     env.run(&["setsecret", "wrong"]).ok();
-    let out = env
-        .run(&[
-            "cal",
-            "--timeout",
-            "1",
-            "--connect",
-            &seed.addr,
-            "seed",
-            "time",
-        ])
-        .fails(1);
+    let out = cal_seed_time(&env, &seed.addr);
     assert!(
         out.stderr.contains("authentication failure") && out.stderr.contains("token mismatch"),
         "{out:?}"
