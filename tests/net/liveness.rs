@@ -169,7 +169,9 @@ fn flooding_a_peer_that_never_finishes_its_handshake_fails_at_the_unsent_limit()
         reason.to_string().contains("queued while connecting"),
         "{reason}"
     );
-    assert_eq!(peer(&a, &child.node).unwrap().queued, 0);
+    // The queue is gone. (One send may have come after the monitors had
+    // fired, and queued for a new attempt, as after any loss.)
+    assert!(peer(&a, &child.node).unwrap().queued <= 1);
     nothing(&fired, 50);
     child.signal(libc::SIGCONT);
 }
