@@ -124,18 +124,6 @@ impl Drop for Peer {
     }
 }
 
-/// Resident set size of this process, in bytes.
-fn rss() -> f64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: f64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0.0);
-    // SAFETY: sysconf has no preconditions.
-    pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as f64
-}
-
 /// Milliseconds from `signal` to the peer until a monitor of its echo
 /// port fires, with a heartbeat of `tick`.
 fn detect_ms(tick: Duration, signal: i32) -> f64 {
@@ -160,7 +148,7 @@ fn flood_rss_mb(secs: f64) -> f64 {
     let node = peer.connect(Config::new("fig-flood/%u"));
     let kib = "x".repeat(1024);
     let reply = node.port();
-    let before = rss();
+    let before = super::rss();
     let mut peak = before;
     peer.signal(libc::SIGSTOP);
     let t = Instant::now();
@@ -168,7 +156,7 @@ fn flood_rss_mb(secs: f64) -> f64 {
         for _ in 0..1024 {
             node.snd(&peer.echo, msg![&reply, &kib]);
         }
-        peak = peak.max(rss());
+        peak = peak.max(super::rss());
     }
     (peak - before) / 1e6
 }
@@ -184,7 +172,7 @@ struct Fed {
 /// `n` jobs to the peer's 10 µs consumer, with `snd_wait` if `wait`, else
 /// with `snd`; the rate is jobs/s until the consumer has taken them all.
 fn feed(peer: &Peer, node: &Node, n: u64, wait: bool) -> Fed {
-    let before = rss();
+    let before = super::rss();
     let mut peak = before;
     let t = Instant::now();
     for i in 0..n {
@@ -196,7 +184,7 @@ fn feed(peer: &Peer, node: &Node, n: u64, wait: bool) -> Fed {
             node.snd(&peer.consumer, job);
         }
         if i % 1024 == 0 {
-            peak = peak.max(rss());
+            peak = peak.max(super::rss());
         }
     }
     let got = node

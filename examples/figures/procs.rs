@@ -27,17 +27,6 @@ fn cfg(tag: &str) -> Config {
         .secret(SECRET)
 }
 
-fn rss_kb() -> f64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: f64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0.0);
-    // SAFETY: sysconf has no preconditions.
-    pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as f64 / 1024.0
-}
-
 /// Pings every member but `me` from a thread port until each answered;
 /// then prints `DONE rss_before_kb rss_after_kb`.
 fn ping_all(mb: &mut Mailbox, members: Vec<PortId>, rss_before: f64) -> aemp::Result<()> {
@@ -55,7 +44,7 @@ fn ping_all(mb: &mut Mailbox, members: Vec<PortId>, rss_before: f64) -> aemp::Re
             waiting.remove(from);
         }
     }
-    println!("DONE {rss_before} {}", rss_kb());
+    println!("DONE {rss_before} {}", super::rss() / 1024.0);
     Ok(())
 }
 
@@ -89,7 +78,7 @@ pub fn member_main(arg: &str) {
         }
     });
     let _reg = node.db_reg(FAMILY, &pong).expect("db_reg");
-    let rss_before = rss_kb();
+    let rss_before = super::rss() / 1024.0;
     let (n, mut started) = (node.clone(), false);
     let _mon = node
         .db_mon(FAMILY, move |ev| {
