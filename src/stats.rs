@@ -126,10 +126,12 @@ impl Node {
     /// let addr = seed.listen_addrs()[0].to_string();
     /// let me = Node::with_config(Config::new("doc/me").secret("two")).unwrap();
     /// me.connect(&addr).unwrap();
+    /// let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
     /// let why = loop {
     ///     if let Some(why) = me.last_connect_error(&addr) {
     ///         break why;
     ///     }
+    ///     assert!(std::time::Instant::now() < end, "no failure recorded");
     ///     std::thread::sleep(std::time::Duration::from_millis(5));
     /// };
     /// assert!(why.contains("authentication failure"), "{why}");

@@ -611,9 +611,14 @@ impl Reactor {
                 let _ = std::io::Write::write(&mut conn.sock, pending);
             }
             // Closing with unread input sends a reset, which makes the
-            // peer drop what we sent before: read that input first.
+            // peer drop what we sent before: read that input first (at
+            // most 64 KiB: a peer that keeps sending gets its reset).
             let mut sink = [0u8; 4096];
-            while matches!(std::io::Read::read(&mut &conn.sock, &mut sink), Ok(1..)) {}
+            for _ in 0..16 {
+                if !matches!(std::io::Read::read(&mut &conn.sock, &mut sink), Ok(1..)) {
+                    break;
+                }
+            }
         }
         // Senders may hold a second handle on the socket: shut it down so
         // the peer sees the end now.
