@@ -31,6 +31,8 @@
 //!   their timing.
 //! - `inbound.rs`: the reactor's path for what arrives on a connection:
 //!   handshake, greeting, the connection going up, packets.
+//! - `closing.rs`: closing a connection; the reactor's ends (at once, or
+//!   cleanly when the node shuts down).
 //! - `duplicate.rs`: the duplicate-connection rule, a pure function the
 //!   reactor asks when a peer greets it.
 //! - `requests.rs`: node-port requests that need the sending node
@@ -72,6 +74,7 @@
 //!   event loop: a spawn and the `mon1` sent right after it report the
 //!   init's `die`, not `no_such_port`.
 
+mod closing;
 mod config;
 mod conn;
 mod dial;
