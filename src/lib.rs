@@ -5,29 +5,52 @@
 //! *port* is a message destination `nodeid#name`. Messages are lists of
 //! JSON values, usually starting with a string *tag*.
 //!
-//! - [`Node::port_fn`], [`Node::rcv`]: callback ports, run on the node's
-//!   dispatcher thread one message at a time, in arrival order.
-//! - [`Node::port_thread`]: a port owning an OS thread and a
-//!   selective-receive [`Mailbox`] (`get`, `get_tag`, `get_cond`).
-//! - Typed messages: [`Message::from_value`] builds a message from a
-//!   tuple, struct or enum (`["tag", fields...]`), [`Message::decode`] and
-//!   [`Message::decode_prefix`] read them back, [`Node::snd_value`] and
-//!   [`Mailbox::get_as`] send and receive them, [`Octets`] carries binary
-//!   data as Perl does.
-//! - [`Node::snd`], [`Node::kil`], [`Node::mon`] (and `mon_link`,
-//!   `mon_send`, `mon_guard`), [`Node::spawn`], [`Node::cal`],
-//!   [`Node::call`], [`Node::after`], [`Node::peval`], [`psub`].
+//! The API by task (each [`Node`] method has a free-function twin, see
+//! below):
 //!
-//! - Networking: [`Node::with_config`] (or [`configure`] for the
-//!   process-wide node) with a [`Config`] — or [`Node::from_profile`] /
-//!   [`configure_profile`] from the configuration file — makes a node that talks to other
-//!   nodes — Rust or Perl AnyEvent::MP 2.x — over TCP (hmac or TLS auth,
-//!   json or cbor framing). `snd`, `kil`, `mon` and `spawn` then work on
-//!   remote ports too; [`Node::connect`], [`Node::up_nodes`],
-//!   [`Node::node_is_up`], [`Node::mon_nodes`] and [`src_node`] tell about
-//!   the network. After `mon`, a message is delivered in order or the
-//!   monitor fires (with `["transport_error", node, text]` on connection
-//!   loss): never a silent hole.
+//! - **Create and configure.** [`Node::new`] (local only),
+//!   [`Node::with_config`] with a [`Config`] (secret or certificate,
+//!   listen addresses, seeds, time-outs), [`Node::from_profile`] from the
+//!   configuration file ([`rcfile`]); [`configure`] /
+//!   [`configure_profile`] for the process-wide node.
+//! - **Ports.** [`Node::port_fn`] and [`Node::rcv`] / [`Node::rcv_default`]:
+//!   callback ports, run on the node's dispatcher one message at a time,
+//!   in arrival order. [`Node::port_thread`]: a port owning an OS thread
+//!   and a selective-receive [`Mailbox`] (`get`, `get_tag`, `get_cond`,
+//!   `get_as`, `select`). [`Node::kil`] ends a port with a [`Reason`].
+//! - **Sending.** [`Node::snd`] with [`msg!`], [`Node::snd_value`] for a
+//!   typed value: [`Message::from_value`] builds a message from a tuple,
+//!   struct or enum (`["tag", fields...]`), [`Message::decode`] and
+//!   [`Message::decode_prefix`] read it back, [`Octets`] carries binary
+//!   data as Perl does. [`Node::snd_wait`] waits for room on a full
+//!   connection; [`Node::after`] sends later.
+//! - **Requests.** [`Node::call`] (blocking) and [`Node::cal`] (a callback)
+//!   send a request with a fresh reply port; [`Mailbox::call`] from a
+//!   thread port; [`Node::peval`] and [`psub`] run code in a port's
+//!   context.
+//! - **Monitoring.** [`Node::mon`] (a callback), `mon_send`, `mon_link`
+//!   (kill the watcher too), `mon_guard`: after `mon`, a message is
+//!   delivered in order or the monitor fires (with `["transport_error",
+//!   node, text]` on connection loss): never a silent hole. Abnormal
+//!   deaths nobody watches are logged at WARN (a crash report).
+//! - **Spawning and functions.** [`Node::register`] names a function;
+//!   [`Node::spawn`] starts a port running it on any node,
+//!   [`Node::snd_to_func`] calls it there.
+//! - **The database.** [`Node::db_set`], [`Node::db_reg`],
+//!   [`Node::db_mon`], [`Node::db_keys_wait`] and the rest: a replicated
+//!   key-value store held by the global nodes (the seeds), whose entries
+//!   vanish with the node that set them.
+//! - **The network.** Rust and Perl AnyEvent::MP 2.x nodes over TCP (hmac
+//!   or TLS auth, json or cbor framing): [`Node::connect`],
+//!   [`Node::up_nodes`], [`Node::node_is_up`], [`Node::mon_nodes`],
+//!   [`src_node`], [`Node::stats`] (queues, last heard from, mailboxes);
+//!   a heartbeat notices a silent peer, and each connection's outgoing
+//!   buffer is bounded.
+//! - **A node's lifecycle.** [`Node::shutdown`], [`Node::wait`],
+//!   [`Node::wait_for_termination`] (SIGINT/SIGTERM).
+//! - **Process RPC.** [`rpc`]: run functions in worker processes, singly
+//!   or as a pool.
+//! - **The protocols** as pure state machines: [`protocol`].
 //!
 //! Each `Node` method has a free-function twin ([`snd`], [`port_fn`],
 //! [`kil`], ...) acting on the *current* node: the node whose port code is

@@ -6,6 +6,7 @@
 
 use super::conn::{Conn, Phase};
 use super::reactor::Reactor;
+use super::remote::LOCAL_SHUTDOWN;
 use mio::Token;
 use std::time::{Duration, Instant};
 
@@ -66,11 +67,10 @@ impl Reactor {
     pub(super) fn shutdown(mut self) {
         let conns: Vec<Conn> = self.conns.drain().collect();
         for conn in conns {
-            self.finish(conn.token, conn, "the local node shut down its network");
+            self.finish(conn.token, conn, LOCAL_SHUTDOWN);
         }
         for (_, dial) in std::mem::take(&mut self.dials) {
-            self.net
-                .fail(&dial.remote, None, "the local node shut down its network");
+            self.net.fail(&dial.remote, None, LOCAL_SHUTDOWN);
         }
     }
 

@@ -22,6 +22,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Why connections end when the local node shuts its network down (on
+/// purpose: logged at INFO, not as a failure).
+pub(super) const LOCAL_SHUTDOWN: &str = "the local node shut down its network";
+
 pub(crate) struct Remote {
     /// Behind its own `Arc`: every message from this node carries it.
     pub(crate) id: Arc<NodeId>,
@@ -365,8 +369,8 @@ impl Net {
         st.queued_bytes = 0;
         let Some(node) = self.node() else { return };
         let reason = Reason::transport_error(remote.id.as_str(), text);
-        if text == "connection closed by peer" {
-            log::info!("{}: connection to {} closed", self.id, remote.id);
+        if text == "connection closed by peer" || text == LOCAL_SHUTDOWN {
+            log::info!("{}: connection to {} closed: {text}", self.id, remote.id);
         } else {
             log::warn!("{}: connection to {} failed: {text}", self.id, remote.id);
         }
