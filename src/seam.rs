@@ -67,12 +67,16 @@ pub(crate) struct KernelOptions {
     /// How long the dispatcher and thread ports poll for work before they
     /// sleep (see `crate::busy`).
     pub(crate) busy_wait: Duration,
+    /// The stack size of thread ports' threads (`None`: the standard
+    /// library's default).
+    pub(crate) thread_stack_size: Option<usize>,
 }
 
 impl Default for KernelOptions {
     fn default() -> Self {
         KernelOptions {
             busy_wait: crate::busy::DEFAULT_BUSY_WAIT,
+            thread_stack_size: None,
         }
     }
 }

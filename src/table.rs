@@ -26,6 +26,12 @@ thread_local! {
     static LAST: RefCell<Option<(u64, PortId, Arc<PortCell>)>> = const { RefCell::new(None) };
 }
 
+/// Drops this thread's memo of its last delivery (a parked thread must
+/// not keep a dead port's cell).
+pub(crate) fn forget_last_delivery() {
+    LAST.with(|l| l.borrow_mut().take());
+}
+
 const SHARDS: usize = 16;
 
 struct Entry {

@@ -140,16 +140,19 @@ fn config_from_rc_reads_timing_keys() {
     assert_eq!(cfg.tick, Duration::from_secs(4));
     assert_eq!(cfg.unsent_limit, 128 << 20);
     assert_eq!(cfg.unsent_high_water, 1 << 20);
+    assert_eq!(cfg.thread_stack_size, None);
 
     let file = rc(
-        r#"{"secret": "s", "tick": 1.5, "unsent_limit": 1000000, "unsent_high_water": "65536"}"#,
+        r#"{"secret": "s", "tick": 1.5, "unsent_limit": 1000000, "unsent_high_water": "65536", "thread_stack_size": 262144}"#,
     );
     let resolved = aemp::rcfile::resolve(&file, None, &Map::new(), false, false).expect("resolves");
     let cfg = aemp::Config::from_rc(&resolved).unwrap();
     assert_eq!(cfg.tick, Duration::from_millis(1500));
     assert_eq!(cfg.unsent_limit, 1_000_000);
     assert_eq!(cfg.unsent_high_water, 65536);
+    assert_eq!(cfg.thread_stack_size, Some(256 << 10));
     for bad in [
+        r#""thread_stack_size": -4096"#,
         r#""tick": -1"#,
         r#""unsent_limit": 1.5"#,
         r#""unsent_high_water": "lots""#,

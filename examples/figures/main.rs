@@ -18,6 +18,7 @@ mod net;
 mod polling;
 mod procs;
 mod rpc;
+mod threads;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -193,6 +194,7 @@ fn main() {
         return;
     }
     let mut groups = kernel::groups(quick, allocated);
+    groups.extend(threads::groups(quick));
     groups.push(Group::new("rpc", move || rpc::figures(quick)));
     groups.extend(net::groups(quick));
     groups.extend(db::groups(quick));

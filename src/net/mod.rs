@@ -252,6 +252,7 @@ pub(crate) fn start(cfg: Config, events: impl FnOnce(&str) -> Arc<dyn PeerEvents
     let id = cfg.expanded_node_id()?;
     let options = KernelOptions {
         busy_wait: cfg.busy_wait,
+        thread_stack_size: cfg.thread_stack_size,
     };
     let node = Node::with_options(NodeId::new(id.as_str())?, options)?;
     let mut hs = transport::Config::new(id.as_str());

@@ -51,6 +51,7 @@
 
 mod cell;
 mod handlers;
+pub(crate) mod parked;
 pub(crate) mod queue;
 mod thread;
 

@@ -288,18 +288,19 @@ fn deadline(timeout: Duration) -> Instant {
         .unwrap_or(now + Duration::from_secs(86400 * 365))
 }
 
-/// Starts the thread of a thread port. The port's thread side must exist.
+/// Starts the thread of a thread port (a parked one if there is one, see
+/// `parked.rs`). The port's thread side must exist.
 pub(crate) fn spawn_port_thread<R: PortExit>(
     node: &Node,
     cell: Arc<PortCell>,
     f: impl FnOnce(&mut Mailbox) -> R + Send + 'static,
 ) {
-    let id = cell.id.clone();
     let thread_node = node.clone();
     let thread_cell = cell.clone();
-    let spawned = std::thread::Builder::new()
-        .name(format!("aemp-port {id}"))
-        .spawn(move || {
+    let stack = node.options().thread_stack_size;
+    let spawned = super::parked::run(
+        stack,
+        Box::new(move || {
             let node = thread_node;
             let _ctx = crate::context::enter(&node, thread_cell.id.clone());
             let mut mb = Mailbox {
@@ -314,7 +315,8 @@ pub(crate) fn spawn_port_thread<R: PortExit>(
                 Err(text) => Reason::die(text),
             };
             node.kill_cell(&mb.cell, reason);
-        });
+        }),
+    );
     if let Err(e) = spawned {
         node.kill_cell(&cell, Reason::die(format!("cannot start thread: {e}")));
     }

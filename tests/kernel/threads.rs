@@ -1,7 +1,7 @@
 //! Thread ports and selective receive (Coro::MP): items 118–127.
 
 use crate::{node, nothing, recv};
-use aemp::{msg, reason, Error, Message, Reason};
+use aemp::{msg, reason, Error, Message, Node, Reason};
 use crossbeam_channel::unbounded;
 use std::time::{Duration, Instant};
 
@@ -278,4 +278,37 @@ fn rcv_thread_attaches_and_gets_fifo_127() {
     for i in 0..3 {
         assert_eq!(recv(&rx), msg!["m", i]);
     }
+}
+
+/// A finished thread port's OS thread runs a later thread port (of any
+/// node): each one still runs in its own context (its port, its node).
+#[test]
+fn finished_port_threads_are_reused_with_a_fresh_context() {
+    let (a, b) = (Node::new("reuse-a").unwrap(), Node::new("reuse-b").unwrap());
+    let mut threads = std::collections::HashSet::new();
+    let mut reused = 0;
+    for round in 0..50 {
+        let node = if round % 2 == 0 { &a } else { &b };
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let p = node.port_thread(move |mb| {
+            // A port made here belongs to the current node.
+            let made = aemp::port();
+            tx.send((
+                std::thread::current().id(),
+                aemp::self_port(),
+                made,
+                mb.port().clone(),
+            ))
+            .unwrap();
+        });
+        let (died_tx, died) = crossbeam_channel::bounded(1);
+        node.mon(&p, move |r| died_tx.send(r).unwrap()).forget();
+        let (thread, me, made, port) = recv(&rx);
+        assert_eq!(me.as_ref(), Some(&p), "round {round}");
+        assert_eq!(port, p);
+        assert_eq!(made.node(), node.id().as_str(), "round {round}");
+        assert!(recv(&died).is_normal());
+        reused += usize::from(!threads.insert(thread));
+    }
+    assert!(reused > 0, "no thread was reused in 50 rounds");
 }

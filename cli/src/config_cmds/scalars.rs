@@ -7,7 +7,7 @@ use crate::cmd::{Failure, Spec};
 use serde_json::Value;
 
 /// The scalar keys: the key, its kind of value, and what it sets.
-const SCALARS: [(&str, Kind, &str); 12] = [
+const SCALARS: [(&str, Kind, &str); 13] = [
     (
         "monitor_timeout",
         Kind::Seconds,
@@ -37,6 +37,11 @@ const SCALARS: [(&str, Kind, &str); 12] = [
         "unsent_high_water",
         Kind::Bytes,
         "unsent bytes per connection above which snd_wait waits (default 1048576)",
+    ),
+    (
+        "thread_stack_size",
+        Kind::Bytes,
+        "stack size in bytes of thread ports' threads (default: the standard library's, 2 MiB)",
     ),
     (
         "framing_format",
