@@ -10,6 +10,8 @@
 //!
 //! Each figure is the median of several runs.
 
+mod bulk;
+mod cpu;
 mod db;
 mod dbsim;
 mod kernel;
@@ -197,6 +199,8 @@ fn main() {
     groups.extend(threads::groups(quick));
     groups.push(Group::new("rpc", move || rpc::figures(quick)));
     groups.extend(net::groups(quick));
+    groups.extend(bulk::groups(quick));
+    groups.extend(cpu::groups(quick));
     groups.extend(db::groups(quick));
     groups.push(Group::new("dbsim", move || dbsim::figures(quick)));
     groups.extend(liveness::groups(quick));

@@ -19,7 +19,7 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-const SECRET: &str = "figures";
+pub(super) const SECRET: &str = "figures";
 
 fn peer_node(tag: &str, framings: &[Framing]) -> (Node, PortId, PortId) {
     let node = Node::with_config(
@@ -115,19 +115,19 @@ fn serve_raw(serve: fn(TcpStream)) -> std::net::SocketAddr {
     addr
 }
 
-struct Peer {
-    local: Node,
-    jsink: PortId,
-    jecho: PortId,
-    csink: PortId,
-    raw: String,
-    raw_poll: String,
-    raw_sink: String,
+pub(super) struct Peer {
+    pub(super) local: Node,
+    pub(super) jsink: PortId,
+    pub(super) jecho: PortId,
+    pub(super) csink: PortId,
+    pub(super) raw: String,
+    pub(super) raw_poll: String,
+    pub(super) raw_sink: String,
 }
 
 /// The peer process, started on first use; it exits when we do (its
 /// stdin closes).
-fn peer() -> &'static Peer {
+pub(super) fn peer() -> &'static Peer {
     static PEER: OnceLock<Peer> = OnceLock::new();
     PEER.get_or_init(|| {
         let (mut child, f) = super::start_peer("--net-peer");
@@ -154,7 +154,7 @@ fn peer() -> &'static Peer {
 }
 
 /// Sends `n` messages made by `make` to `sink`; returns messages/s.
-fn oneway(sink: &PortId, n: u64, make: impl Fn(u64) -> aemp::Message) -> f64 {
+pub(super) fn oneway(sink: &PortId, n: u64, make: impl Fn(u64) -> aemp::Message) -> f64 {
     let local = &peer().local;
     let (tx, rx) = crossbeam_channel::bounded(1);
     let reply = local.port_fn(move |m| {
@@ -176,7 +176,7 @@ fn oneway(sink: &PortId, n: u64, make: impl Fn(u64) -> aemp::Message) -> f64 {
 
 /// Round trips through `echo` from a thread port (the pong goes straight
 /// to its thread); the RTTs in µs.
-fn roundtrip(local: &Node, echo: &PortId, rounds: u32) -> Vec<f64> {
+pub(super) fn roundtrip(local: &Node, echo: &PortId, rounds: u32) -> Vec<f64> {
     let (tx, rx) = crossbeam_channel::bounded(1);
     let echo = echo.clone();
     local.port_thread(move |mb| {
@@ -203,7 +203,7 @@ fn roundtrip(local: &Node, echo: &PortId, rounds: u32) -> Vec<f64> {
 
 /// Raw TCP round trips of 32 bytes to the echo server at `addr`, reading
 /// with `poll` (zero: blocking reads, as the blocking server does).
-fn tcp_roundtrip(addr: &str, rounds: u32, poll: Duration) -> Vec<f64> {
+pub(super) fn tcp_roundtrip(addr: &str, rounds: u32, poll: Duration) -> Vec<f64> {
     let s = TcpStream::connect(addr).expect("raw peer");
     s.set_nodelay(true).unwrap();
     let mut s = Polling::new(s, poll);
@@ -220,7 +220,7 @@ fn tcp_roundtrip(addr: &str, rounds: u32, poll: Duration) -> Vec<f64> {
 
 /// Raw TCP one way: `bytes` in 64 KiB writes to the sink; MB/s until the
 /// sink has read them all.
-fn tcp_bandwidth(addr: &str, bytes: usize) -> f64 {
+pub(super) fn tcp_bandwidth(addr: &str, bytes: usize) -> f64 {
     let mut s = TcpStream::connect(addr).expect("raw sink");
     let chunk = vec![b'x'; 64 << 10];
     let t = Instant::now();
@@ -237,7 +237,7 @@ fn tcp_bandwidth(addr: &str, bytes: usize) -> f64 {
     bytes as f64 / t.elapsed().as_secs_f64() / 1e6
 }
 
-fn mean(v: &[f64]) -> f64 {
+pub(super) fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len() as f64
 }
 

@@ -42,18 +42,31 @@ impl Scanner {
                 s
             }
         };
-        for (i, &b) in data.iter().enumerate().skip(self.done) {
+        let mut i = self.done;
+        while i < data.len() {
             if self.in_string {
                 if self.escape {
                     self.escape = false;
-                } else if b == b'\\' {
-                    self.escape = true;
-                } else if b == b'"' {
-                    self.in_string = false;
+                    i += 1;
+                    continue;
                 }
+                // Strings are most of a large packet: jump to the next
+                // quote or backslash.
+                match memchr::memchr2(b'"', b'\\', &data[i..]) {
+                    None => break,
+                    Some(k) => {
+                        i += k;
+                        if data[i] == b'\\' {
+                            self.escape = true;
+                        } else {
+                            self.in_string = false;
+                        }
+                    }
+                }
+                i += 1;
                 continue;
             }
-            match b {
+            match data[i] {
                 b'"' => self.in_string = true,
                 b'[' | b'{' => self.depth += 1,
                 b']' | b'}' => {
@@ -68,6 +81,7 @@ impl Scanner {
                 }
                 _ => {}
             }
+            i += 1;
         }
         self.done = data.len();
         if data.len() - start > max {
@@ -84,5 +98,36 @@ pub(super) fn parse(bytes: &[u8]) -> Result<Packet, String> {
         Ok(Value::Array(a)) => Ok(a),
         Ok(_) => Err("packet is not an array".to_owned()),
         Err(e) => Err(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Decoder, Framing};
+    use serde_json::json;
+
+    /// Quotes, backslashes and brackets inside strings, the input cut at
+    /// every position: the same packets every time.
+    #[test]
+    fn strings_with_escapes_survive_every_cut() {
+        let packets = [
+            json!(["p", "a\\\"]b\\\\", "[{", "\"", "\\"]),
+            json!(["q", {"k\"]": ["\\\\\"", "}"]}, "x".repeat(100)]),
+        ];
+        let bytes: Vec<u8> = packets
+            .iter()
+            .flat_map(|p| serde_json::to_vec(p).unwrap())
+            .collect();
+        for cut in 0..=bytes.len() {
+            let mut dec = Decoder::new(Framing::Json);
+            let mut got = Vec::new();
+            for part in [&bytes[..cut], &bytes[cut..]] {
+                dec.feed(part);
+                while let Some(p) = dec.next_packet().unwrap() {
+                    got.push(serde_json::Value::Array(p));
+                }
+            }
+            assert_eq!(got, packets, "cut at {cut}");
+        }
     }
 }

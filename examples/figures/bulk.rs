@@ -1,0 +1,95 @@
+//! Bulk figures against the network peer (see net.rs): large messages in
+//! both framings beside raw TCP, and what a stream of large messages does
+//! to the round trips of small ones on the same connection.
+
+use super::net::{mean, oneway, peer, roundtrip, tcp_bandwidth};
+use super::{median, Figure, Group};
+use aemp::msg;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// The bulk figure groups.
+pub fn groups(quick: bool) -> Vec<Group> {
+    let runs = if quick { 3 } else { 5 };
+    let n1k: u64 = if quick { 20_000 } else { 200_000 };
+    let n64k: u64 = if quick { 1_000 } else { 5_000 };
+    let rounds: u32 = if quick { 500 } else { 2_000 };
+    vec![
+        Group::new("remote_1k_cbor", move || {
+            let p = peer();
+            let text = "x".repeat(1000);
+            let mb = median(runs, || {
+                oneway(&p.csink, n1k, |_| msg!["tag", &text]) * 1000.0 / 1e6
+            });
+            vec![Figure::new("remote_1k_cbor_mb_per_s", mb, "MB/s")]
+        }),
+        Group::new("remote_64k", move || {
+            let p = peer();
+            let text = "x".repeat(64 << 10);
+            let size = text.len() as f64;
+            let json = median(runs, || {
+                oneway(&p.jsink, n64k, |_| msg!["tag", &text]) * size / 1e6
+            });
+            let cbor = median(runs, || {
+                oneway(&p.csink, n64k, |_| msg!["tag", &text]) * size / 1e6
+            });
+            let tcp = median(runs, || {
+                tcp_bandwidth(&p.raw_sink, n64k as usize * (64 << 10))
+            });
+            vec![
+                Figure::new("remote_64k_mb_per_s", json, "MB/s"),
+                Figure::new("remote_64k_cbor_mb_per_s", cbor, "MB/s"),
+                Figure::new("baseline_tcp_mb_per_s", tcp, "MB/s"),
+                Figure::new("remote_64k_vs_tcp_bandwidth", json / tcp, "ratio"),
+            ]
+        }),
+        Group::new("pingpong_during_64k", move || {
+            let p = peer();
+            let idle = median(runs, || mean(&roundtrip(&p.local, &p.jecho, rounds)));
+            // 64 KiB messages streaming to another port of the same peer
+            // node, over the same connection, while the round trips run.
+            let stop = Arc::new(AtomicBool::new(false));
+            let streamer = {
+                let stop = stop.clone();
+                let (node, sink) = (p.local.clone(), p.jsink.clone());
+                std::thread::spawn(move || {
+                    let text = "x".repeat(64 << 10);
+                    while !stop.load(Ordering::Relaxed) {
+                        // Waits while a megabyte is unsent: the stream
+                        // runs at the connection's pace, not the memory's.
+                        if node
+                            .snd_wait(
+                                &sink,
+                                msg!["tag", &text],
+                                std::time::Duration::from_secs(30),
+                            )
+                            .is_err()
+                        {
+                            break;
+                        }
+                    }
+                })
+            };
+            let busy = median(runs, || mean(&roundtrip(&p.local, &p.jecho, rounds)));
+            stop.store(true, Ordering::Relaxed);
+            streamer.join().unwrap();
+            // The sink counted the stream: reset it for the next figures.
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            let reply = p.local.port_fn(move |m| {
+                let _ = tx.send(m);
+            });
+            p.local.snd(&p.jsink, msg!["end", &reply]);
+            rx.recv_timeout(std::time::Duration::from_secs(60))
+                .expect("the peer did not answer");
+            let _ = p.local.kil(&reply, aemp::Reason::normal());
+            // One 64 KiB message's own transmission time at raw TCP speed.
+            let tcp = tcp_bandwidth(&p.raw_sink, 64 << 20);
+            let one_64k_us = (64 << 10) as f64 / tcp;
+            vec![
+                Figure::new("remote_pingpong_during_64k_stream_us", busy, "us"),
+                Figure::new("remote_pingpong_idle_us", idle, "us"),
+                Figure::new("baseline_one_64k_transmission_us", one_64k_us, "us"),
+            ]
+        }),
+    ]
+}
