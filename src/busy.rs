@@ -50,8 +50,10 @@ impl Drop for PollingSlot {
 pub(crate) const DEFAULT_BUSY_WAIT: Duration = Duration::from_micros(100);
 
 /// The busy-wait state of one thread. It spins only while its waits are
-/// short (the last one ended within the budget), so a thread whose work
-/// comes rarely sleeps at once instead of burning the budget each time.
+/// short: the last one ended within the budget after a sleep, or within
+/// half of it while spinning. So a thread whose work comes rarely, or at
+/// a steady moderate rate that a spin catches only late, sleeps at once
+/// instead of burning the budget each time.
 pub(crate) struct BusyWait {
     budget: Duration,
     short: bool,
@@ -87,6 +89,12 @@ impl BusyWait {
         }
         loop {
             if ready() {
+                // Worth it only if the work came well within the budget:
+                // work that keeps arriving late in the spin (a steady,
+                // moderate rate) costs a busy CPU for little latency, so
+                // the next wait sleeps at once (and spinning resumes when
+                // the waits are short again, see `slept`).
+                self.short = start.elapsed() < self.budget / 2;
                 return true;
             }
             let now = Instant::now();
