@@ -114,3 +114,46 @@ impl BusyWait {
         self.short = start.elapsed() < self.budget;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Spins until `ready_after` passed (retrying while every polling
+    /// slot is taken by other tests' threads, or a loaded machine let the
+    /// budget pass first); the state afterwards.
+    fn after_spin(budget: Duration, ready_after: Duration) -> bool {
+        loop {
+            let mut b = BusyWait::new(budget);
+            let start = Instant::now();
+            if b.spin(start, None, || start.elapsed() >= ready_after) {
+                return b.short;
+            }
+            std::thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn work_caught_early_keeps_spinning() {
+        assert!(after_spin(Duration::from_secs(10), Duration::ZERO));
+    }
+
+    #[test]
+    fn work_caught_late_in_the_spin_sleeps_next_time() {
+        let budget = Duration::from_millis(20);
+        assert!(!after_spin(budget, budget * 3 / 4));
+        let mut b = BusyWait::new(budget);
+        b.short = false;
+        assert!(!b.spin(Instant::now(), None, || true), "spun while long");
+    }
+
+    #[test]
+    fn a_short_wait_after_sleeping_spins_again() {
+        let mut b = BusyWait::new(Duration::from_secs(10));
+        b.short = false;
+        b.slept(Instant::now());
+        assert!(b.short);
+        b.slept(Instant::now() - Duration::from_secs(11));
+        assert!(!b.short);
+    }
+}
