@@ -18,7 +18,7 @@ const T: Duration = Duration::from_secs(20);
 
 fn main() {
     rpc_support::register_workers();
-    rpc::serve_if_worker();
+    rpc::serve_if_worker().expect("serve_if_worker comes first in main");
     rpc_support::run(&[
         (
             "pool_max2_load1_never_more_than_2_143",

@@ -19,7 +19,7 @@ const T: Duration = Duration::from_secs(20);
 
 fn main() {
     rpc_support::register_workers();
-    rpc::serve_if_worker();
+    rpc::serve_if_worker().expect("serve_if_worker comes first in main");
     rpc_support::run(&[
         (
             "worker_call_data_flows_both_ways_128",

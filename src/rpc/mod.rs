@@ -25,7 +25,7 @@
 //!         rpc::event(&json!({"squaring": n})).ok(); // progress to the parent
 //!         json!(n * n)
 //!     });
-//!     rpc::serve_if_worker(); // never returns in a worker
+//!     rpc::serve_if_worker()?; // never returns in a worker
 //!
 //!     // The parent:
 //!     let rpc = Rpc::builder(Worker::current_exe(), "square")
@@ -78,6 +78,7 @@ mod handle;
 mod ncpu;
 mod pool;
 mod serialiser;
+mod typed;
 mod wire;
 mod worker;
 
@@ -90,6 +91,10 @@ pub use handle::{Rpc, RpcBuilder};
 pub use ncpu::{ncpu, ncpu_eus};
 pub use pool::{Pool, PoolBuilder};
 pub use serialiser::{Cbor, Json, Raw, Serialiser, Strings};
+pub use typed::{
+    CallError, CallId, Codec, Event, Events, Function, Payload, TypedPool, TypedPoolBuilder,
+    TypedRpc, TypedRpcBuilder,
+};
 pub use worker::Worker;
 
 /// How a worker runs its calls.

@@ -278,7 +278,7 @@ impl FromParent {
     fn serve_sync(&mut self, outbox: &Outbox, f: &SyncFn) -> Result<(), String> {
         while let Some(frame) = self.next_call()? {
             let mut out = wire::frame_start(64);
-            let reply = match f(&frame.payload, &mut out) {
+            let reply = match f(frame.id, &frame.payload, &mut out) {
                 Ok(()) => match wire::frame_finish(&mut out, wire::RESULT, frame.id, "result") {
                     Ok(()) => out,
                     Err(e) => wire::frame(wire::CALL_ERROR, frame.id, e.to_string().as_bytes()),

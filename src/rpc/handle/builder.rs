@@ -155,6 +155,11 @@ impl<S: Serialiser> RpcBuilder<S> {
         self.on_event.is_some()
     }
 
+    /// The serialiser.
+    pub(crate) fn ser(&self) -> &S {
+        &self.ser
+    }
+
     /// The worker function's name.
     pub(crate) fn function_name(&self) -> &str {
         &self.function
