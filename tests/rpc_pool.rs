@@ -3,6 +3,8 @@
 //! program: this binary is also the worker (see `rpc_support`).
 
 mod rpc_support;
+#[path = "rpc_pool/typed.rs"]
+mod typed;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,7 +16,7 @@ use parking_lot::Mutex;
 use rpc_support::{kill, wait_until};
 use serde_json::{json, Value};
 
-const T: Duration = Duration::from_secs(20);
+pub(crate) const T: Duration = Duration::from_secs(20);
 
 fn main() {
     rpc_support::register_workers();
@@ -49,6 +51,18 @@ fn main() {
             pool_unstartable_worker_fails_calls,
         ),
         ("pool_bad_options", pool_bad_options),
+        (
+            "typed_pool_events_name_call_and_worker",
+            typed::typed_pool_events_name_call_and_worker,
+        ),
+        (
+            "typed_pool_redispatches_calls_queued_behind_a_crash",
+            typed::typed_pool_redispatches_calls_queued_behind_a_crash,
+        ),
+        (
+            "typed_pool_default_size_and_errors",
+            typed::typed_pool_default_size_and_errors,
+        ),
     ]);
 }
 

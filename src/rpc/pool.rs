@@ -364,6 +364,11 @@ impl<S: Serialiser> Pool<S> {
             .collect()
     }
 
+    /// The most workers the pool runs at once.
+    pub fn max(&self) -> usize {
+        self.inner.max
+    }
+
     /// How many workers the pool has now (not counting ones being started).
     pub fn workers(&self) -> usize {
         self.inner.st.lock().slots.len()

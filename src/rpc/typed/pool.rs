@@ -222,6 +222,11 @@ impl<A: Payload, R: Payload, Ev: Payload, E: Payload> TypedPool<A, R, Ev, E> {
         self.pool.pids()
     }
 
+    /// The most workers the pool runs at once.
+    pub fn max(&self) -> usize {
+        self.pool.max()
+    }
+
     /// How many workers the pool has now.
     pub fn workers(&self) -> usize {
         self.pool.workers()
