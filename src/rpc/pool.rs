@@ -85,8 +85,9 @@ impl<S: Serialiser> PoolBuilder<S> {
         self
     }
 
-    /// Called for worker events. Unlike a single [`Rpc`], a pool ignores
-    /// events when this is not set.
+    /// Called for worker events (they name neither call nor worker here;
+    /// a [`TypedPool`](super::TypedPool)'s do). Unlike a single [`Rpc`], a
+    /// pool ignores events when this is not set.
     pub fn on_event(mut self, f: impl Fn(S::Value) + Send + Sync + 'static) -> Self {
         self.rpc = self.rpc.on_event(f);
         self
@@ -100,7 +101,8 @@ impl<S: Serialiser> PoolBuilder<S> {
     }
 
     /// The most workers at once (default: [`ncpu`](super::ncpu), the CPUs
-    /// the process may use). At least 1.
+    /// the process may use, from [`std::thread::available_parallelism`]).
+    /// At least 1.
     pub fn max(mut self, max: usize) -> Self {
         self.max = max;
         self
@@ -268,9 +270,12 @@ impl<S: Serialiser> Drop for PoolToken<S> {
 /// otherwise it waits in a FIFO queue, and the pool starts another worker
 /// (at most `max`, at most one per `start` gap). Workers idle for `stop`
 /// beyond the `idle` minimum are stopped. A worker may [`retire`](super::retire)
-/// itself. A worker that dies is replaced: only its in-flight calls fail,
-/// with the error naming what happened. Dropping the last handle finishes
-/// every queued call, then stops all workers and runs `on_destroy`.
+/// itself. A worker that dies is replaced: the call it was running fails,
+/// with the error naming what happened; with the sync backend, the calls
+/// waiting behind it on that worker (`load` above 1) never started, and go
+/// to another worker (see [the rule](super#failure)). Dropping the last
+/// handle finishes every queued call, then stops all workers and runs
+/// `on_destroy`.
 ///
 /// Callbacks run on the worker's receiving thread; they may call the pool.
 pub struct Pool<S: Serialiser = Raw> {

@@ -146,7 +146,7 @@ const FAILED: u8 = 1;
 ///
 /// fn main() -> Result<(), rpc::Error> {
 ///     SQRT.register(|x, events| {
-///         events.send(&50)?; // type-checked: the events are u8
+///         events.send(&50).map_err(|e| e.to_string())?; // type-checked: u8
 ///         if x < 0.0 {
 ///             return Err(format!("{x} has no real square root"));
 ///         }
@@ -170,8 +170,12 @@ const FAILED: u8 = 1;
 pub struct Function<A, R, Ev = (), E = String> {
     name: &'static str,
     codec: Codec,
-    types: PhantomData<fn(A, Ev) -> Result<R, E>>,
+    types: PhantomData<Signature<A, R, Ev, E>>,
 }
+
+/// The types a [`Function`] stands for (a function pointer type, so a
+/// `Function` is `Copy`, `Send` and `Sync` whatever they are).
+type Signature<A, R, Ev, E> = fn(A, &Events<Ev>) -> Result<R, E>;
 
 impl<A, R, Ev, E> Clone for Function<A, R, Ev, E> {
     fn clone(&self) -> Self {

@@ -47,8 +47,11 @@ pub fn typed_results_and_function_errors() {
     let _ = rpc.join(T);
 }
 
+/// An event, and which handler got it.
+type Seen = (&'static str, Event<Step>);
+
 pub fn typed_events_attributed_to_their_calls() {
-    let seen: Arc<Mutex<Vec<(&str, Event<Step>)>>> = Arc::default();
+    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
     let s = seen.clone();
     let rpc = T_JOB
         .rpc(Worker::current_exe())
