@@ -17,6 +17,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -44,7 +45,7 @@ pub enum Codec {
 }
 
 impl Codec {
-    /// The name the parent and the worker compare at start.
+    /// Its name, which starts a typed function's signature.
     fn name(self) -> &'static str {
         match self {
             Codec::Json => "typed-json",
@@ -99,15 +100,17 @@ impl Codec {
 }
 
 /// The untyped handles' serialiser for typed calls: payloads are already
-/// encoded, and pass as they are; the name tells the worker the codec.
+/// encoded, and pass as they are; the name (the function's
+/// [`signature`](Function::signature)) tells the worker the codec and the
+/// types.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Encoded(Codec);
+pub(crate) struct Encoded(&'static str);
 
 impl Serialiser for Encoded {
     type Value = Vec<u8>;
 
     fn name(&self) -> &'static str {
-        self.0.name()
+        self.0
     }
 
     fn encode(&self, value: &Vec<u8>, out: &mut Vec<u8>) -> Result<(), Error> {
@@ -219,6 +222,39 @@ impl<A, R, Ev, E> Function<A, R, Ev, E> {
     pub fn codec(&self) -> Codec {
         self.codec
     }
+
+    /// The codec and the four types, as the parent and the worker compare
+    /// them at start: a worker refuses to serve a function registered with
+    /// other types than the parent's (named by [`std::any::type_name`]).
+    ///
+    /// ```
+    /// use aemp::rpc::Function;
+    /// const F: Function<u32, String> = Function::json("f");
+    /// assert_eq!(F.signature(), "typed-json: fn(u32) -> Result<alloc::string::String, alloc::string::String>, events ()");
+    /// ```
+    pub fn signature(&self) -> &'static str {
+        use std::any::type_name;
+        intern(format!(
+            "{}: fn({}) -> Result<{}, {}>, events {}",
+            self.codec.name(),
+            type_name::<A>(),
+            type_name::<R>(),
+            type_name::<E>(),
+            type_name::<Ev>()
+        ))
+    }
+}
+
+/// `s`, kept for the rest of the run (once per distinct string).
+fn intern(s: String) -> &'static str {
+    static SEEN: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+    let mut seen = SEEN.lock();
+    if let Some(&old) = seen.iter().find(|&&old| old == s) {
+        return old;
+    }
+    let new: &'static str = Box::leak(s.into_boxed_str());
+    seen.push(new);
+    new
 }
 
 impl<A: Payload, R: Payload, Ev: Payload, E: Payload> Function<A, R, Ev, E> {
@@ -266,7 +302,7 @@ impl<A: Payload, R: Payload, Ev: Payload, E: Payload> Function<A, R, Ev, E> {
                     "value sent with rpc::event (a typed function sends events through its Events)",
             })
         });
-        register_sync_fn(self.name, codec.name(), body, event);
+        register_sync_fn(self.name, self.signature(), body, event);
     }
 
     /// The call's payload: `args` encoded.

@@ -35,6 +35,8 @@ pub struct Job {
 pub const T_DIV: Function<(i64, i64), i64, Step, DivError> = Function::json("t_div");
 /// The same function, CBOR-encoded.
 pub const T_DIV_CBOR: Function<(i64, i64), i64, Step, DivError> = Function::cbor("t_div_cbor");
+/// `t_div` declared with other argument types (registered nowhere).
+pub const T_DIV_WRONG: Function<String, i64, Step, DivError> = Function::json("t_div");
 /// See [`Job`].
 pub const T_JOB: Function<Job, u32, Step> = Function::json("t_job");
 /// Answers with what a refused `spawn` before `serve_if_worker` said (in a

@@ -7,12 +7,18 @@ use std::sync::Arc;
 use aemp::rpc::{self, CallError, CallId, Error, Event, Worker};
 use parking_lot::Mutex;
 
-use crate::rpc_support::typed::{DivError, Job, Step, T_DIV, T_DIV_CBOR, T_JOB, T_SPAWN_FIRST};
+use crate::rpc_support::typed::{
+    DivError, Job, Step, T_DIV, T_DIV_CBOR, T_DIV_WRONG, T_JOB, T_SPAWN_FIRST,
+};
 use crate::T;
 
 pub fn typed_results_and_function_errors() {
     for f in [T_DIV, T_DIV_CBOR] {
-        let rpc = f.rpc(Worker::current_exe()).spawn().unwrap();
+        let rpc = f
+            .rpc(Worker::current_exe())
+            .on_event(|_| {})
+            .spawn()
+            .unwrap();
         // `Ok` arrives as the result, typed.
         let q: i64 = rpc.call_wait((7, 2), T).unwrap();
         assert_eq!(q, 3);
@@ -30,6 +36,16 @@ pub fn typed_results_and_function_errors() {
         assert!(rpc.error().is_none());
         rpc.join(T).unwrap();
     }
+    // A parent that declared the function with other types is refused.
+    let rpc = T_DIV_WRONG.rpc(Worker::current_exe()).spawn().unwrap();
+    match rpc.call_wait("7".to_string(), T) {
+        Err(CallError::Rpc(Error::Refused { message, .. })) => {
+            assert!(message.contains("fn((i64, i64))"), "{message}");
+            assert!(message.contains("fn(alloc::string::String)"), "{message}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let _ = rpc.join(T);
     // A failure of the call itself is the other variant.
     let rpc = T_JOB.rpc(Worker::current_exe()).spawn().unwrap();
     let crash = Job {

@@ -138,10 +138,14 @@ impl Start {
             }
         };
         if found.serialiser != self.serialiser {
-            return Err(format!(
-                "worker function {function:?} uses the {} serialiser, the parent asked for {}",
-                found.serialiser, self.serialiser
-            ));
+            let (theirs, ours) = (found.serialiser, &self.serialiser);
+            return Err(
+                if theirs.starts_with("typed-") || ours.starts_with("typed-") {
+                    format!("worker function {function:?} is registered as `{theirs}`, the parent asked for `{ours}`")
+                } else {
+                    format!("worker function {function:?} uses the {theirs} serialiser, the parent asked for {ours}")
+                },
+            );
         }
         let fn_backend = match found.body {
             Body::Sync(_) => Backend::Sync,

@@ -81,7 +81,7 @@ impl<A: Payload, R: Payload, Ev: Payload, E: Payload> Function<A, R, Ev, E> {
     pub fn pool(&self, worker: Worker) -> TypedPoolBuilder<A, R, Ev, E> {
         TypedPoolBuilder {
             f: *self,
-            pool: Pool::builder(worker, self.name).serialiser(Encoded(self.codec)),
+            pool: Pool::builder(worker, self.name).serialiser(Encoded(self.signature())),
             on_event: None,
         }
     }

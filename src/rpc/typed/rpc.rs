@@ -71,7 +71,7 @@ impl<A: Payload, R: Payload, Ev: Payload, E: Payload> Function<A, R, Ev, E> {
     pub fn rpc(&self, worker: Worker) -> TypedRpcBuilder<A, R, Ev, E> {
         TypedRpcBuilder {
             f: *self,
-            rpc: Rpc::builder(worker, self.name).serialiser(Encoded(self.codec)),
+            rpc: Rpc::builder(worker, self.name).serialiser(Encoded(self.signature())),
             on_event: None,
         }
     }
