@@ -19,7 +19,8 @@
 //! [`CallError::Rpc`]. Events are sent through the [`Events`] handle the
 //! function gets, so their type is checked at compile time, and each
 //! [`Event`] the parent gets names its call ([`CallId`]) and, in a pool,
-//! the worker that ran it.
+//! the worker that ran it. A worker refuses to serve a function the parent
+//! declared with other types ([`Function::signature`]).
 //!
 //! ```no_run
 //! use aemp::rpc::{self, Function, Worker};
@@ -123,7 +124,8 @@
 //!
 //! A Unix socket pair; the child finds its end in `AEMP_RPC_FD`. Frames are
 //! `kind u8, id u32, len u32` plus payload, so one message carries up to
-//! 4 GiB − 1 octets. Queued frames are sent in batches.
+//! 4 GiB − 1 octets; an event's id is its call's (0 for events of
+//! [`event`]). Queued frames are sent in batches.
 #![warn(missing_docs)]
 
 mod child;
@@ -204,5 +206,10 @@ mod tests {
         send_sync::<Pool<Cbor>>();
         send_sync::<Worker>();
         send_sync::<Error>();
+        send_sync::<TypedRpc<String, u32, u8>>();
+        send_sync::<TypedPool<String, u32, u8>>();
+        send_sync::<Function<String, u32, u8>>();
+        send_sync::<Events<u8>>();
+        send_sync::<CallError<String>>();
     }
 }
