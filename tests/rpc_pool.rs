@@ -68,6 +68,10 @@ fn main() {
             typed::typed_pool_redispatches_calls_queued_behind_a_crash,
         ),
         (
+            "typed_pool_crash_right_after_a_result_runs_no_call_twice",
+            typed::typed_pool_crash_right_after_a_result_runs_no_call_twice,
+        ),
+        (
             "typed_pool_default_size_and_errors",
             typed::typed_pool_default_size_and_errors,
         ),

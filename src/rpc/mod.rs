@@ -108,6 +108,8 @@
 //! with the error. The calls waiting behind it had not started, and go back
 //! to the front of the pool's queue, to another worker (each worker death
 //! fails at most one call that may have run, and never runs a call twice).
+//! For this a pool's sync worker sends each result before it starts its
+//! next call, rather than batching results, so no answer is lost with it.
 //! Not re-dispatched: every call of a worker that refused to start (it
 //! would refuse again), and of an async worker (every call it read runs at
 //! once). A single [`Rpc`] fails all its outstanding calls.

@@ -150,6 +150,10 @@ impl<S: Serialiser> PoolBuilder<S> {
             });
         }
         let mut rpc = self.rpc;
+        // A worker holding several calls must send each result before it
+        // starts the next, so that the pool knows which call was running
+        // when it dies (see `requeue`).
+        rpc.flush_results = self.load > 1;
         if !rpc.has_on_event() {
             rpc = rpc.on_event(|_| {});
         }

@@ -121,6 +121,48 @@ pub fn typed_pool_redispatches_calls_queued_behind_a_crash() {
     pool.join(T).unwrap();
 }
 
+pub fn typed_pool_crash_right_after_a_result_runs_no_call_twice() {
+    // Three calls on one worker: the first completes, the second kills the
+    // worker at once, the third waits. The first's result must not be lost
+    // with the worker (else the pool would take the second for not started
+    // and run it again, killing another worker).
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let e = errors.clone();
+    let pool = T_JOB
+        .pool(Worker::current_exe())
+        .max(1)
+        .load(3)
+        .start(Duration::ZERO)
+        .on_error(move |err| e.lock().push(err.clone()))
+        .build()
+        .unwrap();
+    let (tx, rx) = crossbeam_channel::unbounded();
+    for j in [job(1, 0, 0, false), job(2, 0, 0, true), job(3, 0, 0, false)] {
+        let (tx, n) = (tx.clone(), j.job);
+        pool.call(j, move |r| tx.send((n, r)).unwrap());
+    }
+    let mut results = HashMap::new();
+    for _ in 0..3 {
+        let (j, r) = rx.recv_timeout(T).unwrap();
+        results.insert(j, r);
+    }
+    let first = results[&1].clone().expect("the first call completed");
+    assert!(
+        matches!(results[&2], Err(CallError::Rpc(Error::WorkerDied { .. }))),
+        "{:?}",
+        results[&2]
+    );
+    let third = results[&3].clone().expect("the third call ran elsewhere");
+    assert_ne!(first, third, "on another worker");
+    assert_eq!(
+        errors.lock().len(),
+        1,
+        "one worker died: {:?}",
+        errors.lock()
+    );
+    pool.join(T).unwrap();
+}
+
 pub fn typed_pool_default_size_and_errors() {
     let pool = T_DIV.pool(Worker::current_exe()).build().unwrap();
     assert_eq!(pool.max(), rpc::ncpu(1));
