@@ -76,7 +76,7 @@ fn main() {
     rpc::register_async("bench_echo_async", Raw, |d: Done<Raw>, v: Vec<u8>| {
         d.done(v)
     });
-    rpc::serve_if_worker();
+    rpc::serve_if_worker().expect("serve_if_worker comes first in main");
     let mut c = Criterion::default().configure_from_args();
     benches(&mut c);
     c.final_summary();

@@ -32,7 +32,7 @@ fn main() {
         let n = v.as_u64().unwrap_or(0);
         json!(n * n)
     });
-    rpc::serve_if_worker();
+    rpc::serve_if_worker().expect("serve_if_worker comes first in main");
 
     env_logger::init();
     let pool = Pool::builder(Worker::current_exe(), "square")

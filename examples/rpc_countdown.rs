@@ -27,7 +27,7 @@ fn countdown(done: Done<Json>, args: Value) {
 
 fn main() {
     rpc::register_async("countdown", Json::new(), countdown);
-    rpc::serve_if_worker();
+    rpc::serve_if_worker().expect("serve_if_worker comes first in main");
 
     env_logger::init();
     let rpc = Rpc::builder(Worker::current_exe(), "countdown")

@@ -44,7 +44,7 @@ fn run(args: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
 
 fn main() {
     rpc::register_sync("unlink_worker", Strings, run);
-    rpc::serve_if_worker();
+    rpc::serve_if_worker().expect("serve_if_worker comes first in main");
 
     env_logger::init();
     let dir = tempfile::tempdir().expect("temporary directory");

@@ -3,6 +3,8 @@
 //! program: this binary is also the worker (see `rpc_support`).
 
 mod rpc_support;
+#[path = "rpc_pool/typed.rs"]
+mod typed;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,11 +16,11 @@ use parking_lot::Mutex;
 use rpc_support::{kill, wait_until};
 use serde_json::{json, Value};
 
-const T: Duration = Duration::from_secs(20);
+pub(crate) const T: Duration = Duration::from_secs(20);
 
 fn main() {
     rpc_support::register_workers();
-    rpc::serve_if_worker();
+    rpc::serve_if_worker().expect("serve_if_worker comes first in main");
     rpc_support::run(&[
         (
             "pool_max2_load1_never_more_than_2_143",
@@ -49,6 +51,30 @@ fn main() {
             pool_unstartable_worker_fails_calls,
         ),
         ("pool_bad_options", pool_bad_options),
+        (
+            "pool_panic_redispatches_calls_queued_behind_it",
+            pool_panic_redispatches_calls_queued_behind_it,
+        ),
+        (
+            "pool_refusing_worker_fails_all_its_calls",
+            pool_refusing_worker_fails_all_its_calls,
+        ),
+        (
+            "typed_pool_events_name_call_and_worker",
+            typed::typed_pool_events_name_call_and_worker,
+        ),
+        (
+            "typed_pool_redispatches_calls_queued_behind_a_crash",
+            typed::typed_pool_redispatches_calls_queued_behind_a_crash,
+        ),
+        (
+            "typed_pool_crash_right_after_a_result_runs_no_call_twice",
+            typed::typed_pool_crash_right_after_a_result_runs_no_call_twice,
+        ),
+        (
+            "typed_pool_default_size_and_errors",
+            typed::typed_pool_default_size_and_errors,
+        ),
     ]);
 }
 
@@ -364,4 +390,40 @@ fn pool_bad_options() {
     assert!(err.to_string().contains("max"), "{err}");
     let err = pool("echo").load(0).build().err().unwrap();
     assert!(err.to_string().contains("load"), "{err}");
+}
+
+fn pool_panic_redispatches_calls_queued_behind_it() {
+    // One worker with three calls: the first panics; the two behind it had
+    // not started, and complete on the replacement worker.
+    let p = pool("panic")
+        .max(1)
+        .load(3)
+        .start(Duration::ZERO)
+        .on_error(|_| {})
+        .build()
+        .unwrap();
+    let results = run_all(&p, vec![json!("boom"), json!(2), json!(3)]);
+    let err = results[0].as_ref().unwrap_err();
+    assert!(matches!(err, Error::Panicked { .. }), "{err}");
+    assert_eq!(results[1].as_ref().unwrap(), &json!(2));
+    assert_eq!(results[2].as_ref().unwrap(), &json!(3));
+    p.join(T).unwrap();
+}
+
+fn pool_refusing_worker_fails_all_its_calls() {
+    // A worker that refuses to serve would refuse again: its calls are not
+    // sent to another worker, they all fail with the refusal.
+    let p = pool("no_such_function")
+        .max(1)
+        .load(3)
+        .start(Duration::ZERO)
+        .on_error(|_| {})
+        .build()
+        .unwrap();
+    let results = run_all(&p, vec![json!(1), json!(2), json!(3)]);
+    for r in &results {
+        let err = r.as_ref().unwrap_err();
+        assert!(matches!(err, Error::Refused { .. }), "{err}");
+    }
+    p.join(T).unwrap();
 }

@@ -4,6 +4,8 @@
 //! the worker (see `rpc_support`).
 
 mod rpc_support;
+#[path = "rpc_worker/typed.rs"]
+mod typed;
 
 use std::io::Read;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,11 +17,11 @@ use parking_lot::Mutex;
 use rpc_support::{kill, Point};
 use serde_json::{json, Value};
 
-const T: Duration = Duration::from_secs(20);
+pub(crate) const T: Duration = Duration::from_secs(20);
 
 fn main() {
     rpc_support::register_workers();
-    rpc::serve_if_worker();
+    rpc::serve_if_worker().expect("serve_if_worker comes first in main");
     rpc_support::run(&[
         (
             "worker_call_data_flows_both_ways_128",
@@ -104,6 +106,18 @@ fn main() {
             event_type_and_outside_worker_errors,
         ),
         ("round_trip_100_mib", round_trip_100_mib),
+        (
+            "typed_results_and_function_errors",
+            typed::typed_results_and_function_errors,
+        ),
+        (
+            "typed_events_attributed_to_their_calls",
+            typed::typed_events_attributed_to_their_calls,
+        ),
+        (
+            "serve_if_worker_after_spawn_is_refused",
+            typed::serve_if_worker_after_spawn_is_refused,
+        ),
     ]);
 }
 

@@ -22,7 +22,7 @@ pub fn setup_worker() {
     rpc::register_async("figures_echo_async", Raw, |done: Done<Raw>, v: Vec<u8>| {
         done.done(v)
     });
-    rpc::serve_if_worker();
+    rpc::serve_if_worker().expect("serve_if_worker comes first in main");
 }
 
 /// Queues `n` calls at once and waits for all answers; returns calls/s.

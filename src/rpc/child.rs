@@ -19,9 +19,11 @@ use super::wire::{self, Outbox};
 use super::worker::{ENV_EXTRA_FD, ENV_FD};
 use super::{Backend, Error};
 
-type SyncFn = Arc<dyn Fn(&[u8], &mut Vec<u8>) -> Result<(), String> + Send + Sync>;
+/// A sync worker function: the call's id, its encoded arguments, and the
+/// frame buffer to append the encoded result to.
+pub(crate) type SyncFn = Arc<dyn Fn(u32, &[u8], &mut Vec<u8>) -> Result<(), String> + Send + Sync>;
 type AsyncFn = Arc<dyn Fn(u32, &[u8]) -> Result<(), String> + Send + Sync>;
-type EventFn = Arc<dyn Fn(&dyn Any, &mut Vec<u8>) -> Result<(), Error> + Send + Sync>;
+pub(crate) type EventFn = Arc<dyn Fn(&dyn Any, &mut Vec<u8>) -> Result<(), Error> + Send + Sync>;
 type InitFn = Arc<dyn Fn(Vec<Vec<u8>>) -> Result<(), String> + Send + Sync>;
 type DoneFn = Arc<dyn Fn() + Send + Sync>;
 
@@ -61,6 +63,23 @@ struct Serving {
 static SERVING: OnceCell<Serving> = OnceCell::new();
 static EXTRA_FD: Mutex<Option<OwnedFd>> = Mutex::new(None);
 static IS_WORKER: AtomicBool = AtomicBool::new(false);
+/// This process has started a worker.
+static SPAWNED: AtomicBool = AtomicBool::new(false);
+
+/// Called before starting a worker: refused in a process started as a
+/// worker that has not called [`serve_if_worker`] yet (it would start
+/// workers before serving, each of which would do the same).
+pub(crate) fn check_spawn() -> Result<(), Error> {
+    if std::env::var_os(ENV_FD).is_some() && !IS_WORKER.load(Ordering::Relaxed) {
+        return Err(Error::LateServe {
+            message: "this process was started as a worker, but starts a worker before \
+                      calling serve_if_worker: call serve_if_worker first in main (else \
+                      every worker would start another)",
+        });
+    }
+    SPAWNED.store(true, Ordering::SeqCst);
+    Ok(())
+}
 
 fn event_encoder<S: Serialiser>(ser: S, function: &str) -> EventFn {
     let function = function.to_string();
@@ -87,7 +106,7 @@ fn event_encoder<S: Serialiser>(ser: S, function: &str) -> EventFn {
 /// use serde_json::{json, Value};
 /// fn main() {
 ///     rpc::register_sync("add", Json::new(), |v: Value| json!(v[0].as_i64().unwrap() + v[1].as_i64().unwrap()));
-///     rpc::serve_if_worker();
+///     rpc::serve_if_worker().expect("serve_if_worker comes first");
 ///     // ... the parent's program goes on here
 /// }
 /// ```
@@ -97,19 +116,38 @@ where
     F: Fn(S::Value) -> S::Value + Send + Sync + 'static,
 {
     let ser = serialiser.clone();
-    let body: SyncFn = Arc::new(move |args: &[u8], out: &mut Vec<u8>| {
+    let body: SyncFn = Arc::new(move |_id: u32, args: &[u8], out: &mut Vec<u8>| {
         let v = ser.decode(args).map_err(|e| format!("arguments: {e}"))?;
         let r = f(v);
         ser.encode(&r, out).map_err(|e| format!("result: {e}"))
     });
+    let event = event_encoder(serialiser.clone(), name);
+    register_sync_fn(name, serialiser.name(), body, event);
+}
+
+/// Registers a sync worker function in its encoded form (for the typed
+/// layer too).
+pub(crate) fn register_sync_fn(name: &str, serialiser: &'static str, body: SyncFn, event: EventFn) {
     REGISTRY.lock().functions.insert(
         name.to_string(),
         Entry {
-            serialiser: serialiser.name(),
+            serialiser,
             body: Body::Sync(body),
-            event: event_encoder(serialiser, name),
+            event,
         },
     );
+}
+
+/// Sends an encoded event frame (built with [`wire::frame_start`]) of call
+/// `id` (0: of no call in particular) to the parent.
+pub(crate) fn send_event(mut frame: Vec<u8>, id: u32) -> Result<(), Error> {
+    let s = SERVING.get().ok_or(Error::NotWorker { what: "event" })?;
+    wire::frame_finish(&mut frame, wire::EVENT, id, "event")?;
+    s.outbox.push(frame, s.backend == Backend::Async);
+    if s.backend == Backend::Sync {
+        s.outbox.flush_now();
+    }
+    Ok(())
 }
 
 /// Completes one call of an asynchronous worker function. Call
@@ -245,12 +283,7 @@ pub fn event<V: Any>(value: &V) -> Result<(), Error> {
         },
         e => e,
     })?;
-    wire::frame_finish(&mut f, wire::EVENT, 0, "event")?;
-    s.outbox.push(f, s.backend == Backend::Async);
-    if s.backend == Backend::Sync {
-        s.outbox.flush_now();
-    }
-    Ok(())
+    send_event(f, 0)
 }
 
 /// Asks a pool to retire this worker: it gets no new calls, finishes the
@@ -273,20 +306,35 @@ pub fn is_worker() -> bool {
     IS_WORKER.load(Ordering::Relaxed) || std::env::var_os(ENV_FD).is_some()
 }
 
-/// The entry point of a worker process. Call it early in `main`, after
-/// registering the worker functions: when the process was started as a
-/// worker it serves the function the parent asked for and then exits the
-/// process (it never returns); otherwise it returns at once.
+/// The entry point of a worker process. Call it first in `main`, after
+/// registering the worker functions and before starting any worker: when
+/// the process was started as a worker it serves the function the parent
+/// asked for and then exits the process (it never returns); otherwise it
+/// returns `Ok(())` at once.
+///
+/// A worker runs `main` again from the start, so a program that started a
+/// worker before this call would have every worker start another.
+/// Both ends refuse that order: called after this process started a
+/// worker, it returns [`Error::LateServe`]; and a process started as a
+/// worker cannot start workers before it serves (the start fails with the
+/// same error).
 ///
 /// ```no_run
 /// // First thing in `main`:
 /// aemp::rpc::register_sync("square", aemp::rpc::Raw, |v: Vec<u8>| vec![v[0] * v[0]]);
-/// aemp::rpc::serve_if_worker();
+/// aemp::rpc::serve_if_worker().expect("serve_if_worker comes first");
 /// // The parent's code goes on from here.
 /// ```
-pub fn serve_if_worker() {
+pub fn serve_if_worker() -> Result<(), Error> {
+    if SPAWNED.load(Ordering::SeqCst) {
+        return Err(Error::LateServe {
+            message: "serve_if_worker was called after this process started a worker: \
+                      call it first in main, before starting any worker (a worker runs \
+                      main again and would start workers of its own)",
+        });
+    }
     let Some(fd) = std::env::var_os(ENV_FD) else {
-        return;
+        return Ok(());
     };
     IS_WORKER.store(true, Ordering::Relaxed);
     std::env::remove_var(ENV_FD);

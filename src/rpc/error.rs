@@ -165,6 +165,15 @@ pub enum Error {
         /// The type that was passed.
         got: &'static str,
     },
+    /// [`serve_if_worker`](super::serve_if_worker) came too late: this
+    /// process started a worker before calling it, or a process started as
+    /// a worker tried to start one before serving. A worker runs `main`
+    /// again; with this order every worker would start another.
+    #[error("{message}")]
+    LateServe {
+        /// What happened and how to fix it.
+        message: &'static str,
+    },
     /// A bad option value.
     #[error("invalid option {option}: {message}")]
     Option {

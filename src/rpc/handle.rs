@@ -19,7 +19,43 @@ use super::{Backend, Error, Worker};
 
 pub use builder::RpcBuilder;
 
-pub(crate) type Callback<S> = Box<dyn FnOnce(Result<<S as Serialiser>::Value, Error>) + Send>;
+/// How a call ended, as the handle's receiving thread tells it.
+pub(crate) enum Answer<V> {
+    /// The worker answered, or the call failed (it may have run).
+    Done(Result<V, Error>),
+    /// The worker died before this call started (a sync worker runs its
+    /// calls one at a time, in order: every call after the oldest
+    /// unanswered one was still waiting). A pool sends it elsewhere.
+    NotStarted(Error),
+}
+
+impl<V> Answer<V> {
+    /// The result as a caller of a single worker sees it.
+    pub(crate) fn result(self) -> Result<V, Error> {
+        match self {
+            Answer::Done(r) => r,
+            Answer::NotStarted(e) => Err(e),
+        }
+    }
+}
+
+pub(crate) type Callback<S> = Box<dyn FnOnce(Answer<<S as Serialiser>::Value>) + Send>;
+/// Where one call's events go: told which worker sent them.
+pub(crate) type EventSink<V> = Arc<dyn Fn(Origin, V) + Send + Sync>;
+
+/// Which worker sent an event: its process id, and its number in a pool
+/// (0 for a worker outside a pool).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Origin {
+    pub(crate) pid: u32,
+    pub(crate) worker: u64,
+}
+
+/// A call waiting for its answer.
+pub(crate) struct Pending<S: Serialiser> {
+    pub(crate) cb: Callback<S>,
+    pub(crate) events: Option<EventSink<S::Value>>,
+}
 pub(crate) type ErrorHook = Arc<dyn Fn(&Error) + Send + Sync>;
 type EventHook<S> = Arc<dyn Fn(<S as Serialiser>::Value) + Send + Sync>;
 pub(crate) type PlainHook = Arc<dyn Fn() + Send + Sync>;
@@ -38,7 +74,7 @@ impl Drop for Token {
 
 struct State<S: Serialiser> {
     next_id: u32,
-    pending: HashMap<u32, Callback<S>>,
+    pending: HashMap<u32, Pending<S>>,
     /// Set once the worker is gone: the error every later call gets.
     dead: Option<Error>,
     /// The reader thread has finished (child reaped, hooks run).
@@ -104,35 +140,36 @@ impl<S: Serialiser> Rpc<S> {
         args: S::Value,
         callback: impl FnOnce(Result<S::Value, Error>) + Send + 'static,
     ) {
-        if let Err((cb, e)) = self.call_boxed(&args, Box::new(callback), false) {
-            cb(Err(e));
-        }
+        let p = Pending {
+            cb: Box::new(move |a: Answer<S::Value>| callback(a.result())),
+            events: None,
+        };
+        self.call_pending(&args, p, false);
     }
 
-    /// Like `call`, but hands the callback back (uncalled) when the worker
-    /// is already gone, so a pool can send the job elsewhere.
-    pub(crate) fn try_call(
-        &self,
-        args: &S::Value,
-        cb: Callback<S>,
-    ) -> Result<(), (Callback<S>, Error)> {
-        self.call_boxed(args, cb, false)
+    /// Encodes `args`, then sends the call; an encoding error or a dead
+    /// worker fails it at once.
+    pub(crate) fn call_pending(&self, args: &S::Value, p: Pending<S>, flush: bool) {
+        let sent = match encode_call(&self.shared.ser, args) {
+            Ok(frame) => self.send_call(frame, p, flush),
+            Err(e) => Err((p, e)),
+        };
+        if let Err((p, e)) = sent {
+            (p.cb)(Answer::Done(Err(e)));
+        }
     }
 
     /// Calls and waits for the result, at most `timeout`. On a time-out the
     /// call stays queued; its result is dropped when it comes.
     pub fn call_wait(&self, args: S::Value, timeout: Duration) -> Result<S::Value, Error> {
         let (tx, rx) = crossbeam_channel::bounded(1);
-        let sent = self.call_boxed(
-            &args,
-            Box::new(move |r| {
-                let _ = tx.send(r);
+        let p = Pending {
+            cb: Box::new(move |a: Answer<S::Value>| {
+                let _ = tx.send(a.result());
             }),
-            true,
-        );
-        if let Err((_, e)) = sent {
-            return Err(e);
-        }
+            events: None,
+        };
+        self.call_pending(&args, p, true);
         rx.recv_timeout(timeout).unwrap_or_else(|_| {
             Err(Error::Timeout {
                 what: format!("worker {} (pid {})", self.shared.function, self.shared.pid),
@@ -141,39 +178,21 @@ impl<S: Serialiser> Rpc<S> {
         })
     }
 
-    fn call_boxed(
+    /// Sends an encoded call frame (from [`encode_call`]). Hands the call
+    /// back, uncalled, when the worker is already gone, so a pool can send
+    /// it elsewhere.
+    pub(crate) fn send_call(
         &self,
-        args: &S::Value,
-        cb: Callback<S>,
+        mut frame: Vec<u8>,
+        p: Pending<S>,
         flush: bool,
-    ) -> Result<(), (Callback<S>, Error)> {
+    ) -> Result<(), (Pending<S>, Error)> {
         let sh = &*self.shared;
-        let mut frame = wire::frame_start(64);
-        let encoded = sh
-            .ser
-            .encode(args, &mut frame)
-            .map_err(|e| match e {
-                Error::Encode {
-                    serialiser,
-                    message,
-                    ..
-                } => Error::Encode {
-                    serialiser,
-                    what: "arguments",
-                    message,
-                },
-                e => e,
-            })
-            .and_then(|()| wire::frame_finish(&mut frame, wire::CALL, 0, "arguments"));
-        if let Err(e) = encoded {
-            cb(Err(e));
-            return Ok(());
-        }
         let mut st = sh.st.lock();
         if let Some(e) = &st.dead {
             let e = e.clone();
             drop(st);
-            return Err((cb, e));
+            return Err((p, e));
         }
         let mut id = st.next_id;
         while id == 0 || st.pending.contains_key(&id) {
@@ -181,7 +200,7 @@ impl<S: Serialiser> Rpc<S> {
         }
         st.next_id = id.wrapping_add(1);
         wire::set_id(&mut frame, id);
-        st.pending.insert(id, cb);
+        st.pending.insert(id, p);
         // Pushed under the state lock so the worker sees calls in id order.
         if !sh.outbox.push(frame, !flush) {
             // Channel already broken: the reader thread will fail this call.
@@ -271,7 +290,26 @@ impl<S: Serialiser> Shared<S> {
         report(&self.on_error, e);
     }
 
-    fn take_pending(&self, id: u32) -> Option<Callback<S>> {
+    fn take_pending(&self, id: u32) -> Option<Pending<S>> {
         self.st.lock().pending.remove(&id)
     }
+}
+
+/// The call frame carrying `args` (its id is set when it is sent).
+pub(crate) fn encode_call<S: Serialiser>(ser: &S, args: &S::Value) -> Result<Vec<u8>, Error> {
+    let mut frame = wire::frame_start(64);
+    ser.encode(args, &mut frame).map_err(|e| match e {
+        Error::Encode {
+            serialiser,
+            message,
+            ..
+        } => Error::Encode {
+            serialiser,
+            what: "arguments",
+            message,
+        },
+        e => e,
+    })?;
+    wire::frame_finish(&mut frame, wire::CALL, 0, "arguments")?;
+    Ok(frame)
 }

@@ -9,10 +9,51 @@
 //! re-running the current program ([`Worker::current_exe`]) or by running
 //! any executable that serves workers ([`Worker::program`]).
 //!
-//! # The worker side
+//! # Typed functions
 //!
-//! Register worker functions, then call [`serve_if_worker`] early in `main`:
-//! in a worker it serves and exits, elsewhere it returns at once.
+//! Declare a worker function once, as a [`Function`] with its argument,
+//! result, event and error types; register it in the worker, call it
+//! through a [`TypedRpc`] or a [`TypedPool`]. The worker function returns
+//! `Result`: its `Err` reaches the caller as [`CallError::Failed`], while a
+//! failure of the call itself (the worker died, ...) is
+//! [`CallError::Rpc`]. Events are sent through the [`Events`] handle the
+//! function gets, so their type is checked at compile time, and each
+//! [`Event`] the parent gets names its call ([`CallId`]) and, in a pool,
+//! the worker that ran it. A worker refuses to serve a function the parent
+//! declared with other types ([`Function::signature`]).
+//!
+//! ```no_run
+//! use aemp::rpc::{self, Function, Worker};
+//! use std::time::Duration;
+//!
+//! /// Squares a number; the events are progress messages.
+//! const SQUARE: Function<i64, i64, String> = Function::json("square");
+//!
+//! fn main() -> Result<(), rpc::Error> {
+//!     SQUARE.register(|n, events| {
+//!         events.send(&format!("squaring {n}")).map_err(|e| e.to_string())?;
+//!         n.checked_mul(n).ok_or_else(|| format!("{n}² overflows"))
+//!     });
+//!     rpc::serve_if_worker()?; // a worker serves here, and exits
+//!
+//!     // The parent: a pool of workers.
+//!     let pool = SQUARE
+//!         .pool(Worker::current_exe())
+//!         .on_event(|ev| eprintln!("call {} on worker {}: {}", ev.call, ev.worker, ev.value))
+//!         .build()?;
+//!     pool.call(3, |r| println!("3² = {}", r.unwrap()));
+//!     assert_eq!(pool.call_wait(4, Duration::from_secs(5)).unwrap(), 16);
+//!     assert!(pool.call_wait(i64::MAX, Duration::from_secs(5)).is_err());
+//!     pool.join(Duration::from_secs(5)) // finish the queue, stop the workers
+//! }
+//! ```
+//!
+//! # Untyped functions
+//!
+//! The layer below: a worker function over one [`Serialiser`]'s value type
+//! for arguments, results and events alike (as in the original). Register
+//! worker functions, then call [`serve_if_worker`] first in `main`: in a
+//! worker it serves and exits, elsewhere it returns at once.
 //!
 //! ```no_run
 //! use aemp::rpc::{self, Backend, Json, Rpc, Worker};
@@ -25,7 +66,7 @@
 //!         rpc::event(&json!({"squaring": n})).ok(); // progress to the parent
 //!         json!(n * n)
 //!     });
-//!     rpc::serve_if_worker(); // never returns in a worker
+//!     rpc::serve_if_worker()?; // never returns in a worker
 //!
 //!     // The parent:
 //!     let rpc = Rpc::builder(Worker::current_exe(), "square")
@@ -38,24 +79,40 @@
 //! }
 //! ```
 //!
+//! [`serve_if_worker`] must come before the program starts any worker: a
+//! worker runs `main` again, and would otherwise start workers of its
+//! own. Both ends refuse the wrong order with [`Error::LateServe`].
+//!
 //! # Backends
 //!
 //! * [`Backend::Sync`] ([`register_sync`]): one call at a time; results in
 //!   call order.
 //! * [`Backend::Async`] ([`register_async`]): the function gets a [`Done`]
 //!   handle it may complete later, from any thread; many calls run at once
-//!   and results are matched by id.
+//!   and results are matched by id. (Typed functions are sync.)
 //!
-//! In both, events ([`event`]) and results reach the parent in exactly the
-//! order the child emitted them.
+//! In both, events ([`event`], [`Events::send`]) and results reach the
+//! parent in exactly the order the child emitted them.
 //!
 //! # Failure
 //!
 //! A worker that exits, is killed, panics, or writes garbage on the channel
 //! ends every outstanding call with an [`Error`] naming what happened (a
 //! panic's message travels to the parent), calls `on_error` once, and is
-//! reaped. The parent never hangs on a dead worker. In a [`Pool`], the dead
-//! worker is replaced and the pool keeps serving.
+//! reaped. The parent never hangs on a dead worker.
+//!
+//! In a [`Pool`] (or [`TypedPool`]), the dead worker is replaced and the
+//! pool keeps serving. A pool gives a worker up to `load` calls at once;
+//! a sync worker runs them one after the other, in order. So when it dies,
+//! only its oldest unanswered call can have been running: that call fails
+//! with the error. The calls waiting behind it had not started, and go back
+//! to the front of the pool's queue, to another worker (each worker death
+//! fails at most one call that may have run, and never runs a call twice).
+//! For this a pool's sync worker sends each result before it starts its
+//! next call, rather than batching results, so no answer is lost with it.
+//! Not re-dispatched: every call of a worker that refused to start (it
+//! would refuse again), and of an async worker (every call it read runs at
+//! once). A single [`Rpc`] fails all its outstanding calls.
 //!
 //! # Threads
 //!
@@ -69,7 +126,8 @@
 //!
 //! A Unix socket pair; the child finds its end in `AEMP_RPC_FD`. Frames are
 //! `kind u8, id u32, len u32` plus payload, so one message carries up to
-//! 4 GiB − 1 octets. Queued frames are sent in batches.
+//! 4 GiB − 1 octets; an event's id is its call's (0 for events of
+//! [`event`]). Queued frames are sent in batches.
 #![warn(missing_docs)]
 
 mod child;
@@ -78,6 +136,7 @@ mod handle;
 mod ncpu;
 mod pool;
 mod serialiser;
+mod typed;
 mod wire;
 mod worker;
 
@@ -90,6 +149,10 @@ pub use handle::{Rpc, RpcBuilder};
 pub use ncpu::{ncpu, ncpu_eus};
 pub use pool::{Pool, PoolBuilder};
 pub use serialiser::{Cbor, Json, Raw, Serialiser, Strings};
+pub use typed::{
+    CallError, CallId, Codec, Event, Events, Function, Payload, TypedPool, TypedPoolBuilder,
+    TypedRpc, TypedRpcBuilder,
+};
 pub use worker::Worker;
 
 /// How a worker runs its calls.
@@ -145,5 +208,10 @@ mod tests {
         send_sync::<Pool<Cbor>>();
         send_sync::<Worker>();
         send_sync::<Error>();
+        send_sync::<TypedRpc<String, u32, u8>>();
+        send_sync::<TypedPool<String, u32, u8>>();
+        send_sync::<Function<String, u32, u8>>();
+        send_sync::<Events<u8>>();
+        send_sync::<CallError<String>>();
     }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use super::handle::{Callback, PlainHook};
+use super::handle::{encode_call, Answer, EventSink, Origin, Pending, PlainHook};
 use super::serialiser::{Raw, Serialiser};
 use super::{Backend, Error, Rpc, RpcBuilder, Worker};
 use manager::Manager;
@@ -85,8 +85,9 @@ impl<S: Serialiser> PoolBuilder<S> {
         self
     }
 
-    /// Called for worker events. Unlike a single [`Rpc`], a pool ignores
-    /// events when this is not set.
+    /// Called for worker events (they name neither call nor worker here;
+    /// a [`TypedPool`](super::TypedPool)'s do). Unlike a single [`Rpc`], a
+    /// pool ignores events when this is not set.
     pub fn on_event(mut self, f: impl Fn(S::Value) + Send + Sync + 'static) -> Self {
         self.rpc = self.rpc.on_event(f);
         self
@@ -100,7 +101,8 @@ impl<S: Serialiser> PoolBuilder<S> {
     }
 
     /// The most workers at once (default: [`ncpu`](super::ncpu), the CPUs
-    /// the process may use). At least 1.
+    /// the process may use, from [`std::thread::available_parallelism`]).
+    /// At least 1.
     pub fn max(mut self, max: usize) -> Self {
         self.max = max;
         self
@@ -148,6 +150,10 @@ impl<S: Serialiser> PoolBuilder<S> {
             });
         }
         let mut rpc = self.rpc;
+        // A worker holding several calls must send each result before it
+        // starts the next, so that the pool knows which call was running
+        // when it dies (see `requeue`).
+        rpc.flush_results = self.load > 1;
         if !rpc.has_on_event() {
             rpc = rpc.on_event(|_| {});
         }
@@ -169,6 +175,7 @@ impl<S: Serialiser> PoolBuilder<S> {
                 finished: false,
                 last_start: None,
                 next_slot: 0,
+                next_seq: 0,
             }),
             wake: Condvar::new(),
             done: Condvar::new(),
@@ -205,7 +212,18 @@ struct Slot<S: Serialiser> {
     idle_since: Instant,
 }
 
-type Job<S> = (<S as Serialiser>::Value, Callback<S>);
+/// The user's callback for one pool call.
+pub(crate) type JobCallback<S> = Box<dyn FnOnce(Result<<S as Serialiser>::Value, Error>) + Send>;
+
+/// A call waiting in the queue, or given to a worker.
+pub(crate) struct Job<S: Serialiser> {
+    /// Order of the calls: a job sent back to the queue goes before the
+    /// jobs made after it.
+    seq: u64,
+    args: S::Value,
+    cb: JobCallback<S>,
+    events: Option<EventSink<S::Value>>,
+}
 
 struct PoolState<S: Serialiser> {
     slots: Vec<Slot<S>>,
@@ -221,6 +239,7 @@ struct PoolState<S: Serialiser> {
     finished: bool,
     last_start: Option<Instant>,
     next_slot: u64,
+    next_seq: u64,
 }
 
 struct Inner<S: Serialiser> {
@@ -255,9 +274,12 @@ impl<S: Serialiser> Drop for PoolToken<S> {
 /// otherwise it waits in a FIFO queue, and the pool starts another worker
 /// (at most `max`, at most one per `start` gap). Workers idle for `stop`
 /// beyond the `idle` minimum are stopped. A worker may [`retire`](super::retire)
-/// itself. A worker that dies is replaced: only its in-flight calls fail,
-/// with the error naming what happened. Dropping the last handle finishes
-/// every queued call, then stops all workers and runs `on_destroy`.
+/// itself. A worker that dies is replaced: the call it was running fails,
+/// with the error naming what happened; with the sync backend, the calls
+/// waiting behind it on that worker (`load` above 1) never started, and go
+/// to another worker (see [the rule](super#failure)). Dropping the last
+/// handle finishes every queued call, then stops all workers and runs
+/// `on_destroy`.
 ///
 /// Callbacks run on the worker's receiving thread; they may call the pool.
 pub struct Pool<S: Serialiser = Raw> {
@@ -296,9 +318,26 @@ impl<S: Serialiser> Pool<S> {
         args: S::Value,
         callback: impl FnOnce(Result<S::Value, Error>) + Send + 'static,
     ) {
+        self.call_job(args, Box::new(callback), None);
+    }
+
+    /// Queues a call whose events go to `events`.
+    pub(crate) fn call_job(
+        &self,
+        args: S::Value,
+        cb: JobCallback<S>,
+        events: Option<EventSink<S::Value>>,
+    ) {
         let inner = &self.inner;
         let mut st = inner.st.lock();
-        st.queue.push_back((args, Box::new(callback)));
+        st.next_seq += 1;
+        let seq = st.next_seq;
+        st.queue.push_back(Job {
+            seq,
+            args,
+            cb,
+            events,
+        });
         let work = inner.dispatch(&mut st);
         let more = !st.queue.is_empty();
         drop(st);
@@ -332,6 +371,11 @@ impl<S: Serialiser> Pool<S> {
             .iter()
             .map(|s| s.rpc.pid())
             .collect()
+    }
+
+    /// The most workers the pool runs at once.
+    pub fn max(&self) -> usize {
+        self.inner.max
     }
 
     /// How many workers the pool has now (not counting ones being started).
@@ -394,38 +438,57 @@ impl<S: Serialiser> Inner<S> {
     }
 
     /// Sends dispatched jobs to their workers. A job whose worker turned out
-    /// to be dead goes back to the front of the queue.
+    /// to be dead goes back to the queue.
     fn run(self: &Arc<Self>, work: Vec<Dispatch<S>>) {
-        let mut requeue = Vec::new();
         for Dispatch { slot, rpc, job } in work {
-            let (args, cb) = job;
-            // The user's callback sits in a cell, so it can be taken back
-            // (uncalled) if the worker turns out to be dead already.
-            let cell = Arc::new(Mutex::new(Some(cb)));
-            let (me, inner_cell) = (self.clone(), cell.clone());
-            let wrapped: Callback<S> = Box::new(move |r| {
-                if let Some(cb) = inner_cell.lock().take() {
-                    me.finished_job(slot, cb, r);
+            let frame = match encode_call(self.template.ser(), &job.args) {
+                Ok(frame) => frame,
+                Err(e) => {
+                    self.finished_job(slot, job.cb, Err(e));
+                    continue;
                 }
+            };
+            let events = job.events.clone().map(|sink| {
+                let tagged: EventSink<S::Value> =
+                    Arc::new(move |o: Origin, v| sink(Origin { worker: slot, ..o }, v));
+                tagged
             });
-            if let Err((wrapped, _)) = rpc.try_call(&args, wrapped) {
-                drop(wrapped);
-                if let Some(cb) = cell.lock().take() {
-                    requeue.push((slot, args, cb));
+            // The job waits in a cell until its answer, so that it can go
+            // back to the queue (its callback uncalled) if the worker dies
+            // before it starts.
+            let cell = Arc::new(Mutex::new(Some(job)));
+            let (me, inner_cell) = (self.clone(), cell.clone());
+            let pending = Pending {
+                cb: Box::new(move |a: Answer<S::Value>| {
+                    let Some(job) = inner_cell.lock().take() else {
+                        return;
+                    };
+                    match a {
+                        Answer::Done(r) => me.finished_job(slot, job.cb, r),
+                        Answer::NotStarted(_) => me.requeue(slot, job),
+                    }
+                }),
+                events,
+            };
+            if let Err((pending, _)) = rpc.send_call(frame, pending, false) {
+                drop(pending);
+                if let Some(job) = cell.lock().take() {
+                    self.requeue(slot, job);
                 }
             }
         }
-        if requeue.is_empty() {
-            return;
-        }
+    }
+
+    /// A job that never started on worker `slot` (it is dead) goes back to
+    /// the queue, before the jobs made after it, for another worker.
+    fn requeue(self: &Arc<Self>, slot: u64, job: Job<S>) {
         let mut st = self.st.lock();
-        for (slot, args, cb) in requeue.into_iter().rev() {
-            if let Some(s) = st.slots.iter_mut().find(|s| s.id == slot) {
-                s.load -= 1;
-                s.retired = true; // dead: never pick it again
-            }
-            st.queue.push_front((args, cb));
+        if let Some(s) = st.slots.iter_mut().find(|s| s.id == slot) {
+            s.load -= 1;
+            s.retired = true; // dead: never pick it again
         }
+        let at = st.queue.partition_point(|j| j.seq < job.seq);
+        st.queue.insert(at, job);
         let work = self.dispatch(&mut st);
         drop(st);
         self.wake.notify_all();
@@ -433,7 +496,7 @@ impl<S: Serialiser> Inner<S> {
     }
 
     /// A worker answered: account, run the user's callback, dispatch more.
-    fn finished_job(self: &Arc<Self>, slot: u64, cb: Callback<S>, r: Result<S::Value, Error>) {
+    fn finished_job(self: &Arc<Self>, slot: u64, cb: JobCallback<S>, r: Result<S::Value, Error>) {
         let became_idle = {
             let mut st = self.st.lock();
             st.in_callbacks += 1;

@@ -4,7 +4,9 @@
 //! channel of one worker: call arguments, results and events all have the
 //! serialiser's [`Serialiser::Value`] type. The parent and the worker
 //! function must use the same serialiser; the worker checks its name at
-//! start and refuses to serve on a mismatch.
+//! start and refuses to serve on a mismatch. For separate argument,
+//! result, event and error types, declare a typed
+//! [`Function`](super::Function) instead.
 //!
 //! | serialiser | `Value` | notes |
 //! |---|---|---|

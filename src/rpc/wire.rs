@@ -39,6 +39,14 @@ pub(crate) const FATAL: u8 = b'F';
 /// Child → parent: the worker retires (pools stop sending it work).
 pub(crate) const RETIRE: u8 = b'T';
 
+/// A START frame's backend: sync.
+pub(crate) const SYNC: &[u8] = b"sync";
+/// A START frame's backend: sync, each result sent before the next call
+/// starts.
+pub(crate) const SYNC_FLUSH: &[u8] = b"sync-flush";
+/// A START frame's backend: async.
+pub(crate) const ASYNC: &[u8] = b"async";
+
 /// Magic first string of a START frame: names the protocol and its version.
 pub(crate) const MAGIC: &[u8] = b"aemp-rpc/1";
 
@@ -228,6 +236,19 @@ impl Outbox {
         // per round trip costs a context switch on a busy machine.
         if !st.buf.is_empty() || st.closed || st.failed {
             self.cv.notify_all();
+        }
+    }
+
+    /// Sends everything buffered before returning (from this thread, or by
+    /// waiting for the writer thread), so the frames pushed so far are with
+    /// the kernel and reach the peer even if this process dies next.
+    pub(crate) fn flush_wait(&self) {
+        self.flush_now();
+        let mut st = self.st.lock();
+        while (st.busy || !st.buf.is_empty()) && !st.failed {
+            self.cv.notify_all();
+            // Bounded: a direct flusher does not always wake waiters.
+            self.cv.wait_for(&mut st, Duration::from_millis(5));
         }
     }
 

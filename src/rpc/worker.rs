@@ -104,6 +104,7 @@ impl Worker {
 
     /// Starts the child; returns it and the parent's end of the channel.
     pub(crate) fn spawn(&self) -> Result<(Child, UnixStream), Error> {
+        super::child::check_spawn()?;
         let program = self.program_path()?;
         let err = |e: std::io::Error| Error::Spawn {
             program: program.display().to_string(),

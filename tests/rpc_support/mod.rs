@@ -8,6 +8,8 @@
 //! checks that no child process is left (no zombies).
 #![allow(dead_code)]
 
+pub mod typed;
+
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -28,8 +30,19 @@ pub fn now_us() -> u64 {
         .as_micros() as u64
 }
 
-/// Registers every worker function the tests use.
+/// Registers every worker function the tests use. In a worker started
+/// with `RPC_TEST_SPAWN_FIRST` set, first tries to start a worker (before
+/// `serve_if_worker`, which must be refused) and keeps the error for
+/// `T_SPAWN_FIRST`.
 pub fn register_workers() {
+    typed::register();
+    if std::env::var_os("RPC_TEST_SPAWN_FIRST").is_some() {
+        let tried = rpc::Rpc::builder(rpc::Worker::current_exe(), "echo").spawn();
+        *typed::SPAWN_FIRST.lock() = Some(match tried {
+            Ok(_) => "a worker started a worker before serving".into(),
+            Err(e) => format!("{e:?}"),
+        });
+    }
     // Raw: reverse the octets (data flows both ways).
     rpc::register_sync("reverse", Raw, |mut v: Vec<u8>| {
         v.reverse();

@@ -23,6 +23,8 @@ struct Start {
     function: String,
     serialiser: String,
     backend: Backend,
+    /// Sync: send each result before starting the next call.
+    flush_results: bool,
     init: String,
     done: String,
     init_args: Vec<Vec<u8>>,
@@ -103,11 +105,12 @@ impl Start {
         Ok(Some(Start {
             function: text(1),
             serialiser: text(2),
-            backend: if text(3) == "async" {
+            backend: if params[3] == wire::ASYNC {
                 Backend::Async
             } else {
                 Backend::Sync
             },
+            flush_results: params[3] == wire::SYNC_FLUSH,
             init: text(4),
             done: text(5),
             init_args: params[6..].to_vec(),
@@ -138,10 +141,14 @@ impl Start {
             }
         };
         if found.serialiser != self.serialiser {
-            return Err(format!(
-                "worker function {function:?} uses the {} serialiser, the parent asked for {}",
-                found.serialiser, self.serialiser
-            ));
+            let (theirs, ours) = (found.serialiser, &self.serialiser);
+            return Err(
+                if theirs.starts_with("typed-") || ours.starts_with("typed-") {
+                    format!("worker function {function:?} is registered as `{theirs}`, the parent asked for `{ours}`")
+                } else {
+                    format!("worker function {function:?} uses the {theirs} serialiser, the parent asked for {ours}")
+                },
+            );
         }
         let fn_backend = match found.body {
             Body::Sync(_) => Backend::Sync,
@@ -206,7 +213,7 @@ fn run(
         serving.serialiser
     );
     match found.body {
-        Body::Sync(f) => reader.serve_sync(outbox, &f)?,
+        Body::Sync(f) => reader.serve_sync(outbox, &f, start.flush_results)?,
         Body::Async(f) => reader.serve_async(serving, &f)?,
     }
     if let (Backend::Async, Some(done_fn)) = (start.backend, found.done) {
@@ -275,10 +282,19 @@ impl FromParent {
     }
 
     /// The sync backend: one call at a time, each answered before the next.
-    fn serve_sync(&mut self, outbox: &Outbox, f: &SyncFn) -> Result<(), String> {
+    /// Results are batched while more calls are buffered, unless the parent
+    /// asked for `flush_results`: then each result is with the kernel before
+    /// the next call starts (it reaches the parent even if that call kills
+    /// the worker), so the parent knows which call was running.
+    fn serve_sync(
+        &mut self,
+        outbox: &Outbox,
+        f: &SyncFn,
+        flush_results: bool,
+    ) -> Result<(), String> {
         while let Some(frame) = self.next_call()? {
             let mut out = wire::frame_start(64);
-            let reply = match f(&frame.payload, &mut out) {
+            let reply = match f(frame.id, &frame.payload, &mut out) {
                 Ok(()) => match wire::frame_finish(&mut out, wire::RESULT, frame.id, "result") {
                     Ok(()) => out,
                     Err(e) => wire::frame(wire::CALL_ERROR, frame.id, e.to_string().as_bytes()),
@@ -286,8 +302,10 @@ impl FromParent {
                 Err(msg) => wire::frame(wire::CALL_ERROR, frame.id, msg.as_bytes()),
             };
             outbox.push(reply, false);
-            // Batch results while more calls are already buffered.
-            if self.0.buffer().is_empty() {
+            if flush_results {
+                outbox.flush_wait();
+            } else if self.0.buffer().is_empty() {
+                // Batch results while more calls are already buffered.
                 outbox.flush_now();
             }
         }

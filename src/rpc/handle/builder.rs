@@ -44,6 +44,11 @@ pub struct RpcBuilder<S: Serialiser = Raw> {
     on_destroy: Option<PlainHook>,
     pub(crate) on_retire: Option<PlainHook>,
     pub(crate) on_exit: Option<ExitHook>,
+    /// Sync backend: the worker sends each result before it starts the
+    /// next call (no batching of results), so that when it dies, its
+    /// oldest unanswered call is the one it was running (pools with a load
+    /// above 1 rely on this).
+    pub(crate) flush_results: bool,
 }
 
 impl RpcBuilder<Raw> {
@@ -60,6 +65,7 @@ impl RpcBuilder<Raw> {
             on_destroy: None,
             on_retire: None,
             on_exit: None,
+            flush_results: false,
         }
     }
 }
@@ -80,6 +86,7 @@ impl<S: Serialiser> RpcBuilder<S> {
             on_destroy: self.on_destroy,
             on_retire: self.on_retire,
             on_exit: self.on_exit,
+            flush_results: self.flush_results,
         }
     }
 
@@ -142,6 +149,7 @@ impl<S: Serialiser> RpcBuilder<S> {
             on_destroy: self.on_destroy.clone(),
             on_retire: None,
             on_exit: None,
+            flush_results: self.flush_results,
         }
     }
 
@@ -153,6 +161,11 @@ impl<S: Serialiser> RpcBuilder<S> {
     /// Whether an `on_event` handler is set.
     pub(crate) fn has_on_event(&self) -> bool {
         self.on_event.is_some()
+    }
+
+    /// The serialiser.
+    pub(crate) fn ser(&self) -> &S {
+        &self.ser
     }
 
     /// The worker function's name.
@@ -216,9 +229,10 @@ impl<S: Serialiser> RpcBuilder<S> {
             wire::MAGIC.to_vec(),
             self.function.clone().into_bytes(),
             self.ser.name().as_bytes().to_vec(),
-            match self.backend {
-                Backend::Sync => b"sync".to_vec(),
-                Backend::Async => b"async".to_vec(),
+            match (self.backend, self.flush_results) {
+                (Backend::Sync, false) => wire::SYNC.to_vec(),
+                (Backend::Sync, true) => wire::SYNC_FLUSH.to_vec(),
+                (Backend::Async, _) => wire::ASYNC.to_vec(),
             },
             init.into_bytes(),
             self.done.clone().unwrap_or_default().into_bytes(),

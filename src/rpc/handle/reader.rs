@@ -10,10 +10,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{guarded, Callback, ExitHook, Shared};
+use super::{guarded, Answer, ExitHook, Origin, Pending, Shared};
 use crate::rpc::serialiser::Serialiser;
 use crate::rpc::wire::{self, Frame};
-use crate::rpc::Error;
+use crate::rpc::{Backend, Error};
 
 /// Why the reader stopped reading.
 enum End {
@@ -145,7 +145,7 @@ impl<S: Serialiser> Reader<S> {
     /// A result, a call's error or an abandoned call: runs its callback.
     fn on_answer(&self, fr: &Frame) -> Result<(), End> {
         let sh = &*self.shared;
-        let Some(cb) = sh.take_pending(fr.id) else {
+        let Some(p) = sh.take_pending(fr.id) else {
             return Err(self.protocol(format!(
                 "an answer to call {}, which is not outstanding",
                 fr.id
@@ -176,27 +176,49 @@ impl<S: Serialiser> Reader<S> {
                 id: fr.id,
             }),
         };
-        guarded("result", || cb(result));
+        guarded("result", || (p.cb)(Answer::Done(result)));
         Ok(())
     }
 
-    /// An event: to `on_event`, or to `on_error` when there is none.
+    /// An event: to the handler of the call it belongs to (its frame's id),
+    /// else to `on_event`, else to `on_error`.
     fn on_event(&self, fr: &Frame) {
         let sh = &*self.shared;
-        match &sh.on_event {
-            Some(f) => match sh.ser.decode(&fr.payload) {
-                Ok(v) => guarded("on_event", || f(v)),
-                Err(e) => sh.report(&e),
-            },
-            None => sh.report(&Error::UnhandledEvent {
+        let per_call = match fr.id {
+            0 => None,
+            id => sh.st.lock().pending.get(&id).and_then(|p| p.events.clone()),
+        };
+        if per_call.is_none() && sh.on_event.is_none() {
+            return sh.report(&Error::UnhandledEvent {
                 function: sh.function.clone(),
-            }),
+            });
+        }
+        let value = match sh.ser.decode(&fr.payload) {
+            Ok(v) => v,
+            Err(e) => return sh.report(&e),
+        };
+        match (per_call, &sh.on_event) {
+            (Some(sink), _) => {
+                let origin = Origin {
+                    pid: sh.pid,
+                    worker: 0,
+                };
+                guarded("on_event", || sink(origin, value))
+            }
+            (None, Some(f)) => guarded("on_event", || f(value)),
+            (None, None) => {}
         }
     }
 
     /// The worker is gone or must go: stops sending, reaps it, fails every
     /// outstanding call (in id order) and runs `on_error` or `on_destroy`,
     /// then the exit hook, and marks the handle ended.
+    ///
+    /// A sync worker runs its calls one at a time, in order, so only the
+    /// oldest outstanding call can have started: the others end with
+    /// [`Answer::NotStarted`] (a pool sends them to another worker). Not so
+    /// when the worker refused to serve (it would refuse them again), nor
+    /// for the async backend (every call it read has started).
     fn finish(self, end: End) {
         let Reader {
             shared,
@@ -216,7 +238,7 @@ impl<S: Serialiser> Reader<S> {
         st.dead = Some(error.clone().unwrap_or(Error::Closed {
             function: shared.function.clone(),
         }));
-        let pending: Vec<Callback<S>> = {
+        let pending: Vec<Pending<S>> = {
             let mut ids: Vec<u32> = st.pending.keys().copied().collect();
             ids.sort_unstable();
             ids.into_iter()
@@ -227,8 +249,15 @@ impl<S: Serialiser> Reader<S> {
         match &error {
             Some(e) => {
                 log::debug!("rpc: {e}");
-                for cb in pending {
-                    guarded("result", || cb(Err(e.clone())));
+                let requeue =
+                    shared.backend == Backend::Sync && !matches!(e, Error::Refused { .. });
+                for (i, p) in pending.into_iter().enumerate() {
+                    let answer = match i {
+                        0 => Answer::Done(Err(e.clone())),
+                        _ if requeue => Answer::NotStarted(e.clone()),
+                        _ => Answer::Done(Err(e.clone())),
+                    };
+                    guarded("result", || (p.cb)(answer));
                 }
                 shared.report(e);
             }

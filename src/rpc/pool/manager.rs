@@ -167,8 +167,8 @@ impl<S: Serialiser> Inner<S> {
         if st.slots.is_empty() && st.starting == 0 {
             let failed: Vec<Job<S>> = st.queue.drain(..).collect();
             drop(st);
-            for (_, cb) in failed {
-                cb(Err(e.clone()));
+            for job in failed {
+                (job.cb)(Err(e.clone()));
             }
         }
     }
