@@ -76,3 +76,32 @@ fn pool_progress_runs_as_documented() {
     }
     assert!(!out.contains("NOT as documented"), "{out}");
 }
+
+#[test]
+fn job_farm_runs_as_documented() {
+    let (status, out) = run_bounded(example("job_farm"), Duration::from_secs(120));
+    assert!(status.success(), "exit status {status}; output:\n{out}");
+    for line in [
+        "found 3 workers through the database",
+        "job 0: 1 (by farm-worker",
+        "job 11: 144 (by farm-worker",
+        "12 results in job order from 3 workers",
+    ] {
+        assert!(out.contains(line), "no {line:?} in the output:\n{out}");
+    }
+}
+
+#[test]
+fn file_writer_runs_as_documented() {
+    let (status, out) = run_bounded(example("file_writer"), Duration::from_secs(120));
+    assert!(status.success(), "exit status {status}; output:\n{out}");
+    for line in [
+        "died while writing doomed.txt; abandoned",
+        "client: client0.txt closed, 57 octets",
+        "client: client1.txt closed, 95 octets",
+        "client: client2.txt closed, 76 octets",
+        "every file holds its own client's lines, in order",
+    ] {
+        assert!(out.contains(line), "no {line:?} in the output:\n{out}");
+    }
+}
