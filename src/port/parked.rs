@@ -5,7 +5,8 @@
 //! few), and blocking-style programs make many short-lived thread ports.
 //!
 //! A thread waits at most [`IDLE_TIMEOUT`], and at most [`MAX_PARKED`]
-//! wait at once; the rest end as before. The threads are all named
+//! wait at once: a thread that parks when the cache is full makes the one
+//! parked longest end. The threads are all named
 //! `aemp-port` (a reused thread could not be renamed; a crash report names
 //! the port); thread-local values that a port's function set stay with
 //! the thread.
@@ -13,6 +14,7 @@
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::busy::BusyWait;
@@ -26,11 +28,16 @@ pub(crate) const MAX_PARKED: usize = 256;
 /// A parked thread ends after waiting this long.
 pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A waiting thread: its stack size and where its next job goes.
+/// A waiting thread: its stack size, its serial number, and where its
+/// next job goes (dropping the sender tells it to end).
 struct Parked {
     stack: Option<usize>,
+    serial: u64,
     tx: Sender<Job>,
 }
+
+/// Tells parked threads apart.
+static NEXT_SERIAL: AtomicU64 = AtomicU64::new(0);
 
 /// The waiting threads, most recently parked last (reused first: its
 /// stack is likely still in the cache).
@@ -72,26 +79,26 @@ fn serve(stack: Option<usize>, first: Job) {
         job();
         crate::table::forget_last_delivery();
         let (tx, rx) = crossbeam_channel::bounded(1);
+        let serial = NEXT_SERIAL.fetch_add(1, Ordering::Relaxed);
         {
             let mut idle = IDLE.lock();
             if idle.len() >= MAX_PARKED {
-                return;
+                // Its sender dropped: that thread ends.
+                idle.remove(0);
             }
-            idle.push(Parked {
-                stack,
-                tx: tx.clone(),
-            });
+            idle.push(Parked { stack, serial, tx });
         }
-        match next_job(&rx, &tx, &mut busy) {
+        match next_job(&rx, serial, &mut busy) {
             Some(next) => job = next,
             None => return,
         }
     }
 }
 
-/// Waits for the next job; `None` after [`IDLE_TIMEOUT`] (the thread
-/// ends). `tx` is this thread's own entry in [`IDLE`].
-fn next_job(rx: &Receiver<Job>, tx: &Sender<Job>, busy: &mut BusyWait) -> Option<Job> {
+/// Waits for the next job; `None` after [`IDLE_TIMEOUT`], or when the
+/// thread's entry in [`IDLE`] (number `serial`) was dropped: the thread
+/// ends.
+fn next_job(rx: &Receiver<Job>, serial: u64, busy: &mut BusyWait) -> Option<Job> {
     let start = Instant::now();
     let mut polled = None;
     if busy.spin(start, None, || {
@@ -105,13 +112,13 @@ fn next_job(rx: &Receiver<Job>, tx: &Sender<Job>, busy: &mut BusyWait) -> Option
         return Some(job);
     }
     let mut idle = IDLE.lock();
-    if let Some(i) = idle.iter().position(|p| p.tx.same_channel(tx)) {
+    if let Some(i) = idle.iter().position(|p| p.serial == serial) {
         idle.remove(i);
         return None;
     }
     drop(idle);
     // Taken while the wait timed out: its job is on the way (the taker
-    // sends right after taking, and never drops the entry unsent).
+    // sends right after taking); or dropped to make room: `recv` fails.
     rx.recv().ok()
 }
 
