@@ -85,6 +85,7 @@ mod busy;
 mod calls;
 mod configure;
 mod context;
+mod dataconn;
 mod db;
 mod dispatcher;
 mod error;
@@ -126,6 +127,7 @@ pub use db::protocol as global;
 
 pub use configure::configure_profile;
 pub use context::{self_port, src_node};
+pub use dataconn::DataConn;
 pub use db::{DbGuard, DbMonGuard};
 pub use error::{Error, Result};
 pub use id::{NodeId, PortId};

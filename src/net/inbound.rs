@@ -10,6 +10,7 @@ use super::duplicate::{self, Decision};
 use super::reactor::{over_limit, Reactor};
 use super::tls::Tls;
 use super::{requests, Net};
+use crate::transport::greeting::{Greeting, PROTOCOL};
 use crate::transport::{Decoder, Established, Event};
 use mio::Token;
 use std::os::fd::AsFd;
@@ -25,9 +26,12 @@ impl Reactor {
         conn: &mut Conn,
         data: &[u8],
     ) -> Result<(), String> {
-        if let Phase::Up { .. } = &conn.phase {
+        match &conn.phase {
             // Went up earlier in this read.
-            return received_up(&self.net, conn, data);
+            Phase::Up { .. } => return received_up(&self.net, conn, data),
+            // A data connection, leaving the reactor after this read.
+            Phase::Data { .. } => return data_received(conn, data, true),
+            _ => {}
         }
         let Some(tls) = conn.tls.as_mut() else {
             return self.received_plain(token, conn, data);
@@ -56,9 +60,14 @@ impl Reactor {
                 events?
             }
             Phase::Up { .. } => return plain_up(&self.net, conn, data),
+            Phase::Data { .. } => return data_received(conn, data, false),
         };
         for ev in events {
             match ev {
+                Event::PeerGreeting { greeting, .. } if greeting.protocol != PROTOCOL => {
+                    data_greeting(conn, &greeting)?
+                }
+                Event::PeerGreeting { .. } if conn.dataconn.is_some() => {}
                 Event::PeerGreeting { node_id, .. } => self.greeting(token, conn, node_id)?,
                 Event::StartTls { client, ciphertext } => {
                     let cfg = self
@@ -88,6 +97,14 @@ impl Reactor {
         conn: &mut Conn,
         est: &Established,
     ) -> Result<(), String> {
+        if conn.dataconn.is_some() {
+            // Never the message protocol: handed out of the reactor.
+            conn.phase = Phase::Data {
+                peer: est.peer_node_id.clone(),
+                leftover: est.leftover.clone(),
+            };
+            return Ok(());
+        }
         let remote = match &conn.peer {
             Some(r) => r.clone(),
             None => self.net.remote(&est.peer_node_id),
@@ -276,4 +293,32 @@ fn packets(net: &Arc<Net>, conn: &mut Conn) -> Result<(), String> {
             Err(e) => return Err(e.to_string()),
         }
     }
+}
+
+/// A peer greeted with an extension protocol (the handshake accepts only
+/// `aemp-dataconn`): a data connection, outside the duplicate rule.
+fn data_greeting(conn: &mut Conn, greeting: &Greeting) -> Result<(), String> {
+    match greeting.get("dataconn_id") {
+        Some(id) if !id.is_empty() => {
+            conn.dataconn = Some(id.to_string());
+            Ok(())
+        }
+        _ => Err(format!(
+            "{} greeting from {} without a dataconn_id",
+            greeting.protocol, greeting.node_id
+        )),
+    }
+}
+
+/// Bytes arrived on a data connection after its handshake, in the same
+/// read (`raw`: as read, ciphertext under TLS): kept for its reader.
+fn data_received(conn: &mut Conn, data: &[u8], raw: bool) -> Result<(), String> {
+    let plain = match conn.tls.as_mut() {
+        Some(tls) if raw => decrypt(tls, &mut conn.wbuf, data)?.0,
+        _ => data.to_vec(),
+    };
+    if let Phase::Data { leftover, .. } = &mut conn.phase {
+        leftover.extend_from_slice(&plain);
+    }
+    Ok(())
 }

@@ -48,6 +48,10 @@ impl TlsConfig {
             }
         }
         acc.set_verify(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT);
+        // No session tickets (sessions are never resumed): a data
+        // connection's blocking reader must not meet a record that is not
+        // data after the handshake.
+        acc.set_num_tickets(0).map_err(err)?;
         con.set_verify(SslVerifyMode::PEER);
         Ok(TlsConfig {
             connector: con.build(),
@@ -56,12 +60,22 @@ impl TlsConfig {
     }
 }
 
-/// Ciphertext in and out.
+/// Ciphertext in and out: in memory while the reactor owns the socket;
+/// once a data connection takes the session over (`attach`), what is
+/// still buffered is read first, then the (blocking) socket itself.
 #[derive(Default)]
 pub(crate) struct Pipe {
     input: Vec<u8>,
     pos: usize,
     output: Vec<u8>,
+    sock: Option<std::net::TcpStream>,
+}
+
+impl Pipe {
+    /// Whether ciphertext is buffered (read before the socket).
+    pub(crate) fn has_input(&self) -> bool {
+        self.pos < self.input.len()
+    }
 }
 
 impl Read for Pipe {
@@ -69,6 +83,9 @@ impl Read for Pipe {
         if self.pos == self.input.len() {
             self.input.clear();
             self.pos = 0;
+            if let Some(sock) = &mut self.sock {
+                return sock.read(buf);
+            }
             return Err(io::ErrorKind::WouldBlock.into());
         }
         let n = buf.len().min(self.input.len() - self.pos);
@@ -80,11 +97,19 @@ impl Read for Pipe {
 
 impl Write for Pipe {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.output.extend_from_slice(buf);
-        Ok(buf.len())
+        match &mut self.sock {
+            Some(sock) => sock.write(buf),
+            None => {
+                self.output.extend_from_slice(buf);
+                Ok(buf.len())
+            }
+        }
     }
     fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        match &mut self.sock {
+            Some(sock) => sock.flush(),
+            None => Ok(()),
+        }
     }
 }
 
@@ -166,6 +191,23 @@ impl Tls {
     pub(crate) fn write(&mut self, plain: &[u8]) -> Result<(), String> {
         match self {
             Tls::Ready(s) => s.write_all(plain).map_err(|e| format!("TLS error: {e}")),
+            _ => Err("TLS is not ready for data".into()),
+        }
+    }
+
+    /// The ready session, taken over by a data connection: from now on it
+    /// reads and writes `sock` (blocking) directly, after the ciphertext
+    /// still buffered.
+    pub(crate) fn attach(self, sock: std::net::TcpStream) -> Result<SslStream<Pipe>, String> {
+        match self {
+            Tls::Ready(mut s) => {
+                let pipe = s.get_mut();
+                let mut sock = sock;
+                sock.write_all(&std::mem::take(&mut pipe.output))
+                    .map_err(|e| format!("write error: {e}"))?;
+                pipe.sock = Some(sock);
+                Ok(s)
+            }
             _ => Err("TLS is not ready for data".into()),
         }
     }
