@@ -34,8 +34,8 @@ use crate::context;
 use crate::error::{Error, Result};
 use crate::id::{NodeId, PortId};
 use crate::message::{Message, Reason};
-use crate::node::Node;
 use crate::net::NodeNet;
+use crate::node::Node;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
@@ -218,7 +218,11 @@ impl Node {
         let net = self.net().map(Arc::downgrade);
         let reply = self.port_fn(move |_| {
             if let Some(p) = context::self_port() {
-                if let Some(n) = net.as_ref().and_then(|n| n.upgrade()).and_then(|n| n.node()) {
+                if let Some(n) = net
+                    .as_ref()
+                    .and_then(|n| n.upgrade())
+                    .and_then(|n| n.node())
+                {
                     let _ = n.kil(&p, Reason::normal());
                 }
             }
@@ -258,7 +262,10 @@ impl Node {
         cb: Box<dyn FnOnce(DataConn) + Send>,
     ) {
         let Some(init) = st.init(initfunc) else {
-            let why = format!("{initfunc}: no such data connection function on {}", self.id());
+            let why = format!(
+                "{initfunc}: no such data connection function on {}",
+                self.id()
+            );
             let _ = self.kil(&port, state::reason(&why));
             return;
         };

@@ -192,10 +192,21 @@ impl State {
         drop(inits);
         let run = move || match (conn, peer, p.role) {
             (Ok(h), Ok(peer), Role::Caller { cb, .. }) => cb(DataConn::from_handed(peer, h)),
-            (Ok(h), Ok(peer), Role::Expect { initdata, port, initfunc }) => match init {
+            (
+                Ok(h),
+                Ok(peer),
+                Role::Expect {
+                    initdata,
+                    port,
+                    initfunc,
+                },
+            ) => match init {
                 Some(f) => f(initdata, DataConn::from_handed(peer, h)),
                 None => {
-                    let why = format!("{initfunc}: no such data connection function on {}", node.id());
+                    let why = format!(
+                        "{initfunc}: no such data connection function on {}",
+                        node.id()
+                    );
                     let _ = node.kil(&port, reason(&why));
                 }
             },
@@ -220,7 +231,10 @@ impl State {
         let parsed = (|| {
             let id = args.first()?.as_str()?.to_string();
             let port = PortId::try_from(args.get(1)?).ok()?;
-            let timeout = args.get(2)?.as_f64().filter(|t| t.is_finite() && *t >= 0.0)?;
+            let timeout = args
+                .get(2)?
+                .as_f64()
+                .filter(|t| t.is_finite() && *t >= 0.0)?;
             let initfunc = args.get(3)?.as_str()?.to_string();
             let initdata: Message = args.iter().skip(4).cloned().collect();
             Some((id, port, timeout, initfunc, initdata))
@@ -231,7 +245,10 @@ impl State {
         };
         let timeout = Duration::from_secs_f64(timeout.min(1e9));
         let peer = port.node().to_string();
-        let why = format!("{peer}: no data connection within {} seconds", timeout.as_secs_f64());
+        let why = format!(
+            "{peer}: no data connection within {} seconds",
+            timeout.as_secs_f64()
+        );
         let role = Role::Expect {
             port,
             initfunc,

@@ -251,7 +251,8 @@ impl Read for DataConn {
 /// end of the stream.
 fn eof_as_zero(e: openssl::ssl::Error) -> io::Result<usize> {
     use openssl::ssl::ErrorCode;
-    if e.code() == ErrorCode::ZERO_RETURN || (e.code() == ErrorCode::SYSCALL && e.io_error().is_none())
+    if e.code() == ErrorCode::ZERO_RETURN
+        || (e.code() == ErrorCode::SYSCALL && e.io_error().is_none())
     {
         return Ok(0);
     }

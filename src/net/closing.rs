@@ -110,7 +110,11 @@ impl Reactor {
         }
         if let Some(id) = conn.dataconn.take() {
             // Never a node's connection: only its data connection fails.
-            log::info!("{}: data connection {id} with {} failed: {why}", self.net.id, conn.addr);
+            log::info!(
+                "{}: data connection {id} with {} failed: {why}",
+                self.net.id,
+                conn.addr
+            );
             self.data_outcome(&id, token);
             self.net.data_handoff(&id, Err(why.to_string()));
             return;

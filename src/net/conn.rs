@@ -22,7 +22,10 @@ pub(crate) enum Phase {
     /// A data connection's handshake completed: it leaves the reactor at
     /// the end of this event (`handoff.rs`), with what arrived after the
     /// handshake (plaintext).
-    Data { peer: String, leftover: Vec<u8> },
+    Data {
+        peer: String,
+        leftover: Vec<u8>,
+    },
 }
 
 pub(crate) struct Conn {

@@ -197,7 +197,9 @@ impl Reactor {
             std.set_nonblocking(false).map_err(err)?;
             // The handshake's last bytes (our auth line) may be unwritten.
             std.set_write_timeout(Some(HANDOFF_WRITE)).map_err(err)?;
-            (&std).write_all(&wbuf[wpos.min(wbuf.len())..]).map_err(err)?;
+            (&std)
+                .write_all(&wbuf[wpos.min(wbuf.len())..])
+                .map_err(err)?;
             std.set_write_timeout(None).map_err(err)?;
             let tls = match tls {
                 Some(t) => Some(t.attach(std.try_clone().map_err(err)?)?),
