@@ -10,6 +10,7 @@
 //!
 //! Each figure is the median of several runs.
 
+mod dataconn;
 mod db;
 mod dbsim;
 mod kernel;
@@ -195,6 +196,7 @@ fn main() {
     let mut groups = kernel::groups(quick, allocated);
     groups.push(Group::new("rpc", move || rpc::figures(quick)));
     groups.extend(net::groups(quick));
+    groups.push(Group::new("dataconn", move || dataconn::figures(quick)));
     groups.extend(db::groups(quick));
     groups.push(Group::new("dbsim", move || dbsim::figures(quick)));
     groups.extend(liveness::groups(quick));

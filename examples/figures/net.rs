@@ -41,6 +41,17 @@ fn peer_node(tag: &str, framings: &[Framing]) -> (Node, PortId, PortId) {
             count += 1;
         }
     });
+    // A data connection sink for the dataconn figures: reads until the
+    // caller half-closes, then answers the count (as the raw sink).
+    node.register_dataconn("fig::sink", |_, mut conn| {
+        let mut buf = vec![0u8; 256 << 10];
+        let mut total = 0u64;
+        while let Ok(n @ 1..) = conn.read(&mut buf) {
+            total += n as u64;
+        }
+        let _ = conn.write_all(&total.to_le_bytes());
+    })
+    .expect("register fig::sink");
     let n = node.clone();
     let echo = node.port_fn(move |m| {
         if let Some(Ok(reply)) = m.first().map(PortId::try_from) {
@@ -115,19 +126,19 @@ fn serve_raw(serve: fn(TcpStream)) -> std::net::SocketAddr {
     addr
 }
 
-struct Peer {
-    local: Node,
+pub(super) struct Peer {
+    pub(super) local: Node,
     jsink: PortId,
-    jecho: PortId,
+    pub(super) jecho: PortId,
     csink: PortId,
     raw: String,
     raw_poll: String,
-    raw_sink: String,
+    pub(super) raw_sink: String,
 }
 
 /// The peer process, started on first use; it exits when we do (its
 /// stdin closes).
-fn peer() -> &'static Peer {
+pub(super) fn peer() -> &'static Peer {
     static PEER: OnceLock<Peer> = OnceLock::new();
     PEER.get_or_init(|| {
         let (mut child, f) = super::start_peer("--net-peer");
@@ -176,7 +187,7 @@ fn oneway(sink: &PortId, n: u64, make: impl Fn(u64) -> aemp::Message) -> f64 {
 
 /// Round trips through `echo` from a thread port (the pong goes straight
 /// to its thread); the RTTs in µs.
-fn roundtrip(local: &Node, echo: &PortId, rounds: u32) -> Vec<f64> {
+pub(super) fn roundtrip(local: &Node, echo: &PortId, rounds: u32) -> Vec<f64> {
     let (tx, rx) = crossbeam_channel::bounded(1);
     let echo = echo.clone();
     local.port_thread(move |mb| {
@@ -220,7 +231,7 @@ fn tcp_roundtrip(addr: &str, rounds: u32, poll: Duration) -> Vec<f64> {
 
 /// Raw TCP one way: `bytes` in 64 KiB writes to the sink; MB/s until the
 /// sink has read them all.
-fn tcp_bandwidth(addr: &str, bytes: usize) -> f64 {
+pub(super) fn tcp_bandwidth(addr: &str, bytes: usize) -> f64 {
     let mut s = TcpStream::connect(addr).expect("raw sink");
     let chunk = vec![b'x'; 64 << 10];
     let t = Instant::now();
@@ -237,7 +248,7 @@ fn tcp_bandwidth(addr: &str, bytes: usize) -> f64 {
     bytes as f64 / t.elapsed().as_secs_f64() / 1e6
 }
 
-fn mean(v: &[f64]) -> f64 {
+pub(super) fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len() as f64
 }
 

@@ -7,6 +7,7 @@
 use super::stream::DataConn;
 use crate::id::{NodeId, PortId};
 use crate::message::{Message, Reason};
+use crate::monitor::MonGuard;
 use crate::net::{DataConnSink, Handed, Net, NodeNet};
 use crate::node::Node;
 use crate::timer::{self, Timer};
@@ -46,6 +47,8 @@ struct Pending {
     peer: String,
     role: Role,
     timer: Timer,
+    /// The caller's: the caller's port died, so the attempt ends quietly.
+    watch: Option<MonGuard>,
 }
 
 /// A node's data-connection state (kept by its network as the sink).
@@ -140,6 +143,7 @@ impl State {
                 peer: peer.to_string(),
                 role,
                 timer,
+                watch: None,
             },
         );
     }
@@ -157,7 +161,32 @@ impl State {
             "{peer}: unable to establish connection within {} seconds",
             timeout.as_secs_f64()
         );
+        let watched = port.clone();
         self.add(id, peer.as_str(), Role::Caller { port, cb }, timeout, why);
+        // The port killed (by the other node, or anything else): no
+        // callback for a dead port.
+        let Some(node) = self.node() else {
+            return;
+        };
+        let weak = Arc::downgrade(self);
+        let key = id.to_string();
+        let guard = node.mon(&watched, move |_| {
+            if let Some(st) = weak.upgrade() {
+                st.forget(&key);
+            }
+        });
+        match self.pending.lock().get_mut(id) {
+            Some(p) => p.watch = Some(guard),
+            None => drop(guard),
+        }
+    }
+
+    /// Ends `id` quietly (its port died).
+    fn forget(&self, id: &str) {
+        let gone = self.pending.lock().remove(id);
+        if let Some(p) = gone {
+            p.timer.cancel();
+        }
     }
 
     /// Whether `id` is still under way.
@@ -169,11 +198,12 @@ impl State {
     /// but by the own-node path; the work that may block or run user code
     /// goes to a thread of its own.
     pub(crate) fn end(&self, id: &str, result: Result<Option<Handed>, String>) {
-        let Some(p) = self.pending.lock().remove(id) else {
+        let Some(mut p) = self.pending.lock().remove(id) else {
             // Late (a time-out came first), or unknown: closed.
             return;
         };
         p.timer.cancel();
+        drop(p.watch.take());
         let Some(node) = self.node() else {
             return;
         };
@@ -243,6 +273,18 @@ impl State {
             log::warn!("{EXPECT}: expected [id, port, timeout, initfunc, initdata...], got {args}");
             return;
         };
+        if self.init(&initfunc).is_none() {
+            // Nothing could take the connection: the caller hears now
+            // (before the round trip's reply), and ours goes unanswered.
+            if let Some(node) = self.node() {
+                let why = format!(
+                    "{initfunc}: no such data connection function on {}",
+                    node.id()
+                );
+                let _ = node.kil(&port, reason(&why));
+            }
+            return;
+        }
         let timeout = Duration::from_secs_f64(timeout.min(1e9));
         let peer = port.node().to_string();
         let why = format!(
