@@ -248,7 +248,7 @@ fn from_child(p: &Node, child: &ChildNode, give_addr: bool) -> (String, bool) {
 fn both_directions_plain() {
     let child = ChildNode::start(None, None);
     let p = parent(&child, None);
-    let conn = echo(&p, &child.node, 1 << 20);
+    let conn = echo(&p, &child.node, 32 << 20);
     assert!(!conn.is_tls());
     // The other way: the child dials the parent's listener.
     let (text, tls) = from_child(&p, &child, true);
@@ -261,7 +261,9 @@ fn both_directions_tls() {
     let pem = self_signed();
     let child = ChildNode::start(Some(&pem), None);
     let p = parent(&child, Some(&pem));
-    let conn = echo(&p, &child.node, 1 << 20);
+    // Much more than the sockets buffer, both ways at once: a writer
+    // blocked on a full socket must not keep the reader from the session.
+    let conn = echo(&p, &child.node, 32 << 20);
     assert!(conn.is_tls());
     let (text, tls) = from_child(&p, &child, true);
     assert_eq!(text, r#"HELLO ["from child"]"#);

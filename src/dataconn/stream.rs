@@ -58,6 +58,9 @@ enum Inner {
     Tls {
         sock: TcpStream,
         session: Arc<Mutex<Session>>,
+        /// Held while ciphertext is taken from the session and written,
+        /// so that records leave in order; never with a blocking read.
+        wlock: Arc<Mutex<()>>,
     },
     Local(UnixStream),
 }
@@ -121,6 +124,7 @@ impl DataConn {
             Some(tls) => Inner::Tls {
                 sock: h.sock,
                 session: Arc::new(Mutex::new(Session { tls, leftover })),
+                wlock: Arc::new(Mutex::new(())),
             },
             None => Inner::Tcp {
                 sock: h.sock,
@@ -157,9 +161,14 @@ impl DataConn {
                 sock: sock.try_clone()?,
                 leftover: leftover.clone(),
             },
-            Inner::Tls { sock, session } => Inner::Tls {
+            Inner::Tls {
+                sock,
+                session,
+                wlock,
+            } => Inner::Tls {
                 sock: sock.try_clone()?,
                 session: session.clone(),
+                wlock: wlock.clone(),
             },
             Inner::Local(s) => Inner::Local(s.try_clone()?),
         };
@@ -175,10 +184,20 @@ impl DataConn {
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         match &self.inner {
             Inner::Tcp { sock, .. } => sock.shutdown(how),
-            Inner::Tls { sock, session } => {
+            Inner::Tls {
+                sock,
+                session,
+                wlock,
+            } => {
                 if how != Shutdown::Read {
                     // Best effort: the peer may be gone already.
-                    let _ = session.lock().tls.shutdown();
+                    let _w = wlock.lock();
+                    let notify = {
+                        let mut s = session.lock();
+                        let _ = s.tls.shutdown();
+                        s.tls.get_mut().take_output()
+                    };
+                    let _ = (&*sock).write_all(&notify);
                 }
                 sock.shutdown(how)
             }
@@ -204,6 +223,27 @@ impl DataConn {
     }
 }
 
+/// Reads through the TLS session: waits for ciphertext without holding
+/// it, so that writers on other handles go on meanwhile.
+fn tls_read(sock: &TcpStream, session: &Mutex<Session>, buf: &mut [u8]) -> io::Result<usize> {
+    {
+        let mut s = session.lock();
+        if let Some(n) = s.leftover.take(buf) {
+            return Ok(n);
+        }
+        if s.has_buffered() {
+            return s.tls.ssl_read(buf).or_else(eof_as_zero);
+        }
+    }
+    let mut probe = [0u8; 1];
+    sock.peek(&mut probe)?;
+    let mut s = session.lock();
+    if let Some(n) = s.leftover.take(buf) {
+        return Ok(n);
+    }
+    s.tls.ssl_read(buf).or_else(eof_as_zero)
+}
+
 /// A TLS error as an I/O error.
 fn tls_err(e: openssl::ssl::Error) -> io::Error {
     match e.into_io_error() {
@@ -222,25 +262,21 @@ impl Read for DataConn {
                 Some(n) => Ok(n),
                 None => sock.read(buf),
             },
-            Inner::Tls { sock, session } => {
-                {
-                    let mut s = session.lock();
-                    if let Some(n) = s.leftover.take(buf) {
-                        return Ok(n);
-                    }
-                    if s.has_buffered() {
-                        return s.tls.ssl_read(buf).or_else(eof_as_zero);
+            Inner::Tls {
+                sock,
+                session,
+                wlock,
+            } => {
+                let n = tls_read(sock, session, buf)?;
+                // Reading may have made the session answer (an alert, a
+                // key update): send it unless a writer is at it.
+                if session.lock().tls.get_ref().has_output() {
+                    if let Some(_w) = wlock.try_lock() {
+                        let out = session.lock().tls.get_mut().take_output();
+                        (&*sock).write_all(&out)?;
                     }
                 }
-                // Wait for ciphertext without holding the session, so
-                // that writers on other handles go on meanwhile.
-                let mut probe = [0u8; 1];
-                sock.peek(&mut probe)?;
-                let mut s = session.lock();
-                if let Some(n) = s.leftover.take(buf) {
-                    return Ok(n);
-                }
-                s.tls.ssl_read(buf).or_else(eof_as_zero)
+                Ok(n)
             }
             Inner::Local(s) => s.read(buf),
         }
@@ -261,9 +297,26 @@ fn eof_as_zero(e: openssl::ssl::Error) -> io::Result<usize> {
 
 impl Write for DataConn {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
         match &mut self.inner {
             Inner::Tcp { sock, .. } => sock.write(buf),
-            Inner::Tls { session, .. } => session.lock().tls.ssl_write(buf).map_err(tls_err),
+            Inner::Tls {
+                sock,
+                session,
+                wlock,
+            } => {
+                // Encrypt under the session, write without it.
+                let _w = wlock.lock();
+                let (n, out) = {
+                    let mut s = session.lock();
+                    let n = s.tls.ssl_write(buf).map_err(tls_err)?;
+                    (n, s.tls.get_mut().take_output())
+                };
+                (&*sock).write_all(&out)?;
+                Ok(n)
+            }
             Inner::Local(s) => s.write(buf),
         }
     }
@@ -271,7 +324,8 @@ impl Write for DataConn {
     fn flush(&mut self) -> io::Result<()> {
         match &mut self.inner {
             Inner::Tcp { sock, .. } => sock.flush(),
-            Inner::Tls { session, .. } => session.lock().tls.flush(),
+            // Every write leaves at once.
+            Inner::Tls { .. } => Ok(()),
             Inner::Local(s) => s.flush(),
         }
     }

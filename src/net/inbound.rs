@@ -37,6 +37,7 @@ impl Reactor {
             return self.received_plain(token, conn, data);
         };
         let (plain, ready) = decrypt(tls, &mut conn.wbuf, data)?;
+        let closed = tls.peer_closed();
         if ready {
             if let Phase::Handshake(hs) = &mut conn.phase {
                 hs.tls_established().map_err(|e| e.to_string())?;
@@ -44,10 +45,15 @@ impl Reactor {
                 conn.send_plain(&out)?;
             }
         }
-        if plain.is_empty() {
-            return Ok(());
+        if !plain.is_empty() {
+            self.received_plain(token, conn, &plain)?;
         }
-        self.received_plain(token, conn, &plain)
+        match &conn.phase {
+            // A data connection's reader meets the close after the data.
+            Phase::Data { .. } => Ok(()),
+            _ if closed => Err(TLS_CLOSED.into()),
+            _ => Ok(()),
+        }
     }
 
     /// Plaintext arrived on `conn`.
@@ -248,11 +254,18 @@ pub(super) fn received_up(net: &Arc<Net>, conn: &mut Conn, data: &[u8]) -> Resul
         return plain_up(net, conn, data);
     };
     let (plain, _) = decrypt(tls, &mut conn.wbuf, data)?;
-    if plain.is_empty() {
-        return Ok(());
+    let closed = tls.peer_closed();
+    if !plain.is_empty() {
+        plain_up(net, conn, &plain)?;
     }
-    plain_up(net, conn, &plain)
+    if closed {
+        return Err(TLS_CLOSED.into());
+    }
+    Ok(())
 }
+
+/// Why a connection whose peer sent its TLS close notification ends.
+const TLS_CLOSED: &str = "TLS session closed by peer";
 
 /// Feeds ciphertext to a TLS session; what the session answers goes to
 /// `wbuf`. Returns the plaintext, and whether the session became ready.

@@ -60,9 +60,11 @@ impl TlsConfig {
     }
 }
 
-/// Ciphertext in and out: in memory while the reactor owns the socket;
-/// once a data connection takes the session over (`attach`), what is
-/// still buffered is read first, then the (blocking) socket itself.
+/// Ciphertext in and out: in memory while the reactor owns the socket.
+/// Once a data connection takes the session over (`attach`), input is
+/// what is still buffered, then the (blocking) socket itself; output
+/// stays in memory, for the data connection to write without holding
+/// the session (see `dataconn/stream.rs`).
 #[derive(Default)]
 pub(crate) struct Pipe {
     input: Vec<u8>,
@@ -75,6 +77,16 @@ impl Pipe {
     /// Whether ciphertext is buffered (read before the socket).
     pub(crate) fn has_input(&self) -> bool {
         self.pos < self.input.len()
+    }
+
+    /// Whether ciphertext waits to be sent.
+    pub(crate) fn has_output(&self) -> bool {
+        !self.output.is_empty()
+    }
+
+    /// The ciphertext to send.
+    pub(crate) fn take_output(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.output)
     }
 }
 
@@ -97,19 +109,11 @@ impl Read for Pipe {
 
 impl Write for Pipe {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match &mut self.sock {
-            Some(sock) => sock.write(buf),
-            None => {
-                self.output.extend_from_slice(buf);
-                Ok(buf.len())
-            }
-        }
+        self.output.extend_from_slice(buf);
+        Ok(buf.len())
     }
     fn flush(&mut self) -> io::Result<()> {
-        match &mut self.sock {
-            Some(sock) => sock.flush(),
-            None => Ok(()),
-        }
+        Ok(())
     }
 }
 
@@ -160,6 +164,16 @@ impl Tls {
         matches!(self, Tls::Ready(_))
     }
 
+    /// Whether the peer sent its close notification.
+    pub(crate) fn peer_closed(&mut self) -> bool {
+        match self {
+            Tls::Ready(s) => s
+                .get_shutdown()
+                .contains(openssl::ssl::ShutdownState::RECEIVED),
+            _ => false,
+        }
+    }
+
     /// Feeds ciphertext; appends the plaintext it yields to `plain`.
     /// Returns true when this completed the TLS handshake.
     pub(crate) fn feed(&mut self, data: &[u8], plain: &mut Vec<u8>) -> Result<bool, String> {
@@ -177,7 +191,9 @@ impl Tls {
             let mut buf = [0u8; 16 << 10];
             loop {
                 match s.read(&mut buf) {
-                    Ok(0) => return Err("TLS session closed by peer".into()),
+                    // The peer's close notification: what came before
+                    // is kept; the caller decides (`peer_closed`).
+                    Ok(0) => break,
                     Ok(n) => plain.extend_from_slice(&buf[..n]),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) => return Err(format!("TLS error: {e}")),
@@ -196,8 +212,8 @@ impl Tls {
     }
 
     /// The ready session, taken over by a data connection: from now on it
-    /// reads and writes `sock` (blocking) directly, after the ciphertext
-    /// still buffered.
+    /// reads `sock` (blocking) directly, after the ciphertext still
+    /// buffered; what it has to send is written first.
     pub(crate) fn attach(self, sock: std::net::TcpStream) -> Result<SslStream<Pipe>, String> {
         match self {
             Tls::Ready(mut s) => {
