@@ -446,3 +446,72 @@ fn self_signed() -> String {
     pem.push_str(&String::from_utf8(cert.to_pem().unwrap()).unwrap());
     pem
 }
+
+/// What a Perl node does when it opens a data connection to us, on the
+/// wire: `_expect` arrives (here sent locally), then a TCP connection to
+/// our listener greeting `aemp-dataconn;1;<node>;...;dataconn_id=<id>`
+/// exactly as Perl's Transport.pm writes it (keys in its order, no
+/// `mproto`); after the auth lines, raw bytes both ways.
+#[test]
+fn a_perl_shaped_dialer_reaches_a_rust_listener() {
+    use aemp::transport::handshake::{Config as HsConfig, Event, Handshake};
+    use std::net::TcpStream;
+    use std::time::Instant;
+    let b = start(config("rust", true, None));
+    let (tx, rx) = crossbeam_channel::unbounded();
+    b.register_dataconn("t::perl", move |args, mut conn| {
+        let _ = tx.send((json(&args), conn.peer_node().to_string()));
+        let mut text = String::new();
+        conn.read_to_string(&mut text).unwrap();
+        conn.write_all(text.to_uppercase().as_bytes()).unwrap();
+    })
+    .unwrap();
+    let id = "b@perlnode";
+    b.snd(
+        b.node_port(),
+        msg![
+            "AnyEvent::MP::DataConn::_expect",
+            id,
+            "perlnode#p1",
+            5.0,
+            "t::perl",
+            "init",
+            7
+        ],
+    );
+    let mut cfg = HsConfig::new("perlnode");
+    cfg.secret = Some(b"s".to_vec());
+    cfg.protocol = "aemp-dataconn".into();
+    let line1 = format!(
+        "aemp-dataconn;1;perlnode;tls_sha3_512,hmac_sha3_512,tls_anon,cleartext;cbor,json,storable;dataconn_id={id};provider=AE-2.02;peeraddr={}",
+        addr(&b)
+    );
+    let mut hs = Handshake::with_lines(cfg, Instant::now(), line1, "UGVybE5vbmNl".into());
+    let mut sock = TcpStream::connect(addr(&b)).unwrap();
+    sock.set_read_timeout(Some(LIMIT)).unwrap();
+    sock.write_all(&hs.take_output()).unwrap();
+    let mut buf = [0u8; 4096];
+    let leftover = loop {
+        let n = sock.read(&mut buf).unwrap();
+        assert!(n > 0, "the listener closed during the handshake");
+        let events = hs.feed(&buf[..n]).unwrap();
+        sock.write_all(&hs.take_output()).unwrap();
+        if let Some(est) = events.into_iter().find_map(|e| match e {
+            Event::Established(est) => Some(est),
+            _ => None,
+        }) {
+            // The listener greeted with plain `aemp` and switched.
+            assert_eq!(est.peer_greeting.protocol, "aemp");
+            break est.leftover;
+        }
+    };
+    assert!(leftover.is_empty());
+    let (args, peer) = recv(&rx);
+    assert_eq!(args, r#"["init",7]"#);
+    assert_eq!(peer, "perlnode");
+    sock.write_all(b"raw bytes").unwrap();
+    sock.shutdown(Shutdown::Write).unwrap();
+    let mut answer = String::new();
+    sock.read_to_string(&mut answer).unwrap();
+    assert_eq!(answer, "RAW BYTES");
+}
