@@ -61,7 +61,7 @@ pub(crate) struct State {
 
 impl DataConnSink for State {
     fn handoff(&self, id: &str, result: Result<Handed, String>) {
-        self.end(id, result.map(Some));
+        self.end(id, result);
     }
 
     fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
@@ -194,10 +194,10 @@ impl State {
         self.pending.lock().contains_key(id)
     }
 
-    /// Ends `id` (once: later ends find nothing). `Ok(None)` is not used
-    /// but by the own-node path; the work that may block or run user code
-    /// goes to a thread of its own.
-    pub(crate) fn end(&self, id: &str, result: Result<Option<Handed>, String>) {
+    /// Ends `id` with its connection or an error (once: later ends find
+    /// nothing, and a connection then closes). What may block or run user
+    /// code (the callback, the init function) runs on a thread of its own.
+    pub(crate) fn end(&self, id: &str, result: Result<Handed, String>) {
         let Some(mut p) = self.pending.lock().remove(id) else {
             // Late (a time-out came first), or unknown: closed.
             return;
@@ -208,9 +208,8 @@ impl State {
             return;
         };
         let conn = match result {
-            Ok(Some(h)) if h.peer == p.peer => Ok(h),
-            Ok(Some(h)) => Err(format!("expected node {} but {} answered", p.peer, h.peer)),
-            Ok(None) => Err("no connection".to_string()),
+            Ok(h) if h.peer == p.peer => Ok(h),
+            Ok(h) => Err(format!("expected node {} but {} answered", p.peer, h.peer)),
             Err(e) => Err(e),
         };
         let peer = NodeId::new(&p.peer);

@@ -95,6 +95,12 @@ struct Session {
     leftover: Leftover,
 }
 
+impl Drop for Session {
+    fn drop(&mut self) {
+        Handed::finish_tls(&mut self.tls);
+    }
+}
+
 impl Session {
     /// Whether a read can proceed without waiting for the socket.
     fn has_buffered(&self) -> bool {
@@ -192,11 +198,7 @@ impl DataConn {
                 if how != Shutdown::Read {
                     // Best effort: the peer may be gone already.
                     let _w = wlock.lock();
-                    let notify = {
-                        let mut s = session.lock();
-                        let _ = s.tls.shutdown();
-                        s.tls.get_mut().take_output()
-                    };
+                    let notify = Handed::close_notify(&mut session.lock().tls);
                     let _ = (&*sock).write_all(&notify);
                 }
                 sock.shutdown(how)

@@ -48,6 +48,17 @@ impl Handed {
     pub(crate) fn tls_buffered(tls: &TlsStream) -> bool {
         tls.get_ref().has_input()
     }
+
+    /// The TLS close notification (once): the ciphertext to write.
+    pub(crate) fn close_notify(tls: &mut TlsStream) -> Vec<u8> {
+        super::tls::close_notify(tls)
+    }
+
+    /// The session's last handle is gone: its close notification goes
+    /// out, best effort.
+    pub(crate) fn finish_tls(tls: &mut TlsStream) {
+        super::tls::finish(tls)
+    }
 }
 
 /// Where data connections go (the data-connection room): `id`'s

@@ -10,11 +10,12 @@
 
 use openssl::pkey::PKey;
 use openssl::ssl::{
-    HandshakeError, MidHandshakeSslStream, SslAcceptor, SslConnector, SslMethod, SslStream,
-    SslVerifyMode, SslVersion,
+    HandshakeError, MidHandshakeSslStream, ShutdownState, SslAcceptor, SslConnector, SslMethod,
+    SslStream, SslVerifyMode, SslVersion,
 };
 use openssl::x509::X509;
 use std::io::{self, Read, Write};
+use std::time::Duration;
 
 /// The TLS contexts built from the configured PEM.
 pub(crate) struct TlsConfig {
@@ -87,6 +88,26 @@ impl Pipe {
     /// The ciphertext to send.
     pub(crate) fn take_output(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.output)
+    }
+}
+
+/// A taken-over session's close notification, sent once (a second
+/// `SSL_shutdown` would wait for the peer's): the ciphertext to write.
+pub(crate) fn close_notify(s: &mut SslStream<Pipe>) -> Vec<u8> {
+    if !s.get_shutdown().contains(ShutdownState::SENT) {
+        let _ = s.shutdown();
+    }
+    s.get_mut().take_output()
+}
+
+/// The last handle of a taken-over session is gone: the close
+/// notification goes out on the socket, best effort (at most a second).
+pub(crate) fn finish(s: &mut SslStream<Pipe>) {
+    let out = close_notify(s);
+    if let Some(sock) = &mut s.get_mut().sock {
+        if !out.is_empty() && sock.set_write_timeout(Some(Duration::from_secs(1))).is_ok() {
+            let _ = sock.write_all(&out);
+        }
     }
 }
 
@@ -167,9 +188,7 @@ impl Tls {
     /// Whether the peer sent its close notification.
     pub(crate) fn peer_closed(&mut self) -> bool {
         match self {
-            Tls::Ready(s) => s
-                .get_shutdown()
-                .contains(openssl::ssl::ShutdownState::RECEIVED),
+            Tls::Ready(s) => s.get_shutdown().contains(ShutdownState::RECEIVED),
             _ => false,
         }
     }
