@@ -82,13 +82,15 @@ pub(crate) fn install(node: &Node) {
     });
     net.set_dataconn_sink(state.clone());
     let weak = Arc::downgrade(&state);
-    node.register(EXPECT, move |args| {
+    // At once on the routing thread, so that `_expect` is in place before
+    // the caller's round trip (a built-in `snd`) answers.
+    node.register_immediate(EXPECT, move |args| {
         if let Some(st) = weak.upgrade() {
             st.expect(args);
         }
     });
     let weak = Arc::downgrade(&state);
-    node.register(CONNECT, move |args| {
+    node.register_immediate(CONNECT, move |args| {
         if let Some(st) = weak.upgrade() {
             st.connect_back(args);
         }
