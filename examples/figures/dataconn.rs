@@ -1,7 +1,8 @@
 //! Data connection figures, against the network figures' peer process
 //! (net.rs): bytes through one data connection against raw TCP to the
 //! peer's raw sink, and message ping-pong between the same nodes while a
-//! transfer runs, beside the idle one (`--only dataconn`).
+//! transfer runs, beside the idle one and the one while raw TCP
+//! transfers (`--only dataconn`).
 
 use super::net::{mean, peer, roundtrip, tcp_bandwidth};
 use super::{paired, Figure};
@@ -32,6 +33,30 @@ fn dataconn_bandwidth(node: &NodeId, bytes: usize) -> f64 {
     bytes as f64 / t.elapsed().as_secs_f64() / 1e6
 }
 
+/// Mean message ping-pong RTT to the peer while `transfer` runs again
+/// and again on another thread.
+fn rtt_during(rounds: u32, transfer: impl Fn() + Sync) -> f64 {
+    let p = peer();
+    std::thread::scope(|s| {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let transfer = &transfer;
+        let running = s.spawn(move || {
+            let mut transfers = 0;
+            while rx.try_recv().is_err() {
+                transfer();
+                transfers += 1;
+            }
+            transfers
+        });
+        // Let the first transfer get going.
+        std::thread::sleep(Duration::from_millis(50));
+        let v = roundtrip(&p.local, &p.jecho, rounds);
+        let _ = tx.send(());
+        assert!(running.join().expect("transfer thread") > 0);
+        mean(&v)
+    })
+}
+
 pub fn figures(quick: bool) -> Vec<Figure> {
     let runs = if quick { 3 } else { 5 };
     let bytes: usize = if quick { 256 << 20 } else { 1 << 30 };
@@ -44,25 +69,14 @@ pub fn figures(quick: bool) -> Vec<Figure> {
         || tcp_bandwidth(&p.raw_sink, bytes),
     );
     let idle = mean(&roundtrip(&p.local, &p.jecho, rounds));
-    // Ping-pong while a transfer runs (a bigger one, so that it lasts).
-    let during = std::thread::scope(|s| {
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        let node = &node;
-        let transfer = s.spawn(move || {
-            let mut transfers = 0;
-            while rx.try_recv().is_err() {
-                dataconn_bandwidth(node, bytes);
-                transfers += 1;
-            }
-            transfers
-        });
-        // Let the transfer start first.
-        std::thread::sleep(Duration::from_millis(50));
-        let v = roundtrip(&p.local, &p.jecho, rounds);
-        let _ = tx.send(());
-        let transfers = transfer.join().expect("transfer thread");
-        assert!(transfers > 0);
-        mean(&v)
+    // Ping-pong while a transfer runs: through a data connection, and
+    // (the machine's own share: both ends copy bytes on the same cores)
+    // through raw TCP.
+    let during = rtt_during(rounds, || {
+        dataconn_bandwidth(&node, bytes);
+    });
+    let during_tcp = rtt_during(rounds, || {
+        tcp_bandwidth(&p.raw_sink, bytes);
     });
     vec![
         Figure::new("dataconn_mb_per_s", bw.a, "MB/s"),
@@ -73,5 +87,6 @@ pub fn figures(quick: bool) -> Vec<Figure> {
         Figure::new("dataconn_pingpong_rtt_idle_us", idle, "us"),
         Figure::new("dataconn_pingpong_rtt_during_us", during, "us"),
         Figure::new("dataconn_pingpong_during_vs_idle", during / idle, "ratio"),
+        Figure::new("dataconn_pingpong_rtt_during_tcp_us", during_tcp, "us"),
     ]
 }
