@@ -145,22 +145,25 @@ impl Reactor {
             d.next += 1;
             d.next_at = now + ATTEMPT_GAP;
             let id = d.id.clone();
-            match mio::net::TcpStream::connect(addr) {
-                Ok(sock) => {
-                    if let Some(t) = self.add_conn(sock, text, None, Some(id)) {
-                        if let Some(d) = self.data_dials.get_mut(i) {
-                            d.attempts.push(t);
-                        }
+            let started = match mio::net::TcpStream::connect(addr) {
+                Ok(sock) => self
+                    .add_conn(sock, text.clone(), None, Some(id.clone()))
+                    .ok_or_else(|| format!("cannot connect to {text}: too many connections")),
+                Err(e) => Err(format!("cannot connect to {text}: {e}")),
+            };
+            match started {
+                Ok(t) => {
+                    if let Some(d) = self.data_dials.get_mut(i) {
+                        d.attempts.push(t);
                     }
+                    i += 1;
                 }
-                Err(e) => {
+                Err(why) => {
+                    // As the original: an attempt's error ends it all.
                     self.data_outcome(&id, Token(usize::MAX));
-                    let why = format!("cannot connect to {text}: {e}");
                     self.net.data_handoff(&id, Err(why));
-                    continue;
                 }
             }
-            i += 1;
         }
     }
 
