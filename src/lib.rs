@@ -28,6 +28,9 @@
 //!   the network. After `mon`, a message is delivered in order or the
 //!   monitor fires (with `["transport_error", node, text]` on connection
 //!   loss): never a silent hole.
+//! - Data connections (AnyEvent::MP::DataConn): [`Node::data_connect`],
+//!   [`Node::data_connect_cb`] and [`Node::register_dataconn`] open a
+//!   [`DataConn`], a blocking byte stream between two nodes for bulk data.
 //!
 //! Each `Node` method has a free-function twin ([`snd`], [`port_fn`],
 //! [`kil`], ...) acting on the *current* node: the node whose port code is
@@ -62,6 +65,7 @@
 //!   │ dispatcher.rs, monitor.rs, node_port.rs, context.rs              │
 //!   └──────────────────────────────────────────────────────────────────┘
 //!   protocol/ (transport, db): pure state machines, no sockets
+//!   dataconn/: data connections, above net/ (its seam: net/handoff.rs)
 //!   rpc/, rcfile/: stand alone
 //! ```
 //!
