@@ -228,6 +228,31 @@ fn echo(p: &Node, child: &NodeId, n: usize) -> DataConn {
     conn
 }
 
+/// A read with a time-out, when nothing comes, fails with the time-out;
+/// the connection still works after it.
+fn read_times_out(p: &Node, child: &NodeId) {
+    let mut conn = p.data_connect(child, LIMIT, "t::echo", msg![]).unwrap();
+    let mut line = [0u8; 3];
+    conn.read_exact(&mut line).unwrap();
+    assert_eq!(&line, b"[]\n");
+    conn.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut buf = [0u8; 16];
+    let e = conn.read(&mut buf).unwrap_err();
+    assert!(
+        matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+        "{e:?}"
+    );
+    conn.set_read_timeout(Some(LIMIT)).unwrap();
+    conn.write_all(b"after").unwrap();
+    let mut got = [0u8; 5];
+    conn.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"after");
+}
+
 /// The child opens a data connection to the parent (`p::upper`).
 fn from_child(p: &Node, child: &ChildNode, give_addr: bool) -> (String, bool) {
     let (tx, rx) = crossbeam_channel::unbounded();
@@ -250,6 +275,7 @@ fn both_directions_plain() {
     let p = parent(&child, None);
     let conn = echo(&p, &child.node, 32 << 20);
     assert!(!conn.is_tls());
+    read_times_out(&p, &child.node);
     // The other way: the child dials the parent's listener.
     let (text, tls) = from_child(&p, &child, true);
     assert_eq!(text, r#"HELLO ["from child"]"#);
@@ -265,6 +291,7 @@ fn both_directions_tls() {
     // blocked on a full socket must not keep the reader from the session.
     let conn = echo(&p, &child.node, 32 << 20);
     assert!(conn.is_tls());
+    read_times_out(&p, &child.node);
     let (text, tls) = from_child(&p, &child, true);
     assert_eq!(text, r#"HELLO ["from child"]"#);
     assert!(tls);
