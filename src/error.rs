@@ -200,6 +200,15 @@ pub enum Error {
         /// The node's ID.
         node: NodeId,
     },
+    /// A data connection could not be opened (the reason the caller's port
+    /// was killed with, after `AnyEvent::MP::DataConn`).
+    #[error("data connection to {node}: {problem}")]
+    DataConn {
+        /// The node asked.
+        node: String,
+        /// What went wrong.
+        problem: String,
+    },
     /// The configured TLS certificate PEM is unusable.
     #[error("bad TLS certificate: {problem}")]
     BadCert {

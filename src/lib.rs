@@ -46,6 +46,9 @@
 //!   [`src_node`], [`Node::stats`] (queues, last heard from, mailboxes);
 //!   a heartbeat notices a silent peer, and each connection's outgoing
 //!   buffer is bounded.
+//! - **Data connections** (AnyEvent::MP::DataConn): [`Node::data_connect`],
+//!   [`Node::data_connect_cb`] and [`Node::register_dataconn`] open a
+//!   [`DataConn`], a blocking byte stream between two nodes for bulk data.
 //! - **A node's lifecycle.** [`Node::shutdown`], [`Node::wait`],
 //!   [`Node::wait_for_termination`] (SIGINT/SIGTERM).
 //! - **Process RPC.** [`rpc`]: run functions in worker processes, singly
@@ -85,6 +88,7 @@
 //!   │ dispatcher.rs, monitor.rs, node_port.rs, context.rs              │
 //!   └──────────────────────────────────────────────────────────────────┘
 //!   protocol/ (transport, db): pure state machines, no sockets
+//!   dataconn/: data connections, above net/ (its seam: net/handoff.rs)
 //!   rpc/, rcfile/: stand alone
 //! ```
 //!
@@ -108,6 +112,7 @@ mod busy;
 mod calls;
 mod configure;
 mod context;
+mod dataconn;
 mod db;
 mod dispatcher;
 mod error;
@@ -149,6 +154,7 @@ pub use db::protocol as global;
 
 pub use configure::configure_profile;
 pub use context::{self_port, src_node};
+pub use dataconn::DataConn;
 pub use db::{DbGuard, DbMonGuard};
 pub use error::{Error, Result};
 pub use id::{NodeId, PortId};

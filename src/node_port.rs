@@ -29,6 +29,9 @@ pub(crate) struct Functions {
     by_name: HashMap<String, Func>,
     loaders: HashMap<String, Loader>,
     loaded: HashSet<String>,
+    /// Functions whose requests run at once on the routing thread (see
+    /// `register_immediate`).
+    immediate: HashSet<String>,
 }
 
 /// # Spawning and registered functions
@@ -58,6 +61,25 @@ impl Node {
             .write()
             .by_name
             .insert(name.to_string(), Arc::new(f));
+    }
+
+    /// Like [`register`](Node::register), but a request for `name` runs
+    /// at once on the thread that routes it, in order with the built-in
+    /// requests around it (`snd` above all), not later on the dispatcher:
+    /// for the library's own short, non-blocking protocol functions (data
+    /// connections' `_expect` must be in place before the `snd` reply
+    /// that follows it).
+    pub(crate) fn register_immediate(
+        &self,
+        name: &str,
+        f: impl Fn(Message) + Send + Sync + 'static,
+    ) {
+        self.register(name, f);
+        self.inner
+            .functions
+            .write()
+            .immediate
+            .insert(name.to_string());
     }
 
     /// Registers a loader for a package (`"chat"` or `"chat::server"`): the
@@ -308,6 +330,7 @@ pub(crate) fn route(node: &Node, mut msg: Message, src: Option<&Arc<NodeId>>) {
             _ => log::warn!("node port: malformed spawn request {msg}"),
         },
         "eval" => log::warn!("node port: refusing eval request (aemp never evaluates code)"),
+        t if node.inner.functions.read().immediate.contains(t) => call_function(node, msg),
         // The network handles these before routing, knowing the sender.
         "mon0" | "mon1" | "kil0" | "kil1" => {
             log::debug!("node port: ignoring {tag}, which only means something on a connection")

@@ -540,3 +540,45 @@ fn auth_sent_once_the_peer_nonce_arrived() {
     a.feed(&out_b[line1_len..]).unwrap();
     assert!(a.auth_sent());
 }
+
+/// A data connection: the dialer greets with `aemp-dataconn`, the listener
+/// (which greeted with `aemp`) switches; both complete, even between two
+/// ends with the same node ID (the self-connection check is the message
+/// protocol's), and what follows the auth lines is raw bytes.
+#[test]
+fn dataconn_switches_a_listener_greeting_aemp() {
+    let mut dialer = cfg("n", Some("geheim"));
+    dialer.protocol = "aemp-dataconn".into();
+    dialer.extra = vec![("dataconn_id".into(), "1@n".into())];
+    let mut listener = cfg("n", Some("geheim"));
+    listener.extensions = vec!["aemp-dataconn".into()];
+    let (mut a, mut b) = pair(dialer, listener);
+    pump(&mut a, &mut b);
+    assert!(
+        a.err.is_none() && b.err.is_none(),
+        "{:?} {:?}",
+        a.err,
+        b.err
+    );
+    let est = b.established().expect("listener established");
+    assert_eq!(est.peer_greeting.protocol, "aemp-dataconn");
+    assert_eq!(est.peer_greeting.get("dataconn_id"), Some("1@n"));
+    assert_eq!(a.established().unwrap().peer_greeting.protocol, "aemp");
+    // A wrong secret still fails.
+    let mut dialer = cfg("x", Some("other"));
+    dialer.protocol = "aemp-dataconn".into();
+    let mut listener = cfg("y", Some("geheim"));
+    listener.extensions = vec!["aemp-dataconn".into()];
+    let (mut a, mut b) = pair(dialer, listener);
+    pump(&mut a, &mut b);
+    assert!(
+        matches!(a.err, Some(Error::AuthFailure { .. })),
+        "{:?}",
+        a.err
+    );
+    assert!(
+        matches!(b.err, Some(Error::AuthFailure { .. })),
+        "{:?}",
+        b.err
+    );
+}

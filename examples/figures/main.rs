@@ -12,6 +12,7 @@
 
 mod bulk;
 mod cpu;
+mod dataconn;
 mod db;
 mod dbsim;
 mod kernel;
@@ -201,6 +202,7 @@ fn main() {
     groups.extend(net::groups(quick));
     groups.extend(bulk::groups(quick));
     groups.extend(cpu::groups(quick));
+    groups.push(Group::new("dataconn", move || dataconn::figures(quick)));
     groups.extend(db::groups(quick));
     groups.push(Group::new("dbsim", move || dbsim::figures(quick)));
     groups.extend(liveness::groups(quick));

@@ -41,6 +41,17 @@ fn peer_node(tag: &str, framings: &[Framing]) -> (Node, PortId, PortId) {
             count += 1;
         }
     });
+    // A data connection sink for the dataconn figures: reads until the
+    // caller half-closes, then answers the count (as the raw sink).
+    node.register_dataconn("fig::sink", |_, mut conn| {
+        let mut buf = vec![0u8; 256 << 10];
+        let mut total = 0u64;
+        while let Ok(n @ 1..) = conn.read(&mut buf) {
+            total += n as u64;
+        }
+        let _ = conn.write_all(&total.to_le_bytes());
+    })
+    .expect("register fig::sink");
     let n = node.clone();
     let echo = node.port_fn(move |m| {
         if let Some(Ok(reply)) = m.first().map(PortId::try_from) {

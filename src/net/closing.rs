@@ -108,11 +108,23 @@ impl Reactor {
                 self.greeted.remove(peer.id.as_str());
             }
         }
+        if let Some(id) = conn.dataconn.take() {
+            // Never a node's connection: only its data connection fails.
+            log::info!(
+                "{}: data connection {id} with {} failed: {why}",
+                self.net.id,
+                conn.addr
+            );
+            self.data_outcome(&id, token);
+            self.net.data_handoff(&id, Err(why.to_string()));
+            return;
+        }
         match &conn.phase {
             Phase::Up { remote, out, .. } => {
                 out.close();
                 self.net.fail(remote, Some(token), why)
             }
+            Phase::Data { .. } => {}
             Phase::Handshake(_) if why.starts_with("simultaneous") => {
                 log::debug!(
                     "{}: closing connection with {}: {why}",

@@ -19,6 +19,13 @@ pub(crate) enum Phase {
         out: Arc<Outbox>,
         dec: Box<Decoder>,
     },
+    /// A data connection's handshake completed: it leaves the reactor at
+    /// the end of this event (`handoff.rs`), with what arrived after the
+    /// handshake (plaintext).
+    Data {
+        peer: String,
+        leftover: Vec<u8>,
+    },
 }
 
 pub(crate) struct Conn {
@@ -37,6 +44,9 @@ pub(crate) struct Conn {
     pub(crate) tls: Option<Box<Tls>>,
     /// The peer, once its greeting passed.
     pub(crate) peer: Option<Arc<Remote>>,
+    /// A data connection's ID (`handoff.rs`): set when we dial one, or
+    /// when the peer greets with `aemp-dataconn`.
+    pub(crate) dataconn: Option<String>,
     /// Bytes the reactor is writing; `wpos` of them are written.
     pub(crate) wbuf: Vec<u8>,
     pub(crate) wpos: usize,
@@ -294,6 +304,7 @@ mod tests {
             phase: Phase::Handshake(Box::new(Handshake::new(cfg, Instant::now()))),
             tls: None,
             peer: None,
+            dataconn: None,
             wbuf: Vec::new(),
             wpos: 0,
             last_rx: Instant::now(),

@@ -219,7 +219,7 @@ impl Reactor {
         expected: Option<Arc<Remote>>,
     ) -> Option<Token> {
         match TcpStream::connect(addr) {
-            Ok(sock) => self.add_conn(sock, text, Some(expected)),
+            Ok(sock) => self.add_conn(sock, text, Some(expected), None),
             Err(e) => {
                 log::info!("{}: cannot connect to {text}: {e}", self.net.id);
                 None

@@ -10,6 +10,7 @@ use super::duplicate::{self, Decision};
 use super::reactor::{over_limit, Reactor};
 use super::tls::Tls;
 use super::{requests, Net};
+use crate::transport::greeting::{Greeting, PROTOCOL};
 use crate::transport::{Decoder, Established, Event};
 use mio::Token;
 use std::os::fd::AsFd;
@@ -25,14 +26,18 @@ impl Reactor {
         conn: &mut Conn,
         data: &[u8],
     ) -> Result<(), String> {
-        if let Phase::Up { .. } = &conn.phase {
+        match &conn.phase {
             // Went up earlier in this read.
-            return received_up(&self.net, conn, data);
+            Phase::Up { .. } => return received_up(&self.net, conn, data),
+            // A data connection, leaving the reactor after this read.
+            Phase::Data { .. } => return data_received(conn, data, true),
+            _ => {}
         }
         let Some(tls) = conn.tls.as_mut() else {
             return self.received_plain(token, conn, data);
         };
         let (plain, ready) = decrypt(tls, &mut conn.wbuf, data)?;
+        let closed = tls.peer_closed();
         if ready {
             if let Phase::Handshake(hs) = &mut conn.phase {
                 hs.tls_established().map_err(|e| e.to_string())?;
@@ -40,10 +45,15 @@ impl Reactor {
                 conn.send_plain(&out)?;
             }
         }
-        if plain.is_empty() {
-            return Ok(());
+        if !plain.is_empty() {
+            self.received_plain(token, conn, &plain)?;
         }
-        self.received_plain(token, conn, &plain)
+        match &conn.phase {
+            // A data connection's reader meets the close after the data.
+            Phase::Data { .. } => Ok(()),
+            _ if closed => Err(TLS_CLOSED.into()),
+            _ => Ok(()),
+        }
     }
 
     /// Plaintext arrived on `conn`.
@@ -56,9 +66,14 @@ impl Reactor {
                 events?
             }
             Phase::Up { .. } => return plain_up(&self.net, conn, data),
+            Phase::Data { .. } => return data_received(conn, data, false),
         };
         for ev in events {
             match ev {
+                Event::PeerGreeting { greeting, .. } if greeting.protocol != PROTOCOL => {
+                    data_greeting(conn, &greeting)?
+                }
+                Event::PeerGreeting { .. } if conn.dataconn.is_some() => {}
                 Event::PeerGreeting { node_id, .. } => self.greeting(token, conn, node_id)?,
                 Event::StartTls { client, ciphertext } => {
                     let cfg = self
@@ -88,6 +103,14 @@ impl Reactor {
         conn: &mut Conn,
         est: &Established,
     ) -> Result<(), String> {
+        if conn.dataconn.is_some() {
+            // Never the message protocol: handed out of the reactor.
+            conn.phase = Phase::Data {
+                peer: est.peer_node_id.clone(),
+                leftover: est.leftover.clone(),
+            };
+            return Ok(());
+        }
         let remote = match &conn.peer {
             Some(r) => r.clone(),
             None => self.net.remote(&est.peer_node_id),
@@ -231,11 +254,18 @@ pub(super) fn received_up(net: &Arc<Net>, conn: &mut Conn, data: &[u8]) -> Resul
         return plain_up(net, conn, data);
     };
     let (plain, _) = decrypt(tls, &mut conn.wbuf, data)?;
-    if plain.is_empty() {
-        return Ok(());
+    let closed = tls.peer_closed();
+    if !plain.is_empty() {
+        plain_up(net, conn, &plain)?;
     }
-    plain_up(net, conn, &plain)
+    if closed {
+        return Err(TLS_CLOSED.into());
+    }
+    Ok(())
 }
+
+/// Why a connection whose peer sent its TLS close notification ends.
+const TLS_CLOSED: &str = "TLS session closed by peer";
 
 /// Feeds ciphertext to a TLS session; what the session answers goes to
 /// `wbuf`. Returns the plaintext, and whether the session became ready.
@@ -276,4 +306,32 @@ fn packets(net: &Arc<Net>, conn: &mut Conn) -> Result<(), String> {
             Err(e) => return Err(e.to_string()),
         }
     }
+}
+
+/// A peer greeted with an extension protocol (the handshake accepts only
+/// `aemp-dataconn`): a data connection, outside the duplicate rule.
+fn data_greeting(conn: &mut Conn, greeting: &Greeting) -> Result<(), String> {
+    match greeting.get("dataconn_id") {
+        Some(id) if !id.is_empty() => {
+            conn.dataconn = Some(id.to_string());
+            Ok(())
+        }
+        _ => Err(format!(
+            "{} greeting from {} without a dataconn_id",
+            greeting.protocol, greeting.node_id
+        )),
+    }
+}
+
+/// Bytes arrived on a data connection after its handshake, in the same
+/// read (`raw`: as read, ciphertext under TLS): kept for its reader.
+fn data_received(conn: &mut Conn, data: &[u8], raw: bool) -> Result<(), String> {
+    let plain = match conn.tls.as_mut() {
+        Some(tls) if raw => decrypt(tls, &mut conn.wbuf, data)?.0,
+        _ => data.to_vec(),
+    };
+    if let Phase::Data { leftover, .. } = &mut conn.phase {
+        leftover.extend_from_slice(&plain);
+    }
+    Ok(())
 }

@@ -47,6 +47,8 @@
 //!   address asks the subscriber, which asks the master: `g_find`), and
 //!   the advertised listen addresses.
 //! - `tls.rs`: TLS sessions over in-memory pipes (OpenSSL).
+//! - `handoff.rs`: the seam for data connections (`crate::dataconn`):
+//!   opening one, and handing an authenticated one out of the reactor.
 //!
 //! Senders encode on their own thread into the connection's outgoing
 //! buffer and wake the reactor only when that buffer was empty, so many
@@ -80,6 +82,7 @@ mod conn;
 mod dial;
 mod duplicate;
 mod events;
+mod handoff;
 mod inbound;
 mod nodes;
 mod outbox;
@@ -91,6 +94,7 @@ mod tls;
 
 pub use config::Config;
 pub(crate) use events::{PeerEvent, PeerEvents};
+pub(crate) use handoff::{DataConnSink, Handed, TlsStream};
 
 use crate::error::{Error, Result};
 use crate::id::{NodeId, PortId};
@@ -150,6 +154,8 @@ pub(crate) struct Net {
     seeds: seeds::Seeds,
     /// The subscriber to peer events (the database service).
     events: Arc<dyn PeerEvents>,
+    /// Where data connections go (`handoff.rs`).
+    dataconn: std::sync::OnceLock<Arc<dyn DataConnSink>>,
 }
 
 /// The node's owning handle, its [`Network`]: dropping the node stops
@@ -261,6 +267,7 @@ pub(crate) fn start(cfg: Config, events: impl FnOnce(&str) -> Arc<dyn PeerEvents
     hs.auth_offer = cfg.auth_offer.clone();
     hs.auth_accept = cfg.auth_accept.clone();
     hs.timeout = cfg.monitor_timeout;
+    hs.extensions = vec![handoff::PROTOCOL.to_string()];
     let tls = match &cfg.cert {
         Some(pem) => {
             Some(tls::TlsConfig::from_pem(pem).map_err(|problem| Error::BadCert { problem })?)
@@ -299,6 +306,7 @@ pub(crate) fn start(cfg: Config, events: impl FnOnce(&str) -> Arc<dyn PeerEvents
         nodes: nodes::NodeMonitors::default(),
         seeds: seeds::Seeds::default(),
         events: events(id.as_str()),
+        dataconn: std::sync::OnceLock::new(),
     });
     for (peer, list) in &cfg.addresses {
         for text in list {

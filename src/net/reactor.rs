@@ -46,6 +46,8 @@ enum Cmd {
     Poke(String),
     /// Run the seeds' round now (`seeds.rs`).
     Seeds,
+    /// Open a data connection (`handoff.rs`): its ID, the addresses.
+    DataDial(String, Vec<(String, SocketAddr)>),
     /// The connection's unsent bytes passed the limit.
     OverLimit(Token, usize),
     /// Stop at once, as if the process died (the node is dropped, or the
@@ -97,6 +99,11 @@ impl Handle {
     /// Run the seeds' round (`seeds.rs`) now.
     pub(crate) fn seeds_due(&self) {
         self.send(Cmd::Seeds);
+    }
+
+    /// Opens data connection `id` to one of `addrs` (`handoff.rs`).
+    pub(crate) fn data_dial(&self, id: String, addrs: Vec<(String, SocketAddr)>) {
+        self.send(Cmd::DataDial(id, addrs));
     }
 
     pub(crate) fn cut(&self, node: String) {
@@ -151,6 +158,7 @@ pub(crate) fn prepare(
             listeners,
             conns: Conns::new(),
             dials: HashMap::new(),
+            data_dials: Vec::new(),
             greeted: HashMap::new(),
             again: Vec::new(),
             rbuf: vec![0; 64 << 10],
@@ -180,6 +188,8 @@ pub(super) struct Reactor {
     listeners: Vec<TcpListener>,
     pub(super) conns: Conns,
     pub(super) dials: HashMap<String, Dial>,
+    /// Data connections being opened (`handoff.rs`).
+    pub(super) data_dials: Vec<super::handoff::DataDial>,
     /// Node ID → the connection that passed its greeting (handshaking or up).
     pub(super) greeted: HashMap<String, Token>,
     /// Connections whose read budget ran out: read again next turn.
@@ -292,6 +302,7 @@ impl Reactor {
                 }
             }
             Cmd::Seeds => self.seeds_next = Instant::now(),
+            Cmd::DataDial(id, addrs) => self.data_dial(id, addrs),
             Cmd::Shutdown | Cmd::Close => {}
         }
     }
@@ -299,9 +310,10 @@ impl Reactor {
     fn next_deadline(&self) -> Option<Instant> {
         let hs = self.conns.iter().filter_map(|c| match &c.phase {
             Phase::Handshake(h) => Some(h.deadline()),
-            Phase::Up { .. } => None,
+            Phase::Up { .. } | Phase::Data { .. } => None,
         });
         hs.chain(self.dial_deadline())
+            .chain(self.data_dials.iter().map(|d| d.next_at))
             .chain(self.accept_retry)
             .chain(self.heartbeat_next)
             .chain(Some(self.seeds_next))
@@ -341,6 +353,7 @@ impl Reactor {
             }
         }
         self.dial_timers(now);
+        self.data_dial_timers(now);
     }
 
     /// The heartbeat (see [`Config::tick`](crate::Config::tick)): a
@@ -385,8 +398,12 @@ impl Reactor {
         }
     }
 
-    fn handshake(&self, addr: &str) -> Box<Handshake> {
+    fn handshake(&self, addr: &str, dataconn: Option<&str>) -> Box<Handshake> {
         let mut cfg = self.net.hs.clone();
+        if let Some(id) = dataconn {
+            cfg.protocol = super::handoff::PROTOCOL.into();
+            cfg.extra = vec![("dataconn_id".into(), id.to_string())];
+        }
         cfg.extra.push(("peeraddr".into(), addr.to_string()));
         Box::new(Handshake::new(cfg, Instant::now()))
     }
@@ -396,6 +413,7 @@ impl Reactor {
         mut sock: TcpStream,
         addr: String,
         dialed: Option<Option<Arc<Remote>>>,
+        dataconn: Option<String>,
     ) -> Option<Token> {
         if let Err(e) = sock.set_nodelay(self.net.nodelay) {
             log::debug!("set_nodelay on {addr}: {e}");
@@ -418,9 +436,9 @@ impl Reactor {
             );
             return None;
         }
-        let mut hs = self.handshake(&addr);
+        let mut hs = self.handshake(&addr, dataconn.as_deref());
         let wbuf = hs.take_output();
-        let tcp_connecting = dialed.is_some();
+        let tcp_connecting = dialed.is_some() || dataconn.is_some();
         self.conns.insert(Conn {
             token,
             sock,
@@ -430,6 +448,7 @@ impl Reactor {
             phase: Phase::Handshake(hs),
             tls: None,
             peer: None,
+            dataconn,
             wbuf,
             wpos: 0,
             last_rx: Instant::now(),
@@ -449,7 +468,7 @@ impl Reactor {
             };
             match l.accept() {
                 Ok((sock, addr)) => {
-                    self.add_conn(sock, addr.to_string(), None);
+                    self.add_conn(sock, addr.to_string(), None, None);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(e) => {
@@ -502,6 +521,10 @@ impl Reactor {
                 });
                 self.rbuf = rbuf;
                 match res {
+                    Ok(_) if matches!(conn.phase, Phase::Data { .. }) => {
+                        self.conns.release(token);
+                        return self.hand_off(conn);
+                    }
                     Ok(more) => {
                         self.conns.put_back(conn);
                         more
@@ -561,10 +584,12 @@ fn drive(
         match conn.read(rbuf, drain, received)? {
             ReadState::Open => {}
             ReadState::More => more = true,
+            // A data connection's peer may write and close at once.
+            ReadState::Eof if matches!(conn.phase, Phase::Data { .. }) => {}
             ReadState::Eof => {
                 return Err(match &mut conn.phase {
                     Phase::Handshake(h) => h.eof().to_string(),
-                    Phase::Up { .. } => "connection closed by peer".into(),
+                    Phase::Up { .. } | Phase::Data { .. } => "connection closed by peer".into(),
                 })
             }
         }

@@ -10,11 +10,12 @@
 
 use openssl::pkey::PKey;
 use openssl::ssl::{
-    HandshakeError, MidHandshakeSslStream, SslAcceptor, SslConnector, SslMethod, SslStream,
-    SslVerifyMode, SslVersion,
+    HandshakeError, MidHandshakeSslStream, ShutdownState, SslAcceptor, SslConnector, SslMethod,
+    SslStream, SslVerifyMode, SslVersion,
 };
 use openssl::x509::X509;
 use std::io::{self, Read, Write};
+use std::time::Duration;
 
 /// The TLS contexts built from the configured PEM.
 pub(crate) struct TlsConfig {
@@ -48,6 +49,10 @@ impl TlsConfig {
             }
         }
         acc.set_verify(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT);
+        // No session tickets (sessions are never resumed): a data
+        // connection's blocking reader must not meet a record that is not
+        // data after the handshake.
+        acc.set_num_tickets(0).map_err(err)?;
         con.set_verify(SslVerifyMode::PEER);
         Ok(TlsConfig {
             connector: con.build(),
@@ -56,12 +61,54 @@ impl TlsConfig {
     }
 }
 
-/// Ciphertext in and out.
+/// Ciphertext in and out: in memory while the reactor owns the socket.
+/// Once a data connection takes the session over (`attach`), input is
+/// what is still buffered, then the (blocking) socket itself; output
+/// stays in memory, for the data connection to write without holding
+/// the session (see `dataconn/stream.rs`).
 #[derive(Default)]
 pub(crate) struct Pipe {
     input: Vec<u8>,
     pos: usize,
     output: Vec<u8>,
+    sock: Option<std::net::TcpStream>,
+}
+
+impl Pipe {
+    /// Whether ciphertext is buffered (read before the socket).
+    pub(crate) fn has_input(&self) -> bool {
+        self.pos < self.input.len()
+    }
+
+    /// Whether ciphertext waits to be sent.
+    pub(crate) fn has_output(&self) -> bool {
+        !self.output.is_empty()
+    }
+
+    /// The ciphertext to send.
+    pub(crate) fn take_output(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.output)
+    }
+}
+
+/// A taken-over session's close notification, sent once (a second
+/// `SSL_shutdown` would wait for the peer's): the ciphertext to write.
+pub(crate) fn close_notify(s: &mut SslStream<Pipe>) -> Vec<u8> {
+    if !s.get_shutdown().contains(ShutdownState::SENT) {
+        let _ = s.shutdown();
+    }
+    s.get_mut().take_output()
+}
+
+/// The last handle of a taken-over session is gone: the close
+/// notification goes out on the socket, best effort (at most a second).
+pub(crate) fn finish(s: &mut SslStream<Pipe>) {
+    let out = close_notify(s);
+    if let Some(sock) = &mut s.get_mut().sock {
+        if !out.is_empty() && sock.set_write_timeout(Some(Duration::from_secs(1))).is_ok() {
+            let _ = sock.write_all(&out);
+        }
+    }
 }
 
 impl Read for Pipe {
@@ -69,6 +116,9 @@ impl Read for Pipe {
         if self.pos == self.input.len() {
             self.input.clear();
             self.pos = 0;
+            if let Some(sock) = &mut self.sock {
+                return sock.read(buf);
+            }
             return Err(io::ErrorKind::WouldBlock.into());
         }
         let n = buf.len().min(self.input.len() - self.pos);
@@ -135,6 +185,14 @@ impl Tls {
         matches!(self, Tls::Ready(_))
     }
 
+    /// Whether the peer sent its close notification.
+    pub(crate) fn peer_closed(&mut self) -> bool {
+        match self {
+            Tls::Ready(s) => s.get_shutdown().contains(ShutdownState::RECEIVED),
+            _ => false,
+        }
+    }
+
     /// Feeds ciphertext; appends the plaintext it yields to `plain`.
     /// Returns true when this completed the TLS handshake.
     pub(crate) fn feed(&mut self, data: &[u8], plain: &mut Vec<u8>) -> Result<bool, String> {
@@ -152,7 +210,9 @@ impl Tls {
             let mut buf = [0u8; 16 << 10];
             loop {
                 match s.read(&mut buf) {
-                    Ok(0) => return Err("TLS session closed by peer".into()),
+                    // The peer's close notification: what came before
+                    // is kept; the caller decides (`peer_closed`).
+                    Ok(0) => break,
                     Ok(n) => plain.extend_from_slice(&buf[..n]),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) => return Err(format!("TLS error: {e}")),
@@ -166,6 +226,23 @@ impl Tls {
     pub(crate) fn write(&mut self, plain: &[u8]) -> Result<(), String> {
         match self {
             Tls::Ready(s) => s.write_all(plain).map_err(|e| format!("TLS error: {e}")),
+            _ => Err("TLS is not ready for data".into()),
+        }
+    }
+
+    /// The ready session, taken over by a data connection: from now on it
+    /// reads `sock` (blocking) directly, after the ciphertext still
+    /// buffered; what it has to send is written first.
+    pub(crate) fn attach(self, sock: std::net::TcpStream) -> Result<SslStream<Pipe>, String> {
+        match self {
+            Tls::Ready(mut s) => {
+                let pipe = s.get_mut();
+                let mut sock = sock;
+                sock.write_all(&std::mem::take(&mut pipe.output))
+                    .map_err(|e| format!("write error: {e}"))?;
+                pipe.sock = Some(sock);
+                Ok(s)
+            }
             _ => Err("TLS is not ready for data".into()),
         }
     }

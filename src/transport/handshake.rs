@@ -55,6 +55,10 @@ pub struct Config {
     pub provider: String,
     /// Greeting field 1: `aemp`, or an extension id like `aemp-dataconn`.
     pub protocol: String,
+    /// Extension protocols (e.g. `aemp-dataconn`) a peer may switch an
+    /// `aemp` handshake to by naming one in its greeting (a listener greets
+    /// with `aemp` before it can know); empty: only `protocol` is spoken.
+    pub extensions: Vec<String>,
     /// Further `key=value` fields (e.g. `peeraddr`), sent after `provider`.
     pub extra: Vec<(String, String)>,
     /// How long the whole handshake may take.
@@ -72,6 +76,7 @@ impl std::fmt::Debug for Config {
             .field("framings", &self.framings)
             .field("provider", &self.provider)
             .field("protocol", &self.protocol)
+            .field("extensions", &self.extensions)
             .field("extra", &self.extra)
             .field("timeout", &self.timeout)
             .finish()
@@ -91,6 +96,7 @@ impl Config {
             framings: Framing::ALL.to_vec(),
             provider: concat!("aemp-", env!("CARGO_PKG_VERSION")).to_owned(),
             protocol: PROTOCOL.to_owned(),
+            extensions: Vec::new(),
             extra: vec![("mproto".into(), "1".into()), ("gproto".into(), "1".into())],
             timeout: DEFAULT_TIMEOUT,
         }
@@ -359,15 +365,24 @@ impl Handshake {
 
     fn on_line1(&mut self, line: Vec<u8>, events: &mut Vec<Event>) -> Result<()> {
         let g = Greeting::parse(&line)?;
-        if g.protocol != self.cfg.protocol {
+        // The protocol both ends speak: ours; or an extension the peer
+        // switches our `aemp` to; or ours (an extension) while the peer,
+        // a listener that could not know, greeted with plain `aemp`.
+        let ours = &self.cfg.protocol;
+        let agreed = g.protocol == *ours
+            || (ours == PROTOCOL && self.cfg.extensions.contains(&g.protocol))
+            || (ours != PROTOCOL && g.protocol == PROTOCOL);
+        if !agreed {
             return Err(Error::UnsupportedProtocol {
                 peer: g.protocol,
-                ours: self.cfg.protocol.clone(),
+                ours: ours.clone(),
             });
         }
+        let plain_aemp = g.protocol == PROTOCOL && ours == PROTOCOL;
         // An exact copy of our line 1 may be an echo; line 2 tells.
         let maybe_echo = line == self.own1.as_bytes();
-        if g.node_id == self.cfg.node_id && !maybe_echo {
+        // Only the message protocol refuses a node talking to itself.
+        if g.node_id == self.cfg.node_id && !maybe_echo && plain_aemp {
             return Err(Error::SelfConnection);
         }
         self.send_framing = g
