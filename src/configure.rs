@@ -29,7 +29,10 @@ impl Node {
     /// assert_eq!(node.listen_addrs().len(), 1);
     /// ```
     pub fn with_config(cfg: Config) -> Result<Node> {
-        crate::net::start(cfg, |me| std::sync::Arc::new(crate::db::Service::new(me)))
+        let node = crate::net::start(cfg, |me| std::sync::Arc::new(crate::db::Service::new(me)))?;
+        // Every networked node can be caught (AnyEvent::MP::LogCatcher).
+        crate::logcatch::register(&node);
+        Ok(node)
     }
 
     /// Creates a networked node from the configuration file `rc`, the

@@ -90,6 +90,7 @@ mod dispatcher;
 mod error;
 mod id;
 mod lifecycle;
+pub mod logcatch;
 pub mod message;
 mod monitor;
 mod net;
