@@ -142,9 +142,19 @@ pub fn forward(record: &Record) {
     if level > WANTED.load(Ordering::Relaxed) || !forwardable(record) {
         return;
     }
-    let sinks = SINKS.read().clone();
+    // try_send never blocks, so the (recursive: never waiting for a
+    // writer) read lock is held only for the loop.
+    let sinks = SINKS.read_recursive();
     let mut rec: Option<Arc<Rec>> = None;
     for s in sinks.iter().filter(|s| level <= s.shared.level) {
+        if s.tx.is_full() {
+            // Dropped before it is even formatted: a stalled catcher costs
+            // the logging thread next to nothing.
+            s.shared.dropped.fetch_add(1, Ordering::Relaxed);
+            s.shared.unreported.fetch_add(1, Ordering::Relaxed);
+            DROPPED.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
         let r = rec.get_or_insert_with(|| {
             Arc::new(Rec {
                 time: now(),
