@@ -29,6 +29,9 @@
 //!   monitor fires (with `["transport_error", node, text]` on connection
 //!   loss): never a silent hole.
 //!
+//! - Gathered logs: [`logcatch`] (AnyEvent::MP::LogCatcher): a catcher
+//!   node receives every other node's `log` records.
+//!
 //! Each `Node` method has a free-function twin ([`snd`], [`port_fn`],
 //! [`kil`], ...) acting on the *current* node: the node whose port code is
 //! running, else the process-wide [`default_node`].

@@ -32,7 +32,9 @@
 //! - keeps its own logger and calls [`forward`]`(record)` from its
 //!   `log` method (then it also decides `log::max_level`).
 //!
-//! Records are those of the whole process (every node in it).
+//! Records are those of the whole process (every node in it): a catcher
+//! that catches two nodes of one process gets each record twice, once
+//! through each node.
 //!
 //! # Never blocking, never looping, never losing silently
 //!
@@ -171,4 +173,59 @@ pub(crate) fn register(node: &Node) {
             log::warn!("{CATCH_FN}: {e}");
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn levels_map_both_ways() {
+        for l in [
+            log::Level::Error,
+            log::Level::Warn,
+            log::Level::Info,
+            log::Level::Debug,
+            log::Level::Trace,
+        ] {
+            assert_eq!(log_level(level_number(l)), l);
+        }
+        assert_eq!(log_level(1), log::Level::Error); // fatal
+        assert_eq!(log_level(6), log::Level::Info); // note
+        assert_eq!(level_name(6), "note");
+    }
+
+    #[test]
+    fn levels_parse_from_numbers_and_names() {
+        assert_eq!(parse_level(&json!(9)), Some(9));
+        assert_eq!(parse_level(&json!(7.5)), Some(7));
+        assert_eq!(parse_level(&json!(12)), Some(9));
+        assert_eq!(parse_level(&json!("5")), Some(5));
+        assert_eq!(parse_level(&json!("Warning")), Some(5));
+        assert_eq!(parse_level(&json!("crit")), Some(3));
+        assert_eq!(parse_level(&json!(-1)), None);
+        assert_eq!(parse_level(&json!("loud")), None);
+        assert_eq!(parse_level(&json!(null)), None);
+    }
+
+    #[test]
+    fn a_caught_record_shows_its_delay_only_past_a_millisecond() {
+        let c = Caught {
+            node: "n".into(),
+            time: 10.0,
+            received: 10.0005,
+            context: "c".into(),
+            level: 5,
+            text: "t".into(),
+        };
+        assert_eq!(c.line(), "[n] t");
+        let late = Caught {
+            received: 11.5,
+            ..c.clone()
+        };
+        assert_eq!(late.line(), "[n+1.500s] t");
+        let early = Caught { received: 9.0, ..c };
+        assert_eq!(early.origin(), "[n-1.000s]");
+    }
 }

@@ -137,7 +137,9 @@ fn forwardable(record: &Record) -> bool {
 /// queue is full drops the record and counts it. Cheap when no catcher
 /// wants the level (one atomic load).
 pub fn forward(record: &Record) {
-    HOOKED.store(true, Ordering::Relaxed);
+    if !HOOKED.load(Ordering::Relaxed) {
+        HOOKED.store(true, Ordering::Relaxed);
+    }
     let level = level_number(record.level());
     if level > WANTED.load(Ordering::Relaxed) || !forwardable(record) {
         return;
