@@ -30,7 +30,11 @@ fn addr(n: &Node) -> String {
 
 /// A global node of its own (its address is its seed).
 fn global(id: &str) -> Node {
-    let n = Node::with_config(cfg(id)).unwrap();
+    global_with(cfg(id))
+}
+
+fn global_with(cfg: Config) -> Node {
+    let n = Node::with_config(cfg).unwrap();
     n.add_seed(&addr(&n)).unwrap();
     n
 }
@@ -159,7 +163,9 @@ fn child() {
         let _ = out.flush();
     };
     if role == "catcher" {
-        let n = global("lc-catcher/%u");
+        // A long tick: resumed after a long SIGSTOP, it must not take its
+        // silent peers for dead.
+        let n = global_with(cfg("lc-catcher/%u").tick(Duration::from_secs(120)));
         logcatch::catch_with(&n, Some(9), move |c: Caught| {
             let text: String = c.text.chars().take(80).collect();
             say(format!(
