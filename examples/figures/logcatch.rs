@@ -115,7 +115,7 @@ fn stalled(runs: usize) -> (f64, f64) {
 }
 
 pub fn groups(quick: bool) -> Vec<Group> {
-    let runs = if quick { 3 } else { 7 };
+    let runs = if quick { 5 } else { 11 };
     vec![Group::new("logcatch_burst", move || {
         install();
         let baseline = median(runs, burst_ms);
