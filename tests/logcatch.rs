@@ -39,6 +39,14 @@ fn global_with(cfg: Config) -> Node {
     n
 }
 
+/// The tests where this process is caught take turns: the records of the
+/// whole process go to every catcher of it, and one test's burst would
+/// fill the others' queues.
+fn caught_alone() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    TURN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The forwarding logger for this process (no local output).
 fn install_forwarder() {
     static ONCE: Once = Once::new();
@@ -274,6 +282,7 @@ fn sink_of(catcher: &ChildNode) -> Option<logcatch::SinkStats> {
 
 #[test]
 fn a_catcher_that_dies_detaches_its_sinks() {
+    let _turn = caught_alone();
     let mut catcher = ChildNode::catcher();
     let _node = caught_by(&catcher);
     log::warn!(target: "lc_detach", "hello detach");
@@ -284,6 +293,7 @@ fn a_catcher_that_dies_detaches_its_sinks() {
 
 #[test]
 fn a_stalled_catcher_costs_dropped_records_that_are_counted_and_reported() {
+    let _turn = caught_alone();
     let catcher = ChildNode::catcher();
     let _node = caught_by(&catcher);
     log::warn!(target: "lc_stall", "hello stall");
@@ -313,4 +323,41 @@ fn a_stalled_catcher_costs_dropped_records_that_are_counted_and_reported() {
     assert_eq!(words[2..4], ["5", "aemp::logcatch"], "{line}");
     let reported: u64 = words[4].parse().unwrap();
     assert!(reported > 0 && reported <= logcatch::dropped(), "{line}");
+}
+
+#[test]
+fn a_catcher_of_two_nodes_of_one_process_gets_each_record_once() {
+    let _turn = caught_alone();
+    let catcher = ChildNode::catcher();
+    install_forwarder();
+    let twin = || {
+        Node::with_config(
+            cfg("lc-twin/%u")
+                .seeds([catcher.addr.clone()])
+                .tick(Duration::from_secs(120)),
+        )
+        .unwrap()
+    };
+    let (a, _b) = (twin(), twin());
+    let of_catcher = || -> Vec<logcatch::SinkStats> {
+        logcatch::sinks()
+            .into_iter()
+            .filter(|s| s.port.node() == catcher.node.as_str())
+            .collect()
+    };
+    eventually(|| of_catcher().len() == 2);
+    let sinks = of_catcher();
+    assert_eq!(sinks.iter().filter(|s| s.active).count(), 1, "{sinks:?}");
+    log::warn!(target: "lc_twin", "twin one");
+    wait_for(&catcher.lines, 3 * LIMIT, |l| l.contains("twin one"));
+    let standby = of_catcher().into_iter().find(|s| !s.active).unwrap();
+    assert_eq!(standby.forwarded, 0, "only the active sink sends");
+    // One node leaves: the other's sink is (or becomes) the active one.
+    a.shutdown();
+    eventually(|| {
+        let s = of_catcher();
+        s.len() == 1 && s[0].active
+    });
+    log::warn!(target: "lc_twin", "twin two");
+    wait_for(&catcher.lines, 3 * LIMIT, |l| l.contains("twin two"));
 }

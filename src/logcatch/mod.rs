@@ -32,9 +32,9 @@
 //! - keeps its own logger and calls [`forward`]`(record)` from its
 //!   `log` method (then it also decides `log::max_level`).
 //!
-//! Records are those of the whole process (every node in it): a catcher
-//! that catches two nodes of one process gets each record twice, once
-//! through each node.
+//! Records are those of the whole process (every node in it). A catcher
+//! that catches several nodes of one process gets each record once,
+//! through one of them (see [`SinkStats::active`]).
 //!
 //! # Never blocking, never looping, never losing silently
 //!

@@ -51,6 +51,8 @@ struct Shared {
     forwarded: AtomicU64,
     /// Cleared when the sink is detached.
     attached: AtomicBool,
+    /// Whether records go through it (see [`SinkStats::active`]).
+    active: AtomicBool,
 }
 
 /// An attached sink: the queue's sending end (the thread has the other).
@@ -99,6 +101,11 @@ pub struct SinkStats {
     pub dropped: u64,
     /// Records in its queue now.
     pub queued: usize,
+    /// Whether records go through it. A catcher that catches several
+    /// nodes of this process attaches a sink through each; one of them is
+    /// active and the others stand by (one takes over when it detaches),
+    /// so that each record reaches the catcher once.
+    pub active: bool,
 }
 
 /// The sinks attached in this process now.
@@ -112,6 +119,7 @@ pub fn sinks() -> Vec<SinkStats> {
             forwarded: s.shared.forwarded.load(Ordering::Relaxed),
             dropped: s.shared.dropped.load(Ordering::Relaxed),
             queued: s.tx.len(),
+            active: s.shared.active.load(Ordering::Relaxed),
         })
         .collect()
 }
@@ -148,7 +156,9 @@ pub fn forward(record: &Record) {
     // writer) read lock is held only for the loop.
     let sinks = SINKS.read_recursive();
     let mut rec: Option<Arc<Rec>> = None;
-    for s in sinks.iter().filter(|s| level <= s.shared.level) {
+    let wanted =
+        |s: &&Arc<Sink>| level <= s.shared.level && s.shared.active.load(Ordering::Relaxed);
+    for s in sinks.iter().filter(wanted) {
         if s.tx.is_full() {
             // Dropped before it is even formatted: a stalled catcher costs
             // the logging thread next to nothing.
@@ -255,7 +265,20 @@ fn change(f: impl FnOnce(&mut Vec<Arc<Sink>>)) {
 /// Detaches the sink of `shared` (its thread then ends).
 fn detach(shared: &Arc<Shared>) {
     if shared.attached.swap(false, Ordering::AcqRel) {
-        change(|list| list.retain(|s| !Arc::ptr_eq(&s.shared, shared)));
+        change(|list| {
+            list.retain(|s| !Arc::ptr_eq(&s.shared, shared));
+            // A sink of the same catcher standing by takes over.
+            let same = |s: &&Arc<Sink>| s.shared.port.node() == shared.port.node();
+            if !list
+                .iter()
+                .filter(same)
+                .any(|s| s.shared.active.load(Ordering::Relaxed))
+            {
+                if let Some(next) = list.iter().find(same) {
+                    next.shared.active.store(true, Ordering::Relaxed);
+                }
+            }
+        });
     }
 }
 
@@ -284,8 +307,14 @@ pub(super) fn connect(node: &Node, args: &Message) {
         dropped: AtomicU64::new(0),
         forwarded: AtomicU64::new(0),
         attached: AtomicBool::new(true),
+        active: AtomicBool::new(false),
     });
     change(|list| {
+        // The first sink of a catcher in this process is the active one.
+        let taken = list
+            .iter()
+            .any(|s| s.shared.port.node() == shared.port.node());
+        shared.active.store(!taken, Ordering::Relaxed);
         list.push(Arc::new(Sink {
             tx,
             shared: shared.clone(),
@@ -299,7 +328,11 @@ pub(super) fn connect(node: &Node, args: &Message) {
     let thread = shared.clone();
     let spawned = std::thread::Builder::new()
         .name("aemp-logcatch".into())
-        .spawn(move || without_forwarding(|| drain(weak, &thread, &rx)));
+        .spawn(move || {
+            without_forwarding(|| drain(weak, &thread, &rx));
+            // However it ended (a standby sink of the catcher takes over).
+            detach(&thread);
+        });
     if let Err(e) = spawned {
         detach(&shared);
         log::error!("{CONNECT_FN}: cannot start a sink thread: {e}");
@@ -309,7 +342,8 @@ pub(super) fn connect(node: &Node, args: &Message) {
 }
 
 /// A sink's thread: sends the queued records, then the count of dropped
-/// ones, until the sink is detached or the node is gone.
+/// ones, until the sink is detached, the node is gone or the link lost
+/// (then the thread detaches it).
 fn drain(node: Weak<NodeInner>, shared: &Arc<Shared>, rx: &Receiver<Arc<Rec>>) {
     loop {
         if !shared.attached.load(Ordering::Acquire) {
@@ -323,7 +357,6 @@ fn drain(node: Weak<NodeInner>, shared: &Arc<Shared>, rx: &Receiver<Arc<Rec>>) {
         let Some(inner) = node.upgrade() else { return };
         let node = Node { inner };
         if node.is_shutting_down() {
-            detach(shared);
             return;
         }
         if let Some(rec) = rec {
@@ -356,10 +389,7 @@ fn send(node: &Node, shared: &Arc<Shared>, msg: Message) -> bool {
         match node.snd_wait(&shared.port, msg.clone(), POLL) {
             Ok(()) => return true,
             Err(crate::Error::Backlog { .. }) => continue,
-            Err(_) => {
-                detach(shared);
-                return false;
-            }
+            Err(_) => return false,
         }
     }
 }
