@@ -275,6 +275,9 @@ fn detach(shared: &Arc<Shared>) {
                 .any(|s| s.shared.active.load(Ordering::Relaxed))
             {
                 if let Some(next) = list.iter().find(same) {
+                    // It reports what the other could not.
+                    let n = shared.unreported.swap(0, Ordering::Relaxed);
+                    next.shared.unreported.fetch_add(n, Ordering::Relaxed);
                     next.shared.active.store(true, Ordering::Relaxed);
                 }
             }
