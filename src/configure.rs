@@ -20,7 +20,9 @@ use serde_json::{Map, Value};
 impl Node {
     /// Creates a networked node from `cfg`: expands its ID, binds its
     /// listen addresses, starts its reactor thread and its database
-    /// service.
+    /// service, and registers the log catcher's functions
+    /// ([`logcatch::CONNECT_FN`](crate::logcatch::CONNECT_FN) and
+    /// [`logcatch::CATCH_FN`](crate::logcatch::CATCH_FN)).
     ///
     /// ```
     /// let node = aemp::Node::with_config(
@@ -31,6 +33,8 @@ impl Node {
     pub fn with_config(cfg: Config) -> Result<Node> {
         let node = crate::net::start(cfg, |me| std::sync::Arc::new(crate::db::Service::new(me)))?;
         crate::dataconn::install(&node);
+        // Every networked node can be caught (AnyEvent::MP::LogCatcher).
+        crate::logcatch::register(&node);
         Ok(node)
     }
 

@@ -55,6 +55,9 @@
 //!   or as a pool.
 //! - **The protocols** as pure state machines: [`protocol`].
 //!
+//! - Gathered logs: [`logcatch`] (AnyEvent::MP::LogCatcher): a catcher
+//!   node receives every other node's `log` records.
+//!
 //! Each `Node` method has a free-function twin ([`snd`], [`port_fn`],
 //! [`kil`], ...) acting on the *current* node: the node whose port code is
 //! running, else the process-wide [`default_node`].
@@ -118,6 +121,7 @@ mod dispatcher;
 mod error;
 mod id;
 mod lifecycle;
+pub mod logcatch;
 pub mod message;
 mod monitor;
 mod net;

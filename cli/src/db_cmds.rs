@@ -1,5 +1,6 @@
 //! The commands that look at the network through its global nodes:
-//! `nodes`, `trace`, `stats` and `db family|keys|values|mon FAMILY`.
+//! `nodes`, `trace`, `stats`, `db family|keys|values|mon FAMILY` and
+//! `log [LEVEL]`.
 //!
 //! Each joins as a short-lived node `aemp/%n/%u` (no listeners) with the
 //! configuration file's secret or cert and seeds (`--connect` replaces the
@@ -7,11 +8,12 @@
 //! asks the master and leaves.
 //!
 //! One file per command (`nodes.rs` has `nodes` and `trace`, then
-//! `stats.rs`, `db.rs`); `joined.rs` joins the network for them, and for
+//! `stats.rs`, `db.rs`, `logs.rs`); `joined.rs` joins the network for them, and for
 //! the protocol commands of `net_cmds.rs`.
 
 mod db;
 mod joined;
+mod logs;
 mod nodes;
 mod stats;
 
@@ -37,6 +39,7 @@ pub fn commands() -> Vec<Spec> {
         nodes::trace_spec(),
         stats::stats_spec(),
         db::db_spec(),
+        logs::log_spec(),
     ]
 }
 

@@ -148,6 +148,7 @@ fn take_rc_option(mut args: Vec<String>, table: &cmd::Table) -> Result<Vec<Strin
 /// (0 off, 1 error, 2–4 warn, 5–7 info, 8 debug, 9 trace; default warn),
 /// and `RUST_LOG` directives apply on top of it. `AEMP_TRACE=1` shows the
 /// network's `SND`/`RCV` packet lines (log target `aemp::trace`, info).
+/// The logger forwards records to log catchers (`aemp::logcatch`).
 fn init_logging() {
     let level = match std::env::var("AEMP_VERBOSE")
         .ok()
@@ -168,5 +169,9 @@ fn init_logging() {
     if let Ok(spec) = std::env::var("RUST_LOG") {
         builder.parse_filters(&spec);
     }
-    let _ = builder.try_init();
+    // Through aemp's forwarder, so that a log catcher (`aemp log`, or a
+    // node running AnyEvent::MP::LogCatcher::catch) sees this node's records.
+    let logger = builder.build();
+    let max = logger.filter();
+    let _ = aemp::logcatch::install(Some(Box::new(logger)), max);
 }

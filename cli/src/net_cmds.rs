@@ -76,8 +76,10 @@ argument, a `profile NAME` pair, or an earlier `aemp profile NAME`; default the 
 name; a named profile that the file does not have is an error listing the known ones), \
 then KEY VALUE pairs as configure \
 arguments (nodeid, binds, secret, ...), below the file's keys unless `force 1`. The \
-profile's services run at start; aemp has no functions of its own, so a service name \
-there fails. Prints `NODEID listening on ADDR, ...` once running, e.g.\n\n  \
+profile's services run at start; of the original's functions, aemp has \
+AnyEvent::MP::LogCatcher::catch (services '[[\"AnyEvent::MP::LogCatcher::catch\", 9]]' \
+logs every other node's records here, shown at the AEMP_VERBOSE level); another service \
+name fails. Prints `NODEID listening on ADDR, ...` once running, e.g.\n\n  \
 aemp run profile seed\n  aemp run nodeid test binds '[\"127.0.0.1:4040\"]'\n\n\
 The node connects to its seeds; a node whose own address is among its seeds is a \
 global node.",

@@ -17,6 +17,7 @@ mod db;
 mod dbsim;
 mod kernel;
 mod liveness;
+mod logcatch;
 mod net;
 mod polling;
 mod procs;
@@ -185,6 +186,10 @@ fn main() {
     if args.first().map(String::as_str) == Some("--live-peer") {
         return liveness::peer_main();
     }
+    // The catcher process of the gathered-logs figures (see logcatch.rs).
+    if args.first().map(String::as_str) == Some("--logcatch-peer") {
+        return logcatch::peer_main();
+    }
     let quick = args.iter().any(|a| a == "--quick");
     // `--only NAME` runs the groups whose name contains NAME.
     let only = args
@@ -206,6 +211,7 @@ fn main() {
     groups.extend(db::groups(quick));
     groups.push(Group::new("dbsim", move || dbsim::figures(quick)));
     groups.extend(liveness::groups(quick));
+    groups.extend(logcatch::groups(quick));
     for g in groups {
         if only.as_deref().is_none_or(|o| g.name.contains(o)) {
             print(&(g.measure)());
