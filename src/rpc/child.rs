@@ -16,7 +16,7 @@ use parking_lot::{Condvar, Mutex};
 
 use super::serialiser::Serialiser;
 use super::wire::{self, Outbox};
-use super::worker::{ENV_EXTRA_FD, ENV_FD};
+use super::wire::{ENV_EXTRA_FD, ENV_FD};
 use super::{Backend, Error};
 
 /// A sync worker function: the call's id, its encoded arguments, and the

@@ -20,6 +20,11 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 /// Size of a frame header.
 pub(crate) const HEADER: usize = 9;
 
+/// Environment variable naming the channel's file descriptor in a worker.
+pub(crate) const ENV_FD: &str = "AEMP_RPC_FD";
+/// Environment variable naming the extra file descriptor in a worker.
+pub(crate) const ENV_EXTRA_FD: &str = "AEMP_RPC_EXTRA_FD";
+
 /// Parent → child: start parameters (function, serialiser, backend, init).
 pub(crate) const START: u8 = b'S';
 /// Parent → child: a call with arguments.

@@ -10,10 +10,7 @@ use std::sync::Arc;
 
 use super::Error;
 
-/// Environment variable naming the channel's file descriptor in a worker.
-pub(crate) const ENV_FD: &str = "AEMP_RPC_FD";
-/// Environment variable naming the extra file descriptor in a worker.
-pub(crate) const ENV_EXTRA_FD: &str = "AEMP_RPC_EXTRA_FD";
+pub(crate) use super::wire::{ENV_EXTRA_FD, ENV_FD};
 
 /// How to start a worker process: a program, its arguments and environment,
 /// and optionally one extra file descriptor handed to the child.
