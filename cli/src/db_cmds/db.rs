@@ -144,6 +144,12 @@ fn db_mon(j: &Joined, family: &str, signals: &mut StopSignals) -> Res {
     let mut lost_since: Option<(Instant, Option<NodeId>)> = None;
     let mut last_master = j.master();
     loop {
+        // Looked at before each event too: a steady stream of events must
+        // not keep a signal waiting.
+        if let Some(sig) = signals.pending() {
+            log::info!("db mon: {sig} received, stopping");
+            return Ok(());
+        }
         match rx.recv_timeout(TICK) {
             Ok(lines) => {
                 if !print_text(&lines) {
@@ -156,10 +162,6 @@ fn db_mon(j: &Joined, family: &str, signals: &mut StopSignals) -> Res {
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
                 return Err(j.failed(format!("mon {family:?}: the monitor went away")))
             }
-        }
-        if let Some(sig) = signals.pending() {
-            log::info!("db mon: {sig} received, stopping");
-            return Ok(());
         }
         match j.master() {
             Some(m) => {
