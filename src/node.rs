@@ -214,7 +214,11 @@ impl Node {
     /// Sends `msg` to `port`. Never blocks, never fails: a message to a
     /// port that does not exist is dropped silently. A local send never
     /// serialises; the message is moved to the receiver. Messages from one
-    /// thread to one port arrive in send order.
+    /// thread to one port arrive in send order. Messages to different
+    /// ports of one remote node may be reordered: a small message
+    /// overtakes large ones (16 KiB or more encoded) queued for another
+    /// port, while requests to the node (`kil`, `mon`, `spawn`) keep their
+    /// place in the stream (Erlang, too, orders only per pair of processes).
     pub fn snd(&self, port: &PortId, msg: Message) {
         // A stream of messages to one local port: its cell is at hand, and
         // comparing IDs is a pointer comparison when the caller's `PortId`

@@ -23,7 +23,9 @@
 //!   data), and the reactor's table of them (a slab; a token carries a
 //!   serial number, so a stale one never finds a slot's next connection).
 //! - `outbox.rs`: a connection's outgoing side: senders encode packets
-//!   into it (or write them at once when the connection is idle).
+//!   into it (or write them at once when the connection is idle);
+//!   `lanes.rs`, its two lanes (large packets queue apart, so small ones
+//!   to other ports need not wait behind them).
 //! - `reactor.rs`: the one mio thread owning every socket; it never runs
 //!   user code, it only pushes into port inboxes and dispatcher tasks.
 //!   Its poll loop, commands, timers, and sockets' reads and writes.
@@ -84,6 +86,7 @@ mod duplicate;
 mod events;
 mod handoff;
 mod inbound;
+mod lanes;
 mod nodes;
 mod outbox;
 mod reactor;

@@ -2,6 +2,9 @@
 //! encode packets into its buffer ([`transport::framing::encode_packet`]),
 //! or write them to the socket at once when the connection is idle; the
 //! reactor takes the buffer and writes it when the socket can take it.
+//! The buffer has two lanes (`lanes.rs`): large packets queue apart and
+//! leave one at a time, so a small packet to another port waits for at
+//! most the one being written; the order per port holds.
 //!
 //! It bounds what may wait unsent (past the limit the connection is failed
 //! like a lost one, and the buffer freed), lets blocking senders wait for
@@ -9,6 +12,7 @@
 //!
 //! [`transport::framing::encode_packet`]: crate::transport::framing::encode_packet
 
+use super::lanes::Lanes;
 use crate::transport::framing::encode_packet;
 use crate::transport::Framing;
 use crossbeam_utils::CachePadded;
@@ -78,7 +82,7 @@ pub(crate) struct Counts {
 
 struct Inner {
     /// Encoded packets not yet taken by the reactor.
-    buf: Vec<u8>,
+    lanes: Lanes,
     /// The reactor holds unwritten bytes: later bytes must queue behind.
     busy: bool,
     /// When a sender last wrote directly.
@@ -124,7 +128,7 @@ impl Outbox {
             framing,
             // Busy until the reactor wrote the rest of the handshake.
             inner: Mutex::new(Inner {
-                buf: Vec::new(),
+                lanes: Lanes::default(),
                 busy: true,
                 last_direct: Instant::now(),
                 packets: 0,
@@ -149,21 +153,25 @@ impl Outbox {
         if self.closed.load(Ordering::Acquire) {
             return Pushed::Closed;
         }
-        let idle = g.buf.is_empty() && !g.busy;
-        if let Err(e) = encode_packet(self.framing, name, msg, &mut g.buf) {
+        let idle = g.lanes.is_empty() && !g.busy;
+        let start = g.lanes.small.len();
+        if let Err(e) = encode_packet(self.framing, name, msg, &mut g.lanes.small) {
             log::error!("cannot encode a packet for port {name:?}: {e}; dropped");
             return Pushed::Done;
         }
         g.packets += 1;
-        let unsent = g.buf.len() + self.held.load(Ordering::Acquire);
+        let unsent = g.lanes.len() + self.held.load(Ordering::Acquire);
         if unsent > self.limit {
             self.closed.store(true, Ordering::Release);
-            g.buf = Vec::new();
+            g.lanes = Lanes::default();
             drop(g);
             self.room.notify_all();
             return Pushed::Over { unsent };
         }
         if !idle {
+            // Into its lane (when idle, nothing is queued to overtake or
+            // to be overtaken by: it stays, to be written at once).
+            g.lanes.sort(name, start);
             // The reactor was woken for the bytes before, or will look
             // again when its own write completes.
             return Pushed::Done;
@@ -176,11 +184,11 @@ impl Outbox {
             return Pushed::Wake;
         }
         g.last_direct = now;
-        match std::io::Write::write(&mut w, &g.buf) {
+        match std::io::Write::write(&mut w, &g.lanes.small) {
             Ok(n) => {
                 self.written.fetch_add(n as u64, Ordering::Relaxed);
-                g.buf.drain(..n);
-                if g.buf.is_empty() {
+                g.lanes.small.drain(..n);
+                if g.lanes.small.is_empty() {
                     Pushed::Done
                 } else {
                     Pushed::Wake
@@ -207,11 +215,13 @@ impl Outbox {
         self.push("", &[Value::from("time"), Value::from(me), Value::from("")])
     }
 
-    /// For the reactor: moves the buffered bytes into `wbuf` (empty; its
-    /// allocation goes to the senders' side).
+    /// For the reactor: moves what to write next into `wbuf` (empty; its
+    /// allocation goes to the senders' side): the whole small lane, or one
+    /// large packet (see `lanes.rs`). The reactor takes again when it
+    /// wrote it all, so small packets pushed meanwhile go first.
     pub(crate) fn take(&self, wbuf: &mut Vec<u8>) {
         let mut g = self.inner.lock();
-        std::mem::swap(&mut g.buf, wbuf);
+        g.lanes.take(wbuf);
         g.busy = !wbuf.is_empty();
     }
 
@@ -258,9 +268,10 @@ impl Outbox {
         self.closed.load(Ordering::Acquire)
     }
 
-    /// Bytes waiting to be written: buffered and held by the reactor.
+    /// Bytes waiting to be written: buffered (both lanes) and held by the
+    /// reactor.
     pub(crate) fn unsent(&self) -> usize {
-        self.inner.lock().buf.len() + self.held.load(Ordering::Acquire)
+        self.inner.lock().lanes.len() + self.held.load(Ordering::Acquire)
     }
 
     /// For the reactor: `n` bytes arrived at `at`.
@@ -300,7 +311,7 @@ impl Outbox {
             if self.closed.load(Ordering::Acquire) {
                 return Err(NoRoom::Closed);
             }
-            let unsent = g.buf.len() + self.held.load(Ordering::Acquire);
+            let unsent = g.lanes.len() + self.held.load(Ordering::Acquire);
             if unsent <= mark {
                 return Ok(());
             }
@@ -308,7 +319,7 @@ impl Outbox {
             let timed_out = self.room.wait_until(&mut g, deadline).timed_out();
             self.waiters.fetch_sub(1, Ordering::AcqRel);
             if timed_out {
-                let unsent = g.buf.len() + self.held.load(Ordering::Acquire);
+                let unsent = g.lanes.len() + self.held.load(Ordering::Acquire);
                 if unsent > mark {
                     return Err(NoRoom::Timeout { unsent });
                 }
@@ -371,6 +382,52 @@ mod tests {
         }
         assert_eq!(o.unsent(), 0);
         assert_eq!(o.push("p", &[big]), Pushed::Closed);
+    }
+
+    #[test]
+    fn small_packets_go_first_and_the_limit_counts_both_lanes() {
+        use super::super::lanes::BULK_MIN;
+        let big = [Value::from("x".repeat(BULK_MIN))];
+        let o = outbox(2 * BULK_MIN + 100);
+        // Idle: written at once, or taken whole by the reactor.
+        assert_eq!(o.push("a", &big), Pushed::Wake);
+        let mut held = Vec::new();
+        o.take(&mut held);
+        o.set_held(held.len());
+        // While the reactor writes it: a large packet to the bulk lane, a
+        // small one to the small lane.
+        assert_eq!(o.push("a", &big), Pushed::Done);
+        assert_eq!(o.push("b", &[Value::from(1)]), Pushed::Done);
+        let unsent = o.unsent();
+        assert!(unsent > held.len() + BULK_MIN, "{unsent}");
+        let soon = Instant::now() + Duration::from_millis(5);
+        assert_eq!(
+            o.wait_room(unsent - 1, soon),
+            Err(NoRoom::Timeout { unsent })
+        );
+        // The reactor wrote the first: the small packet goes next.
+        o.wrote(held.len(), 0);
+        let mut w = Vec::new();
+        o.take(&mut w);
+        let mut d = Decoder::new(Framing::Json);
+        d.feed(&w);
+        assert_eq!(
+            d.next_packet().unwrap().unwrap(),
+            [Value::from("b"), Value::from(1)]
+        );
+        assert!(d.next_packet().unwrap().is_none());
+        o.set_held(w.len());
+        // Held, small lane and bulk lane count: two large packets queued
+        // (the first left already) and the third passes the limit.
+        assert_eq!(o.push("c", &big), Pushed::Done);
+        match o.push("c", &big) {
+            Pushed::Over { unsent } => assert!(unsent > 3 * BULK_MIN, "{unsent}"),
+            other => panic!("{other:?}"),
+        }
+        o.set_held(0);
+        assert_eq!(o.unsent(), 0);
+        assert_eq!(o.push("b", &[Value::from(2)]), Pushed::Closed);
+        assert_eq!(o.counts().packets_sent, 5);
     }
 
     #[test]

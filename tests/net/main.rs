@@ -4,6 +4,7 @@
 //! (73: self-connection only; seeds come with discovery).
 
 mod basics;
+mod lanes;
 mod lifecycle;
 mod liveness;
 mod monitors;

@@ -28,7 +28,7 @@ fn closed_by_node(s: &mut TcpStream) -> bool {
 
 /// A raw client that completes the handshake with `node` as node ID `me`;
 /// returns the socket and the framing to send with.
-fn raw_client(node: &Node, me: &str) -> (TcpStream, Framing) {
+pub(super) fn raw_client(node: &Node, me: &str) -> (TcpStream, Framing) {
     try_raw_client(node, me).expect("node closed during handshake")
 }
 

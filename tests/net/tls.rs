@@ -11,7 +11,7 @@ use openssl::pkey::PKey;
 use openssl::x509::{X509NameBuilder, X509};
 
 /// PEM text with a fresh private key and its self-signed certificate.
-fn self_signed() -> String {
+pub(super) fn self_signed() -> String {
     let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
     let key = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
     let mut name = X509NameBuilder::new().unwrap();
@@ -35,7 +35,7 @@ fn self_signed() -> String {
     pem
 }
 
-fn tls_node(tag: &str, cert: Option<&str>, secret: Option<&str>) -> Node {
+pub(super) fn tls_node(tag: &str, cert: Option<&str>, secret: Option<&str>) -> Node {
     let mut c = cfg(tag).monitor_timeout(Duration::from_millis(1500));
     c.secret = secret.map(str::to_string);
     c.cert = cert.map(str::to_string);
