@@ -180,6 +180,17 @@ static DEFAULT_NODE: OnceCell<Node> = OnceCell::new();
 
 /// The process-wide node, created on first use with ID `anon/<random>`
 /// (without network) unless [`configure`] came first.
+///
+/// ```
+/// use aemp::msg;
+/// use std::time::Duration;
+/// let (tx, rx) = crossbeam_channel::bounded(1);
+/// let p = aemp::port_fn(move |m| tx.send(m).unwrap()); // the free functions use it
+/// assert!(aemp::default_node().port_is_local(&p));
+/// assert!(aemp::default_node().id().as_str().starts_with("anon/"));
+/// aemp::snd(&p, msg!["hi"]);
+/// assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), msg!["hi"]);
+/// ```
 pub fn default_node() -> Node {
     DEFAULT_NODE.get_or_init(Node::anonymous).clone()
 }
@@ -191,6 +202,15 @@ pub fn default_node() -> Node {
 /// node already exists (configured earlier, or created by a free function
 /// such as [`port`]), it fails with [`Error::AlreadyConfigured`] and
 /// changes nothing.
+///
+/// ```
+/// use aemp::{Config, Error};
+/// let node = aemp::configure(Config::new("main/").bind("127.0.0.1:0").secret("s")).unwrap();
+/// assert_eq!(aemp::default_node().id(), node.id());
+/// assert!(!node.listen_addrs().is_empty()); // it listens
+/// let again = aemp::configure(Config::new("other/").secret("s"));
+/// assert!(matches!(again, Err(Error::AlreadyConfigured { .. })));
+/// ```
 pub fn configure(cfg: Config) -> Result<Node> {
     if let Some(existing) = DEFAULT_NODE.get() {
         return Err(Error::AlreadyConfigured {
@@ -208,6 +228,17 @@ pub fn configure(cfg: Config) -> Result<Node> {
 
 /// The current node: the one whose port code runs on this thread, else the
 /// process-wide [`default_node`].
+///
+/// ```
+/// use aemp::{msg, Node};
+/// use std::time::Duration;
+/// let mine = Node::new("doc/node").unwrap();
+/// let (tx, rx) = crossbeam_channel::bounded(1);
+/// let p = mine.port_fn(move |_| tx.send(aemp::node().id().clone()).unwrap());
+/// mine.snd(&p, msg!["which node?"]);
+/// assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), *mine.id()); // inside: its node
+/// assert_ne!(aemp::node().id(), mine.id()); // outside: the default node
+/// ```
 pub fn node() -> Node {
     context::current_node().unwrap_or_else(default_node)
 }
@@ -216,6 +247,23 @@ pub fn node() -> Node {
 /// called later (e.g. from a timer): [`self_port`] is set, and a panic
 /// kills the port with `die` (the call then returns `None`).
 /// Fails outside port context.
+///
+/// ```
+/// use aemp::{msg, Node};
+/// use std::time::Duration;
+/// let node = Node::new("doc/psub").unwrap();
+/// let (tx, rx) = crossbeam_channel::bounded(1);
+/// let n = node.clone();
+/// let p = node.port_fn(move |_| {
+///     // Runs later on a timer, but still as this port.
+///     let tx = tx.clone();
+///     let mut later = aemp::psub(move || tx.send(aemp::self_port()).unwrap()).unwrap();
+///     n.after_fn(Duration::from_millis(10), move || { later(); });
+/// });
+/// node.snd(&p, msg!["start"]);
+/// assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), Some(p));
+/// assert!(aemp::psub(|| ()).is_err()); // no current port here
+/// ```
 pub fn psub<R, F: FnMut() -> R>(mut f: F) -> Result<impl FnMut() -> Option<R>> {
     let port = self_port().ok_or(Error::NoCurrentPort { what: "psub" })?;
     let node = node();

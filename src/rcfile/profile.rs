@@ -278,6 +278,23 @@ pub struct Resolved {
 }
 
 /// [`effective`] plus the profile name and the expanded [`node_id`].
+///
+/// ```
+/// use aemp::rcfile::{self, RcFile};
+/// use serde_json::{json, Map};
+/// let rc = RcFile::from_json(r#"{"version":1,"secret":"s","profile":{"seed":{"nodeid":"seed","binds":["*:4040"]}}}"#).unwrap();
+/// // What the program passes (`configure` arguments) is below the file unless forced.
+/// let mut args = Map::new();
+/// args.insert("binds".into(), json!(["*:5050"]));
+/// let r = rcfile::resolve(&rc, Some("seed"), &args, false, false).unwrap();
+/// assert_eq!((r.profile.as_str(), r.node_id.node_id.as_str()), ("seed", "seed"));
+/// assert_eq!(r.config["binds"], json!(["*:4040"]));
+/// let forced = rcfile::resolve(&rc, Some("seed"), &args, true, false).unwrap();
+/// assert_eq!(forced.config["binds"], json!(["*:5050"]));
+/// // The network settings of a node from it:
+/// let cfg = aemp::Config::from_rc(&r).unwrap();
+/// assert_eq!(cfg.secret.as_deref(), Some("s"));
+/// ```
 pub fn resolve(
     rc: &RcFile,
     profile: Option<&str>,
