@@ -101,7 +101,7 @@ fn event_encoder<S: Serialiser>(ser: S, function: &str) -> EventFn {
 ///
 /// A panic in `f` ends the worker; the parent gets the panic's message.
 ///
-/// ```no_run
+/// ```
 /// use aemp::rpc::{self, Json};
 /// use serde_json::{json, Value};
 /// fn main() {
@@ -205,7 +205,7 @@ fn finish_async(frame: Vec<u8>) {
 /// complete the call later, from any thread. Many calls run concurrently;
 /// the parent matches results to calls by id.
 ///
-/// ```no_run
+/// ```
 /// use aemp::rpc::{self, Done, Raw};
 /// rpc::register_async("echo_later", Raw, |done: Done<Raw>, args: Vec<u8>| {
 ///     std::thread::spawn(move || done.done(args));
@@ -319,7 +319,7 @@ pub fn is_worker() -> bool {
 /// worker cannot start workers before it serves (the start fails with the
 /// same error).
 ///
-/// ```no_run
+/// ```
 /// // First thing in `main`:
 /// aemp::rpc::register_sync("square", aemp::rpc::Raw, |v: Vec<u8>| vec![v[0] * v[0]]);
 /// aemp::rpc::serve_if_worker().expect("serve_if_worker comes first");

@@ -22,7 +22,7 @@
 //! the worker that ran it. A worker refuses to serve a function the parent
 //! declared with other types ([`Function::signature`]).
 //!
-//! ```no_run
+//! ```
 //! use aemp::rpc::{self, Function, Worker};
 //! use std::time::Duration;
 //!
@@ -55,7 +55,7 @@
 //! worker functions, then call [`serve_if_worker`] first in `main`: in a
 //! worker it serves and exits, elsewhere it returns at once.
 //!
-//! ```no_run
+//! ```
 //! use aemp::rpc::{self, Backend, Json, Rpc, Worker};
 //! use serde_json::{json, Value};
 //! use std::time::Duration;

@@ -17,7 +17,7 @@ use manager::Manager;
 
 /// Options for a [`Pool`]; made by [`Pool::builder`].
 ///
-/// ```no_run
+/// ```
 /// use aemp::rpc::{Json, Pool, Worker};
 /// use std::time::Duration;
 /// let pool = Pool::builder(Worker::current_exe(), "square")

@@ -140,7 +140,7 @@ const FAILED: u8 = 1;
 /// [`CallError::Rpc`] a failure of the call (the worker died, ...). Only
 /// the sync backend is typed: a worker runs one call at a time.
 ///
-/// ```no_run
+/// ```
 /// use aemp::rpc::{self, CallError, Function, Worker};
 /// use std::time::Duration;
 ///

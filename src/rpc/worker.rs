@@ -21,7 +21,7 @@ pub(crate) use super::wire::{ENV_EXTRA_FD, ENV_FD};
 /// locks. The child's standard input is `/dev/null`; its standard output and
 /// error are the parent's.
 ///
-/// ```no_run
+/// ```
 /// use aemp::rpc::Worker;
 /// // Re-run this program; its `main` calls `aemp::rpc::serve_if_worker()`.
 /// let w = Worker::current_exe().arg("--quiet");

@@ -11,9 +11,14 @@ use crate::rpc::{Error, Rpc, RpcBuilder, Worker};
 
 /// Options for starting one typed worker; made by [`Function::rpc`].
 ///
-/// ```no_run
+/// ```
 /// use aemp::rpc::{Function, Worker};
 /// const WORDS: Function<String, usize, String> = Function::json("words");
+/// // The worker side (this program, re-run): first in main.
+/// aemp::rpc::register_init("setup", |args| Ok(eprintln!("init: {args:?}")));
+/// WORDS.register(|text, _events| Ok(text.split_whitespace().count()));
+/// aemp::rpc::serve_if_worker()?;
+///
 /// let rpc = WORDS
 ///     .rpc(Worker::current_exe())
 ///     .init("setup", vec![b"verbose".to_vec()])
@@ -21,6 +26,9 @@ use crate::rpc::{Error, Rpc, RpcBuilder, Worker};
 ///     .on_error(|e| eprintln!("worker failed: {e}"))
 ///     .on_destroy(|| eprintln!("worker finished"))
 ///     .spawn()?;
+/// let t = std::time::Duration::from_secs(5);
+/// assert_eq!(rpc.call_wait("to be or not".to_string(), t), Ok(4));
+/// rpc.join(t)?;
 /// # Ok::<(), aemp::rpc::Error>(())
 /// ```
 pub struct TypedRpcBuilder<A, R, Ev, E> {
@@ -34,10 +42,14 @@ pub struct TypedRpcBuilder<A, R, Ev, E> {
 /// and the worker's end behave as with [`Rpc`]. Callbacks run on the
 /// handle's receiving thread.
 ///
-/// ```no_run
+/// ```
 /// use aemp::rpc::{CallError, Function, Worker};
 /// use std::time::Duration;
 /// const HALF: Function<u32, u32, (), String> = Function::json("half");
+/// // The worker side (this program, re-run): first in main.
+/// HALF.register(|n, _| if n % 2 == 0 { Ok(n / 2) } else { Err(format!("{n} is odd")) });
+/// aemp::rpc::serve_if_worker()?;
+///
 /// let rpc = HALF.rpc(Worker::current_exe()).spawn()?;
 /// rpc.call(8, |r| assert_eq!(r, Ok(4)));
 /// assert_eq!(
