@@ -7,10 +7,17 @@
 //! are answered once one is found. Callbacks run on the node's
 //! dispatcher, like port callbacks: they must not block.
 //!
-//! ```no_run
+//! ```
 //! use std::time::Duration;
+//! // A seed (a global node: its own address is among its seeds) ...
+//! let seed = aemp::Node::with_config(
+//!     aemp::Config::new("doc-seed/%u").bind("127.0.0.1:0").secret("s"),
+//! ).unwrap();
+//! let at = seed.listen_addrs()[0].to_string();
+//! seed.add_seed(&at).unwrap();
+//! // ... and a node that joins through it.
 //! let node = aemp::Node::with_config(
-//!     aemp::Config::new("doc/%u").bind("127.0.0.1:0").seeds(["127.0.0.1:4040"]),
+//!     aemp::Config::new("doc/%u").bind("127.0.0.1:0").secret("s").seeds([at]),
 //! ).unwrap();
 //! let svc = node.port_fn(|m| println!("{m}"));
 //! let _reg = node.db_reg("services", &svc).unwrap();
