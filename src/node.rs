@@ -100,6 +100,12 @@ impl Node {
     }
 
     /// A node with a random ID `anon/<random>`.
+    ///
+    /// ```
+    /// let (a, b) = (aemp::Node::anonymous(), aemp::Node::anonymous());
+    /// assert!(a.id().as_str().starts_with("anon/"));
+    /// assert_ne!(a.id(), b.id());
+    /// ```
     pub fn anonymous() -> Node {
         Node::new(format!("anon/{}", NameGen::random_text(10))).expect("valid generated node ID")
     }
@@ -115,11 +121,28 @@ impl Node {
     }
 
     /// True if `port` belongs to this node.
+    ///
+    /// ```
+    /// use aemp::{Node, PortId};
+    /// let node = Node::new("doc/local").unwrap();
+    /// assert!(node.port_is_local(&node.port()));
+    /// assert!(!node.port_is_local(&PortId::parse("elsewhere#p").unwrap()));
+    /// ```
     pub fn port_is_local(&self, port: &PortId) -> bool {
         port.node() == self.inner.id.as_str()
     }
 
     /// How many ports (including the node port) are alive.
+    ///
+    /// ```
+    /// use aemp::{Node, Reason};
+    /// let node = Node::new("doc/port_count").unwrap();
+    /// assert_eq!(node.port_count(), 1); // the node port
+    /// let p = node.port_fn(|_| {});
+    /// assert_eq!(node.port_count(), 2);
+    /// node.kil(&p, Reason::normal()).unwrap(); // idle: gone at once
+    /// assert_eq!(node.port_count(), 1);
+    /// ```
     pub fn port_count(&self) -> usize {
         self.inner.ports.len()
     }

@@ -49,6 +49,16 @@ pub struct DbGuard {
 
 impl DbGuard {
     /// Keeps the entry: dropping does nothing any more.
+    ///
+    /// ```
+    /// use aemp::{Config, Node};
+    /// use std::time::Duration;
+    /// let node = Node::with_config(Config::new("doc-dbguard/").bind("127.0.0.1:0").secret("s")).unwrap();
+    /// node.add_seed(&node.listen_addrs()[0].to_string()).unwrap();
+    /// drop(node.db_set("f", "dropped", 1).unwrap()); // set, then deleted
+    /// node.db_set("f", "kept", 2).unwrap().forget(); // stays while the node does
+    /// assert_eq!(node.db_keys_wait("f", Duration::from_secs(10)).unwrap(), ["kept"]);
+    /// ```
     pub fn forget(mut self) {
         self.inner = None;
         if let Some(m) = self.mon.take() {
@@ -83,6 +93,19 @@ pub struct DbMonGuard {
 
 impl DbMonGuard {
     /// Keeps the subscription for the node's lifetime.
+    ///
+    /// ```
+    /// use aemp::{Config, Node};
+    /// use std::time::Duration;
+    /// let node = Node::with_config(Config::new("doc-dbmonguard/").bind("127.0.0.1:0").secret("s")).unwrap();
+    /// node.add_seed(&node.listen_addrs()[0].to_string()).unwrap();
+    /// let (tx, rx) = crossbeam_channel::unbounded();
+    /// node.db_mon("f", move |ev| tx.send(ev.add.clone()).unwrap()).unwrap().forget();
+    /// let t = Duration::from_secs(10);
+    /// assert!(rx.recv_timeout(t).unwrap().is_empty()); // the family now: empty
+    /// node.db_set("f", "k", 1).unwrap().forget();
+    /// assert_eq!(rx.recv_timeout(t).unwrap(), ["k"]); // still watching
+    /// ```
     pub fn forget(mut self) {
         self.inner = None;
     }
