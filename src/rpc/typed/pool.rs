@@ -190,6 +190,21 @@ impl<A: Payload, R: Payload, Ev: Payload, E: Payload> TypedPool<A, R, Ev, E> {
     }
 
     /// Calls and waits for the result, at most `timeout`.
+    ///
+    /// ```
+    /// use aemp::rpc::{CallError, Function, Worker};
+    /// use std::time::Duration;
+    /// const PARSE: Function<String, i64> = Function::json("parse");
+    /// PARSE.register(|s, _| s.trim().parse().map_err(|e| format!("{s:?}: {e}")));
+    /// aemp::rpc::serve_if_worker()?;
+    ///
+    /// let pool = PARSE.pool(Worker::current_exe()).max(2).build()?;
+    /// let t = Duration::from_secs(10);
+    /// assert_eq!(pool.call_wait(" 42 ".into(), t), Ok(42));
+    /// assert!(matches!(pool.call_wait("x".into(), t), Err(CallError::Failed(_)))); // the function's own error
+    /// pool.join(t)?;
+    /// # Ok::<(), aemp::rpc::Error>(())
+    /// ```
     pub fn call_wait(&self, args: A, timeout: Duration) -> Result<R, CallError<E>> {
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.call(args, move |r| {

@@ -144,6 +144,31 @@ impl<A: Payload, R: Payload, Ev: Payload, E: Payload> TypedRpc<A, R, Ev, E> {
 
     /// Like [`call`](TypedRpc::call), but the call's events go to
     /// `on_event` (before `done` runs).
+    ///
+    /// ```
+    /// use aemp::rpc::{Function, Worker};
+    /// use std::sync::{Arc, Mutex};
+    /// use std::time::Duration;
+    /// const COUNT: Function<u32, u32, u32> = Function::json("count"); // events: u32
+    /// COUNT.register(|n, events| {
+    ///     for i in 1..=n {
+    ///         events.send(&i).map_err(|e| e.to_string())?;
+    ///     }
+    ///     Ok(n)
+    /// });
+    /// aemp::rpc::serve_if_worker()?;
+    ///
+    /// let rpc = COUNT.rpc(Worker::current_exe()).spawn()?;
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let (tx, rx) = crossbeam_channel::bounded(1);
+    /// let s = seen.clone();
+    /// let call = rpc.call_with_events(3, move |ev| s.lock().unwrap().push(ev.value), move |r| tx.send(r).unwrap());
+    /// assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), Ok(3));
+    /// assert_eq!(*seen.lock().unwrap(), [1, 2, 3]); // events come before the result
+    /// assert_eq!(call.to_string(), "1"); // the handle's first call
+    /// rpc.join(Duration::from_secs(5))?;
+    /// # Ok::<(), aemp::rpc::Error>(())
+    /// ```
     pub fn call_with_events(
         &self,
         args: A,
