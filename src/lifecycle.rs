@@ -149,6 +149,7 @@ impl Lifecycle {
     }
 }
 
+/// # A node's lifecycle (`shutdown`, `wait`, SIGINT and SIGTERM)
 impl Node {
     /// Shuts the node down with the reason [`Reason::shutdown`]
     /// (`["shutdown"]`); see [`shutdown_with`](Node::shutdown_with).

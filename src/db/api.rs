@@ -534,6 +534,18 @@ impl Node {
     }
 
     /// Compatibility (`grp_reg`): [`db_reg`](Node::db_reg).
+    ///
+    /// ```
+    /// use aemp::{Config, Node};
+    /// use std::time::Duration;
+    /// let node = Node::with_config(Config::new("doc-grp/").bind("127.0.0.1:0").secret("s")).unwrap();
+    /// node.add_seed(&node.listen_addrs()[0].to_string()).unwrap();
+    /// let p = node.port_fn(|_| {});
+    /// node.grp_reg("printers", &p).unwrap().forget();
+    /// node.db_keys_wait("printers", Duration::from_secs(10)).unwrap(); // now registered
+    /// assert_eq!(node.grp_get("printers"), Some(vec![p.to_string()])); // a global node's own view
+    /// assert_eq!(node.grp_get("nobody"), None);
+    /// ```
     pub fn grp_reg(&self, group: &str, port: &PortId) -> Result<DbGuard> {
         self.db_reg(group, port)
     }
