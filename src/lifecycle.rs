@@ -445,6 +445,14 @@ impl Node {
 
 /// SIGINT and SIGTERM caught for a node, from
 /// [`Node::catch_termination`]; [`wait`](Termination::wait) for one.
+///
+/// ```
+/// use aemp::Node;
+/// let node = Node::new("doc/termination").unwrap();
+/// let termination = node.catch_termination().unwrap();
+/// node.shutdown(); // a shutdown from elsewhere also ends the wait
+/// assert_eq!(termination.wait().unwrap(), None); // None: no signal
+/// ```
 #[cfg(unix)]
 pub struct Termination {
     node: Node,

@@ -328,12 +328,24 @@ impl Config {
     }
 
     /// Sets [`unsent_limit`](Config::unsent_limit) (bytes).
+    ///
+    /// ```
+    /// // Fail a connection whose peer leaves more than 16 MiB unread.
+    /// let cfg = aemp::Config::new("w/").unsent_limit(16 << 20);
+    /// assert_eq!(cfg.unsent_limit, 16 << 20);
+    /// ```
     pub fn unsent_limit(mut self, bytes: usize) -> Config {
         self.unsent_limit = bytes;
         self
     }
 
     /// Sets [`unsent_high_water`](Config::unsent_high_water) (bytes).
+    ///
+    /// ```
+    /// // snd_wait waits while more than 64 KiB are unsent to the port's node.
+    /// let cfg = aemp::Config::new("w/").unsent_high_water(64 << 10);
+    /// assert_eq!(cfg.unsent_high_water, 64 << 10);
+    /// ```
     pub fn unsent_high_water(mut self, bytes: usize) -> Config {
         self.unsent_high_water = bytes;
         self
@@ -376,6 +388,11 @@ impl Config {
     }
 
     /// Sets TCP_NODELAY.
+    ///
+    /// ```
+    /// let cfg = aemp::Config::new("bulk/").nodelay(false); // let the kernel coalesce small writes
+    /// assert!(!cfg.nodelay);
+    /// ```
     pub fn nodelay(mut self, on: bool) -> Config {
         self.nodelay = on;
         self
@@ -397,6 +414,13 @@ impl Config {
     }
 
     /// Sets `busy_wait` (see [`Config::busy_wait`](Config#structfield.busy_wait)).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// // No polling: threads sleep at once (less CPU, slower round trips).
+    /// let cfg = aemp::Config::new("quiet/").busy_wait(Duration::ZERO);
+    /// assert_eq!(cfg.busy_wait, Duration::ZERO);
+    /// ```
     pub fn busy_wait(mut self, t: Duration) -> Config {
         self.busy_wait = t;
         self
@@ -571,6 +595,14 @@ impl Config {
     /// [`rcfile::expand_node_id`](crate::rcfile::expand_node_id) does,
     /// except that the random text is fresh for each call, so several
     /// nodes of one process built from one pattern get distinct IDs.
+    ///
+    /// ```
+    /// let cfg = aemp::Config::new("job/%u");
+    /// let (a, b) = (cfg.expanded_node_id().unwrap(), cfg.expanded_node_id().unwrap());
+    /// assert!(a.as_str().starts_with("job/") && a.as_str().len() > "job/".len());
+    /// assert_ne!(a, b); // fresh random text each time
+    /// assert_eq!(aemp::Config::new("fixed").expanded_node_id().unwrap().as_str(), "fixed");
+    /// ```
     pub fn expanded_node_id(&self) -> Result<crate::NodeId> {
         let unique = NameGen::random_text(10);
         crate::rcfile::expand_node_id_with(&self.node_id, &crate::rcfile::hostname(), &unique)

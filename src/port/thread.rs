@@ -87,6 +87,19 @@ impl Mailbox {
     }
 
     /// The node the port lives on.
+    ///
+    /// ```
+    /// use aemp::Node;
+    /// use std::time::Duration;
+    /// let node = Node::new("doc/mb-node").unwrap();
+    /// let (tx, rx) = crossbeam_channel::bounded(1);
+    /// node.port_thread(move |mb| {
+    ///     let helper = mb.node().port_fn(|_| {}); // more ports on the same node
+    ///     tx.send(helper).unwrap();
+    /// });
+    /// let helper = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    /// assert!(node.port_is_local(&helper));
+    /// ```
     pub fn node(&self) -> &Node {
         &self.node
     }
