@@ -358,6 +358,14 @@ impl RcFile {
 
     /// Removes a profile; `false` if there was none by that name. An empty
     /// `profile` object stays, as in the original.
+    ///
+    /// ```
+    /// use aemp::rcfile::RcFile;
+    /// let mut rc = RcFile::from_json(r#"{"version":1,"profile":{"old":{},"new":{}}}"#).unwrap();
+    /// assert!(rc.remove_profile("old"));
+    /// assert!(!rc.remove_profile("old")); // gone already
+    /// assert_eq!(rc.profile_names(), ["new"]);
+    /// ```
     pub fn remove_profile(&mut self, name: &str) -> bool {
         let removed = match self.data.get_mut("profile").and_then(Value::as_object_mut) {
             Some(p) => p.remove(name).is_some(),
@@ -374,6 +382,12 @@ impl RcFile {
     /// The content as the original writes it: pretty JSON with sorted
     /// keys, a three-space indent, `" : "` between key and value, and a
     /// final newline.
+    ///
+    /// ```
+    /// let mut rc = aemp::rcfile::RcFile::new();
+    /// rc.section_mut(None).insert("secret".into(), "s".into());
+    /// assert_eq!(rc.to_json_string(), "{\n   \"secret\" : \"s\",\n   \"version\" : 1\n}\n");
+    /// ```
     pub fn to_json_string(&self) -> String {
         to_pretty_json(&Value::Object(self.data.clone()))
     }

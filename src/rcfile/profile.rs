@@ -92,6 +92,18 @@ pub fn runiq() -> &'static str {
 ///
 /// Fails with [`Error::Config`] when a parent chain loops or a `parent`
 /// is not a string.
+///
+/// ```
+/// use aemp::rcfile::{self, RcFile};
+/// use serde_json::{json, Map};
+/// let rc = RcFile::from_json(r#"{"version":1, "monitor_timeout":10,
+///     "profile":{"base":{"monitor_timeout":5,"seeds":["a:1"]}, "w":{"parent":"base","seeds":["b:2"]}}}"#).unwrap();
+/// let cfg = rcfile::effective(&rc, Some("w"), &Map::new(), false, false).unwrap();
+/// assert_eq!(cfg["seeds"], json!(["b:2"])); // the profile itself wins
+/// assert_eq!(cfg["monitor_timeout"], json!(5)); // its parent over the global section
+/// let norc = rcfile::effective(&rc, Some("w"), &Map::new(), false, true).unwrap();
+/// assert_eq!(norc["monitor_timeout"], json!(30)); // the file ignored: the built-in default
+/// ```
 pub fn effective(
     rc: &RcFile,
     profile: Option<&str>,
@@ -250,6 +262,17 @@ pub(crate) fn expand_node_id_with(
 
 /// The node ID for an effective configuration: its `nodeid`, else
 /// `"<profile>/"`, expanded with [`expand_node_id`] and [`hostname`].
+///
+/// ```
+/// use aemp::rcfile::{defaults, node_id};
+/// use serde_json::json;
+/// let mut cfg = defaults();
+/// let id = node_id(&cfg, "worker").unwrap(); // no nodeid: "<profile>/" plus random text
+/// assert!(id.node_id.as_str().starts_with("worker/") && id.randomised);
+/// cfg.insert("nodeid".into(), json!("db-%n"));
+/// let id = node_id(&cfg, "worker").unwrap();
+/// assert_eq!(id.node_id.as_str(), format!("db-{}", aemp::rcfile::hostname()));
+/// ```
 pub fn node_id(config: &Map<String, Value>, profile: &str) -> Result<ExpandedNodeId> {
     let template = match config.get("nodeid") {
         None | Some(Value::Null) => format!("{profile}/"),
