@@ -290,6 +290,25 @@ impl<S: Serialiser> Drop for PoolToken<S> {
 /// `on_destroy`.
 ///
 /// Callbacks run on the worker's receiving thread; they may call the pool.
+///
+/// ```
+/// use aemp::rpc::{self, Pool, Raw, Worker};
+/// use std::time::Duration;
+/// // Each worker answers with its pid and retires after its first call.
+/// rpc::register_sync("once", Raw, |_| {
+///     rpc::retire().unwrap();
+///     std::process::id().to_string().into_bytes()
+/// });
+/// rpc::serve_if_worker()?;
+///
+/// let pool = Pool::builder(Worker::current_exe(), "once").max(1).build()?;
+/// let t = Duration::from_secs(10);
+/// let first = pool.call_wait(vec![], t)?;
+/// let second = pool.call_wait(vec![], t)?;
+/// assert_ne!(first, second); // the retired worker was replaced
+/// pool.join(t)?;
+/// # Ok::<(), aemp::rpc::Error>(())
+/// ```
 pub struct Pool<S: Serialiser = Raw> {
     inner: Arc<Inner<S>>,
     token: Arc<PoolToken<S>>,
