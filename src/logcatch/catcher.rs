@@ -41,6 +41,15 @@ pub struct Caught {
 impl Caught {
     /// `[NODE]`, or `[NODE+0.250s]` when the record is older (or younger:
     /// clocks differ) than a millisecond, as the original shows it.
+    ///
+    /// ```
+    /// use aemp::logcatch::Caught;
+    /// let c = Caught { node: "db/1".into(), time: 100.0, received: 100.25,
+    ///     context: "app".into(), level: 5, text: "disk almost full".into() };
+    /// assert_eq!(c.origin(), "[db/1+0.250s]");
+    /// assert_eq!(c.line(), "[db/1+0.250s] disk almost full");
+    /// assert_eq!(Caught { received: 100.0, ..c }.origin(), "[db/1]");
+    /// ```
     pub fn origin(&self) -> String {
         let delay = self.received - self.time;
         if delay.abs() < 1e-3 {

@@ -18,6 +18,21 @@ use std::time::{Duration, Instant};
 /// the port normally; `Err(e)` kills it with `["die", e.to_string()]`
 /// (a no-op when the port is already dead, e.g. after `get` returned
 /// [`Error::Killed`]).
+///
+/// ```
+/// use aemp::{msg, Node};
+/// use std::time::Duration;
+/// let node = Node::new("doc/port-exit").unwrap();
+/// let p = node.port_thread(|mb| -> Result<(), String> {
+///     let m = mb.get().map_err(|e| e.to_string())?;
+///     Err(format!("cannot handle {m}")) // the port dies with ["die", ...]
+/// });
+/// let (tx, rx) = crossbeam_channel::bounded(1);
+/// node.mon(&p, move |r| tx.send(r).unwrap()).forget();
+/// node.snd(&p, msg!["x"]);
+/// let r = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+/// assert_eq!(r, aemp::reason!["die", r#"cannot handle ["x"]"#]);
+/// ```
 pub trait PortExit {
     /// The kill reason for the port.
     fn into_reason(self) -> Reason;
