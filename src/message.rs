@@ -5,6 +5,20 @@
 //! kill. Build them with [`msg!`](crate::msg) and [`reason!`](crate::reason)
 //! from anything `Serialize`, read them back with [`Message::decode`].
 //! A whole struct or enum becomes a message with [`Message::from_value`].
+//!
+//! ```
+//! use aemp::{msg, reason, Message, Reason};
+//! let m: Message = msg!["resize", 640, 480];
+//! assert_eq!(m.tag(), Some("resize"));
+//! let (w, h): (u32, u32) = m.clone().without_tag().decode().unwrap();
+//! assert_eq!(w * h, 307_200);
+//! // A decode error names the element that did not fit.
+//! let err = m.decode::<(String, String)>().unwrap_err();
+//! assert!(matches!(err, aemp::Error::Decode { position: 1, .. }), "{err}");
+//!
+//! let r: Reason = reason!["die", "out of memory"];
+//! assert_eq!((r.kind(), r.is_normal()), (Some("die"), false));
+//! ```
 
 use crate::error::{Error, Result};
 use serde::de::{

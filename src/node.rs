@@ -116,6 +116,18 @@ impl Node {
     }
 
     /// This node's node port (the port with the empty name).
+    ///
+    /// ```
+    /// use aemp::{msg, Node};
+    /// use std::time::Duration;
+    /// let node = Node::new("doc/node_port").unwrap();
+    /// assert!(node.node_port().is_node_port());
+    /// // Node-port requests run registered functions by name (what peers send).
+    /// let (tx, rx) = crossbeam_channel::bounded(1);
+    /// node.register("doc::ping", move |args| tx.send(args).unwrap());
+    /// node.snd(node.node_port(), msg!["doc::ping", 1]);
+    /// assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), msg![1]);
+    /// ```
     pub fn node_port(&self) -> &PortId {
         &self.inner.node_port
     }

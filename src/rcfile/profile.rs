@@ -16,6 +16,13 @@ use std::time::Duration;
 /// `framing_format ["cbor","json"]` (aemp never offers Perl's `storable`),
 /// `auth_offer ["tls_sha3_512","hmac_sha3_512"]`, `auth_accept` = the offer
 /// plus `tls_anon` and `cleartext`, `nodelay true`.
+///
+/// ```
+/// let d = aemp::rcfile::defaults();
+/// assert_eq!(d["binds"], serde_json::json!(["*"]));
+/// assert_eq!(d["monitor_timeout"], 30);
+/// assert!(d.get("secret").is_none()); // no default secret
+/// ```
 pub fn defaults() -> Map<String, Value> {
     let names = |list: &[&str]| Value::from(list.to_vec());
     let framings: Vec<&str> = Framing::ALL.iter().map(|f| f.name()).collect();
@@ -49,6 +56,13 @@ pub(crate) const AUTH_OFFER: [AuthMethod; 2] = [AuthMethod::TlsSha3_512, AuthMet
 
 /// Perl's idea of truth for a configuration value: `null`, `false`, `0`,
 /// `""` and `"0"` are false, everything else is true.
+///
+/// ```
+/// use aemp::rcfile::truthy;
+/// use serde_json::json;
+/// assert!(!truthy(&json!("0")) && !truthy(&json!("")) && !truthy(&json!(0)) && !truthy(&json!(null)));
+/// assert!(truthy(&json!("0.0")) && truthy(&json!(1)) && truthy(&json!([])));
+/// ```
 pub fn truthy(v: &Value) -> bool {
     match v {
         Value::Null => false,
@@ -72,6 +86,11 @@ fn system_hostname() -> String {
 
 /// This process's random text for node IDs (the original's RUNIQ): the
 /// same for every expansion in one process.
+///
+/// ```
+/// assert_eq!(aemp::rcfile::runiq(), aemp::rcfile::runiq()); // one per process
+/// assert!(!aemp::rcfile::runiq().is_empty());
+/// ```
 pub fn runiq() -> &'static str {
     static RUNIQ: Lazy<String> = Lazy::new(|| NameGen::random_text(16));
     &RUNIQ
