@@ -274,6 +274,30 @@ where
 /// the channel and every call has completed, the worker runs it instead of
 /// exiting at once, and exits when it returns (the original's `done`
 /// option). Named by [`RpcBuilder::done`](super::RpcBuilder::done).
+///
+/// ```
+/// use aemp::rpc::{self, Backend, Done, Raw, Rpc, Worker};
+/// use std::io::Write;
+/// use std::time::Duration;
+/// rpc::register_async("echo", Raw, |done: Done<Raw>, v: Vec<u8>| done.done(v));
+/// // Runs once the parent is finished with the worker, before it exits.
+/// rpc::register_done("flush", || {
+///     let path = std::env::var("DONE_FILE").unwrap();
+///     std::fs::File::create(path).unwrap().write_all(b"flushed").unwrap();
+/// });
+/// rpc::serve_if_worker()?;
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// let file = dir.path().join("done");
+/// let rpc = Rpc::builder(Worker::current_exe().env("DONE_FILE", &file), "echo")
+///     .backend(Backend::Async)
+///     .done("flush")
+///     .spawn()?;
+/// assert_eq!(rpc.call_wait(b"x".to_vec(), Duration::from_secs(5))?, b"x");
+/// rpc.join(Duration::from_secs(5))?; // closes the channel: the worker runs "flush", exits
+/// assert_eq!(std::fs::read(&file).unwrap(), b"flushed");
+/// # Ok::<(), aemp::rpc::Error>(())
+/// ```
 pub fn register_done<F>(name: &str, f: F)
 where
     F: Fn() + Send + Sync + 'static,

@@ -134,6 +134,26 @@ impl<A: Payload, R: Payload, Ev: Payload, E: Payload> TypedRpc<A, R, Ev, E> {
     /// Calls the worker function with `args`; `done` runs exactly once with
     /// its result, its error ([`CallError::Failed`]) or why the call failed.
     /// Never blocks. The call's events go to the builder's `on_event`.
+    ///
+    /// ```
+    /// use aemp::rpc::{Function, Worker};
+    /// use std::time::Duration;
+    /// const LEN: Function<String, usize> = Function::json("len");
+    /// LEN.register(|s, _| Ok(s.len()));
+    /// aemp::rpc::serve_if_worker()?;
+    ///
+    /// let rpc = LEN.rpc(Worker::current_exe()).spawn()?;
+    /// let (tx, rx) = crossbeam_channel::unbounded();
+    /// for word in ["a", "bb", "ccc"] {
+    ///     let tx = tx.clone();
+    ///     rpc.call(word.to_string(), move |r| tx.send(r).unwrap()); // never blocks
+    /// }
+    /// let t = Duration::from_secs(5);
+    /// let lens: Vec<_> = (0..3).map(|_| rx.recv_timeout(t).unwrap().unwrap()).collect();
+    /// assert_eq!(lens, [1, 2, 3]);
+    /// rpc.join(t)?;
+    /// # Ok::<(), aemp::rpc::Error>(())
+    /// ```
     pub fn call(
         &self,
         args: A,
