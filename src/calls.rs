@@ -39,6 +39,16 @@ fn take_callback(pending: &Mutex<Pending>) -> Option<ReplyCallback> {
 impl Node {
     /// Runs `f` now, on this thread, with `port` as the current port.
     /// A panic kills `port` with `die` and returns `None`.
+    ///
+    /// ```
+    /// use aemp::Node;
+    /// let node = Node::new("doc/peval").unwrap();
+    /// let port = node.port_fn(|_| {});
+    /// // Code outside any port (e.g. another library's callback) acting as `port`.
+    /// let me = node.peval(&port, || aemp::self_port());
+    /// assert_eq!(me, Some(Some(port.clone())));
+    /// assert_eq!(node.peval(&port, || panic!("oops")), None::<()>); // port killed with "die"
+    /// ```
     pub fn peval<R>(&self, port: &PortId, f: impl FnOnce() -> R) -> Option<R> {
         let _saved = context::enter(self, port.clone());
         match context::catch(f) {
@@ -51,6 +61,20 @@ impl Node {
     }
 
     /// Sends `msg` to `port` after `delay`.
+    ///
+    /// ```
+    /// use aemp::{msg, Node};
+    /// use std::time::{Duration, Instant};
+    /// let node = Node::new("doc/after").unwrap();
+    /// let (tx, rx) = crossbeam_channel::unbounded();
+    /// let port = node.port_fn(move |m| tx.send(m).unwrap());
+    /// let start = Instant::now();
+    /// node.after(Duration::from_millis(20), &port, msg!["timeout"]);
+    /// let cancelled = node.after(Duration::from_millis(10), &port, msg!["never"]);
+    /// cancelled.cancel();
+    /// assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), msg!["timeout"]);
+    /// assert!(start.elapsed() >= Duration::from_millis(20));
+    /// ```
     pub fn after(&self, delay: Duration, port: &PortId, msg: Message) -> Timer {
         let node = self.clone();
         let port = port.clone();
@@ -60,6 +84,15 @@ impl Node {
     /// Runs `f` on the dispatcher after `delay`, outside any port context
     /// (a panic is logged and kills nothing; wrap `f` with
     /// [`psub`](crate::psub) to run it in a port's context).
+    ///
+    /// ```
+    /// use aemp::Node;
+    /// use std::time::Duration;
+    /// let node = Node::new("doc/after_fn").unwrap();
+    /// let (tx, rx) = crossbeam_channel::bounded(1);
+    /// node.after_fn(Duration::from_millis(10), move || tx.send("later").unwrap());
+    /// assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), "later");
+    /// ```
     pub fn after_fn(&self, delay: Duration, f: impl FnOnce() + Send + 'static) -> Timer {
         let node = self.clone();
         timer::schedule(delay, move || node.task(f))

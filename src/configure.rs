@@ -88,6 +88,25 @@ impl Node {
 /// process-wide node before the services run. A failing service returns
 /// its [`Error::Service`]; the process-wide node then stays set, but its
 /// network is shut down.
+///
+/// ```
+/// use serde_json::Map;
+/// use std::time::Duration;
+/// // A deployed program: the file (here a temporary one) names its profile's settings.
+/// let dir = tempfile::tempdir().unwrap();
+/// let rc = dir.path().join("rc");
+/// std::fs::write(&rc, r#"{"version": 1, "secret": "s", "profile": {"worker": {
+///     "nodeid": "worker/", "binds": ["127.0.0.1:0"], "services": ["app::start"] }}}"#).unwrap();
+/// std::env::set_var("AEMP_RC", &rc);
+///
+/// let (tx, rx) = crossbeam_channel::bounded(1);
+/// let node = aemp::configure_profile(Some("worker"), &Map::new(), |node| {
+///     node.register("app::start", move |_| tx.send(aemp::node().id().clone()).unwrap());
+/// }).unwrap();
+/// assert!(node.id().as_str().starts_with("worker/"));
+/// assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), *node.id()); // in its context
+/// assert_eq!(aemp::default_node().id(), node.id()); // the process-wide node now
+/// ```
 pub fn configure_profile(
     profile: Option<&str>,
     args: &Map<String, Value>,

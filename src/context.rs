@@ -74,6 +74,21 @@ pub fn self_port() -> Option<PortId> {
 
 /// The node that sent the message whose callback is running (the
 /// original's `$SRCNODE`); `None` outside callbacks or for local messages.
+///
+/// ```
+/// use aemp::{msg, Config, Node};
+/// use std::time::Duration;
+/// let a = Node::with_config(Config::new("doc-src-a/").bind("127.0.0.1:0").secret("s")).unwrap();
+/// let b = Node::with_config(Config::new("doc-src-b/").secret("s")).unwrap();
+/// let (tx, rx) = crossbeam_channel::unbounded();
+/// let inbox = a.port_fn(move |_| tx.send(aemp::src_node()).unwrap());
+/// a.snd(&inbox, msg!["local"]);
+/// b.add_address(a.id(), &a.listen_addrs()[0].to_string()).unwrap();
+/// b.snd(&inbox, msg!["remote"]);
+/// let t = Duration::from_secs(10);
+/// assert_eq!(rx.recv_timeout(t).unwrap(), None); // a local send
+/// assert_eq!(rx.recv_timeout(t).unwrap().as_ref(), Some(b.id()));
+/// ```
 pub fn src_node() -> Option<NodeId> {
     SRC.try_with(|s| s.borrow().clone()).ok().flatten()
 }

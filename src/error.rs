@@ -10,6 +10,21 @@ use std::time::Duration;
 /// Each variant names the offending input (a port ID, a node ID, a function
 /// name, ...) so that a log line built from the error is enough to find the
 /// cause.
+///
+/// ```
+/// use aemp::{msg, Error, Node};
+/// use std::time::Duration;
+/// let node = Node::new("doc/error").unwrap();
+/// let silent = node.port_fn(|_| {}); // never answers
+/// match node.call(&silent, msg!["ping"], Duration::from_millis(20)) {
+///     Err(e @ Error::Timeout { .. }) => {
+///         // The text names the operation, the port and the time-out.
+///         assert!(e.to_string().contains(silent.as_str()), "{e}");
+///     }
+///     other => panic!("{other:?}"),
+/// }
+/// assert!(matches!(aemp::NodeId::new("a#b"), Err(Error::InvalidNodeId { .. })));
+/// ```
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

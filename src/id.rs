@@ -44,6 +44,13 @@ impl NodeId {
     }
 
     /// The node port of this node (the port with the empty name).
+    ///
+    /// ```
+    /// let node = aemp::NodeId::new("db/1").unwrap();
+    /// let np = node.node_port();
+    /// assert!(np.is_node_port());
+    /// assert_eq!(np.as_str(), "db/1");
+    /// ```
     pub fn node_port(&self) -> PortId {
         PortId::node_port(self)
     }
@@ -128,6 +135,14 @@ pub struct PortId {
 
 impl PortId {
     /// Parses `nodeid#name`, `nodeid#` or a bare node ID.
+    ///
+    /// ```
+    /// use aemp::PortId;
+    /// let p = PortId::parse("db/1#worker7").unwrap();
+    /// assert_eq!((p.node(), p.name(), p.is_node_port()), ("db/1", "worker7", false));
+    /// assert!(PortId::parse("db/1").unwrap().is_node_port()); // a bare node ID
+    /// assert!(PortId::parse("#x").is_err());
+    /// ```
     pub fn parse(id: &str) -> Result<PortId> {
         let (node, name) = match id.split_once('#') {
             Some((n, p)) => (n, p),
@@ -153,6 +168,14 @@ impl PortId {
     }
 
     /// The port `name` on `node`.
+    ///
+    /// ```
+    /// use aemp::{NodeId, PortId};
+    /// let node = NodeId::new("db/1").unwrap();
+    /// let p = PortId::new(&node, "jobs").unwrap();
+    /// assert_eq!(p.as_str(), "db/1#jobs");
+    /// assert_eq!(p.node_id(), node);
+    /// ```
     pub fn new(node: &NodeId, name: &str) -> Result<PortId> {
         if name.contains('#') {
             return Err(Error::InvalidPortId {

@@ -180,6 +180,17 @@ static DEFAULT_NODE: OnceCell<Node> = OnceCell::new();
 
 /// The process-wide node, created on first use with ID `anon/<random>`
 /// (without network) unless [`configure`] came first.
+///
+/// ```
+/// use aemp::msg;
+/// use std::time::Duration;
+/// let (tx, rx) = crossbeam_channel::bounded(1);
+/// let p = aemp::port_fn(move |m| tx.send(m).unwrap()); // the free functions use it
+/// assert!(aemp::default_node().port_is_local(&p));
+/// assert!(aemp::default_node().id().as_str().starts_with("anon/"));
+/// aemp::snd(&p, msg!["hi"]);
+/// assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), msg!["hi"]);
+/// ```
 pub fn default_node() -> Node {
     DEFAULT_NODE.get_or_init(Node::anonymous).clone()
 }
@@ -191,6 +202,15 @@ pub fn default_node() -> Node {
 /// node already exists (configured earlier, or created by a free function
 /// such as [`port`]), it fails with [`Error::AlreadyConfigured`] and
 /// changes nothing.
+///
+/// ```
+/// use aemp::{Config, Error};
+/// let node = aemp::configure(Config::new("main/").bind("127.0.0.1:0").secret("s")).unwrap();
+/// assert_eq!(aemp::default_node().id(), node.id());
+/// assert!(!node.listen_addrs().is_empty()); // it listens
+/// let again = aemp::configure(Config::new("other/").secret("s"));
+/// assert!(matches!(again, Err(Error::AlreadyConfigured { .. })));
+/// ```
 pub fn configure(cfg: Config) -> Result<Node> {
     if let Some(existing) = DEFAULT_NODE.get() {
         return Err(Error::AlreadyConfigured {
@@ -208,6 +228,17 @@ pub fn configure(cfg: Config) -> Result<Node> {
 
 /// The current node: the one whose port code runs on this thread, else the
 /// process-wide [`default_node`].
+///
+/// ```
+/// use aemp::{msg, Node};
+/// use std::time::Duration;
+/// let mine = Node::new("doc/node").unwrap();
+/// let (tx, rx) = crossbeam_channel::bounded(1);
+/// let p = mine.port_fn(move |_| tx.send(aemp::node().id().clone()).unwrap());
+/// mine.snd(&p, msg!["which node?"]);
+/// assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), *mine.id()); // inside: its node
+/// assert_ne!(aemp::node().id(), mine.id()); // outside: the default node
+/// ```
 pub fn node() -> Node {
     context::current_node().unwrap_or_else(default_node)
 }
@@ -216,6 +247,23 @@ pub fn node() -> Node {
 /// called later (e.g. from a timer): [`self_port`] is set, and a panic
 /// kills the port with `die` (the call then returns `None`).
 /// Fails outside port context.
+///
+/// ```
+/// use aemp::{msg, Node};
+/// use std::time::Duration;
+/// let node = Node::new("doc/psub").unwrap();
+/// let (tx, rx) = crossbeam_channel::bounded(1);
+/// let n = node.clone();
+/// let p = node.port_fn(move |_| {
+///     // Runs later on a timer, but still as this port.
+///     let tx = tx.clone();
+///     let mut later = aemp::psub(move || tx.send(aemp::self_port()).unwrap()).unwrap();
+///     n.after_fn(Duration::from_millis(10), move || { later(); });
+/// });
+/// node.snd(&p, msg!["start"]);
+/// assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), Some(p));
+/// assert!(aemp::psub(|| ()).is_err()); // no current port here
+/// ```
 pub fn psub<R, F: FnMut() -> R>(mut f: F) -> Result<impl FnMut() -> Option<R>> {
     let port = self_port().ok_or(Error::NoCurrentPort { what: "psub" })?;
     let node = node();
@@ -223,16 +271,52 @@ pub fn psub<R, F: FnMut() -> R>(mut f: F) -> Result<impl FnMut() -> Option<R>> {
 }
 
 /// [`Node::port`] on the current node.
+///
+/// ```
+/// use aemp::msg;
+/// use std::time::Duration;
+/// let (tx, rx) = crossbeam_channel::bounded(1);
+/// let p = aemp::rcv(&aemp::port(), "hi", move |args| tx.send(args).unwrap()).unwrap();
+/// aemp::snd(&p, msg!["hi", "there"]);
+/// assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), msg!["there"]);
+/// ```
 pub fn port() -> PortId {
     node().port()
 }
 
 /// [`Node::port_fn`] on the current node.
+///
+/// ```
+/// use aemp::msg;
+/// use std::time::Duration;
+/// // Inside a callback the free functions act on the callback's node.
+/// let node = aemp::Node::new("doc/free-port-fn").unwrap();
+/// let (tx, rx) = crossbeam_channel::bounded(1);
+/// let spawner = node.port_fn(move |_| {
+///     let child = aemp::port_fn(|_| {}); // on "doc/free-port-fn", not the default node
+///     tx.send(child).unwrap();
+/// });
+/// node.snd(&spawner, msg!["go"]);
+/// let child = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+/// assert!(node.port_is_local(&child));
+/// ```
 pub fn port_fn(f: impl FnMut(Message) + Send + 'static) -> PortId {
     node().port_fn(f)
 }
 
 /// [`Node::port_thread`] on the current node.
+///
+/// ```
+/// use aemp::msg;
+/// use std::time::Duration;
+/// let (tx, rx) = crossbeam_channel::bounded(1);
+/// let p = aemp::port_thread(move |mb| -> aemp::Result<()> {
+///     tx.send(mb.get_tag("job")?).unwrap();
+///     Ok(())
+/// });
+/// aemp::snd(&p, msg!["job", 1]);
+/// assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), msg![1]);
+/// ```
 pub fn port_thread<R: PortExit>(f: impl FnOnce(&mut Mailbox) -> R + Send + 'static) -> PortId {
     node().port_thread(f)
 }
@@ -253,6 +337,15 @@ pub fn rcv_remove(port: &PortId, tag: &str) -> Result<PortId> {
 }
 
 /// [`Node::snd`] on the current node.
+///
+/// ```
+/// use aemp::msg;
+/// use std::time::Duration;
+/// let (tx, rx) = crossbeam_channel::bounded(1);
+/// let p = aemp::port_fn(move |m| tx.send(m).unwrap());
+/// aemp::snd(&p, msg!["hello", 1]);
+/// assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), msg!["hello", 1]);
+/// ```
 pub fn snd(port: &PortId, msg: Message) {
     node().snd(port, msg)
 }
@@ -267,11 +360,31 @@ pub fn snd_value<T: serde::Serialize + ?Sized>(port: &PortId, value: &T) -> Resu
 }
 
 /// [`Node::kil`] on the current node.
+///
+/// ```
+/// use aemp::reason;
+/// use std::time::Duration;
+/// let p = aemp::port_fn(|_| {});
+/// let (tx, rx) = crossbeam_channel::bounded(1);
+/// aemp::mon(&p, move |r| tx.send(r).unwrap()).forget();
+/// aemp::kil(&p, reason!["stop"]).unwrap();
+/// assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), reason!["stop"]);
+/// ```
 pub fn kil(port: &PortId, reason: Reason) -> Result<()> {
     node().kil(port, reason)
 }
 
 /// [`Node::mon`] on the current node.
+///
+/// ```
+/// use aemp::{msg, Reason};
+/// use std::time::Duration;
+/// let p = aemp::port(); // dies on its first message
+/// let (tx, rx) = crossbeam_channel::bounded(1);
+/// aemp::mon(&p, move |r: Reason| tx.send(r.kind().map(String::from)).unwrap()).forget();
+/// aemp::snd(&p, msg!["unexpected"]);
+/// assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap().as_deref(), Some("unhandled_message"));
+/// ```
 pub fn mon(port: &PortId, f: impl FnOnce(Reason) + Send + 'static) -> MonGuard {
     node().mon(port, f)
 }
@@ -297,6 +410,20 @@ pub fn mon_guard<T: Send + 'static>(port: &PortId, value: T) -> MonGuard {
 }
 
 /// [`Node::spawn`] on the current node.
+///
+/// ```
+/// use aemp::msg;
+/// use std::time::Duration;
+/// let (tx, rx) = crossbeam_channel::bounded(1);
+/// aemp::node().register("doc::greeter", move |args| {
+///     let tx = tx.clone();
+///     aemp::rcv_default(&aemp::self_port().unwrap(), move |m| tx.send((args.clone(), m)).unwrap()).unwrap();
+/// });
+/// let me = aemp::node().id().clone();
+/// let greeter = aemp::spawn(&me, "doc::greeter", msg!["init-arg"]).unwrap();
+/// aemp::snd(&greeter, msg!["hello"]);
+/// assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), (msg!["init-arg"], msg!["hello"]));
+/// ```
 pub fn spawn(target: &NodeId, func: &str, args: Message) -> Result<PortId> {
     node().spawn(target, func, args)
 }
@@ -312,11 +439,27 @@ pub fn cal(
 }
 
 /// [`Node::call`] on the current node.
+///
+/// ```
+/// use aemp::{msg, PortId};
+/// use std::time::Duration;
+/// let answer = aemp::port_fn(|m| aemp::snd(&PortId::try_from(m.last().unwrap()).unwrap(), msg![42]));
+/// assert_eq!(aemp::call(&answer, msg!["question"], Duration::from_secs(5)).unwrap(), msg![42]);
+/// ```
 pub fn call(port: &PortId, msg: Message, timeout: Duration) -> Result<Message> {
     node().call(port, msg, timeout)
 }
 
 /// [`Node::after`] on the current node.
+///
+/// ```
+/// use aemp::msg;
+/// use std::time::Duration;
+/// let (tx, rx) = crossbeam_channel::bounded(1);
+/// let p = aemp::port_fn(move |m| tx.send(m).unwrap());
+/// aemp::after(Duration::from_millis(10), &p, msg!["wake up"]);
+/// assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), msg!["wake up"]);
+/// ```
 pub fn after(delay: Duration, port: &PortId, msg: Message) -> Timer {
     node().after(delay, port, msg)
 }
@@ -332,6 +475,16 @@ pub fn peval<R>(port: &PortId, f: impl FnOnce() -> R) -> Option<R> {
 }
 
 /// [`Node::db_set`] on the current node.
+///
+/// ```
+/// use aemp::Config;
+/// use std::time::Duration;
+/// // The process-wide node, networked, and a global node on its own.
+/// let node = aemp::configure(Config::new("doc-free-db/").bind("127.0.0.1:0").secret("s")).unwrap();
+/// node.add_seed(&node.listen_addrs()[0].to_string()).unwrap();
+/// aemp::db_set("settings", "mode", "fast").unwrap().forget();
+/// assert_eq!(node.db_values_wait("settings", Duration::from_secs(10)).unwrap(), [serde_json::json!("fast")]);
+/// ```
 pub fn db_set(family: &str, key: &str, value: impl Into<serde_json::Value>) -> Result<DbGuard> {
     node().db_set(family, key, value)
 }

@@ -149,6 +149,7 @@ impl Lifecycle {
     }
 }
 
+/// # A node's lifecycle (`shutdown`, `wait`, SIGINT and SIGTERM)
 impl Node {
     /// Shuts the node down with the reason [`Reason::shutdown`]
     /// (`["shutdown"]`); see [`shutdown_with`](Node::shutdown_with).
@@ -299,15 +300,21 @@ impl Node {
     /// [`Error::WouldBlockDispatcher`] on a dispatcher thread, and with
     /// [`Error::Signal`] if the handlers cannot be installed.
     ///
-    /// ```no_run
+    /// ```
     /// use aemp::{Config, Node};
+    /// use std::time::Duration;
     /// fn main() -> aemp::Result<()> {
-    ///     let node = Node::with_config(Config::new("daemon").bind("0.0.0.0:4040").secret("s"))?;
+    ///     let node = Node::with_config(Config::new("daemon").bind("127.0.0.1:0").secret("s"))?;
     ///     node.register("ping", |args| println!("ping {args}"));
+    ///     // (Here a shutdown from elsewhere ends the wait instead of a signal.)
+    ///     let n = node.clone();
+    ///     node.after_fn(Duration::from_millis(50), move || n.shutdown());
     ///     // Instead of `loop { std::thread::park() }`:
-    ///     if let Some(signal) = node.wait_for_termination()? {
-    ///         eprintln!("signal {signal}: shut down cleanly");
+    ///     match node.wait_for_termination()? {
+    ///         Some(signal) => eprintln!("signal {signal}: shut down cleanly"),
+    ///         None => eprintln!("shut down by the program"),
     ///     }
+    ///     assert!(node.is_shut_down());
     ///     Ok(())
     /// }
     /// ```
@@ -322,13 +329,16 @@ impl Node {
     /// that arrives between the two is not lost (dropping the
     /// `Termination` without waiting restores the default handling).
     ///
-    /// ```no_run
+    /// ```
     /// use aemp::{Config, Node};
     /// fn main() -> aemp::Result<()> {
-    ///     let node = Node::with_config(Config::new("daemon").bind("0.0.0.0:4040").secret("s"))?;
+    ///     let node = Node::with_config(Config::new("daemon").bind("127.0.0.1:0").secret("s"))?;
     ///     let termination = node.catch_termination()?;
     ///     println!("ready"); // a supervisor may send SIGTERM from here on
-    ///     termination.wait()?;
+    ///     // (Here the program plays its own supervisor.)
+    ///     signal_hook::low_level::raise(signal_hook::consts::SIGTERM).unwrap();
+    ///     assert_eq!(termination.wait()?, Some(signal_hook::consts::SIGTERM));
+    ///     assert!(node.is_shut_down());
     ///     Ok(())
     /// }
     /// ```
@@ -435,6 +445,14 @@ impl Node {
 
 /// SIGINT and SIGTERM caught for a node, from
 /// [`Node::catch_termination`]; [`wait`](Termination::wait) for one.
+///
+/// ```
+/// use aemp::Node;
+/// let node = Node::new("doc/termination").unwrap();
+/// let termination = node.catch_termination().unwrap();
+/// node.shutdown(); // a shutdown from elsewhere also ends the wait
+/// assert_eq!(termination.wait().unwrap(), None); // None: no signal
+/// ```
 #[cfg(unix)]
 pub struct Termination {
     node: Node,

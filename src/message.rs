@@ -5,6 +5,20 @@
 //! kill. Build them with [`msg!`](crate::msg) and [`reason!`](crate::reason)
 //! from anything `Serialize`, read them back with [`Message::decode`].
 //! A whole struct or enum becomes a message with [`Message::from_value`].
+//!
+//! ```
+//! use aemp::{msg, reason, Message, Reason};
+//! let m: Message = msg!["resize", 640, 480];
+//! assert_eq!(m.tag(), Some("resize"));
+//! let (w, h): (u32, u32) = m.clone().without_tag().decode().unwrap();
+//! assert_eq!(w * h, 307_200);
+//! // A decode error names the element that did not fit.
+//! let err = m.decode::<(String, String)>().unwrap_err();
+//! assert!(matches!(err, aemp::Error::Decode { position: 1, .. }), "{err}");
+//!
+//! let r: Reason = reason!["die", "out of memory"];
+//! assert_eq!((r.kind(), r.is_normal()), (Some("die"), false));
+//! ```
 
 use crate::error::{Error, Result};
 use serde::de::{
@@ -33,22 +47,54 @@ pub struct Message(pub Vec<Value>);
 
 impl Message {
     /// An empty message.
+    ///
+    /// ```
+    /// use aemp::{msg, Message};
+    /// let mut m = Message::new();
+    /// m.push("tag".into()); // it is a Vec<serde_json::Value> underneath
+    /// m.push_value(&(1, "x")).unwrap();
+    /// assert_eq!(m.to_string(), r#"["tag",[1,"x"]]"#);
+    /// ```
     pub fn new() -> Self {
         Message(Vec::new())
     }
 
     /// Element 0, if it is a string.
+    ///
+    /// ```
+    /// use aemp::msg;
+    /// assert_eq!(msg!["ping", 1].tag(), Some("ping"));
+    /// assert_eq!(msg![1, 2].tag(), None);
+    /// assert_eq!(msg![].tag(), None);
+    /// ```
     pub fn tag(&self) -> Option<&str> {
         self.0.first().and_then(Value::as_str)
     }
 
     /// Appends any serialisable value.
+    ///
+    /// ```
+    /// use aemp::msg;
+    /// use std::collections::BTreeMap;
+    /// let mut m = msg!["config"];
+    /// m.push_value(&BTreeMap::from([("depth", 3)])).unwrap();
+    /// assert_eq!(m.to_string(), r#"["config",{"depth":3}]"#);
+    /// // A map with non-string keys has no JSON form: an error, not a panic.
+    /// assert!(m.push_value(&BTreeMap::from([((1, 2), 3)])).is_err());
+    /// ```
     pub fn push_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         self.0.push(to_value(value)?);
         Ok(())
     }
 
     /// The message without its first element (the tag), as a new message.
+    ///
+    /// ```
+    /// use aemp::msg;
+    /// let m = msg!["move", 3, 4];
+    /// let (x, y): (i32, i32) = m.without_tag().decode().unwrap();
+    /// assert_eq!((x, y), (3, 4));
+    /// ```
     pub fn without_tag(mut self) -> Message {
         if !self.0.is_empty() {
             self.0.remove(0);
@@ -92,6 +138,11 @@ impl Message {
     }
 
     /// Takes the vector out.
+    ///
+    /// ```
+    /// let v = aemp::msg!["a", 1].into_vec();
+    /// assert_eq!(v, vec![serde_json::json!("a"), serde_json::json!(1)]);
+    /// ```
     pub fn into_vec(self) -> Vec<Value> {
         self.0
     }
@@ -161,16 +212,34 @@ pub struct Reason(pub Vec<Value>);
 
 impl Reason {
     /// The empty reason of a normal kill.
+    ///
+    /// ```
+    /// use aemp::{reason, Reason};
+    /// assert_eq!(Reason::normal(), reason![]);
+    /// assert_eq!(Reason::normal().to_string(), "normal");
+    /// ```
     pub fn normal() -> Self {
         Reason(Vec::new())
     }
 
     /// `["die", text]`: what a panic or failed init produces.
+    ///
+    /// ```
+    /// use aemp::{reason, Reason};
+    /// assert_eq!(Reason::die("disk full"), reason!["die", "disk full"]);
+    /// ```
     pub fn die(text: impl Into<String>) -> Self {
         Reason(vec![Value::from("die"), Value::from(text.into())])
     }
 
     /// `["no_such_port", "cannot monitor nonexistent port", port]`.
+    ///
+    /// ```
+    /// use aemp::Reason;
+    /// let r = Reason::no_such_port("n#gone");
+    /// assert_eq!(r.kind(), Some("no_such_port"));
+    /// assert_eq!(r[2], "n#gone");
+    /// ```
     pub fn no_such_port(port: &str) -> Self {
         Reason(vec![
             Value::from("no_such_port"),
@@ -180,6 +249,12 @@ impl Reason {
     }
 
     /// `["transport_error", node, text]`: the connection to `node` failed.
+    ///
+    /// ```
+    /// use aemp::Reason;
+    /// let r = Reason::transport_error("db/1", "connect timeout");
+    /// assert_eq!(r.to_string(), r#"["transport_error","db/1","connect timeout"]"#);
+    /// ```
     pub fn transport_error(node: &str, text: impl Into<String>) -> Self {
         Reason(vec![
             Value::from("transport_error"),
@@ -189,16 +264,34 @@ impl Reason {
     }
 
     /// True for the empty reason of a normal kill.
+    ///
+    /// ```
+    /// use aemp::{reason, Reason};
+    /// assert!(reason![].is_normal());
+    /// assert!(!Reason::die("x").is_normal());
+    /// ```
     pub fn is_normal(&self) -> bool {
         self.0.is_empty()
     }
 
     /// Element 0 as a string, e.g. `"die"`.
+    ///
+    /// ```
+    /// use aemp::{reason, Reason};
+    /// assert_eq!(Reason::die("x").kind(), Some("die"));
+    /// assert_eq!(reason![].kind(), None);
+    /// ```
     pub fn kind(&self) -> Option<&str> {
         self.0.first().and_then(Value::as_str)
     }
 
     /// Decodes the reason like [`Message::decode`].
+    ///
+    /// ```
+    /// use aemp::reason;
+    /// let (kind, code): (String, u16) = reason!["http_error", 503].decode().unwrap();
+    /// assert_eq!((kind.as_str(), code), ("http_error", 503));
+    /// ```
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T> {
         decode_values(&self.0)
     }
@@ -278,6 +371,13 @@ macro_rules! msg {
 
 /// Builds a [`Reason`] from any `Serialize` values; `reason![]` is a normal
 /// kill. Panics like [`msg!`](crate::msg).
+///
+/// ```
+/// use aemp::{reason, Reason};
+/// assert_eq!(reason![], Reason::normal());
+/// let r = reason!["timeout", "no answer", 30];
+/// assert_eq!((r.kind(), r.len()), (Some("timeout"), 3));
+/// ```
 #[macro_export]
 macro_rules! reason {
     () => { $crate::Reason::normal() };

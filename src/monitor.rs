@@ -91,6 +91,20 @@ impl MonGuard {
     }
 
     /// Keeps the monitor until it fires; the guard no longer cancels it.
+    ///
+    /// ```
+    /// use aemp::{Node, Reason};
+    /// use std::time::Duration;
+    /// let node = Node::new("doc/forget").unwrap();
+    /// let p = node.port_fn(|_| {});
+    /// let (tx, rx) = crossbeam_channel::unbounded();
+    /// let tx2 = tx.clone();
+    /// drop(node.mon(&p, move |_| tx.send("dropped guard").unwrap())); // cancelled
+    /// node.mon(&p, move |_| tx2.send("forgotten guard").unwrap()).forget(); // kept
+    /// node.kil(&p, Reason::normal()).unwrap();
+    /// assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), "forgotten guard");
+    /// assert!(rx.recv_timeout(Duration::from_millis(50)).is_err());
+    /// ```
     pub fn forget(mut self) {
         self.inner = GuardInner::Forgotten;
     }
@@ -130,6 +144,25 @@ impl Node {
     ///
     /// The guarantee: after `mon`, every message sent to the port arrives,
     /// in order, or the monitor fires. Monitors are one-shot.
+    ///
+    /// ```
+    /// use aemp::{msg, Node};
+    /// use std::time::Duration;
+    /// let node = Node::new("doc/mon").unwrap();
+    /// let worker = node.port_fn(|m| if m.tag() == Some("crash") { panic!("bad input") });
+    /// let (tx, rx) = crossbeam_channel::bounded(1);
+    /// let guard = node.mon(&worker, move |reason| tx.send(reason).unwrap());
+    /// node.snd(&worker, msg!["crash"]);
+    /// let reason = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    /// assert_eq!(reason.kind(), Some("die")); // ["die", "bad input"]
+    /// drop(guard); // after firing: nothing left to cancel
+    ///
+    /// // Unknown ports are reported, too.
+    /// let (tx, rx) = crossbeam_channel::bounded(1);
+    /// let gone = aemp::PortId::new(node.id(), "never-existed").unwrap();
+    /// node.mon(&gone, move |r| tx.send(r).unwrap()).forget();
+    /// assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap().kind(), Some("no_such_port"));
+    /// ```
     pub fn mon(&self, port: &PortId, f: impl FnOnce(Reason) + Send + 'static) -> MonGuard {
         self.monitor(port, MonitorAction::Callback(Box::new(f)))
     }
@@ -146,11 +179,47 @@ impl Node {
 
     /// Links `port` to `other`: when `port` dies with a non-empty reason,
     /// `other` is killed with the same reason. A normal kill does nothing.
+    ///
+    /// ```
+    /// use aemp::{reason, Node};
+    /// use std::time::Duration;
+    /// let node = Node::new("doc/mon_link").unwrap();
+    /// let conn = node.port_fn(|_| {});
+    /// let session = node.port_fn(|_| {});
+    /// node.mon_link(&conn, &session).forget(); // session dies with conn
+    /// let (tx, rx) = crossbeam_channel::bounded(1);
+    /// node.mon(&session, move |r| tx.send(r).unwrap()).forget();
+    /// node.kil(&conn, reason!["closed", "peer hung up"]).unwrap();
+    /// let r = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    /// assert_eq!(r, reason!["closed", "peer hung up"]); // the same reason
+    /// ```
     pub fn mon_link(&self, port: &PortId, other: &PortId) -> MonGuard {
         self.monitor(port, MonitorAction::Kill(other.clone()))
     }
 
     /// Links `port` to the current port ([`self_port`](crate::self_port)).
+    ///
+    /// ```
+    /// use aemp::{msg, reason, Node};
+    /// use std::time::Duration;
+    /// let node = Node::new("doc/mon_self").unwrap();
+    /// let helper = node.port_fn(|_| {});
+    /// let (h, n) = (helper.clone(), node.clone());
+    /// let (watching_tx, watching) = crossbeam_channel::bounded(1);
+    /// let owner = node.port_fn(move |m| {
+    ///     if m.tag() == Some("watch") {
+    ///         n.mon_self(&h).unwrap().forget(); // inside the owner's callback
+    ///         watching_tx.send(()).unwrap();
+    ///     }
+    /// });
+    /// let (tx, rx) = crossbeam_channel::bounded(1);
+    /// node.mon(&owner, move |r| tx.send(r).unwrap()).forget();
+    /// node.snd(&owner, msg!["watch"]);
+    /// watching.recv_timeout(Duration::from_secs(5)).unwrap();
+    /// node.kil(&helper, reason!["crashed"]).unwrap(); // takes the owner along
+    /// assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), reason!["crashed"]);
+    /// assert!(node.mon_self(&helper).is_err()); // outside port code: no current port
+    /// ```
     pub fn mon_self(&self, port: &PortId) -> Result<MonGuard> {
         let me = context::self_port().ok_or(Error::NoCurrentPort { what: "mon_self" })?;
         Ok(self.mon_link(port, &me))
@@ -179,6 +248,23 @@ impl Node {
 
     /// Keeps `value` alive until `port` dies, then drops it. Dropping the
     /// guard drops it earlier.
+    ///
+    /// ```
+    /// use aemp::{Node, Reason};
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// let node = Node::new("doc/mon_guard").unwrap();
+    /// let resource = Arc::new("an open file");
+    /// let user = node.port_fn(|_| {});
+    /// node.mon_guard(&user, resource.clone()).forget(); // lives as long as the port
+    /// assert_eq!(Arc::strong_count(&resource), 2);
+    /// node.kil(&user, Reason::normal()).unwrap();
+    /// for _ in 0..500 {
+    ///     if Arc::strong_count(&resource) == 1 { break }
+    ///     std::thread::sleep(Duration::from_millis(10));
+    /// }
+    /// assert_eq!(Arc::strong_count(&resource), 1); // dropped when the port died
+    /// ```
     pub fn mon_guard<T: Send + 'static>(&self, port: &PortId, value: T) -> MonGuard {
         self.mon(port, move |_| drop(value))
     }

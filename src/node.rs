@@ -64,6 +64,14 @@ impl fmt::Debug for Node {
 /// # Creating nodes, ports and callbacks; sending
 impl Node {
     /// Creates a node with the given ID and starts its dispatcher thread.
+    ///
+    /// ```
+    /// use aemp::Node;
+    /// let node = Node::new("doc/new").unwrap();
+    /// assert_eq!(node.id().as_str(), "doc/new");
+    /// assert_eq!(node.node_port().as_str(), "doc/new"); // the node port has the empty name
+    /// assert!(Node::new("no#hash").is_err()); // '#' separates node and port
+    /// ```
     pub fn new(id: impl AsRef<str>) -> Result<Node> {
         Node::with_options(NodeId::new(id)?, KernelOptions::default())
     }
@@ -92,6 +100,12 @@ impl Node {
     }
 
     /// A node with a random ID `anon/<random>`.
+    ///
+    /// ```
+    /// let (a, b) = (aemp::Node::anonymous(), aemp::Node::anonymous());
+    /// assert!(a.id().as_str().starts_with("anon/"));
+    /// assert_ne!(a.id(), b.id());
+    /// ```
     pub fn anonymous() -> Node {
         Node::new(format!("anon/{}", NameGen::random_text(10))).expect("valid generated node ID")
     }
@@ -102,16 +116,45 @@ impl Node {
     }
 
     /// This node's node port (the port with the empty name).
+    ///
+    /// ```
+    /// use aemp::{msg, Node};
+    /// use std::time::Duration;
+    /// let node = Node::new("doc/node_port").unwrap();
+    /// assert!(node.node_port().is_node_port());
+    /// // Node-port requests run registered functions by name (what peers send).
+    /// let (tx, rx) = crossbeam_channel::bounded(1);
+    /// node.register("doc::ping", move |args| tx.send(args).unwrap());
+    /// node.snd(node.node_port(), msg!["doc::ping", 1]);
+    /// assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), msg![1]);
+    /// ```
     pub fn node_port(&self) -> &PortId {
         &self.inner.node_port
     }
 
     /// True if `port` belongs to this node.
+    ///
+    /// ```
+    /// use aemp::{Node, PortId};
+    /// let node = Node::new("doc/local").unwrap();
+    /// assert!(node.port_is_local(&node.port()));
+    /// assert!(!node.port_is_local(&PortId::parse("elsewhere#p").unwrap()));
+    /// ```
     pub fn port_is_local(&self, port: &PortId) -> bool {
         port.node() == self.inner.id.as_str()
     }
 
     /// How many ports (including the node port) are alive.
+    ///
+    /// ```
+    /// use aemp::{Node, Reason};
+    /// let node = Node::new("doc/port_count").unwrap();
+    /// assert_eq!(node.port_count(), 1); // the node port
+    /// let p = node.port_fn(|_| {});
+    /// assert_eq!(node.port_count(), 2);
+    /// node.kil(&p, Reason::normal()).unwrap(); // idle: gone at once
+    /// assert_eq!(node.port_count(), 1);
+    /// ```
     pub fn port_count(&self) -> usize {
         self.inner.ports.len()
     }
@@ -119,6 +162,18 @@ impl Node {
     /// A new port without a callback: its first message kills it with
     /// `["unhandled_message", "no callback found for message '<tag>'"]`,
     /// unless callbacks are added with [`rcv`](Node::rcv).
+    ///
+    /// ```
+    /// use aemp::{msg, Node};
+    /// use std::time::Duration;
+    /// let node = Node::new("doc/port").unwrap();
+    /// let port = node.port();
+    /// let (tx, rx) = crossbeam_channel::bounded(1);
+    /// node.mon(&port, move |reason| tx.send(reason).unwrap()).forget();
+    /// node.snd(&port, msg!["hello"]); // nobody handles "hello"
+    /// let reason = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    /// assert_eq!(reason.kind(), Some("unhandled_message"));
+    /// ```
     pub fn port(&self) -> PortId {
         self.new_port(Handlers::new(DefaultHandler::KillOnMessage))
     }
@@ -129,6 +184,23 @@ impl Node {
     /// [`self_port`](crate::self_port) set; a panic kills the port with
     /// `["die", <panic text>]`. Callbacks must not block: use a
     /// [thread port](Node::port_thread) for blocking work.
+    ///
+    /// ```
+    /// use aemp::{msg, Node};
+    /// use std::time::Duration;
+    /// let node = Node::new("doc/port_fn").unwrap();
+    /// let (tx, rx) = crossbeam_channel::unbounded();
+    /// let mut count = 0;
+    /// let counter = node.port_fn(move |m| {
+    ///     count += 1; // the callback owns its state; calls never overlap
+    ///     tx.send((count, m)).unwrap();
+    /// });
+    /// node.snd(&counter, msg!["a"]);
+    /// node.snd(&counter, msg!["b", 2]);
+    /// let t = Duration::from_secs(5);
+    /// assert_eq!(rx.recv_timeout(t).unwrap(), (1, msg!["a"]));
+    /// assert_eq!(rx.recv_timeout(t).unwrap(), (2, msg!["b", 2]));
+    /// ```
     pub fn port_fn(&self, f: impl FnMut(Message) + Send + 'static) -> PortId {
         self.new_port(Handlers::new(DefaultHandler::Callback(Box::new(f))))
     }
@@ -138,6 +210,23 @@ impl Node {
     /// `die` for an `Err`, see [`PortExit`]); a panic kills it with `die`.
     /// Tag callbacks added with [`rcv`](Node::rcv) still take their
     /// messages before the mailbox.
+    ///
+    /// ```
+    /// use aemp::{msg, Node};
+    /// use std::time::Duration;
+    /// let node = Node::new("doc/port_thread").unwrap();
+    /// let (tx, rx) = crossbeam_channel::bounded(1);
+    /// let adder = node.port_thread(move |mb| -> aemp::Result<()> {
+    ///     // Blocking is fine here: this is the port's own thread.
+    ///     let (a,): (i64,) = mb.get_tag("first")?.decode()?; // the tag is gone
+    ///     let (b,): (i64,) = mb.get_tag("second")?.decode()?;
+    ///     tx.send(a + b).unwrap();
+    ///     Ok(()) // the port ends normally
+    /// });
+    /// node.snd(&adder, msg!["second", 2]); // waits in the mailbox until wanted
+    /// node.snd(&adder, msg!["first", 40]);
+    /// assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), 42);
+    /// ```
     pub fn port_thread<R: PortExit>(
         &self,
         f: impl FnOnce(&mut Mailbox) -> R + Send + 'static,
@@ -155,6 +244,20 @@ impl Node {
 
     /// Attaches a thread to an existing local port (`rcv_async`): from now
     /// on, messages no tag callback takes go to the thread's mailbox.
+    ///
+    /// ```
+    /// use aemp::{msg, Node};
+    /// use std::time::Duration;
+    /// let node = Node::new("doc/rcv_thread").unwrap();
+    /// let port = node.port();
+    /// let (tx, rx) = crossbeam_channel::bounded(1);
+    /// node.rcv_thread(&port, move |mb| -> aemp::Result<()> {
+    ///     tx.send(mb.get()?).unwrap();
+    ///     Ok(())
+    /// }).unwrap();
+    /// node.snd(&port, msg!["job", 1]);
+    /// assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), msg!["job", 1]);
+    /// ```
     pub fn rcv_thread<R: PortExit>(
         &self,
         port: &PortId,
@@ -180,6 +283,24 @@ impl Node {
     /// Changes made from inside the port's own callbacks apply before its
     /// next message; changes from elsewhere apply in order with the
     /// messages sent to the port from the same thread.
+    ///
+    /// ```
+    /// use aemp::{msg, Node};
+    /// use std::time::Duration;
+    /// let node = Node::new("doc/rcv").unwrap();
+    /// let (tx, rx) = crossbeam_channel::unbounded();
+    /// let tx2 = tx.clone();
+    /// let port = node.rcv(&node.port(), "add", move |args| {
+    ///     // ["add", 1, 2] arrives as [1, 2]
+    ///     let (a, b): (i64, i64) = args.decode().unwrap();
+    ///     tx.send(a + b).unwrap();
+    /// }).unwrap();
+    /// node.rcv(&port, "neg", move |args| tx2.send(-args[0].as_i64().unwrap()).unwrap()).unwrap();
+    /// node.snd(&port, msg!["add", 1, 2]);
+    /// node.snd(&port, msg!["neg", 5]);
+    /// let t = Duration::from_secs(5);
+    /// assert_eq!((rx.recv_timeout(t).unwrap(), rx.recv_timeout(t).unwrap()), (3, -5));
+    /// ```
     pub fn rcv(
         &self,
         port: &PortId,
@@ -192,6 +313,22 @@ impl Node {
     }
 
     /// Sets (or replaces) the default callback of a local port.
+    ///
+    /// ```
+    /// use aemp::{msg, Node};
+    /// use std::time::Duration;
+    /// let node = Node::new("doc/rcv_default").unwrap();
+    /// let (tx, rx) = crossbeam_channel::unbounded();
+    /// let tx2 = tx.clone();
+    /// let port = node.rcv(&node.port(), "known", move |_| tx.send("known".to_string()).unwrap()).unwrap();
+    /// // Everything else, whole (tag included), instead of killing the port.
+    /// node.rcv_default(&port, move |m| tx2.send(format!("other: {m}")).unwrap()).unwrap();
+    /// node.snd(&port, msg!["surprise", 1]);
+    /// node.snd(&port, msg!["known"]);
+    /// let t = Duration::from_secs(5);
+    /// assert_eq!(rx.recv_timeout(t).unwrap(), r#"other: ["surprise",1]"#);
+    /// assert_eq!(rx.recv_timeout(t).unwrap(), "known");
+    /// ```
     pub fn rcv_default(
         &self,
         port: &PortId,
@@ -205,6 +342,22 @@ impl Node {
 
     /// Removes the callback for `tag`; later `tag` messages go to the
     /// default callback.
+    ///
+    /// ```
+    /// use aemp::{msg, Node};
+    /// use std::time::Duration;
+    /// let node = Node::new("doc/rcv_remove").unwrap();
+    /// let (tx, rx) = crossbeam_channel::unbounded();
+    /// let tx2 = tx.clone();
+    /// let port = node.port_fn(move |m| tx.send(format!("default {m}")).unwrap());
+    /// node.rcv(&port, "ping", move |_| tx2.send("ping".to_string()).unwrap()).unwrap();
+    /// node.snd(&port, msg!["ping"]);
+    /// node.rcv_remove(&port, "ping").unwrap(); // in order with the sends
+    /// node.snd(&port, msg!["ping"]);
+    /// let t = Duration::from_secs(5);
+    /// assert_eq!(rx.recv_timeout(t).unwrap(), "ping");
+    /// assert_eq!(rx.recv_timeout(t).unwrap(), r#"default ["ping"]"#);
+    /// ```
     pub fn rcv_remove(&self, port: &PortId, tag: &str) -> Result<PortId> {
         let cell = self.local_cell("rcv_remove", port)?;
         self.change(&cell, HandlerChange::RemoveTag(tag.to_string()));
@@ -219,6 +372,21 @@ impl Node {
     /// overtakes large ones (16 KiB or more encoded) queued for another
     /// port, while requests to the node (`kil`, `mon`, `spawn`) keep their
     /// place in the stream (Erlang, too, orders only per pair of processes).
+    ///
+    /// ```
+    /// use aemp::{msg, Node};
+    /// use std::time::Duration;
+    /// let node = Node::new("doc/snd").unwrap();
+    /// let (tx, rx) = crossbeam_channel::unbounded();
+    /// let port = node.port_fn(move |m| tx.send(m).unwrap());
+    /// for i in 0..3 {
+    ///     node.snd(&port, msg!["n", i]);
+    /// }
+    /// let got: Vec<_> = (0..3).map(|_| rx.recv_timeout(Duration::from_secs(5)).unwrap()).collect();
+    /// assert_eq!(got, [msg!["n", 0], msg!["n", 1], msg!["n", 2]]); // in send order
+    /// node.kil(&port, aemp::Reason::normal()).unwrap();
+    /// node.snd(&port, msg!["n", 3]); // to a dead port: dropped, no error
+    /// ```
     pub fn snd(&self, port: &PortId, msg: Message) {
         // A stream of messages to one local port: its cell is at hand, and
         // comparing IDs is a pointer comparison when the caller's `PortId`
@@ -291,6 +459,17 @@ impl Node {
 
     /// Sends a message whose element 0 is the destination port ID (the
     /// original's `snd @msg`).
+    ///
+    /// ```
+    /// use aemp::{msg, Node};
+    /// use std::time::Duration;
+    /// let node = Node::new("doc/snd_list").unwrap();
+    /// let (tx, rx) = crossbeam_channel::bounded(1);
+    /// let port = node.port_fn(move |m| tx.send(m).unwrap());
+    /// node.snd_list(msg![&port, "hi"]).unwrap();
+    /// assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), msg!["hi"]);
+    /// assert!(node.snd_list(msg![42]).is_err()); // a port ID is a string
+    /// ```
     pub fn snd_list(&self, mut msg: Message) -> Result<()> {
         let Some(first) = msg.first() else {
             return Err(Error::InvalidPortId {
@@ -316,6 +495,19 @@ impl Node {
     /// `kil` returns (there is nothing to process first): its callbacks
     /// are dropped on the calling thread, its monitors fire later on the
     /// dispatcher, and a `mon` set afterwards reports `no_such_port`.
+    ///
+    /// ```
+    /// use aemp::{msg, reason, Node};
+    /// use std::time::Duration;
+    /// let node = Node::new("doc/kil").unwrap();
+    /// let worker = node.port_fn(|_| {});
+    /// let (tx, rx) = crossbeam_channel::bounded(1);
+    /// node.mon(&worker, move |r| tx.send(r).unwrap()).forget();
+    /// node.kil(&worker, reason!["shutdown", "no more work"]).unwrap();
+    /// let r = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    /// assert_eq!(r, reason!["shutdown", "no more work"]);
+    /// assert!(node.kil(node.node_port(), reason![]).is_err()); // a node port cannot die
+    /// ```
     pub fn kil(&self, port: &PortId, reason: Reason) -> Result<()> {
         if port.is_node_port() {
             return Err(Error::KillNodePort { port: port.clone() });

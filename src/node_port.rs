@@ -86,6 +86,20 @@ impl Node {
     /// first time a function under it is not found, the loader runs (once)
     /// and may register functions. Lookups try the longest package first,
     /// like the original's `load_func`.
+    ///
+    /// ```
+    /// use aemp::{msg, Node};
+    /// use std::time::Duration;
+    /// let node = Node::new("doc/register_loader").unwrap();
+    /// let (tx, rx) = crossbeam_channel::bounded(1);
+    /// // Registers the "chat::" functions the first time one of them is asked for.
+    /// node.register_loader("chat", move |node| {
+    ///     let tx = tx.clone();
+    ///     node.register("chat::hello", move |args| tx.send(args).unwrap());
+    /// });
+    /// node.snd(node.node_port(), msg!["chat::hello", "world"]);
+    /// assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), msg!["world"]);
+    /// ```
     pub fn register_loader(&self, package: &str, loader: impl Fn(&Node) + Send + Sync + 'static) {
         self.inner
             .functions
@@ -207,6 +221,21 @@ impl Node {
 
     /// Calls the function registered as `func` on `node` with `args`
     /// (asynchronously; errors are logged on the target).
+    ///
+    /// ```
+    /// use aemp::{msg, Config, Node};
+    /// use std::time::Duration;
+    /// // Two nodes in one process, over 127.0.0.1.
+    /// let cfg = |id: &str| Config::new(id).bind("127.0.0.1:0").secret("s");
+    /// let a = Node::with_config(cfg("doc-stf-a/")).unwrap();
+    /// let b = Node::with_config(cfg("doc-stf-b/")).unwrap();
+    /// b.add_address(a.id(), &a.listen_addrs()[0].to_string()).unwrap();
+    ///
+    /// let (tx, rx) = crossbeam_channel::bounded(1);
+    /// a.register("doc::notify", move |args| tx.send(args).unwrap());
+    /// b.snd_to_func(a.id(), "doc::notify", msg!["disk", 93]); // runs on a
+    /// assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), msg!["disk", 93]);
+    /// ```
     pub fn snd_to_func(&self, node: &NodeId, func: &str, args: Message) {
         let mut request = crate::msg![func];
         request.extend(args);

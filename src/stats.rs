@@ -8,6 +8,28 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// A snapshot of one node, from [`Node::stats`].
+///
+/// ```
+/// use aemp::{msg, Config, Node, PeerState, PortId};
+/// use std::time::Duration;
+/// let a = Node::with_config(Config::new("doc-stats-a").bind("127.0.0.1:0").secret("s")).unwrap();
+/// let b = Node::with_config(Config::new("doc-stats-b").secret("s")).unwrap();
+/// let echo = a.port_fn(|m| aemp::snd(&PortId::try_from(m.last().unwrap()).unwrap(), msg![]));
+/// b.add_address(a.id(), &a.listen_addrs()[0].to_string()).unwrap();
+/// b.call(&echo, msg!["ping"], Duration::from_secs(10)).unwrap();
+/// // A thread port that is not reading: its mailbox shows.
+/// let (go, wait) = crossbeam_channel::bounded::<()>(1);
+/// let slow = b.port_thread(move |_mb| { let _ = wait.recv(); });
+/// b.snd(&slow, msg!["pending"]);
+///
+/// let stats = b.stats();
+/// let peer = stats.peers.iter().find(|p| p.node == "doc-stats-a").unwrap();
+/// assert_eq!(peer.state, PeerState::Up);
+/// assert!(peer.packets_sent >= 1 && peer.packets_received >= 1);
+/// assert_eq!(stats.thread_ports[0].port, slow.as_str());
+/// assert_eq!(stats.thread_ports[0].mailbox, 1);
+/// go.send(()).unwrap();
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeStats {
     /// The node's ID.

@@ -88,6 +88,16 @@ pub struct Timer {
 
 impl Timer {
     /// Stops the timer if it has not fired yet.
+    ///
+    /// ```
+    /// use aemp::Node;
+    /// use std::time::Duration;
+    /// let node = Node::new("doc/cancel").unwrap();
+    /// let (tx, rx) = crossbeam_channel::bounded(1);
+    /// let timer = node.after_fn(Duration::from_millis(20), move || tx.send(()).unwrap());
+    /// timer.cancel();
+    /// assert!(rx.recv_timeout(Duration::from_millis(100)).is_err()); // never ran
+    /// ```
     pub fn cancel(&self) {
         self.cancelled.store(true, Ordering::Release);
     }

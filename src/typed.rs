@@ -55,6 +55,7 @@ impl Message {
     }
 }
 
+/// # Sending typed values
 impl Node {
     /// Sends any `Serialize` value as a message: [`Message::from_value`]
     /// then [`Node::snd`]. Fails only when the value has no message shape

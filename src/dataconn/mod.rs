@@ -55,6 +55,23 @@ impl Node {
     /// for `AnyEvent::MP::DataConn::connect_to`.
     ///
     /// Fails on a node without a network.
+    ///
+    /// ```
+    /// use aemp::{msg, Config, Node};
+    /// use std::io::{BufRead, BufReader, Write};
+    /// use std::time::Duration;
+    /// let node = Node::with_config(Config::new("doc-reg-dc/").secret("s")).unwrap();
+    /// node.register_dataconn("doc::greet", |args, mut conn| {
+    ///     let name = args[0].as_str().unwrap_or("?").to_string();
+    ///     writeln!(conn, "hello, {name}").unwrap(); // a blocking stream, on its own thread
+    /// }).unwrap();
+    /// // To the own node the connection is a socket pair.
+    /// let conn = node.data_connect(node.id(), Duration::from_secs(5), "doc::greet", msg!["ann"]).unwrap();
+    /// let mut line = String::new();
+    /// BufReader::new(conn).read_line(&mut line).unwrap();
+    /// assert_eq!(line, "hello, ann\n");
+    /// assert!(Node::new("local").unwrap().register_dataconn("x", |_, _| {}).is_err()); // needs a network
+    /// ```
     pub fn register_dataconn(
         &self,
         name: &str,

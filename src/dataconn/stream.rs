@@ -149,6 +149,16 @@ impl DataConn {
     }
 
     /// The node at the other end.
+    ///
+    /// ```
+    /// use aemp::{msg, Config, Node};
+    /// use std::time::Duration;
+    /// let node = Node::with_config(Config::new("doc-peer-node/").secret("s")).unwrap();
+    /// node.register_dataconn("doc::sink", |_, _| {}).unwrap();
+    /// let conn = node.data_connect(node.id(), Duration::from_secs(5), "doc::sink", msg![]).unwrap();
+    /// assert_eq!(conn.peer_node(), node.id());
+    /// assert!(!conn.is_tls()); // a secret, no certificate: plain TCP (here a socket pair)
+    /// ```
     pub fn peer_node(&self) -> &NodeId {
         &self.peer
     }
@@ -161,6 +171,29 @@ impl DataConn {
     /// Another handle on the same connection (for another thread). Under
     /// TLS the handles share one session: a read waits for data without
     /// holding it, so one thread can write while another waits to read.
+    ///
+    /// ```
+    /// use aemp::{msg, Config, Node};
+    /// use std::io::{Read, Write};
+    /// use std::time::Duration;
+    /// let node = Node::with_config(Config::new("doc-try-clone/").secret("s")).unwrap();
+    /// node.register_dataconn("doc::upper", |_, conn| {
+    ///     let mut out = conn.try_clone().unwrap();
+    ///     for b in conn.bytes() {
+    ///         out.write_all(&[b.unwrap().to_ascii_uppercase()]).unwrap();
+    ///     }
+    /// }).unwrap();
+    /// let mut conn = node.data_connect(node.id(), Duration::from_secs(5), "doc::upper", msg![]).unwrap();
+    /// let mut reader = conn.try_clone().unwrap();
+    /// let t = std::thread::spawn(move || {
+    ///     let mut s = String::new();
+    ///     reader.read_to_string(&mut s).unwrap(); // until the other end closes
+    ///     s
+    /// });
+    /// conn.write_all(b"shout").unwrap();
+    /// conn.shutdown(std::net::Shutdown::Write).unwrap(); // ends the other side's loop
+    /// assert_eq!(t.join().unwrap(), "SHOUT");
+    /// ```
     pub fn try_clone(&self) -> io::Result<DataConn> {
         let inner = match &self.inner {
             Inner::Tcp { sock, leftover } => Inner::Tcp {
@@ -209,6 +242,21 @@ impl DataConn {
 
     /// Sets how long a read may wait (`None`: forever); a read that waited
     /// that long fails with `WouldBlock` or `TimedOut`.
+    ///
+    /// ```
+    /// use aemp::{msg, Config, Node};
+    /// use std::io::Read;
+    /// use std::time::Duration;
+    /// let node = Node::with_config(Config::new("doc-read-timeout/").secret("s")).unwrap();
+    /// node.register_dataconn("doc::silent", |_, conn| {
+    ///     std::thread::sleep(Duration::from_millis(200)); // says nothing for a while
+    ///     drop(conn);
+    /// }).unwrap();
+    /// let mut conn = node.data_connect(node.id(), Duration::from_secs(5), "doc::silent", msg![]).unwrap();
+    /// conn.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+    /// let err = conn.read(&mut [0; 16]).unwrap_err();
+    /// assert!(matches!(err.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut));
+    /// ```
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         match &self.inner {
             Inner::Tcp { sock, .. } | Inner::Tls { sock, .. } => sock.set_read_timeout(timeout),

@@ -7,10 +7,17 @@
 //! are answered once one is found. Callbacks run on the node's
 //! dispatcher, like port callbacks: they must not block.
 //!
-//! ```no_run
+//! ```
 //! use std::time::Duration;
+//! // A seed (a global node: its own address is among its seeds) ...
+//! let seed = aemp::Node::with_config(
+//!     aemp::Config::new("doc-seed/%u").bind("127.0.0.1:0").secret("s"),
+//! ).unwrap();
+//! let at = seed.listen_addrs()[0].to_string();
+//! seed.add_seed(&at).unwrap();
+//! // ... and a node that joins through it.
 //! let node = aemp::Node::with_config(
-//!     aemp::Config::new("doc/%u").bind("127.0.0.1:0").seeds(["127.0.0.1:4040"]),
+//!     aemp::Config::new("doc/%u").bind("127.0.0.1:0").secret("s").seeds([at]),
 //! ).unwrap();
 //! let svc = node.port_fn(|m| println!("{m}"));
 //! let _reg = node.db_reg("services", &svc).unwrap();
@@ -42,6 +49,16 @@ pub struct DbGuard {
 
 impl DbGuard {
     /// Keeps the entry: dropping does nothing any more.
+    ///
+    /// ```
+    /// use aemp::{Config, Node};
+    /// use std::time::Duration;
+    /// let node = Node::with_config(Config::new("doc-dbguard/").bind("127.0.0.1:0").secret("s")).unwrap();
+    /// node.add_seed(&node.listen_addrs()[0].to_string()).unwrap();
+    /// drop(node.db_set("f", "dropped", 1).unwrap()); // set, then deleted
+    /// node.db_set("f", "kept", 2).unwrap().forget(); // stays while the node does
+    /// assert_eq!(node.db_keys_wait("f", Duration::from_secs(10)).unwrap(), ["kept"]);
+    /// ```
     pub fn forget(mut self) {
         self.inner = None;
         if let Some(m) = self.mon.take() {
@@ -76,6 +93,19 @@ pub struct DbMonGuard {
 
 impl DbMonGuard {
     /// Keeps the subscription for the node's lifetime.
+    ///
+    /// ```
+    /// use aemp::{Config, Node};
+    /// use std::time::Duration;
+    /// let node = Node::with_config(Config::new("doc-dbmonguard/").bind("127.0.0.1:0").secret("s")).unwrap();
+    /// node.add_seed(&node.listen_addrs()[0].to_string()).unwrap();
+    /// let (tx, rx) = crossbeam_channel::unbounded();
+    /// node.db_mon("f", move |ev| tx.send(ev.add.clone()).unwrap()).unwrap().forget();
+    /// let t = Duration::from_secs(10);
+    /// assert!(rx.recv_timeout(t).unwrap().is_empty()); // the family now: empty
+    /// node.db_set("f", "k", 1).unwrap().forget();
+    /// assert_eq!(rx.recv_timeout(t).unwrap(), ["k"]); // still watching
+    /// ```
     pub fn forget(mut self) {
         self.inner = None;
     }
@@ -109,6 +139,17 @@ impl Node {
     }
 
     /// Whether this node is a global node (it serves the database).
+    ///
+    /// ```
+    /// use aemp::{Config, Node};
+    /// use std::time::Duration;
+    /// let node = Node::with_config(Config::new("doc-is-global/").bind("127.0.0.1:0").secret("s")).unwrap();
+    /// assert!(!node.is_global()); // no seeds
+    /// node.add_seed(&node.listen_addrs()[0].to_string()).unwrap(); // its own address
+    /// node.db_keys_wait("any", Duration::from_secs(10)).unwrap(); // answered once it serves
+    /// assert!(node.is_global());
+    /// assert_eq!(node.db_master().as_ref(), Some(node.id()));
+    /// ```
     pub fn is_global(&self) -> bool {
         self.db_service("is_global")
             .is_ok_and(|(net, svc)| svc.with(net, |st| st.db.is_global()))
@@ -124,6 +165,20 @@ impl Node {
     /// (setting an equal value sends nothing). The guard deletes the entry
     /// when dropped; `.forget()` keeps it. Errors name an invalid family
     /// (`'?[A-Za-z][A-Za-z0-9_:]*`) or an empty key.
+    ///
+    /// ```
+    /// use aemp::{Config, Node};
+    /// use serde_json::json;
+    /// use std::time::Duration;
+    /// let node = Node::with_config(Config::new("doc-db-set/").bind("127.0.0.1:0").secret("s")).unwrap();
+    /// node.add_seed(&node.listen_addrs()[0].to_string()).unwrap(); // a global node on its own
+    /// let t = Duration::from_secs(10);
+    /// let guard = node.db_set("config", "level", json!({"max": 3})).unwrap();
+    /// node.db_set("config", "mode", "fast").unwrap().forget(); // stays until the node goes
+    /// assert_eq!(node.db_family_wait("config", t).unwrap()["level"], json!({"max": 3}));
+    /// drop(guard); // deletes "level"
+    /// assert_eq!(node.db_keys_wait("config", t).unwrap(), ["mode"]);
+    /// ```
     pub fn db_set(&self, family: &str, key: &str, value: impl Into<Value>) -> Result<DbGuard> {
         let (net, svc) = self.db_service("db_set")?;
         let value = value.into();
@@ -136,6 +191,18 @@ impl Node {
 
     /// Deletes `keys` of `family` that this node set; keys set by other
     /// nodes are never touched.
+    ///
+    /// ```
+    /// use aemp::{Config, Node};
+    /// use std::time::Duration;
+    /// let node = Node::with_config(Config::new("doc-db-del/").bind("127.0.0.1:0").secret("s")).unwrap();
+    /// node.add_seed(&node.listen_addrs()[0].to_string()).unwrap();
+    /// for k in ["a", "b", "c"] {
+    ///     node.db_set("tmp", k, 0).unwrap().forget();
+    /// }
+    /// node.db_del("tmp", &["a", "c"]).unwrap();
+    /// assert_eq!(node.db_keys_wait("tmp", Duration::from_secs(10)).unwrap(), ["b"]);
+    /// ```
     pub fn db_del(&self, family: &str, keys: &[&str]) -> Result<()> {
         let (net, svc) = self.db_service("db_del")?;
         svc.with(net, |st| st.db.db_del(family, keys))?;
@@ -145,11 +212,42 @@ impl Node {
     /// Registers the local `port` in `family` (key: the port ID, value:
     /// `null`): the entry goes when the port dies, however it dies, or
     /// when the guard drops.
+    ///
+    /// ```
+    /// use aemp::{Config, Node, Reason};
+    /// use std::time::Duration;
+    /// let node = Node::with_config(Config::new("doc-db-reg/").bind("127.0.0.1:0").secret("s")).unwrap();
+    /// node.add_seed(&node.listen_addrs()[0].to_string()).unwrap();
+    /// let t = Duration::from_secs(10);
+    /// let worker = node.port_fn(|_| {});
+    /// node.db_reg("workers", &worker).unwrap().forget(); // until the port dies
+    /// assert_eq!(node.db_keys_wait("workers", t).unwrap(), [worker.to_string()]);
+    /// node.kil(&worker, Reason::normal()).unwrap();
+    /// // The entry goes with the port (deleted from the port's monitor: soon, not at once).
+    /// let mut keys = node.db_keys_wait("workers", t).unwrap();
+    /// for _ in 0..500 {
+    ///     if keys.is_empty() { break }
+    ///     std::thread::sleep(Duration::from_millis(10));
+    ///     keys = node.db_keys_wait("workers", t).unwrap();
+    /// }
+    /// assert!(keys.is_empty());
+    /// ```
     pub fn db_reg(&self, family: &str, port: &PortId) -> Result<DbGuard> {
         self.db_reg_value(family, port, Value::Null)
     }
 
     /// [`db_reg`](Node::db_reg) with a value.
+    ///
+    /// ```
+    /// use aemp::{Config, Node};
+    /// use std::time::Duration;
+    /// let node = Node::with_config(Config::new("doc-db-reg-value/").bind("127.0.0.1:0").secret("s")).unwrap();
+    /// node.add_seed(&node.listen_addrs()[0].to_string()).unwrap();
+    /// let printer = node.port_fn(|_| {});
+    /// let _reg = node.db_reg_value("printers", &printer, "3rd floor").unwrap();
+    /// let family = node.db_family_wait("printers", Duration::from_secs(10)).unwrap();
+    /// assert_eq!(family[printer.as_str()], "3rd floor");
+    /// ```
     pub fn db_reg_value(
         &self,
         family: &str,
@@ -173,6 +271,28 @@ impl Node {
 
     /// [`db_reg`](Node::db_reg) of the port whose callback is running
     /// (`$SELF`); an error outside port context.
+    ///
+    /// ```
+    /// use aemp::{msg, Config, Node};
+    /// use std::time::Duration;
+    /// let node = Node::with_config(Config::new("doc-db-reg-self/").bind("127.0.0.1:0").secret("s")).unwrap();
+    /// node.add_seed(&node.listen_addrs()[0].to_string()).unwrap();
+    /// let n = node.clone();
+    /// let service = node.port_fn(move |m| {
+    ///     if m.tag() == Some("start") {
+    ///         n.db_reg_self("services").unwrap().forget(); // registers this port
+    ///     }
+    /// });
+    /// node.snd(&service, msg!["start"]);
+    /// let mut keys = vec![];
+    /// for _ in 0..500 {
+    ///     keys = node.db_keys_wait("services", Duration::from_secs(10)).unwrap();
+    ///     if !keys.is_empty() { break }
+    ///     std::thread::sleep(Duration::from_millis(10));
+    /// }
+    /// assert_eq!(keys, [service.to_string()]);
+    /// assert!(node.db_reg_self("services").is_err()); // not inside a port's code
+    /// ```
     pub fn db_reg_self(&self, family: &str) -> Result<DbGuard> {
         let port = context::self_port().ok_or(Error::NoCurrentPort {
             what: "db_reg_self",
@@ -201,6 +321,19 @@ impl Node {
 
     /// Asks the master for the whole `family` (`{}` if unknown); `f` gets
     /// it on the dispatcher (it may keep it).
+    ///
+    /// ```
+    /// use aemp::{Config, Node};
+    /// use std::time::Duration;
+    /// let node = Node::with_config(Config::new("doc-db-family/").bind("127.0.0.1:0").secret("s")).unwrap();
+    /// node.add_seed(&node.listen_addrs()[0].to_string()).unwrap();
+    /// node.db_set("hosts", "web", "10.0.0.1").unwrap().forget();
+    /// let (tx, rx) = crossbeam_channel::bounded(1);
+    /// // The callback form, usable inside callbacks (the `_wait` forms are not).
+    /// node.db_family("hosts", move |fam| tx.send(fam).unwrap()).unwrap();
+    /// let fam = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    /// assert_eq!(fam["web"], "10.0.0.1");
+    /// ```
     pub fn db_family(&self, family: &str, f: impl FnOnce(Family) + Send + 'static) -> Result<()> {
         use crate::db::protocol::QueryKind;
         self.db_query(
@@ -216,6 +349,16 @@ impl Node {
     }
 
     /// Asks the master for the keys of `family`.
+    ///
+    /// ```
+    /// use aemp::{Config, Node};
+    /// use std::time::Duration;
+    /// let node = Node::with_config(Config::new("doc-db-keys/").bind("127.0.0.1:0").secret("s")).unwrap();
+    /// node.add_seed(&node.listen_addrs()[0].to_string()).unwrap();
+    /// let (tx, rx) = crossbeam_channel::bounded(1);
+    /// node.db_keys("nothing_here", move |keys| tx.send(keys).unwrap()).unwrap();
+    /// assert!(rx.recv_timeout(Duration::from_secs(10)).unwrap().is_empty());
+    /// ```
     pub fn db_keys(
         &self,
         family: &str,
@@ -235,6 +378,17 @@ impl Node {
     }
 
     /// Asks the master for the values of `family`.
+    ///
+    /// ```
+    /// use aemp::{Config, Node};
+    /// use std::time::Duration;
+    /// let node = Node::with_config(Config::new("doc-db-values/").bind("127.0.0.1:0").secret("s")).unwrap();
+    /// node.add_seed(&node.listen_addrs()[0].to_string()).unwrap();
+    /// node.db_set("load", "a", 1).unwrap().forget();
+    /// let (tx, rx) = crossbeam_channel::bounded(1);
+    /// node.db_values("load", move |v| tx.send(v).unwrap()).unwrap();
+    /// assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), [serde_json::json!(1)]);
+    /// ```
     pub fn db_values(
         &self,
         family: &str,
@@ -285,6 +439,20 @@ impl Node {
     /// [`db_family`](Node::db_family), waiting up to `timeout` for the
     /// answer: [`Error::DbTimeout`] after it (e.g. while no global node is
     /// reachable). Refused on the dispatcher thread.
+    ///
+    /// ```
+    /// use aemp::{Config, Error, Node};
+    /// use std::time::Duration;
+    /// let node = Node::with_config(Config::new("doc-db-family-wait/").bind("127.0.0.1:0").secret("s")).unwrap();
+    /// node.add_seed(&node.listen_addrs()[0].to_string()).unwrap();
+    /// node.db_set("users", "ann", 31).unwrap().forget();
+    /// let fam = node.db_family_wait("users", Duration::from_secs(10)).unwrap();
+    /// assert_eq!(fam["ann"], 31);
+    ///
+    /// // No global node to ask: the time-out is an error.
+    /// let alone = Node::with_config(Config::new("doc-alone/").secret("s")).unwrap();
+    /// assert!(alone.db_family_wait("users", Duration::from_millis(100)).is_err());
+    /// ```
     pub fn db_family_wait(&self, family: &str, timeout: Duration) -> Result<Family> {
         self.db_wait("db_family_wait", family, timeout, |n, cb| {
             n.db_family(family, cb)
@@ -292,6 +460,18 @@ impl Node {
     }
 
     /// [`db_keys`](Node::db_keys), waiting up to `timeout`.
+    ///
+    /// ```
+    /// use aemp::{Config, Node};
+    /// use std::time::Duration;
+    /// let node = Node::with_config(Config::new("doc-db-keys-wait/").bind("127.0.0.1:0").secret("s")).unwrap();
+    /// node.add_seed(&node.listen_addrs()[0].to_string()).unwrap();
+    /// node.db_set("colours", "red", 1).unwrap().forget();
+    /// node.db_set("colours", "blue", 2).unwrap().forget();
+    /// let mut keys = node.db_keys_wait("colours", Duration::from_secs(10)).unwrap();
+    /// keys.sort();
+    /// assert_eq!(keys, ["blue", "red"]);
+    /// ```
     pub fn db_keys_wait(&self, family: &str, timeout: Duration) -> Result<Vec<String>> {
         self.db_wait("db_keys_wait", family, timeout, |n, cb| {
             n.db_keys(family, cb)
@@ -299,6 +479,16 @@ impl Node {
     }
 
     /// [`db_values`](Node::db_values), waiting up to `timeout`.
+    ///
+    /// ```
+    /// use aemp::{Config, Node};
+    /// use std::time::Duration;
+    /// let node = Node::with_config(Config::new("doc-db-values-wait/").bind("127.0.0.1:0").secret("s")).unwrap();
+    /// node.add_seed(&node.listen_addrs()[0].to_string()).unwrap();
+    /// node.db_set("ports", "http", 80).unwrap().forget();
+    /// let values = node.db_values_wait("ports", Duration::from_secs(10)).unwrap();
+    /// assert_eq!(values, [serde_json::json!(80)]);
+    /// ```
     pub fn db_values_wait(&self, family: &str, timeout: Duration) -> Result<Vec<Value>> {
         self.db_wait("db_values_wait", family, timeout, |n, cb| {
             n.db_values(family, cb)
@@ -344,6 +534,18 @@ impl Node {
     }
 
     /// Compatibility (`grp_reg`): [`db_reg`](Node::db_reg).
+    ///
+    /// ```
+    /// use aemp::{Config, Node};
+    /// use std::time::Duration;
+    /// let node = Node::with_config(Config::new("doc-grp/").bind("127.0.0.1:0").secret("s")).unwrap();
+    /// node.add_seed(&node.listen_addrs()[0].to_string()).unwrap();
+    /// let p = node.port_fn(|_| {});
+    /// node.grp_reg("printers", &p).unwrap().forget();
+    /// node.db_keys_wait("printers", Duration::from_secs(10)).unwrap(); // now registered
+    /// assert_eq!(node.grp_get("printers"), Some(vec![p.to_string()])); // a global node's own view
+    /// assert_eq!(node.grp_get("nobody"), None);
+    /// ```
     pub fn grp_reg(&self, group: &str, port: &PortId) -> Result<DbGuard> {
         self.db_reg(group, port)
     }

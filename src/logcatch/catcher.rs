@@ -41,6 +41,15 @@ pub struct Caught {
 impl Caught {
     /// `[NODE]`, or `[NODE+0.250s]` when the record is older (or younger:
     /// clocks differ) than a millisecond, as the original shows it.
+    ///
+    /// ```
+    /// use aemp::logcatch::Caught;
+    /// let c = Caught { node: "db/1".into(), time: 100.0, received: 100.25,
+    ///     context: "app".into(), level: 5, text: "disk almost full".into() };
+    /// assert_eq!(c.origin(), "[db/1+0.250s]");
+    /// assert_eq!(c.line(), "[db/1+0.250s] disk almost full");
+    /// assert_eq!(Caught { received: 100.0, ..c }.origin(), "[db/1]");
+    /// ```
     pub fn origin(&self) -> String {
         let delay = self.received - self.time;
         if delay.abs() < 1e-3 {
@@ -95,11 +104,13 @@ static CATCHERS: Lazy<Mutex<HashMap<String, Arc<Mutex<State>>>>> =
 /// stops. Calling it again replaces the previous catch. Fails without a
 /// network.
 ///
-/// ```no_run
-/// let node = aemp::Node::with_config(
-///     aemp::Config::new("catcher").bind("127.0.0.1:0").seeds(["127.0.0.1:4040"]),
-/// ).unwrap();
-/// aemp::logcatch::catch(&node, Some(9)).unwrap(); // everything
+/// ```
+/// use aemp::{logcatch, Config, Node};
+/// let node = Node::with_config(Config::new("catcher").bind("127.0.0.1:0").secret("s")).unwrap();
+/// node.add_seed(&node.listen_addrs()[0].to_string()).unwrap(); // a network of its own
+/// logcatch::catch(&node, Some(9)).unwrap(); // everything
+/// logcatch::catch(&node, None).unwrap(); // stops
+/// assert!(logcatch::catch(&Node::new("no-network").unwrap(), Some(9)).is_err());
 /// ```
 pub fn catch(node: &Node, level: Option<u8>) -> Result<()> {
     catch_with(node, level, log_locally)
@@ -108,11 +119,28 @@ pub fn catch(node: &Node, level: Option<u8>) -> Result<()> {
 /// [`catch`] with `out` called (on the node's dispatcher: it must not
 /// block) for each record instead of logging it.
 ///
-/// ```no_run
-/// let node = aemp::Node::with_config(
-///     aemp::Config::new("catcher").seeds(["127.0.0.1:4040"]),
-/// ).unwrap();
-/// aemp::logcatch::catch_with(&node, Some(5), |c| println!("{}", c.line())).unwrap();
+/// ```
+/// use aemp::{logcatch, Config, Node};
+/// use std::time::Duration;
+/// logcatch::install(None, log::LevelFilter::Warn).unwrap(); // the process's logger
+/// let cfg = |id: &str| Config::new(id).bind("127.0.0.1:0").secret("s");
+/// let catcher = Node::with_config(cfg("catcher")).unwrap();
+/// let at = catcher.listen_addrs()[0].to_string();
+/// catcher.add_seed(&at).unwrap();
+/// let (tx, rx) = crossbeam_channel::unbounded();
+/// logcatch::catch_with(&catcher, Some(5), move |c| { let _ = tx.send(c.line()); }).unwrap();
+///
+/// let _worker = Node::with_config(cfg("worker").seeds([at])).unwrap();
+/// for _ in 0..1000 {
+///     if !logcatch::sinks().is_empty() { break } // the catcher has attached
+///     std::thread::sleep(Duration::from_millis(10));
+/// }
+/// log::warn!("low on disk");
+/// let line = loop {
+///     let l = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+///     if l.ends_with("low on disk") { break l }
+/// };
+/// assert!(line.starts_with("[worker")); // "[worker] ..." or "[worker+0.002s] ..."
 /// ```
 pub fn catch_with(
     node: &Node,

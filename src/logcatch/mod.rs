@@ -82,6 +82,13 @@ pub const CATCH_FN: &str = "AnyEvent::MP::LogCatcher::catch";
 
 /// AnyEvent::Log's number for a `log` level: error 4, warn 5, info 7,
 /// debug 8, trace 9 (`log` has no fatal 1, alert 2, critical 3 or note 6).
+///
+/// ```
+/// use aemp::logcatch::{level_name, level_number, log_level};
+/// assert_eq!(level_number(log::Level::Warn), 5);
+/// assert_eq!(level_name(5), "warn");
+/// assert_eq!(log_level(2), log::Level::Error); // "alert": no such level in `log`
+/// ```
 pub fn level_number(level: log::Level) -> u8 {
     match level {
         log::Level::Error => 4,
@@ -123,6 +130,15 @@ pub fn level_name(number: u8) -> &'static str {
 /// A level as a catcher gives it: a number 0–9 (a float is truncated), a
 /// numeric string, or a name (`"fatal"` … `"trace"`, also `"warning"`,
 /// `"crit"`, `"err"`, `"notice"`, `"all"`).
+///
+/// ```
+/// use aemp::logcatch::parse_level;
+/// use serde_json::json;
+/// assert_eq!(parse_level(&json!(7)), Some(7));
+/// assert_eq!(parse_level(&json!("warning")), Some(5));
+/// assert_eq!(parse_level(&json!("9")), Some(9));
+/// assert_eq!(parse_level(&json!("loud")), None);
+/// ```
 pub fn parse_level(v: &serde_json::Value) -> Option<u8> {
     if let Some(n) = v.as_f64() {
         return (n >= 0.0).then(|| n.min(9.0) as u8);

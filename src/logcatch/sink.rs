@@ -144,6 +144,24 @@ fn forwardable(record: &Record) -> bool {
 /// own: call it from its `log` method). It never blocks: a sink whose
 /// queue is full drops the record and counts it. Cheap when no catcher
 /// wants the level (one atomic load).
+///
+/// ```
+/// // A logger of one's own that also feeds aemp's catchers.
+/// struct MyLogger;
+/// impl log::Log for MyLogger {
+///     fn enabled(&self, _: &log::Metadata) -> bool { true }
+///     fn log(&self, record: &log::Record) {
+///         eprintln!("{}: {}", record.level(), record.args());
+///         aemp::logcatch::forward(record); // never blocks
+///     }
+///     fn flush(&self) {}
+/// }
+/// log::set_boxed_logger(Box::new(MyLogger)).unwrap();
+/// log::set_max_level(log::LevelFilter::Info);
+/// log::info!("no catcher attached: only printed");
+/// assert!(aemp::logcatch::sinks().is_empty());
+/// assert_eq!(aemp::logcatch::dropped(), 0);
+/// ```
 pub fn forward(record: &Record) {
     if !HOOKED.load(Ordering::Relaxed) {
         HOOKED.store(true, Ordering::Relaxed);
@@ -195,6 +213,14 @@ impl Forwarder {
     /// and every record a catcher wants to [`forward`]. Use it when
     /// setting the logger yourself (e.g. `log::set_boxed_logger`); then
     /// `log::max_level` is yours to raise when catchers want more.
+    ///
+    /// ```
+    /// use aemp::logcatch::Forwarder;
+    /// let inner = env_logger::Builder::new().filter_level(log::LevelFilter::Info).build();
+    /// log::set_boxed_logger(Box::new(Forwarder::new(Some(Box::new(inner)), log::LevelFilter::Info))).unwrap();
+    /// log::set_max_level(log::LevelFilter::Info);
+    /// log::info!("through env_logger, and to any catcher");
+    /// ```
     pub fn new(inner: Option<Box<dyn Log>>, level: LevelFilter) -> Forwarder {
         Forwarder { inner, level }
     }

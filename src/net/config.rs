@@ -242,6 +242,15 @@ impl Default for Config {
 
 impl Config {
     /// The defaults with the given node ID pattern.
+    ///
+    /// ```
+    /// use aemp::Config;
+    /// let cfg = Config::new("worker/%n/");
+    /// assert_eq!(cfg.node_id, "worker/%n/");
+    /// assert!(cfg.binds.is_empty()); // the defaults: connects out only
+    /// let id = cfg.expanded_node_id().unwrap(); // "worker/<host name>/<random>"
+    /// assert!(id.as_str().starts_with("worker/"));
+    /// ```
     pub fn new(node_id: impl Into<String>) -> Config {
         Config {
             node_id: node_id.into(),
@@ -250,12 +259,38 @@ impl Config {
     }
 
     /// Adds a listen address (`host:port`, `*:0`, ...).
+    ///
+    /// ```
+    /// use aemp::{Config, Node};
+    /// let node = Node::with_config(Config::new("doc-bind/").bind("127.0.0.1:0").secret("s")).unwrap();
+    /// let addr = node.listen_addrs()[0]; // port 0: the system chose one
+    /// assert!(addr.ip().is_loopback() && addr.port() != 0);
+    /// ```
     pub fn bind(mut self, bind: impl Into<String>) -> Config {
         self.binds.push(bind.into());
         self
     }
 
     /// Sets the shared secret.
+    ///
+    /// ```
+    /// use aemp::{msg, Config, Error, Node};
+    /// use std::time::Duration;
+    /// let a = Node::with_config(Config::new("doc-secret-a/").bind("127.0.0.1:0").secret("right")).unwrap();
+    /// let echo = a.port_fn(|m| aemp::snd(&aemp::PortId::try_from(m.last().unwrap()).unwrap(), msg!["ok"]));
+    /// let addr = a.listen_addrs()[0].to_string();
+    ///
+    /// let b = Node::with_config(Config::new("doc-secret-b/").secret("right")).unwrap();
+    /// b.add_address(a.id(), &addr).unwrap();
+    /// assert_eq!(b.call(&echo, msg!["hi"], Duration::from_secs(10)).unwrap(), msg!["ok"]);
+    ///
+    /// // A node with another secret never gets through the handshake.
+    /// let c = Node::with_config(
+    ///     Config::new("doc-secret-c/").secret("wrong").connect_interval(Duration::from_millis(500)),
+    /// ).unwrap();
+    /// c.add_address(a.id(), &addr).unwrap();
+    /// assert!(c.call(&echo, msg!["hi"], Duration::from_secs(10)).is_err());
+    /// ```
     pub fn secret(mut self, secret: impl Into<String>) -> Config {
         self.secret = Some(secret.into());
         self
@@ -268,6 +303,12 @@ impl Config {
     }
 
     /// Sets `monitor_timeout`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let cfg = aemp::Config::new("w/").monitor_timeout(Duration::from_secs(5));
+    /// assert_eq!(cfg.monitor_timeout, Duration::from_secs(5));
+    /// ```
     pub fn monitor_timeout(mut self, t: Duration) -> Config {
         self.monitor_timeout = t;
         self
@@ -287,30 +328,71 @@ impl Config {
     }
 
     /// Sets [`unsent_limit`](Config::unsent_limit) (bytes).
+    ///
+    /// ```
+    /// // Fail a connection whose peer leaves more than 16 MiB unread.
+    /// let cfg = aemp::Config::new("w/").unsent_limit(16 << 20);
+    /// assert_eq!(cfg.unsent_limit, 16 << 20);
+    /// ```
     pub fn unsent_limit(mut self, bytes: usize) -> Config {
         self.unsent_limit = bytes;
         self
     }
 
     /// Sets [`unsent_high_water`](Config::unsent_high_water) (bytes).
+    ///
+    /// ```
+    /// // snd_wait waits while more than 64 KiB are unsent to the port's node.
+    /// let cfg = aemp::Config::new("w/").unsent_high_water(64 << 10);
+    /// assert_eq!(cfg.unsent_high_water, 64 << 10);
+    /// ```
     pub fn unsent_high_water(mut self, bytes: usize) -> Config {
         self.unsent_high_water = bytes;
         self
     }
 
     /// Sets `connect_interval`.
+    ///
+    /// ```
+    /// use aemp::{msg, Config, Node, PortId};
+    /// use std::time::Duration;
+    /// // Nothing listens on the address: after about connect_interval the
+    /// // unreachable node's monitors fire with "connect timeout".
+    /// let node = Node::with_config(
+    ///     Config::new("doc-ci/").secret("s").connect_interval(Duration::from_millis(300)),
+    /// ).unwrap();
+    /// let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    /// node.add_address(&"nobody".parse().unwrap(), &closed.to_string()).unwrap();
+    /// let (tx, rx) = crossbeam_channel::bounded(1);
+    /// let port = PortId::parse("nobody#x").unwrap();
+    /// node.mon(&port, move |r| tx.send(r).unwrap()).forget();
+    /// node.snd(&port, msg!["hello"]);
+    /// let r = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    /// assert_eq!(r.kind(), Some("transport_error"));
+    /// ```
     pub fn connect_interval(mut self, t: Duration) -> Config {
         self.connect_interval = t;
         self
     }
 
     /// Sets the accepted framings, preferred first.
+    ///
+    /// ```
+    /// use aemp::{transport::Framing, Config};
+    /// let cfg = Config::new("w/").framings(&[Framing::Json]); // JSON only
+    /// assert_eq!(cfg.framings, [Framing::Json]);
+    /// ```
     pub fn framings(mut self, framings: &[Framing]) -> Config {
         self.framings = framings.to_vec();
         self
     }
 
     /// Sets TCP_NODELAY.
+    ///
+    /// ```
+    /// let cfg = aemp::Config::new("bulk/").nodelay(false); // let the kernel coalesce small writes
+    /// assert!(!cfg.nodelay);
+    /// ```
     pub fn nodelay(mut self, on: bool) -> Config {
         self.nodelay = on;
         self
@@ -332,12 +414,34 @@ impl Config {
     }
 
     /// Sets `busy_wait` (see [`Config::busy_wait`](Config#structfield.busy_wait)).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// // No polling: threads sleep at once (less CPU, slower round trips).
+    /// let cfg = aemp::Config::new("quiet/").busy_wait(Duration::ZERO);
+    /// assert_eq!(cfg.busy_wait, Duration::ZERO);
+    /// ```
     pub fn busy_wait(mut self, t: Duration) -> Config {
         self.busy_wait = t;
         self
     }
 
     /// Adds a known address of `node`.
+    ///
+    /// ```
+    /// use aemp::{msg, Config, Node};
+    /// use std::time::Duration;
+    /// let server = Node::with_config(Config::new("doc-addr-server").bind("127.0.0.1:0").secret("s")).unwrap();
+    /// let (tx, rx) = crossbeam_channel::bounded(1);
+    /// let inbox = server.port_fn(move |m| tx.send(m).unwrap());
+    /// let addr = server.listen_addrs()[0].to_string();
+    /// // The client knows where "doc-addr-server" listens from its configuration.
+    /// let client = Node::with_config(
+    ///     Config::new("doc-addr-client/").secret("s").address("doc-addr-server", addr),
+    /// ).unwrap();
+    /// client.snd(&inbox, msg!["hello"]);
+    /// assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), msg!["hello"]);
+    /// ```
     pub fn address(mut self, node: impl Into<String>, addr: impl Into<String>) -> Config {
         self.addresses
             .entry(node.into())
@@ -347,6 +451,20 @@ impl Config {
     }
 
     /// Adds seed addresses (`host:port` each).
+    ///
+    /// ```
+    /// use aemp::{Config, Node};
+    /// use std::time::Duration;
+    /// // A node whose own address is among its seeds is a global node.
+    /// let seed = Node::with_config(Config::new("doc-seeds-seed/").bind("127.0.0.1:0").secret("s")).unwrap();
+    /// let at = seed.listen_addrs()[0].to_string();
+    /// seed.add_seed(&at).unwrap();
+    /// // Another node joins the network through it and uses the database.
+    /// let node = Node::with_config(Config::new("doc-seeds-node/").secret("s").seeds([at])).unwrap();
+    /// let _g = node.db_set("doc", "k", 1).unwrap();
+    /// let keys = node.db_keys_wait("doc", Duration::from_secs(10)).unwrap(); // asks the seed
+    /// assert_eq!(keys, ["k"]);
+    /// ```
     pub fn seeds<S: Into<String>>(mut self, seeds: impl IntoIterator<Item = S>) -> Config {
         self.seeds.extend(seeds.into_iter().map(Into::into));
         self
@@ -477,6 +595,14 @@ impl Config {
     /// [`rcfile::expand_node_id`](crate::rcfile::expand_node_id) does,
     /// except that the random text is fresh for each call, so several
     /// nodes of one process built from one pattern get distinct IDs.
+    ///
+    /// ```
+    /// let cfg = aemp::Config::new("job/%u");
+    /// let (a, b) = (cfg.expanded_node_id().unwrap(), cfg.expanded_node_id().unwrap());
+    /// assert!(a.as_str().starts_with("job/") && a.as_str().len() > "job/".len());
+    /// assert_ne!(a, b); // fresh random text each time
+    /// assert_eq!(aemp::Config::new("fixed").expanded_node_id().unwrap().as_str(), "fixed");
+    /// ```
     pub fn expanded_node_id(&self) -> Result<crate::NodeId> {
         let unique = NameGen::random_text(10);
         crate::rcfile::expand_node_id_with(&self.node_id, &crate::rcfile::hostname(), &unique)

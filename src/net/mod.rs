@@ -352,6 +352,15 @@ impl Node {
     }
 
     /// The addresses this node listens on (ports resolved).
+    ///
+    /// ```
+    /// use aemp::{Config, Node};
+    /// let node = Node::with_config(Config::new("doc-listen/").bind("127.0.0.1:0").secret("s")).unwrap();
+    /// let addrs = node.listen_addrs();
+    /// assert_eq!(addrs.len(), 1);
+    /// assert_ne!(addrs[0].port(), 0); // the port the system chose
+    /// assert!(Node::new("local-only").unwrap().listen_addrs().is_empty());
+    /// ```
     pub fn listen_addrs(&self) -> Vec<SocketAddr> {
         self.net().map(|n| n.listen.clone()).unwrap_or_default()
     }
@@ -360,6 +369,19 @@ impl Node {
     /// its greeting; the address is remembered for that node. Returns at
     /// once; [`mon_nodes`](Node::mon_nodes) or
     /// [`node_is_up`](Node::node_is_up) tell when the node is up.
+    ///
+    /// ```
+    /// use aemp::{Config, Node};
+    /// use std::time::Duration;
+    /// let server = Node::with_config(Config::new("doc-connect-server/").bind("127.0.0.1:0").secret("s")).unwrap();
+    /// let client = Node::with_config(Config::new("doc-connect-client/").secret("s")).unwrap();
+    /// let (tx, rx) = crossbeam_channel::unbounded();
+    /// let _watch = client.mon_nodes(move |node, up, _| tx.send((node.clone(), up)).unwrap()).unwrap();
+    /// client.connect(&server.listen_addrs()[0].to_string()).unwrap();
+    /// // The client learns the server's ID from its greeting.
+    /// assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), (server.id().clone(), true));
+    /// assert_eq!(client.node_is_up(server.id()), Some(true));
+    /// ```
     pub fn connect(&self, addr: &str) -> Result<()> {
         let net = self.need_net("connect")?;
         let addrs = config::parse_addr(addr)?;
@@ -369,6 +391,16 @@ impl Node {
 
     /// Adds a seed (`host:port`, resolved now) to those the node keeps
     /// connecting to (see [`Config::seeds`](Config#structfield.seeds)).
+    ///
+    /// ```
+    /// use aemp::{Config, Node};
+    /// use std::time::Duration;
+    /// let seed = Node::with_config(Config::new("doc-add-seed/").bind("127.0.0.1:0").secret("s")).unwrap();
+    /// // Its own address among its seeds makes a node a global node (a database server).
+    /// seed.add_seed(&seed.listen_addrs()[0].to_string()).unwrap();
+    /// assert!(seed.db_keys_wait("f", Duration::from_secs(10)).unwrap().is_empty());
+    /// assert!(seed.is_global());
+    /// ```
     pub fn add_seed(&self, addr: &str) -> Result<()> {
         let net = self.need_net("add_seed")?;
         let addrs = config::parse_addr(addr)?;
@@ -377,6 +409,19 @@ impl Node {
     }
 
     /// Adds a known address of `node` (like [`Config::address`]).
+    ///
+    /// ```
+    /// use aemp::{msg, Config, Node};
+    /// use std::time::Duration;
+    /// let cfg = |id: &str| Config::new(id).bind("127.0.0.1:0").secret("s");
+    /// let a = Node::with_config(cfg("doc-add-address-a/")).unwrap();
+    /// let b = Node::with_config(cfg("doc-add-address-b/")).unwrap();
+    /// let (tx, rx) = crossbeam_channel::bounded(1);
+    /// let inbox = a.port_fn(move |m| tx.send(m).unwrap());
+    /// b.add_address(a.id(), &a.listen_addrs()[0].to_string()).unwrap();
+    /// b.snd(&inbox, msg!["hello from b"]); // b connects on demand
+    /// assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), msg!["hello from b"]);
+    /// ```
     pub fn add_address(&self, node: &NodeId, addr: &str) -> Result<()> {
         let net = self.need_net("add_address")?;
         net.learn(node.as_str(), addr, config::parse_addr(addr)?);
@@ -384,6 +429,19 @@ impl Node {
     }
 
     /// The nodes this node has a working connection to (never itself).
+    ///
+    /// ```
+    /// use aemp::{msg, Config, Node, PortId};
+    /// use std::time::Duration;
+    /// let cfg = |id: &str| Config::new(id).bind("127.0.0.1:0").secret("s");
+    /// let a = Node::with_config(cfg("doc-up-nodes-a/")).unwrap();
+    /// let b = Node::with_config(cfg("doc-up-nodes-b/")).unwrap();
+    /// assert!(b.up_nodes().is_empty());
+    /// let echo = a.port_fn(|m| aemp::snd(&PortId::try_from(m.last().unwrap()).unwrap(), msg![]));
+    /// b.add_address(a.id(), &a.listen_addrs()[0].to_string()).unwrap();
+    /// b.call(&echo, msg!["ping"], Duration::from_secs(10)).unwrap(); // connected now
+    /// assert_eq!(b.up_nodes(), [a.id().clone()]);
+    /// ```
     pub fn up_nodes(&self) -> Vec<NodeId> {
         let Some(net) = self.net() else {
             return Vec::new();
@@ -398,6 +456,13 @@ impl Node {
 
     /// `Some(true)` if `node` is connected (or is this node), `Some(false)`
     /// while connecting or after a loss, `None` for a node never dealt with.
+    ///
+    /// ```
+    /// use aemp::{Config, Node, NodeId};
+    /// let node = Node::with_config(Config::new("doc-node-is-up/").secret("s")).unwrap();
+    /// assert_eq!(node.node_is_up(node.id()), Some(true));
+    /// assert_eq!(node.node_is_up(&NodeId::new("stranger").unwrap()), None);
+    /// ```
     pub fn node_is_up(&self, node: &NodeId) -> Option<bool> {
         if node == self.id() {
             return Some(true);
@@ -410,6 +475,23 @@ impl Node {
     /// Calls `f(node, true, [])` when a node comes up and
     /// `f(node, false, reason)` when it goes down, strictly alternating per
     /// node, on the dispatcher. Dropping the guard stops it.
+    ///
+    /// ```
+    /// use aemp::{Config, Node};
+    /// use std::time::Duration;
+    /// let a = Node::with_config(Config::new("doc-mon-nodes-a/").bind("127.0.0.1:0").secret("s")).unwrap();
+    /// let b = Node::with_config(Config::new("doc-mon-nodes-b/").secret("s")).unwrap();
+    /// let (tx, rx) = crossbeam_channel::unbounded();
+    /// let _guard = a
+    ///     .mon_nodes(move |node, up, reason| tx.send((node.clone(), up, reason.kind().map(String::from))).unwrap())
+    ///     .unwrap();
+    /// b.connect(&a.listen_addrs()[0].to_string()).unwrap();
+    /// let t = Duration::from_secs(10);
+    /// assert_eq!(rx.recv_timeout(t).unwrap(), (b.id().clone(), true, None));
+    /// b.shutdown(); // closes its connections
+    /// let (who, up, _) = rx.recv_timeout(t).unwrap();
+    /// assert_eq!((who, up), (b.id().clone(), false));
+    /// ```
     pub fn mon_nodes(
         &self,
         f: impl FnMut(&NodeId, bool, &Reason) + Send + 'static,

@@ -18,6 +18,21 @@ use std::time::{Duration, Instant};
 /// the port normally; `Err(e)` kills it with `["die", e.to_string()]`
 /// (a no-op when the port is already dead, e.g. after `get` returned
 /// [`Error::Killed`]).
+///
+/// ```
+/// use aemp::{msg, Node};
+/// use std::time::Duration;
+/// let node = Node::new("doc/port-exit").unwrap();
+/// let p = node.port_thread(|mb| -> Result<(), String> {
+///     let m = mb.get().map_err(|e| e.to_string())?;
+///     Err(format!("cannot handle {m}")) // the port dies with ["die", ...]
+/// });
+/// let (tx, rx) = crossbeam_channel::bounded(1);
+/// node.mon(&p, move |r| tx.send(r).unwrap()).forget();
+/// node.snd(&p, msg!["x"]);
+/// let r = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+/// assert_eq!(r, aemp::reason!["die", r#"cannot handle ["x"]"#]);
+/// ```
 pub trait PortExit {
     /// The kill reason for the port.
     fn into_reason(self) -> Reason;
@@ -73,16 +88,54 @@ pub struct Mailbox {
 
 impl Mailbox {
     /// This thread's port.
+    ///
+    /// ```
+    /// use aemp::Node;
+    /// use std::time::Duration;
+    /// let node = Node::new("doc/mb-port").unwrap();
+    /// let (tx, rx) = crossbeam_channel::bounded(1);
+    /// let p = node.port_thread(move |mb| tx.send(mb.port().clone()).unwrap());
+    /// assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), p);
+    /// ```
     pub fn port(&self) -> &PortId {
         &self.cell.id
     }
 
     /// The node the port lives on.
+    ///
+    /// ```
+    /// use aemp::Node;
+    /// use std::time::Duration;
+    /// let node = Node::new("doc/mb-node").unwrap();
+    /// let (tx, rx) = crossbeam_channel::bounded(1);
+    /// node.port_thread(move |mb| {
+    ///     let helper = mb.node().port_fn(|_| {}); // more ports on the same node
+    ///     tx.send(helper).unwrap();
+    /// });
+    /// let helper = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    /// assert!(node.port_is_local(&helper));
+    /// ```
     pub fn node(&self) -> &Node {
         &self.node
     }
 
     /// Messages waiting (taken into the queue or still arriving).
+    ///
+    /// ```
+    /// use aemp::{msg, Node};
+    /// use std::time::Duration;
+    /// let node = Node::new("doc/mb-len").unwrap();
+    /// let (tx, rx) = crossbeam_channel::bounded(1);
+    /// let (go_tx, go_rx) = crossbeam_channel::bounded::<()>(1);
+    /// let p = node.port_thread(move |mb| {
+    ///     go_rx.recv().unwrap(); // wait until both messages were sent
+    ///     tx.send((mb.len(), mb.is_empty())).unwrap();
+    /// });
+    /// node.snd(&p, msg!["a"]);
+    /// node.snd(&p, msg!["b"]);
+    /// go_tx.send(()).unwrap();
+    /// assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), (2, false));
+    /// ```
     pub fn len(&self) -> usize {
         self.queue.len() + self.cell.arrivals_len().unwrap_or(0)
     }
@@ -93,22 +146,89 @@ impl Mailbox {
     }
 
     /// The oldest message, waiting as long as it takes.
+    ///
+    /// ```
+    /// use aemp::{msg, reason, Error, Node};
+    /// use std::time::Duration;
+    /// let node = Node::new("doc/mb-get").unwrap();
+    /// let (tx, rx) = crossbeam_channel::unbounded();
+    /// let p = node.port_thread(move |mb| {
+    ///     loop {
+    ///         match mb.get() {
+    ///             Ok(m) => tx.send(m.to_string()).unwrap(),
+    ///             // Killed: every get returns Error::Killed, so `?` unwinds too.
+    ///             Err(Error::Killed { reason, .. }) => break tx.send(format!("killed: {reason}")).unwrap(),
+    ///             Err(e) => panic!("{e}"),
+    ///         }
+    ///     }
+    /// });
+    /// node.snd(&p, msg!["one"]);
+    /// let t = Duration::from_secs(5);
+    /// assert_eq!(rx.recv_timeout(t).unwrap(), r#"["one"]"#);
+    /// node.kil(&p, reason!["stop"]).unwrap();
+    /// assert_eq!(rx.recv_timeout(t).unwrap(), r#"killed: ["stop"]"#);
+    /// ```
     pub fn get(&mut self) -> Result<Message> {
         self.wait(None, |q| q.pop_front()).map(expect_some)
     }
 
     /// The oldest message, or `None` after `timeout` (zero: do not wait).
+    ///
+    /// ```
+    /// use aemp::{msg, Node};
+    /// use std::time::Duration;
+    /// let node = Node::new("doc/mb-get-timeout").unwrap();
+    /// let (tx, rx) = crossbeam_channel::bounded(1);
+    /// let p = node.port_thread(move |mb| -> aemp::Result<()> {
+    ///     let first = mb.get_timeout(Duration::from_secs(5))?;
+    ///     let idle = mb.get_timeout(Duration::from_millis(10))?; // nothing more comes
+    ///     tx.send((first, idle)).unwrap();
+    ///     Ok(())
+    /// });
+    /// node.snd(&p, msg!["tick"]);
+    /// assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), (Some(msg!["tick"]), None));
+    /// ```
     pub fn get_timeout(&mut self, timeout: Duration) -> Result<Option<Message>> {
         self.wait(Some(deadline(timeout)), |q| q.pop_front())
     }
 
     /// The oldest message whose element 0 is `tag`, *without* the tag.
+    ///
+    /// ```
+    /// use aemp::{msg, Node};
+    /// use std::time::Duration;
+    /// let node = Node::new("doc/mb-get-tag").unwrap();
+    /// let (tx, rx) = crossbeam_channel::bounded(1);
+    /// let p = node.port_thread(move |mb| -> aemp::Result<()> {
+    ///     let login = mb.get_tag("login")?; // "data" waits, in order
+    ///     let data = mb.get_tag("data")?;
+    ///     tx.send((login, data)).unwrap();
+    ///     Ok(())
+    /// });
+    /// node.snd(&p, msg!["data", "x"]);
+    /// node.snd(&p, msg!["login", "ann"]);
+    /// assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), (msg!["ann"], msg!["x"]));
+    /// ```
     pub fn get_tag(&mut self, tag: &str) -> Result<Message> {
         self.wait(None, |q| q.take_tag(tag).map(Message::without_tag))
             .map(expect_some)
     }
 
     /// Like [`get_tag`](Mailbox::get_tag), or `None` after `timeout`.
+    ///
+    /// ```
+    /// use aemp::{msg, Node};
+    /// use std::time::Duration;
+    /// let node = Node::new("doc/mb-get-tag-timeout").unwrap();
+    /// let (tx, rx) = crossbeam_channel::bounded(1);
+    /// let p = node.port_thread(move |mb| -> aemp::Result<()> {
+    ///     let ack = mb.get_tag_timeout("ack", Duration::from_millis(20))?; // only "other" came
+    ///     tx.send((ack, mb.len())).unwrap();
+    ///     Ok(())
+    /// });
+    /// node.snd(&p, msg!["other"]);
+    /// assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), (None, 1));
+    /// ```
     pub fn get_tag_timeout(&mut self, tag: &str, timeout: Duration) -> Result<Option<Message>> {
         self.wait(Some(deadline(timeout)), |q| {
             q.take_tag(tag).map(Message::without_tag)
@@ -174,11 +294,41 @@ impl Mailbox {
 
     /// The oldest message for which `pred` is true, whole (tag included).
     /// Each queued message is shown to `pred` at most once per call.
+    ///
+    /// ```
+    /// use aemp::{msg, Node};
+    /// use std::time::Duration;
+    /// let node = Node::new("doc/mb-get-cond").unwrap();
+    /// let (tx, rx) = crossbeam_channel::bounded(1);
+    /// let p = node.port_thread(move |mb| -> aemp::Result<()> {
+    ///     // The first reading over 100, whole; smaller ones stay queued.
+    ///     let hot = mb.get_cond(|m| m.tag() == Some("temp") && m[1].as_i64() > Some(100))?;
+    ///     tx.send(hot).unwrap();
+    ///     Ok(())
+    /// });
+    /// node.snd(&p, msg!["temp", 20]);
+    /// node.snd(&p, msg!["temp", 120]);
+    /// assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), msg!["temp", 120]);
+    /// ```
     pub fn get_cond(&mut self, pred: impl FnMut(&Message) -> bool) -> Result<Message> {
         self.get_cond_inner(None, pred).map(expect_some)
     }
 
     /// Like [`get_cond`](Mailbox::get_cond), or `None` after `timeout`.
+    ///
+    /// ```
+    /// use aemp::{msg, Node};
+    /// use std::time::Duration;
+    /// let node = Node::new("doc/mb-get-cond-timeout").unwrap();
+    /// let (tx, rx) = crossbeam_channel::bounded(1);
+    /// let p = node.port_thread(move |mb| -> aemp::Result<()> {
+    ///     let big = mb.get_cond_timeout(|m| m.len() > 2, Duration::from_millis(20))?;
+    ///     tx.send(big).unwrap();
+    ///     Ok(())
+    /// });
+    /// node.snd(&p, msg!["small"]);
+    /// assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), None);
+    /// ```
     pub fn get_cond_timeout(
         &mut self,
         pred: impl FnMut(&Message) -> bool,
@@ -223,6 +373,23 @@ impl Mailbox {
     /// A blocking RPC from this thread: sends `msg` plus a fresh reply port
     /// to `port` and waits for the reply without touching this mailbox.
     /// See [`Node::call`].
+    ///
+    /// ```
+    /// use aemp::{msg, Node, PortId};
+    /// use std::time::Duration;
+    /// let node = Node::new("doc/mb-call").unwrap();
+    /// let clock = node.port_fn(|m| {
+    ///     let reply = PortId::try_from(m.last().unwrap()).unwrap();
+    ///     aemp::snd(&reply, msg!["time", 1234]);
+    /// });
+    /// let (tx, rx) = crossbeam_channel::bounded(1);
+    /// node.port_thread(move |mb| -> aemp::Result<()> {
+    ///     let now = mb.call(&clock, msg!["now"], Duration::from_secs(5))?;
+    ///     tx.send((now, mb.len())).unwrap(); // the reply did not go through the mailbox
+    ///     Ok(())
+    /// });
+    /// assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), (msg!["time", 1234], 0));
+    /// ```
     pub fn call(&self, port: &PortId, msg: Message, timeout: Duration) -> Result<Message> {
         self.node.call(port, msg, timeout)
     }

@@ -100,6 +100,12 @@ const MERGE_ONLY: [&str; 5] = ["profile", "parent", "version", "norc", "force"];
 /// `$PERL_ANYEVENT_MP_RC`, else `$HOME/.perl-anyevent-mp`, else
 /// `%APPDATA%/perl-anyevent-mp`. Empty variables count as unset. `None`
 /// when none of them is set.
+///
+/// ```
+/// // In a program of one's own: where RcFile::load_default() reads.
+/// std::env::set_var("AEMP_RC", "/etc/aemp/rc.json");
+/// assert_eq!(aemp::rcfile::default_path(), Some("/etc/aemp/rc.json".into()));
+/// ```
 pub fn default_path() -> Option<PathBuf> {
     path_from(
         std::env::var_os("AEMP_RC"),
@@ -190,6 +196,14 @@ impl RcFile {
     }
 
     /// A configuration from (relaxed) JSON text, with no file behind it.
+    ///
+    /// ```
+    /// use aemp::rcfile::RcFile;
+    /// let rc = RcFile::from_json(r#"{"version":1, "secret":"s", "profile":{"seed":{"binds":["*:4040"]}}}"#).unwrap();
+    /// assert_eq!(rc.profile_names(), ["seed"]);
+    /// assert_eq!(rc.profile("seed").unwrap()["binds"][0], "*:4040");
+    /// assert!(RcFile::from_json("[1, 2]").is_err()); // the top level must be an object
+    /// ```
     pub fn from_json(text: &str) -> Result<RcFile> {
         let data = parse(text).map_err(|problem| Error::RcFile {
             path: "(text)".into(),
@@ -205,6 +219,14 @@ impl RcFile {
 
     /// Loads the file at [`default_path`] (see [`RcFile::load`]); with no
     /// path at all, an empty in-memory configuration.
+    ///
+    /// ```
+    /// use aemp::rcfile::{LoadStatus, RcFile};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// std::env::set_var("AEMP_RC", dir.path().join("rc")); // else $PERL_ANYEVENT_MP_RC, ~/.perl-anyevent-mp
+    /// let rc = RcFile::load_default();
+    /// assert_eq!(rc.status(), &LoadStatus::Missing); // no file yet: an empty configuration
+    /// ```
     pub fn load_default() -> RcFile {
         match default_path() {
             Some(p) => RcFile::load(p),
@@ -215,6 +237,19 @@ impl RcFile {
     /// Loads `path`. Never fails: a missing file gives an empty
     /// configuration; an unreadable or invalid one is logged as a warning
     /// and treated as empty (see [`RcFile::status`]).
+    ///
+    /// ```
+    /// use aemp::rcfile::{LoadStatus, RcFile};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("rc");
+    /// std::fs::write(&path, r#"{"version":1,"secret":"s",}"#).unwrap(); // relaxed JSON
+    /// let rc = RcFile::load(&path);
+    /// assert_eq!(rc.status(), &LoadStatus::Loaded);
+    /// assert_eq!(rc.as_map()["secret"], "s");
+    ///
+    /// std::fs::write(&path, "not json").unwrap();
+    /// assert!(matches!(RcFile::load(&path).status(), LoadStatus::Invalid(_))); // never an error
+    /// ```
     pub fn load(path: impl Into<PathBuf>) -> RcFile {
         let path = path.into();
         let (data, status) = match fs::read(&path) {
@@ -285,6 +320,16 @@ impl RcFile {
 
     /// The section that edits go to: the global section for `None`, else
     /// the named profile, created (empty) if needed.
+    ///
+    /// ```
+    /// use aemp::rcfile::RcFile;
+    /// use serde_json::json;
+    /// let mut rc = RcFile::new();
+    /// rc.section_mut(None).insert("secret".into(), json!("s3cret")); // global
+    /// rc.section_mut(Some("seed")).insert("binds".into(), json!(["*:4040"])); // creates the profile
+    /// assert_eq!(rc.profile("seed").unwrap()["binds"], json!(["*:4040"]));
+    /// assert!(rc.is_changed());
+    /// ```
     pub fn section_mut(&mut self, profile: Option<&str>) -> &mut Map<String, Value> {
         let Some(name) = profile else {
             return &mut self.data;
@@ -313,6 +358,14 @@ impl RcFile {
 
     /// Removes a profile; `false` if there was none by that name. An empty
     /// `profile` object stays, as in the original.
+    ///
+    /// ```
+    /// use aemp::rcfile::RcFile;
+    /// let mut rc = RcFile::from_json(r#"{"version":1,"profile":{"old":{},"new":{}}}"#).unwrap();
+    /// assert!(rc.remove_profile("old"));
+    /// assert!(!rc.remove_profile("old")); // gone already
+    /// assert_eq!(rc.profile_names(), ["new"]);
+    /// ```
     pub fn remove_profile(&mut self, name: &str) -> bool {
         let removed = match self.data.get_mut("profile").and_then(Value::as_object_mut) {
             Some(p) => p.remove(name).is_some(),
@@ -329,6 +382,12 @@ impl RcFile {
     /// The content as the original writes it: pretty JSON with sorted
     /// keys, a three-space indent, `" : "` between key and value, and a
     /// final newline.
+    ///
+    /// ```
+    /// let mut rc = aemp::rcfile::RcFile::new();
+    /// rc.section_mut(None).insert("secret".into(), "s".into());
+    /// assert_eq!(rc.to_json_string(), "{\n   \"secret\" : \"s\",\n   \"version\" : 1\n}\n");
+    /// ```
     pub fn to_json_string(&self) -> String {
         to_pretty_json(&Value::Object(self.data.clone()))
     }
@@ -341,6 +400,20 @@ impl RcFile {
     /// `<file>~`, and `<file>~new~` is renamed over the file; a symbolic
     /// link is followed, not replaced. When the file had failed to load,
     /// its unparseable original becomes the backup, with a warning.
+    ///
+    /// ```
+    /// use aemp::rcfile::RcFile;
+    /// use serde_json::json;
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("rc");
+    /// let mut rc = RcFile::load(&path); // missing: empty
+    /// rc.section_mut(Some("worker")).insert("seeds".into(), json!(["seed.example:4040"]));
+    /// assert!(rc.save().unwrap()); // written
+    /// assert!(!rc.save().unwrap()); // nothing changed since
+    /// let again = RcFile::load(&path);
+    /// assert_eq!(again.profile("worker").unwrap()["seeds"], json!(["seed.example:4040"]));
+    /// assert!(std::fs::read_to_string(&path).unwrap().contains(r#""seeds" : ["#)); // the original's layout
+    /// ```
     pub fn save(&mut self) -> Result<bool> {
         if !self.is_changed() {
             return Ok(false);

@@ -16,6 +16,13 @@ use std::time::Duration;
 /// `framing_format ["cbor","json"]` (aemp never offers Perl's `storable`),
 /// `auth_offer ["tls_sha3_512","hmac_sha3_512"]`, `auth_accept` = the offer
 /// plus `tls_anon` and `cleartext`, `nodelay true`.
+///
+/// ```
+/// let d = aemp::rcfile::defaults();
+/// assert_eq!(d["binds"], serde_json::json!(["*"]));
+/// assert_eq!(d["monitor_timeout"], 30);
+/// assert!(d.get("secret").is_none()); // no default secret
+/// ```
 pub fn defaults() -> Map<String, Value> {
     let names = |list: &[&str]| Value::from(list.to_vec());
     let framings: Vec<&str> = Framing::ALL.iter().map(|f| f.name()).collect();
@@ -49,6 +56,13 @@ pub(crate) const AUTH_OFFER: [AuthMethod; 2] = [AuthMethod::TlsSha3_512, AuthMet
 
 /// Perl's idea of truth for a configuration value: `null`, `false`, `0`,
 /// `""` and `"0"` are false, everything else is true.
+///
+/// ```
+/// use aemp::rcfile::truthy;
+/// use serde_json::json;
+/// assert!(!truthy(&json!("0")) && !truthy(&json!("")) && !truthy(&json!(0)) && !truthy(&json!(null)));
+/// assert!(truthy(&json!("0.0")) && truthy(&json!(1)) && truthy(&json!([])));
+/// ```
 pub fn truthy(v: &Value) -> bool {
     match v {
         Value::Null => false,
@@ -72,6 +86,11 @@ fn system_hostname() -> String {
 
 /// This process's random text for node IDs (the original's RUNIQ): the
 /// same for every expansion in one process.
+///
+/// ```
+/// assert_eq!(aemp::rcfile::runiq(), aemp::rcfile::runiq()); // one per process
+/// assert!(!aemp::rcfile::runiq().is_empty());
+/// ```
 pub fn runiq() -> &'static str {
     static RUNIQ: Lazy<String> = Lazy::new(|| NameGen::random_text(16));
     &RUNIQ
@@ -92,6 +111,18 @@ pub fn runiq() -> &'static str {
 ///
 /// Fails with [`Error::Config`] when a parent chain loops or a `parent`
 /// is not a string.
+///
+/// ```
+/// use aemp::rcfile::{self, RcFile};
+/// use serde_json::{json, Map};
+/// let rc = RcFile::from_json(r#"{"version":1, "monitor_timeout":10,
+///     "profile":{"base":{"monitor_timeout":5,"seeds":["a:1"]}, "w":{"parent":"base","seeds":["b:2"]}}}"#).unwrap();
+/// let cfg = rcfile::effective(&rc, Some("w"), &Map::new(), false, false).unwrap();
+/// assert_eq!(cfg["seeds"], json!(["b:2"])); // the profile itself wins
+/// assert_eq!(cfg["monitor_timeout"], json!(5)); // its parent over the global section
+/// let norc = rcfile::effective(&rc, Some("w"), &Map::new(), false, true).unwrap();
+/// assert_eq!(norc["monitor_timeout"], json!(30)); // the file ignored: the built-in default
+/// ```
 pub fn effective(
     rc: &RcFile,
     profile: Option<&str>,
@@ -250,6 +281,17 @@ pub(crate) fn expand_node_id_with(
 
 /// The node ID for an effective configuration: its `nodeid`, else
 /// `"<profile>/"`, expanded with [`expand_node_id`] and [`hostname`].
+///
+/// ```
+/// use aemp::rcfile::{defaults, node_id};
+/// use serde_json::json;
+/// let mut cfg = defaults();
+/// let id = node_id(&cfg, "worker").unwrap(); // no nodeid: "<profile>/" plus random text
+/// assert!(id.node_id.as_str().starts_with("worker/") && id.randomised);
+/// cfg.insert("nodeid".into(), json!("db-%n"));
+/// let id = node_id(&cfg, "worker").unwrap();
+/// assert_eq!(id.node_id.as_str(), format!("db-{}", aemp::rcfile::hostname()));
+/// ```
 pub fn node_id(config: &Map<String, Value>, profile: &str) -> Result<ExpandedNodeId> {
     let template = match config.get("nodeid") {
         None | Some(Value::Null) => format!("{profile}/"),
@@ -278,6 +320,23 @@ pub struct Resolved {
 }
 
 /// [`effective`] plus the profile name and the expanded [`node_id`].
+///
+/// ```
+/// use aemp::rcfile::{self, RcFile};
+/// use serde_json::{json, Map};
+/// let rc = RcFile::from_json(r#"{"version":1,"secret":"s","profile":{"seed":{"nodeid":"seed","binds":["*:4040"]}}}"#).unwrap();
+/// // What the program passes (`configure` arguments) is below the file unless forced.
+/// let mut args = Map::new();
+/// args.insert("binds".into(), json!(["*:5050"]));
+/// let r = rcfile::resolve(&rc, Some("seed"), &args, false, false).unwrap();
+/// assert_eq!((r.profile.as_str(), r.node_id.node_id.as_str()), ("seed", "seed"));
+/// assert_eq!(r.config["binds"], json!(["*:4040"]));
+/// let forced = rcfile::resolve(&rc, Some("seed"), &args, true, false).unwrap();
+/// assert_eq!(forced.config["binds"], json!(["*:5050"]));
+/// // The network settings of a node from it:
+/// let cfg = aemp::Config::from_rc(&r).unwrap();
+/// assert_eq!(cfg.secret.as_deref(), Some("s"));
+/// ```
 pub fn resolve(
     rc: &RcFile,
     profile: Option<&str>,

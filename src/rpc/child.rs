@@ -101,7 +101,7 @@ fn event_encoder<S: Serialiser>(ser: S, function: &str) -> EventFn {
 ///
 /// A panic in `f` ends the worker; the parent gets the panic's message.
 ///
-/// ```no_run
+/// ```
 /// use aemp::rpc::{self, Json};
 /// use serde_json::{json, Value};
 /// fn main() {
@@ -205,7 +205,7 @@ fn finish_async(frame: Vec<u8>) {
 /// complete the call later, from any thread. Many calls run concurrently;
 /// the parent matches results to calls by id.
 ///
-/// ```no_run
+/// ```
 /// use aemp::rpc::{self, Done, Raw};
 /// rpc::register_async("echo_later", Raw, |done: Done<Raw>, args: Vec<u8>| {
 ///     std::thread::spawn(move || done.done(args));
@@ -244,6 +244,25 @@ where
 /// first, with the init arguments in order, before serving any call. An
 /// `Err` refuses to serve; the parent's calls fail with
 /// [`Error::Refused`] carrying the message. It cannot send events.
+///
+/// ```
+/// use aemp::rpc::{self, Function, Worker};
+/// use std::time::Duration;
+/// const HELLO: Function<(), String> = Function::json("hello");
+/// rpc::register_init("strict", |args| {
+///     if args.is_empty() { Err("init needs a name".into()) } else { Ok(()) }
+/// });
+/// HELLO.register(|(), _| Ok("hello".into()));
+/// rpc::serve_if_worker()?;
+///
+/// let t = Duration::from_secs(5);
+/// let ok = HELLO.rpc(Worker::current_exe()).init("strict", vec![b"ann".to_vec()]).spawn()?;
+/// assert_eq!(ok.call_wait((), t), Ok("hello".into()));
+/// ok.join(t)?;
+/// let refused = HELLO.rpc(Worker::current_exe()).init("strict", vec![]).spawn()?;
+/// assert!(refused.call_wait((), t).is_err()); // Error::Refused: "init needs a name"
+/// # Ok::<(), aemp::rpc::Error>(())
+/// ```
 pub fn register_init<F>(name: &str, f: F)
 where
     F: Fn(Vec<Vec<u8>>) -> Result<(), String> + Send + Sync + 'static,
@@ -255,6 +274,30 @@ where
 /// the channel and every call has completed, the worker runs it instead of
 /// exiting at once, and exits when it returns (the original's `done`
 /// option). Named by [`RpcBuilder::done`](super::RpcBuilder::done).
+///
+/// ```
+/// use aemp::rpc::{self, Backend, Done, Raw, Rpc, Worker};
+/// use std::io::Write;
+/// use std::time::Duration;
+/// rpc::register_async("echo", Raw, |done: Done<Raw>, v: Vec<u8>| done.done(v));
+/// // Runs once the parent is finished with the worker, before it exits.
+/// rpc::register_done("flush", || {
+///     let path = std::env::var("DONE_FILE").unwrap();
+///     std::fs::File::create(path).unwrap().write_all(b"flushed").unwrap();
+/// });
+/// rpc::serve_if_worker()?;
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// let file = dir.path().join("done");
+/// let rpc = Rpc::builder(Worker::current_exe().env("DONE_FILE", &file), "echo")
+///     .backend(Backend::Async)
+///     .done("flush")
+///     .spawn()?;
+/// assert_eq!(rpc.call_wait(b"x".to_vec(), Duration::from_secs(5))?, b"x");
+/// rpc.join(Duration::from_secs(5))?; // closes the channel: the worker runs "flush", exits
+/// assert_eq!(std::fs::read(&file).unwrap(), b"flushed");
+/// # Ok::<(), aemp::rpc::Error>(())
+/// ```
 pub fn register_done<F>(name: &str, f: F)
 where
     F: Fn() + Send + Sync + 'static,
@@ -267,6 +310,28 @@ where
 /// `serde_json::Value` for `Json`, ...). Events and results reach the
 /// parent in the order they were emitted. Callable from any thread of a
 /// worker.
+///
+/// ```
+/// use aemp::rpc::{self, Json, Rpc, Worker};
+/// use serde_json::{json, Value};
+/// use std::time::Duration;
+/// rpc::register_sync("work", Json::new(), |v: Value| {
+///     rpc::event(&json!({"progress": 50})).unwrap(); // a Json function's events are Values
+///     v
+/// });
+/// rpc::serve_if_worker()?;
+///
+/// let (tx, rx) = crossbeam_channel::unbounded();
+/// let rpc = Rpc::builder(Worker::current_exe(), "work")
+///     .serialiser(Json::new())
+///     .on_event(move |ev| tx.send(ev).unwrap())
+///     .spawn()?;
+/// assert_eq!(rpc.call_wait(json!("x"), Duration::from_secs(5))?, json!("x"));
+/// assert_eq!(rx.try_recv().unwrap(), json!({"progress": 50})); // before the result
+/// assert!(rpc::event(&json!(1)).is_err()); // not in a worker
+/// rpc.join(Duration::from_secs(5))?;
+/// # Ok::<(), aemp::rpc::Error>(())
+/// ```
 pub fn event<V: Any>(value: &V) -> Result<(), Error> {
     let s = SERVING.get().ok_or(Error::NotWorker { what: "event" })?;
     let enc = s.event.get().ok_or(Error::NotWorker { what: "event" })?;
@@ -302,6 +367,20 @@ pub fn take_extra_fd() -> Option<OwnedFd> {
 }
 
 /// Whether this process was started as a worker.
+///
+/// ```
+/// use aemp::rpc::{Function, Worker};
+/// use std::time::Duration;
+/// const AM_I: Function<(), bool> = Function::json("am_i");
+/// AM_I.register(|(), _| Ok(aemp::rpc::is_worker()));
+/// aemp::rpc::serve_if_worker()?;
+///
+/// assert!(!aemp::rpc::is_worker()); // the parent
+/// let rpc = AM_I.rpc(Worker::current_exe()).spawn()?;
+/// assert_eq!(rpc.call_wait((), Duration::from_secs(5)), Ok(true));
+/// rpc.join(Duration::from_secs(5))?;
+/// # Ok::<(), aemp::rpc::Error>(())
+/// ```
 pub fn is_worker() -> bool {
     IS_WORKER.load(Ordering::Relaxed) || std::env::var_os(ENV_FD).is_some()
 }
@@ -319,7 +398,7 @@ pub fn is_worker() -> bool {
 /// worker cannot start workers before it serves (the start fails with the
 /// same error).
 ///
-/// ```no_run
+/// ```
 /// // First thing in `main`:
 /// aemp::rpc::register_sync("square", aemp::rpc::Raw, |v: Vec<u8>| vec![v[0] * v[0]]);
 /// aemp::rpc::serve_if_worker().expect("serve_if_worker comes first");

@@ -125,6 +125,20 @@ impl<S: Serialiser> Clone for Rpc<S> {
 
 impl Rpc<Raw> {
     /// Starts configuring a worker running `worker` and serving `function`.
+    ///
+    /// ```
+    /// use aemp::rpc::{self, Raw, Rpc, Worker};
+    /// use std::time::Duration;
+    /// // Untyped: octets in, octets out (the Raw serialiser).
+    /// rpc::register_sync("reverse", Raw, |mut v: Vec<u8>| { v.reverse(); v });
+    /// rpc::serve_if_worker()?;
+    ///
+    /// let rpc = Rpc::builder(Worker::current_exe(), "reverse").spawn()?;
+    /// assert_eq!(rpc.function(), "reverse");
+    /// assert_eq!(rpc.call_wait(b"abc".to_vec(), Duration::from_secs(5))?, b"cba");
+    /// rpc.join(Duration::from_secs(5))?;
+    /// # Ok::<(), aemp::rpc::Error>(())
+    /// ```
     pub fn builder(worker: Worker, function: &str) -> RpcBuilder<Raw> {
         RpcBuilder::new(worker, function)
     }
@@ -135,6 +149,26 @@ impl<S: Serialiser> Rpc<S> {
     /// with the result or an error. Never blocks: the call is queued and
     /// sent in a batch with others. If the worker is already gone, the
     /// callback runs at once, on this thread.
+    ///
+    /// ```
+    /// use aemp::rpc::{self, Json, Rpc, Worker};
+    /// use serde_json::{json, Value};
+    /// use std::time::Duration;
+    /// rpc::register_sync("double", Json::new(), |v: Value| json!(v.as_i64().unwrap() * 2));
+    /// rpc::serve_if_worker()?;
+    ///
+    /// let rpc = Rpc::builder(Worker::current_exe(), "double").serialiser(Json::new()).spawn()?;
+    /// let (tx, rx) = crossbeam_channel::unbounded();
+    /// for i in 1..=3 {
+    ///     let tx = tx.clone();
+    ///     rpc.call(json!(i), move |r| tx.send(r.unwrap()).unwrap()); // never blocks
+    /// }
+    /// let t = Duration::from_secs(5);
+    /// let got: Vec<Value> = (0..3).map(|_| rx.recv_timeout(t).unwrap()).collect();
+    /// assert_eq!(got, [json!(2), json!(4), json!(6)]); // sync backend: in call order
+    /// rpc.join(t)?;
+    /// # Ok::<(), aemp::rpc::Error>(())
+    /// ```
     pub fn call(
         &self,
         args: S::Value,
@@ -234,6 +268,21 @@ impl<S: Serialiser> Rpc<S> {
     }
 
     /// The error that ended the worker, if it has ended.
+    ///
+    /// ```
+    /// use aemp::rpc::{self, Raw, Rpc, Worker};
+    /// use std::time::Duration;
+    /// rpc::register_sync("crash", Raw, |_| std::process::exit(3));
+    /// rpc::serve_if_worker()?;
+    ///
+    /// let rpc = Rpc::builder(Worker::current_exe(), "crash").spawn()?;
+    /// assert!(rpc.error().is_none());
+    /// let err = rpc.call_wait(vec![], Duration::from_secs(5)).unwrap_err();
+    /// assert!(matches!(err, rpc::Error::WorkerDied { .. }), "{err}");
+    /// assert!(rpc.error().is_some()); // and later calls fail at once
+    /// assert!(rpc.call_wait(vec![], Duration::from_secs(5)).is_err());
+    /// # Ok::<(), aemp::rpc::Error>(())
+    /// ```
     pub fn error(&self) -> Option<Error> {
         self.shared.st.lock().dead.clone()
     }

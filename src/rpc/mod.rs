@@ -22,7 +22,7 @@
 //! the worker that ran it. A worker refuses to serve a function the parent
 //! declared with other types ([`Function::signature`]).
 //!
-//! ```no_run
+//! ```
 //! use aemp::rpc::{self, Function, Worker};
 //! use std::time::Duration;
 //!
@@ -55,7 +55,7 @@
 //! worker functions, then call [`serve_if_worker`] first in `main`: in a
 //! worker it serves and exits, elsewhere it returns at once.
 //!
-//! ```no_run
+//! ```
 //! use aemp::rpc::{self, Backend, Json, Rpc, Worker};
 //! use serde_json::{json, Value};
 //! use std::time::Duration;
@@ -156,6 +156,35 @@ pub use typed::{
 pub use worker::Worker;
 
 /// How a worker runs its calls.
+///
+/// ```
+/// use aemp::rpc::{self, Backend, Done, Json, Rpc, Worker};
+/// use serde_json::{json, Value};
+/// use std::time::Duration;
+/// // Async: each call completes through its Done handle, whenever it likes.
+/// rpc::register_async("sleepy", Json::new(), |done: Done<Json>, ms: Value| {
+///     std::thread::spawn(move || {
+///         std::thread::sleep(Duration::from_millis(ms.as_u64().unwrap()));
+///         done.done(ms);
+///     });
+/// });
+/// rpc::serve_if_worker()?;
+///
+/// let rpc = Rpc::builder(Worker::current_exe(), "sleepy")
+///     .serialiser(Json::new())
+///     .backend(Backend::Async)
+///     .spawn()?;
+/// let (tx, rx) = crossbeam_channel::unbounded();
+/// for ms in [200, 10] {
+///     let tx = tx.clone();
+///     rpc.call(json!(ms), move |r| tx.send(r.unwrap()).unwrap());
+/// }
+/// let t = Duration::from_secs(5);
+/// // Both ran at once: the short call finished first.
+/// assert_eq!((rx.recv_timeout(t).unwrap(), rx.recv_timeout(t).unwrap()), (json!(10), json!(200)));
+/// rpc.join(t)?;
+/// # Ok::<(), aemp::rpc::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Backend {
     /// One call at a time, results in call order (the default).

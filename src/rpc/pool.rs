@@ -17,9 +17,14 @@ use manager::Manager;
 
 /// Options for a [`Pool`]; made by [`Pool::builder`].
 ///
-/// ```no_run
-/// use aemp::rpc::{Json, Pool, Worker};
+/// ```
+/// use aemp::rpc::{self, Json, Pool, Worker};
+/// use serde_json::{json, Value};
 /// use std::time::Duration;
+/// // The worker side (this program, re-run): first in main.
+/// rpc::register_sync("square", Json::new(), |v: Value| json!(v.as_i64().unwrap().pow(2)));
+/// rpc::serve_if_worker()?;
+///
 /// let pool = Pool::builder(Worker::current_exe(), "square")
 ///     .serialiser(Json::new())
 ///     .max(4)                              // at most 4 workers
@@ -29,10 +34,13 @@ use manager::Manager;
 ///     .stop(Duration::from_secs(10))       // stop workers idle for 10 s
 ///     .on_destroy(|| eprintln!("pool finished"))
 ///     .build()?;
+/// let (tx, rx) = crossbeam_channel::unbounded();
 /// for i in 0..100 {
-///     pool.call(serde_json::json!(i), move |r| println!("{i}² = {}", r.unwrap()));
+///     let tx = tx.clone();
+///     pool.call(json!(i), move |r| tx.send(r.unwrap().as_i64().unwrap()).unwrap());
 /// }
 /// pool.join(Duration::from_secs(60))?; // finish the queue, stop all workers
+/// assert_eq!(rx.try_iter().sum::<i64>(), (0..100i64).map(|i| i * i).sum::<i64>());
 /// # Ok::<(), aemp::rpc::Error>(())
 /// ```
 pub struct PoolBuilder<S: Serialiser = Raw> {
@@ -282,6 +290,25 @@ impl<S: Serialiser> Drop for PoolToken<S> {
 /// `on_destroy`.
 ///
 /// Callbacks run on the worker's receiving thread; they may call the pool.
+///
+/// ```
+/// use aemp::rpc::{self, Pool, Raw, Worker};
+/// use std::time::Duration;
+/// // Each worker answers with its pid and retires after its first call.
+/// rpc::register_sync("once", Raw, |_| {
+///     rpc::retire().unwrap();
+///     std::process::id().to_string().into_bytes()
+/// });
+/// rpc::serve_if_worker()?;
+///
+/// let pool = Pool::builder(Worker::current_exe(), "once").max(1).build()?;
+/// let t = Duration::from_secs(10);
+/// let first = pool.call_wait(vec![], t)?;
+/// let second = pool.call_wait(vec![], t)?;
+/// assert_ne!(first, second); // the retired worker was replaced
+/// pool.join(t)?;
+/// # Ok::<(), aemp::rpc::Error>(())
+/// ```
 pub struct Pool<S: Serialiser = Raw> {
     inner: Arc<Inner<S>>,
     token: Arc<PoolToken<S>>,
@@ -298,6 +325,21 @@ impl<S: Serialiser> Clone for Pool<S> {
 
 impl Pool<Raw> {
     /// Starts configuring a pool of `worker` processes serving `function`.
+    ///
+    /// ```
+    /// use aemp::rpc::{self, Json, Pool, Worker};
+    /// use serde_json::{json, Value};
+    /// use std::time::Duration;
+    /// rpc::register_sync("square", Json::new(), |v: Value| json!(v.as_i64().unwrap().pow(2)));
+    /// rpc::serve_if_worker()?;
+    ///
+    /// let pool = Pool::builder(Worker::current_exe(), "square").serialiser(Json::new()).max(2).build()?;
+    /// assert_eq!(pool.max(), 2);
+    /// assert_eq!(pool.call_wait(json!(7), Duration::from_secs(10))?, json!(49));
+    /// assert!(pool.workers() >= 1 && pool.pids().len() >= 1);
+    /// pool.join(Duration::from_secs(10))?;
+    /// # Ok::<(), aemp::rpc::Error>(())
+    /// ```
     pub fn builder(worker: Worker, function: &str) -> PoolBuilder<Raw> {
         PoolBuilder {
             rpc: Rpc::builder(worker, function),

@@ -65,6 +65,14 @@ impl Serialiser for Raw {
 /// A list of octet strings, each preceded by its BER-compressed length
 /// (Perl's `pack "(w/a*)*"`, the original's `STRING` serialiser).
 /// `Value = Vec<Vec<u8>>`.
+///
+/// ```
+/// use aemp::rpc::{Serialiser, Strings};
+/// let mut bytes = Vec::new();
+/// Strings.encode(&vec![b"ab".to_vec(), vec![]], &mut bytes).unwrap();
+/// assert_eq!(bytes, [2, b'a', b'b', 0]); // length, octets; length, octets
+/// assert_eq!(Strings.decode(&bytes).unwrap(), [b"ab".to_vec(), vec![]]);
+/// ```
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Strings;
 

@@ -140,7 +140,7 @@ const FAILED: u8 = 1;
 /// [`CallError::Rpc`] a failure of the call (the worker died, ...). Only
 /// the sync backend is typed: a worker runs one call at a time.
 ///
-/// ```no_run
+/// ```
 /// use aemp::rpc::{self, CallError, Function, Worker};
 /// use std::time::Duration;
 ///
@@ -205,6 +205,14 @@ impl<A, R, Ev, E> Function<A, R, Ev, E> {
     }
 
     /// The function `name`, its values encoded as CBOR.
+    ///
+    /// ```
+    /// use aemp::rpc::{Codec, Function};
+    /// // Declared once, as a constant both the worker and the parent use.
+    /// const RESIZE: Function<(u32, u32), Vec<u8>, u8> = Function::cbor("img::resize");
+    /// assert_eq!(RESIZE.name(), "img::resize");
+    /// assert_eq!(RESIZE.codec(), Codec::Cbor);
+    /// ```
     pub const fn cbor(name: &'static str) -> Self {
         Function {
             name,

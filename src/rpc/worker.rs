@@ -21,7 +21,7 @@ pub(crate) use super::wire::{ENV_EXTRA_FD, ENV_FD};
 /// locks. The child's standard input is `/dev/null`; its standard output and
 /// error are the parent's.
 ///
-/// ```no_run
+/// ```
 /// use aemp::rpc::Worker;
 /// // Re-run this program; its `main` calls `aemp::rpc::serve_if_worker()`.
 /// let w = Worker::current_exe().arg("--quiet");
@@ -40,6 +40,22 @@ impl Worker {
     /// Re-executes the current program as the worker. Its `main` must call
     /// [`serve_if_worker`](super::serve_if_worker) early, after registering
     /// its worker functions.
+    ///
+    /// ```
+    /// use aemp::rpc::{Function, Worker};
+    /// use std::time::Duration;
+    /// const PID: Function<(), u32> = Function::json("pid");
+    /// // In the worker (this program, started again): register, then serve.
+    /// PID.register(|(), _| Ok(std::process::id()));
+    /// aemp::rpc::serve_if_worker()?; // a worker serves here and exits
+    ///
+    /// let rpc = PID.rpc(Worker::current_exe()).spawn()?;
+    /// let child = rpc.call_wait((), Duration::from_secs(5)).unwrap();
+    /// assert_eq!(child, rpc.pid());
+    /// assert_ne!(child, std::process::id()); // another process
+    /// rpc.join(Duration::from_secs(5))?;
+    /// # Ok::<(), aemp::rpc::Error>(())
+    /// ```
     pub fn current_exe() -> Worker {
         Worker {
             program: None,
@@ -59,6 +75,19 @@ impl Worker {
     }
 
     /// Adds a command-line argument for the child.
+    ///
+    /// ```
+    /// use aemp::rpc::{Function, Worker};
+    /// use std::time::Duration;
+    /// const ARGS: Function<(), Vec<String>> = Function::json("args");
+    /// ARGS.register(|(), _| Ok(std::env::args().skip(1).collect()));
+    /// aemp::rpc::serve_if_worker()?;
+    ///
+    /// let rpc = ARGS.rpc(Worker::current_exe().arg("--quiet").args(["-n", "3"])).spawn()?;
+    /// assert_eq!(rpc.call_wait((), Duration::from_secs(5)).unwrap(), ["--quiet", "-n", "3"]);
+    /// rpc.join(Duration::from_secs(5))?;
+    /// # Ok::<(), aemp::rpc::Error>(())
+    /// ```
     pub fn arg(mut self, arg: impl Into<OsString>) -> Worker {
         self.args.push(arg.into());
         self
@@ -75,6 +104,19 @@ impl Worker {
     }
 
     /// Sets an environment variable for the child.
+    ///
+    /// ```
+    /// use aemp::rpc::{Function, Worker};
+    /// use std::time::Duration;
+    /// const GREETING: Function<(), String> = Function::json("greeting");
+    /// GREETING.register(|(), _| std::env::var("GREETING").map_err(|e| e.to_string()));
+    /// aemp::rpc::serve_if_worker()?;
+    ///
+    /// let rpc = GREETING.rpc(Worker::current_exe().env("GREETING", "hej")).spawn()?;
+    /// assert_eq!(rpc.call_wait((), Duration::from_secs(5)), Ok("hej".to_string()));
+    /// rpc.join(Duration::from_secs(5))?;
+    /// # Ok::<(), aemp::rpc::Error>(())
+    /// ```
     pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Worker {
         self.env.push((key.into(), value.into()));
         self
@@ -83,6 +125,34 @@ impl Worker {
     /// Hands the child a duplicate of `fd` at start; the child takes it with
     /// [`take_extra_fd`](super::take_extra_fd). Every worker started from
     /// this template gets its own duplicate of the same descriptor.
+    ///
+    /// ```
+    /// use aemp::rpc::{Function, Worker};
+    /// use std::io::{Read, Seek, Write};
+    /// use std::time::Duration;
+    /// const LOG: Function<String, ()> = Function::json("log");
+    /// // The worker writes its lines to the descriptor it was handed.
+    /// LOG.register(|line, _| {
+    ///     static OUT: std::sync::OnceLock<std::sync::Mutex<std::fs::File>> = std::sync::OnceLock::new();
+    ///     let out = OUT.get_or_init(|| {
+    ///         let fd = aemp::rpc::take_extra_fd().expect("a descriptor from the parent");
+    ///         std::sync::Mutex::new(std::fs::File::from(fd))
+    ///     });
+    ///     writeln!(out.lock().unwrap(), "{line}").map_err(|e| e.to_string())
+    /// });
+    /// aemp::rpc::serve_if_worker()?;
+    ///
+    /// let mut file = tempfile::tempfile().unwrap();
+    /// let fd = file.try_clone().unwrap().into();
+    /// let rpc = LOG.rpc(Worker::current_exe().fd(fd)).spawn()?;
+    /// rpc.call_wait("hello".to_string(), Duration::from_secs(5)).unwrap();
+    /// rpc.join(Duration::from_secs(5))?;
+    /// let mut text = String::new();
+    /// file.rewind().unwrap();
+    /// file.read_to_string(&mut text).unwrap();
+    /// assert_eq!(text, "hello\n");
+    /// # Ok::<(), aemp::rpc::Error>(())
+    /// ```
     pub fn fd(mut self, fd: OwnedFd) -> Worker {
         self.fd = Some(Arc::new(fd));
         self

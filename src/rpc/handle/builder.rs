@@ -17,9 +17,14 @@ use crate::rpc::{Backend, Error, Worker};
 
 /// Options for starting one worker; made by [`Rpc::builder`].
 ///
-/// ```no_run
-/// use aemp::rpc::{Backend, Json, Rpc, Worker};
-/// use serde_json::json;
+/// ```
+/// use aemp::rpc::{self, Backend, Json, Rpc, Worker};
+/// use serde_json::{json, Value};
+/// // The worker side (this program, re-run): first in main.
+/// rpc::register_init("setup", |args| Ok(eprintln!("init: {args:?}")));
+/// rpc::register_sync("add", Json::new(), |v: Value| json!(v[0].as_i64().unwrap() + v[1].as_i64().unwrap()));
+/// rpc::serve_if_worker()?;
+///
 /// let rpc = Rpc::builder(Worker::current_exe(), "add")
 ///     .serialiser(Json::new())
 ///     .backend(Backend::Sync)
@@ -30,6 +35,7 @@ use crate::rpc::{Backend, Error, Worker};
 ///     .spawn()?;
 /// rpc.call(json!([1, 2]), |r| println!("1 + 2 = {}", r.unwrap()));
 /// assert_eq!(rpc.call_wait(json!([2, 2]), std::time::Duration::from_secs(5))?, json!(4));
+/// rpc.join(std::time::Duration::from_secs(5))?;
 /// # Ok::<(), aemp::rpc::Error>(())
 /// ```
 pub struct RpcBuilder<S: Serialiser = Raw> {

@@ -11,7 +11,7 @@ use crate::rpc::{Error, Pool, PoolBuilder, Worker};
 /// Options for a typed pool; made by [`Function::pool`]. The options are
 /// those of [`PoolBuilder`].
 ///
-/// ```no_run
+/// ```
 /// use aemp::rpc::{Function, Worker};
 /// use std::time::Duration;
 /// const RENDER: Function<u32, Vec<u8>, u8> = Function::cbor("render");
@@ -41,10 +41,17 @@ pub struct TypedPoolBuilder<A, R, Ev, E> {
 /// `load` above 1) had not started, and go to another worker. Each event
 /// names its call and the worker that ran it.
 ///
-/// ```no_run
+/// ```
 /// use aemp::rpc::{Function, Worker};
 /// use std::time::Duration;
 /// const SQUARE: Function<u64, u64, String> = Function::json("square");
+/// // The worker side (this program, re-run): first in main.
+/// SQUARE.register(|n, events| {
+///     events.send(&format!("squaring {n}")).map_err(|e| e.to_string())?;
+///     Ok(n * n)
+/// });
+/// aemp::rpc::serve_if_worker()?;
+///
 /// let pool = SQUARE.pool(Worker::current_exe()).max(2).build()?;
 /// for n in 0..10 {
 ///     pool.call_with_events(
@@ -183,6 +190,21 @@ impl<A: Payload, R: Payload, Ev: Payload, E: Payload> TypedPool<A, R, Ev, E> {
     }
 
     /// Calls and waits for the result, at most `timeout`.
+    ///
+    /// ```
+    /// use aemp::rpc::{CallError, Function, Worker};
+    /// use std::time::Duration;
+    /// const PARSE: Function<String, i64> = Function::json("parse");
+    /// PARSE.register(|s, _| s.trim().parse().map_err(|e| format!("{s:?}: {e}")));
+    /// aemp::rpc::serve_if_worker()?;
+    ///
+    /// let pool = PARSE.pool(Worker::current_exe()).max(2).build()?;
+    /// let t = Duration::from_secs(10);
+    /// assert_eq!(pool.call_wait(" 42 ".into(), t), Ok(42));
+    /// assert!(matches!(pool.call_wait("x".into(), t), Err(CallError::Failed(_)))); // the function's own error
+    /// pool.join(t)?;
+    /// # Ok::<(), aemp::rpc::Error>(())
+    /// ```
     pub fn call_wait(&self, args: A, timeout: Duration) -> Result<R, CallError<E>> {
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.call(args, move |r| {

@@ -11,9 +11,14 @@ use crate::rpc::{Error, Rpc, RpcBuilder, Worker};
 
 /// Options for starting one typed worker; made by [`Function::rpc`].
 ///
-/// ```no_run
+/// ```
 /// use aemp::rpc::{Function, Worker};
 /// const WORDS: Function<String, usize, String> = Function::json("words");
+/// // The worker side (this program, re-run): first in main.
+/// aemp::rpc::register_init("setup", |args| Ok(eprintln!("init: {args:?}")));
+/// WORDS.register(|text, _events| Ok(text.split_whitespace().count()));
+/// aemp::rpc::serve_if_worker()?;
+///
 /// let rpc = WORDS
 ///     .rpc(Worker::current_exe())
 ///     .init("setup", vec![b"verbose".to_vec()])
@@ -21,6 +26,9 @@ use crate::rpc::{Error, Rpc, RpcBuilder, Worker};
 ///     .on_error(|e| eprintln!("worker failed: {e}"))
 ///     .on_destroy(|| eprintln!("worker finished"))
 ///     .spawn()?;
+/// let t = std::time::Duration::from_secs(5);
+/// assert_eq!(rpc.call_wait("to be or not".to_string(), t), Ok(4));
+/// rpc.join(t)?;
 /// # Ok::<(), aemp::rpc::Error>(())
 /// ```
 pub struct TypedRpcBuilder<A, R, Ev, E> {
@@ -34,10 +42,14 @@ pub struct TypedRpcBuilder<A, R, Ev, E> {
 /// and the worker's end behave as with [`Rpc`]. Callbacks run on the
 /// handle's receiving thread.
 ///
-/// ```no_run
+/// ```
 /// use aemp::rpc::{CallError, Function, Worker};
 /// use std::time::Duration;
 /// const HALF: Function<u32, u32, (), String> = Function::json("half");
+/// // The worker side (this program, re-run): first in main.
+/// HALF.register(|n, _| if n % 2 == 0 { Ok(n / 2) } else { Err(format!("{n} is odd")) });
+/// aemp::rpc::serve_if_worker()?;
+///
 /// let rpc = HALF.rpc(Worker::current_exe()).spawn()?;
 /// rpc.call(8, |r| assert_eq!(r, Ok(4)));
 /// assert_eq!(
@@ -122,6 +134,26 @@ impl<A: Payload, R: Payload, Ev: Payload, E: Payload> TypedRpc<A, R, Ev, E> {
     /// Calls the worker function with `args`; `done` runs exactly once with
     /// its result, its error ([`CallError::Failed`]) or why the call failed.
     /// Never blocks. The call's events go to the builder's `on_event`.
+    ///
+    /// ```
+    /// use aemp::rpc::{Function, Worker};
+    /// use std::time::Duration;
+    /// const LEN: Function<String, usize> = Function::json("len");
+    /// LEN.register(|s, _| Ok(s.len()));
+    /// aemp::rpc::serve_if_worker()?;
+    ///
+    /// let rpc = LEN.rpc(Worker::current_exe()).spawn()?;
+    /// let (tx, rx) = crossbeam_channel::unbounded();
+    /// for word in ["a", "bb", "ccc"] {
+    ///     let tx = tx.clone();
+    ///     rpc.call(word.to_string(), move |r| tx.send(r).unwrap()); // never blocks
+    /// }
+    /// let t = Duration::from_secs(5);
+    /// let lens: Vec<_> = (0..3).map(|_| rx.recv_timeout(t).unwrap().unwrap()).collect();
+    /// assert_eq!(lens, [1, 2, 3]);
+    /// rpc.join(t)?;
+    /// # Ok::<(), aemp::rpc::Error>(())
+    /// ```
     pub fn call(
         &self,
         args: A,
@@ -132,6 +164,31 @@ impl<A: Payload, R: Payload, Ev: Payload, E: Payload> TypedRpc<A, R, Ev, E> {
 
     /// Like [`call`](TypedRpc::call), but the call's events go to
     /// `on_event` (before `done` runs).
+    ///
+    /// ```
+    /// use aemp::rpc::{Function, Worker};
+    /// use std::sync::{Arc, Mutex};
+    /// use std::time::Duration;
+    /// const COUNT: Function<u32, u32, u32> = Function::json("count"); // events: u32
+    /// COUNT.register(|n, events| {
+    ///     for i in 1..=n {
+    ///         events.send(&i).map_err(|e| e.to_string())?;
+    ///     }
+    ///     Ok(n)
+    /// });
+    /// aemp::rpc::serve_if_worker()?;
+    ///
+    /// let rpc = COUNT.rpc(Worker::current_exe()).spawn()?;
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let (tx, rx) = crossbeam_channel::bounded(1);
+    /// let s = seen.clone();
+    /// let call = rpc.call_with_events(3, move |ev| s.lock().unwrap().push(ev.value), move |r| tx.send(r).unwrap());
+    /// assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), Ok(3));
+    /// assert_eq!(*seen.lock().unwrap(), [1, 2, 3]); // events come before the result
+    /// assert_eq!(call.to_string(), "1"); // the handle's first call
+    /// rpc.join(Duration::from_secs(5))?;
+    /// # Ok::<(), aemp::rpc::Error>(())
+    /// ```
     pub fn call_with_events(
         &self,
         args: A,
