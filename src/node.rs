@@ -486,8 +486,10 @@ impl Node {
     /// Kills `port` with `reason` (empty: a normal kill).
     ///
     /// Monitors run later on the dispatcher, never inside `kil`. Messages
-    /// sent to the port before the kill (from the same thread) are
-    /// processed first; later ones are dropped. Killing a dead or unknown
+    /// sent to a callback port before the kill (from the same thread) are
+    /// processed first; later ones are dropped. A thread port's thread
+    /// stops at its next `get`, which returns [`Error::Killed`]: messages
+    /// it has not taken yet are dropped with the port. Killing a dead or unknown
     /// port does nothing; killing a node port is an error. Inside the
     /// port's own callback the kill takes effect when the callback returns.
     ///
