@@ -50,8 +50,8 @@ impl Drop for PollingSlot {
 pub(crate) const DEFAULT_BUSY_WAIT: Duration = Duration::from_micros(100);
 
 /// The busy-wait state of one thread. It spins only while its waits are
-/// short: the last one ended within ¾ of the budget after a sleep, or
-/// within half of it while spinning. So a thread whose work comes rarely, or at
+/// short: the last one ended within ¾ of the budget, after a sleep or
+/// while spinning. So a thread whose work comes rarely, or at
 /// a steady moderate rate that a spin catches only late, sleeps at once
 /// instead of burning the budget each time.
 pub(crate) struct BusyWait {
@@ -89,12 +89,13 @@ impl BusyWait {
         }
         loop {
             if ready() {
-                // Worth it only if the work came well within the budget:
+                // Worth it only if the work came well within the budget
+                // (¾ of it):
                 // work that keeps arriving late in the spin (a steady,
                 // moderate rate) costs a busy CPU for little latency, so
                 // the next wait sleeps at once (and spinning resumes when
                 // the waits are short again, see `slept`).
-                self.short = start.elapsed() < self.budget / 2;
+                self.short = start.elapsed() < self.budget * 3 / 4;
                 return true;
             }
             let now = Instant::now();
@@ -144,7 +145,7 @@ mod tests {
     #[test]
     fn work_caught_late_in_the_spin_sleeps_next_time() {
         let budget = Duration::from_millis(20);
-        assert!(!after_spin(budget, budget * 3 / 4));
+        assert!(!after_spin(budget, budget * 7 / 8));
         let mut b = BusyWait::new(budget);
         b.short = false;
         assert!(!b.spin(Instant::now(), None, || true), "spun while long");
