@@ -166,6 +166,17 @@ pub(super) fn peer() -> &'static Peer {
 
 /// Sends `n` messages made by `make` to `sink`; returns messages/s.
 pub(super) fn oneway(sink: &PortId, n: u64, make: impl Fn(u64) -> aemp::Message) -> f64 {
+    oneway_with(sink, n, make, false)
+}
+
+/// [`oneway`], with `snd_wait` when `paced` (large messages: a sender
+/// that outruns the connection by `unsent_limit` fails it, by design).
+pub(super) fn oneway_with(
+    sink: &PortId,
+    n: u64,
+    make: impl Fn(u64) -> aemp::Message,
+    paced: bool,
+) -> f64 {
     let local = &peer().local;
     let (tx, rx) = crossbeam_channel::bounded(1);
     let reply = local.port_fn(move |m| {
@@ -173,7 +184,13 @@ pub(super) fn oneway(sink: &PortId, n: u64, make: impl Fn(u64) -> aemp::Message)
     });
     let t = Instant::now();
     for i in 0..n {
-        local.snd(sink, make(i));
+        if paced {
+            local
+                .snd_wait(sink, make(i), Duration::from_secs(60))
+                .expect("the peer reads");
+        } else {
+            local.snd(sink, make(i));
+        }
     }
     local.snd(sink, msg!["end", &reply]);
     let got = rx
