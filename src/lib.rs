@@ -111,32 +111,46 @@
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
-mod busy;
+// The modules holding `impl Node` blocks come first, one per group (so
+// rustfmt keeps them in place), in the order a reader of `Node`'s docs
+// meets them: rustdoc lists the blocks in declaration order.
+mod node;
+
+mod typed;
+
+mod monitor;
+
 mod calls;
+
+mod node_port;
+
 mod configure;
-mod context;
-mod dataconn;
+
+mod net;
+
 mod db;
+
+mod dataconn;
+
+mod lifecycle;
+
+mod stats;
+
+mod busy;
+mod context;
 mod dispatcher;
 mod error;
 mod id;
-mod lifecycle;
 pub mod logcatch;
 pub mod message;
-mod monitor;
-mod net;
-mod node;
-mod node_port;
 mod octets;
 mod port;
 pub mod rcfile;
 pub mod rpc;
 mod seam;
-mod stats;
 mod table;
 mod timer;
 pub mod transport;
-mod typed;
 
 /// The protocols as pure state machines (bytes or packets in, bytes,
 /// packets and events out; no sockets, threads or clock), for those who
