@@ -9,6 +9,9 @@
 //! `<node>=<addr>` of the parent, for a child without listeners that
 //! connects to it.
 
+#[path = "support/cert.rs"]
+mod cert;
+use cert::self_signed;
 #[path = "support/wait.rs"]
 mod wait;
 use wait::{eventually, recv, LIMIT};
@@ -440,38 +443,6 @@ fn the_own_node_is_a_socket_pair() {
         .data_connect(p.id(), LIMIT, "p::nothing", msg![])
         .unwrap_err();
     assert!(err.to_string().contains("p::nothing"), "{err}");
-}
-
-/// PEM text with a fresh private key and its self-signed certificate.
-fn self_signed() -> String {
-    use openssl::asn1::Asn1Time;
-    use openssl::bn::BigNum;
-    use openssl::ec::{EcGroup, EcKey};
-    use openssl::hash::MessageDigest;
-    use openssl::nid::Nid;
-    use openssl::pkey::PKey;
-    use openssl::x509::{X509NameBuilder, X509};
-    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
-    let key = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
-    let mut name = X509NameBuilder::new().unwrap();
-    name.append_entry_by_text("CN", "aemp test").unwrap();
-    let name = name.build();
-    let mut b = X509::builder().unwrap();
-    b.set_version(2).unwrap();
-    b.set_serial_number(&BigNum::from_u32(1).unwrap().to_asn1_integer().unwrap())
-        .unwrap();
-    b.set_subject_name(&name).unwrap();
-    b.set_issuer_name(&name).unwrap();
-    b.set_pubkey(&key).unwrap();
-    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
-        .unwrap();
-    b.set_not_after(&Asn1Time::days_from_now(30).unwrap())
-        .unwrap();
-    b.sign(&key, MessageDigest::sha256()).unwrap();
-    let cert = b.build();
-    let mut pem = String::from_utf8(key.private_key_to_pem_pkcs8().unwrap()).unwrap();
-    pem.push_str(&String::from_utf8(cert.to_pem().unwrap()).unwrap());
-    pem
 }
 
 /// What a Perl node does when it opens a data connection to us, on the

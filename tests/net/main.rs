@@ -13,6 +13,8 @@ mod process;
 mod robustness;
 mod tls;
 
+#[path = "../support/cert.rs"]
+mod cert;
 #[path = "../support/wait.rs"]
 mod wait;
 pub use wait::{eventually, nothing, recv, LIMIT};
