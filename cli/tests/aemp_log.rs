@@ -5,56 +5,18 @@
 //! and reaped; every wait is bounded.
 
 use aemp::{Config, Node};
-use serde_json::json;
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[path = "support/run.rs"]
 mod run;
-use run::{aemp_command, run_bounded, Out, Proc};
+#[path = "support/seed_env.rs"]
+mod seed_env;
+use run::Proc;
+use seed_env::Env;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-/// A 127.0.0.1 port nothing listens on (for now).
-fn free_port() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let a = l.local_addr().unwrap().to_string();
-    drop(l);
-    a
-}
-
-/// A temporary HOME with an rc file: secret `s`, seeds `[seed]`, profile
-/// `seed` (node ID `seed`, listening on the seed address).
-struct Env {
-    dir: tempfile::TempDir,
-    rc: PathBuf,
-    seed: String,
-}
-
-impl Env {
-    fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let rc = dir.path().join("aemp-rc");
-        let seed = free_port();
-        let text = json!({
-            "version": 1, "secret": "s", "monitor_timeout": 5, "seeds": [seed],
-            "profile": {"seed": {"nodeid": "seed", "binds": [seed]}}
-        });
-        std::fs::write(&rc, text.to_string()).unwrap();
-        Env { dir, rc, seed }
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        aemp_command(&self.rc, self.dir.path(), args)
-    }
-
-    fn run(&self, args: &[&str]) -> Out {
-        run_bounded(self.cmd(args), Duration::from_secs(30))
-    }
-}
 
 #[test]
 fn log_prints_the_records_of_the_networks_nodes_and_run_has_the_catch_service() {
