@@ -21,9 +21,12 @@ use serde_json::Value;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-/// Direct writes at most this often: in a stream, packets gather in the
-/// buffer and leave in batches from the reactor (a syscall per packet
-/// would cost more than the hand-off it saves).
+/// Direct writes at most this often while nothing arrives: in a one-way
+/// stream, packets gather in the buffer and leave in batches from the
+/// reactor (a syscall per packet would cost more than the hand-off it
+/// saves). Once bytes arrived since the last direct write (a request and
+/// its reply, a ping-pong), the next one may go at once: at most one per
+/// read of the reactor's.
 const DIRECT_GAP: Duration = Duration::from_micros(25);
 
 pub(crate) struct Outbox {
@@ -87,6 +90,8 @@ struct Inner {
     busy: bool,
     /// When a sender last wrote directly.
     last_direct: Instant,
+    /// `received.bytes` at that moment.
+    rx_at_direct: u64,
     /// Packets accepted for sending (counted under the lock senders hold
     /// anyway: no shared atomic on the hot path).
     packets: u64,
@@ -131,6 +136,7 @@ impl Outbox {
                 lanes: Lanes::default(),
                 busy: true,
                 last_direct: Instant::now(),
+                rx_at_direct: 0,
                 packets: 0,
             }),
             room: Condvar::new(),
@@ -180,10 +186,12 @@ impl Outbox {
             return Pushed::Wake;
         };
         let now = Instant::now();
-        if now.duration_since(g.last_direct) < DIRECT_GAP {
+        let rx = self.received.bytes.load(Ordering::Relaxed);
+        if rx == g.rx_at_direct && now.duration_since(g.last_direct) < DIRECT_GAP {
             return Pushed::Wake;
         }
         g.last_direct = now;
+        g.rx_at_direct = rx;
         match std::io::Write::write(&mut w, &g.lanes.small) {
             Ok(n) => {
                 self.written.fetch_add(n as u64, Ordering::Relaxed);
@@ -368,6 +376,49 @@ mod tests {
         let c = o.counts();
         assert_eq!((c.packets_received, c.bytes_received), (1, 10));
         assert!(c.last_heard <= c.connected_for);
+    }
+
+    #[test]
+    fn direct_writes_are_spaced_unless_bytes_arrived_in_between() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let w = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (mut r, _) = l.accept().unwrap();
+        r.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let o = Outbox::new(mio::Token(9), Framing::Json, Some(w), 1 << 20);
+        let mut pre = Vec::new();
+        o.take(&mut pre);
+        // Long after the last direct write: written at once.
+        std::thread::sleep(DIRECT_GAP);
+        assert_eq!(o.push("p", &[Value::from(1)]), Pushed::Done);
+        // Right after it, with nothing arrived: left to the reactor (a
+        // stream's packets leave in batches). A loaded machine may let the
+        // gap pass meanwhile; then it is written too, which says nothing.
+        let t = Instant::now();
+        let second = o.push("p", &[Value::from(2)]);
+        if t.elapsed() < DIRECT_GAP / 2 {
+            assert_eq!(second, Pushed::Wake);
+        }
+        // (The reactor takes what was left to it, and drops it here.)
+        let mut rest = Vec::new();
+        o.take(&mut rest);
+        o.take(&mut Vec::new());
+        // A reply arrived: the next packet is written at once, whatever
+        // the gap.
+        o.received(10, Instant::now());
+        assert_eq!(o.push("p", &[Value::from(3)]), Pushed::Done);
+        let mut d = Decoder::new(Framing::Json);
+        let mut buf = [0u8; 64];
+        let mut got = Vec::new();
+        while got.last() != Some(&Value::from(3)) {
+            let n = std::io::Read::read(&mut r, &mut buf).unwrap();
+            d.feed(&buf[..n]);
+            while let Some(p) = d.next_packet().unwrap() {
+                got.push(p[1].clone());
+            }
+        }
+        let expect: &[i32] = if rest.is_empty() { &[1, 2, 3] } else { &[1, 3] };
+        let expect: Vec<Value> = expect.iter().map(|&i| Value::from(i)).collect();
+        assert_eq!(got, expect, "left to the reactor: {rest:?}");
     }
 
     #[test]
