@@ -13,10 +13,49 @@
 //! At most as many threads of the process poll at once as it has CPUs:
 //! a process with many nodes (tests, simulations) would otherwise fill
 //! every CPU with pollers that only yield to each other.
+//!
+//! A thread polls only while it converses: when something was sent (by
+//! this thread, or, for the reactor, by its node) since its previous wait
+//! began, so that an answer may be on its way; or while its waits are
+//! very short (a stream, where polling is cheaper than sleeping). A
+//! thread that only takes in a paced stream sleeps: polling there buys no
+//! latency and would double the CPU bill.
 
+use crossbeam_utils::CachePadded;
 use once_cell::sync::Lazy;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+thread_local! {
+    /// Messages this thread sent (see [`note_send`]).
+    static SENT: Cell<u64> = const { Cell::new(0) };
+}
+
+/// This thread sent a message: a thread waiting with
+/// [`Sends::ThisThread`] may poll for the answer.
+pub(crate) fn note_send() {
+    SENT.with(|c| c.set(c.get().wrapping_add(1)));
+}
+
+/// Which sends tell a waiting thread that an answer may come.
+pub(crate) enum Sends {
+    /// Its own (a thread port, the dispatcher running callbacks).
+    ThisThread,
+    /// Those counted here: a node's packets to other nodes, for its
+    /// reactor, which sends nothing itself but reads the answers.
+    Counted(Arc<CachePadded<AtomicU64>>),
+}
+
+impl Sends {
+    fn now(&self) -> u64 {
+        match self {
+            Sends::ThisThread => SENT.with(Cell::get),
+            Sends::Counted(n) => n.load(Ordering::Relaxed),
+        }
+    }
+}
 
 /// Threads of this process polling right now.
 static POLLING: AtomicUsize = AtomicUsize::new(0);
@@ -53,10 +92,18 @@ pub(crate) const DEFAULT_BUSY_WAIT: Duration = Duration::from_micros(100);
 /// short: the last one ended within ¾ of the budget, after a sleep or
 /// while spinning. So a thread whose work comes rarely, or at
 /// a steady moderate rate that a spin catches only late, sleeps at once
-/// instead of burning the budget each time.
+/// instead of burning the budget each time. A thread made
+/// [`conversing`](BusyWait::conversing) also needs a send since its
+/// previous wait, or a very short last wait (under ¼ of the budget).
 pub(crate) struct BusyWait {
     budget: Duration,
     short: bool,
+    /// The sends that make a wait worth polling (`None`: any wait is).
+    sends: Option<Sends>,
+    /// Their count when the previous wait began.
+    seen: u64,
+    /// The last wait was under ¼ of the budget.
+    streaming: bool,
 }
 
 impl BusyWait {
@@ -64,7 +111,41 @@ impl BusyWait {
         BusyWait {
             budget,
             short: true,
+            sends: None,
+            seen: 0,
+            streaming: false,
         }
+    }
+
+    /// A busy-wait that polls only while the thread converses (see the
+    /// module doc): when `sends` counted one since its previous wait
+    /// began, or its last wait was very short.
+    pub(crate) fn conversing(budget: Duration, sends: Sends) -> BusyWait {
+        let seen = sends.now();
+        BusyWait {
+            sends: Some(sends),
+            seen,
+            ..BusyWait::new(budget)
+        }
+    }
+
+    /// Whether this wait may poll: the thread sent something since its
+    /// previous wait began, or that wait was very short (always, without
+    /// a conversation rule).
+    fn conversing_now(&mut self) -> bool {
+        let Some(sends) = &self.sends else {
+            return true;
+        };
+        let now = sends.now();
+        let sent = now != self.seen;
+        self.seen = now;
+        sent || self.streaming
+    }
+
+    /// Remembers how long a wait that found work took.
+    fn waited(&mut self, took: Duration) {
+        self.short = took < self.budget * 3 / 4;
+        self.streaming = took < self.budget / 4;
     }
 
     /// Polls `ready` (yielding between polls) until it is true, the
@@ -77,7 +158,8 @@ impl BusyWait {
         until: Option<Instant>,
         mut ready: impl FnMut() -> bool,
     ) -> bool {
-        if !self.short || self.budget.is_zero() {
+        let conversing = self.conversing_now();
+        if !self.short || !conversing || self.budget.is_zero() {
             return false;
         }
         let Some(_slot) = PollingSlot::take() else {
@@ -95,7 +177,7 @@ impl BusyWait {
                 // moderate rate) costs a busy CPU for little latency, so
                 // the next wait sleeps at once (and spinning resumes when
                 // the waits are short again, see `slept`).
-                self.short = start.elapsed() < self.budget * 3 / 4;
+                self.waited(start.elapsed());
                 return true;
             }
             let now = Instant::now();
@@ -103,6 +185,7 @@ impl BusyWait {
                 // Spinning until a caller's deadline says nothing about
                 // how soon work comes.
                 self.short = now < start + self.budget;
+                self.streaming = false;
                 return false;
             }
             std::thread::yield_now();
@@ -115,7 +198,7 @@ impl BusyWait {
     /// catch only late; a request/reply exchange whose threads slept comes
     /// back well within it, and spinning brings it down further.)
     pub(crate) fn slept(&mut self, start: Instant) {
-        self.short = start.elapsed() < self.budget * 3 / 4;
+        self.waited(start.elapsed());
     }
 }
 
@@ -149,6 +232,35 @@ mod tests {
         let mut b = BusyWait::new(budget);
         b.short = false;
         assert!(!b.spin(Instant::now(), None, || true), "spun while long");
+    }
+
+    #[test]
+    fn a_conversing_thread_spins_only_after_a_send_or_a_very_short_wait() {
+        // (The rule alone: `spin` asks it first, and may also find every
+        // polling slot taken by other tests' threads.)
+        let budget = Duration::from_secs(10);
+        let mut b = BusyWait::conversing(budget, Sends::ThisThread);
+        assert!(!b.conversing_now(), "nothing sent since it was made");
+        note_send();
+        assert!(b.conversing_now(), "sent since the previous wait");
+        assert!(!b.conversing_now(), "nothing sent since the previous wait");
+        // A very short wait (a stream): the next one polls without a send.
+        b.waited(budget / 5);
+        assert!(b.conversing_now());
+        b.waited(budget / 2);
+        assert!(!b.conversing_now());
+        assert!(
+            !b.spin(Instant::now(), None, || true),
+            "spun without a send"
+        );
+        // Without the rule: every wait may poll.
+        assert!(BusyWait::new(budget).conversing_now());
+
+        let count = Arc::new(CachePadded::new(AtomicU64::new(0)));
+        let mut b = BusyWait::conversing(budget, Sends::Counted(count.clone()));
+        assert!(!b.conversing_now());
+        count.fetch_add(1, Ordering::Relaxed);
+        assert!(b.conversing_now(), "the node sent since the previous wait");
     }
 
     #[test]

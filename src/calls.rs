@@ -198,6 +198,7 @@ impl Node {
     /// assert_eq!(rx.recv().unwrap(), msg!["job", 0]);
     /// ```
     pub fn snd_wait(&self, port: &PortId, msg: Message, timeout: Duration) -> Result<()> {
+        crate::busy::note_send();
         if context::on_dispatcher() {
             return Err(Error::WouldBlockDispatcher { what: "snd_wait" });
         }

@@ -47,7 +47,10 @@ fn run(weak: Weak<NodeInner>, queue: Receiver<Job>) {
     // `crate::busy`): a callback answering a remote request is often
     // asked again within tens of microseconds.
     let mut busy = match weak.upgrade() {
-        Some(inner) => crate::busy::BusyWait::new(Node { inner }.options().busy_wait),
+        Some(inner) => crate::busy::BusyWait::conversing(
+            Node { inner }.options().busy_wait,
+            crate::busy::Sends::ThisThread,
+        ),
         None => return,
     };
     // The node is held only while there is work, so that dropping the last

@@ -388,6 +388,7 @@ impl Node {
     /// node.snd(&port, msg!["n", 3]); // to a dead port: dropped, no error
     /// ```
     pub fn snd(&self, port: &PortId, msg: Message) {
+        crate::busy::note_send();
         // A stream of messages to one local port: its cell is at hand, and
         // comparing IDs is a pointer comparison when the caller's `PortId`
         // is a clone of the port's own.

@@ -68,7 +68,11 @@ pub struct Config {
     /// sleep. A reply that comes within this time is picked up without
     /// waking a sleeping thread, which roughly halves a remote round trip;
     /// the price is CPU time spent polling (a thread whose waits are
-    /// longer than this stops polling until they are short again).
+    /// longer than this stops polling until they are short again). A
+    /// thread polls only while it converses: it (for the reactor: its
+    /// node) sent something since its previous wait began, so an answer
+    /// may be coming, or its waits are very short (a stream); a thread
+    /// that only takes in a paced stream sleeps at once.
     /// Zero: sleep at once. Default 100 µs.
     pub busy_wait: Duration,
     /// The stack size, in bytes, of the threads of this node's thread

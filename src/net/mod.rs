@@ -106,11 +106,13 @@ use crate::monitor::{MonGuard, MonitorAction};
 use crate::node::{Node, NodeInner};
 use crate::seam::{KernelOptions, Network};
 use crate::transport;
+use crossbeam_utils::CachePadded;
 use parking_lot::{Mutex, RwLock};
 use remote::Remote;
 use std::any::Any;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -138,6 +140,9 @@ pub(crate) struct Net {
     /// How long the reactor, the dispatcher and thread ports poll for
     /// work before sleeping (see `crate::busy`).
     pub(crate) busy_wait: Duration,
+    /// Packets handed to connections (the reactor polls only while its
+    /// node converses, see `crate::busy`).
+    pub(crate) sends: Arc<CachePadded<AtomicU64>>,
     /// `AEMP_TRACE=1`: one log line per packet.
     trace: bool,
     remotes: RwLock<HashMap<String, Arc<Remote>>>,
@@ -299,6 +304,7 @@ pub(crate) fn start(cfg: Config, events: impl FnOnce(&str) -> Arc<dyn PeerEvents
         unsent_limit: cfg.unsent_limit,
         unsent_high_water: cfg.unsent_high_water,
         busy_wait: cfg.busy_wait,
+        sends: Default::default(),
         trace: std::env::var("AEMP_TRACE").is_ok_and(|v| v != "0" && !v.is_empty()),
         remotes: RwLock::new(HashMap::new()),
         addresses: Mutex::new(HashMap::new()),

@@ -19,6 +19,7 @@ use crossbeam_utils::CachePadded;
 use parking_lot::{Condvar, Mutex};
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Direct writes at most this often while nothing arrives: in a one-way
@@ -62,6 +63,8 @@ pub(crate) struct Outbox {
     received: CachePadded<Received>,
     /// When the connection came up.
     since: Instant,
+    /// The node's count of packets pushed (see `crate::busy`).
+    sends: Arc<CachePadded<AtomicU64>>,
 }
 
 #[derive(Default)]
@@ -127,6 +130,7 @@ impl Outbox {
         framing: Framing,
         writer: Option<std::net::TcpStream>,
         limit: usize,
+        sends: Arc<CachePadded<AtomicU64>>,
     ) -> Outbox {
         Outbox {
             token,
@@ -149,6 +153,7 @@ impl Outbox {
             closed: AtomicBool::new(false),
             received: CachePadded::default(),
             since: Instant::now(),
+            sends,
         }
     }
 
@@ -166,6 +171,7 @@ impl Outbox {
             return Pushed::Done;
         }
         g.packets += 1;
+        self.sends.fetch_add(1, Ordering::Relaxed);
         let unsent = g.lanes.len() + self.held.load(Ordering::Acquire);
         if unsent > self.limit {
             self.closed.store(true, Ordering::Release);
@@ -342,7 +348,13 @@ mod tests {
     use crate::transport::Decoder;
 
     fn outbox(limit: usize) -> Outbox {
-        let o = Outbox::new(mio::Token(9), Framing::Json, None, limit);
+        let o = Outbox::new(
+            mio::Token(9),
+            Framing::Json,
+            None,
+            limit,
+            Default::default(),
+        );
         let mut w = Vec::new();
         o.take(&mut w); // the handshake is written: idle
         o
@@ -384,7 +396,13 @@ mod tests {
         let w = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
         let (mut r, _) = l.accept().unwrap();
         r.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let o = Outbox::new(mio::Token(9), Framing::Json, Some(w), 1 << 20);
+        let o = Outbox::new(
+            mio::Token(9),
+            Framing::Json,
+            Some(w),
+            1 << 20,
+            Default::default(),
+        );
         let mut pre = Vec::new();
         o.take(&mut pre);
         // Long after the last direct write: written at once.

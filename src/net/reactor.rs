@@ -24,7 +24,7 @@ use super::dial::Dial;
 use super::outbox::Pushed;
 use super::remote::Remote;
 use super::{inbound, Net};
-use crate::busy::BusyWait;
+use crate::busy::{BusyWait, Sends};
 use crate::error::{Error, Result};
 use crate::transport::Handshake;
 use crossbeam_channel::{Receiver, Sender};
@@ -212,7 +212,8 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 impl Reactor {
     fn run(mut self) {
         let mut events = Events::with_capacity(256);
-        let mut busy = BusyWait::new(self.net.busy_wait);
+        let mut busy =
+            BusyWait::conversing(self.net.busy_wait, Sends::Counted(self.net.sends.clone()));
         loop {
             let deadline = self.next_deadline();
             let start = Instant::now();

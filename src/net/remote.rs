@@ -336,7 +336,13 @@ impl Net {
         if matches!(st.link, Link::Up(_) | Link::Down | Link::Firing(_)) {
             return None;
         }
-        let out = Arc::new(Outbox::new(token, framing, writer, self.unsent_limit));
+        let out = Arc::new(Outbox::new(
+            token,
+            framing,
+            writer,
+            self.unsent_limit,
+            self.sends.clone(),
+        ));
         st.queued_bytes = 0;
         for (name, msg) in std::mem::take(&mut st.queue) {
             // Not yet writable (the reactor holds the handshake's end): at

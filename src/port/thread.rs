@@ -3,7 +3,7 @@
 
 use super::cell::{Arrival, PortCell};
 use super::queue::TagQueue;
-use crate::busy::BusyWait;
+use crate::busy::{BusyWait, Sends};
 use crate::error::{Error, Result};
 use crate::message::{Message, Reason};
 use crate::node::Node;
@@ -475,7 +475,7 @@ pub(crate) fn spawn_port_thread<R: PortExit>(
                 cell: thread_cell,
                 queue: TagQueue::default(),
                 spare: VecDeque::new(),
-                busy: BusyWait::new(node.options().busy_wait),
+                busy: BusyWait::conversing(node.options().busy_wait, Sends::ThisThread),
             };
             let reason = match crate::context::catch(|| f(&mut mb)) {
                 Ok(exit) => exit.into_reason(),
