@@ -20,7 +20,7 @@
 
 use serde_json::{Map, Number, Value};
 
-use super::{Packet, Scan, ScanError};
+use super::{cbor_head, Packet, Scan, ScanError};
 
 /// The deepest nesting of arrays, maps and indefinite strings accepted.
 pub(super) const MAX_DEPTH: usize = 512;
@@ -386,10 +386,67 @@ fn integer(i: i128) -> Result<Number, String> {
     }
 }
 
+/// Appends `v` as CBOR, the bytes `ciborium` writes: definite lengths,
+/// shortest heads, text strings (floats are written by `ciborium`).
+pub(super) fn write_value(out: &mut Vec<u8>, v: &Value) {
+    match v {
+        Value::Null => out.push(0xf6),
+        Value::Bool(b) => out.push(if *b { 0xf5 } else { 0xf4 }),
+        Value::Number(n) => {
+            if let Some(u) = n.as_u64() {
+                cbor_head(out, 0, u);
+            } else if let Some(i) = n.as_i64() {
+                // Negative: major type 1 carries -1 - i.
+                cbor_head(out, 1, !(i as u64));
+            } else {
+                ciborium::into_writer(n, &mut *out).expect("CBOR of a float into a Vec");
+            }
+        }
+        Value::String(s) => write_text(out, s),
+        Value::Array(a) => {
+            cbor_head(out, 4, a.len() as u64);
+            for x in a {
+                write_value(out, x);
+            }
+        }
+        Value::Object(m) => {
+            cbor_head(out, 5, m.len() as u64);
+            for (k, x) in m {
+                write_text(out, k);
+                write_value(out, x);
+            }
+        }
+    }
+}
+
+/// Appends a text string.
+pub(super) fn write_text(out: &mut Vec<u8>, s: &str) {
+    cbor_head(out, 3, s.len() as u64);
+    out.extend_from_slice(s.as_bytes());
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse;
     use serde_json::json;
+
+    /// Every kind of value, integers at each head size's edges: the
+    /// bytes ciborium writes.
+    #[test]
+    fn values_are_written_as_ciborium_writes_them() {
+        let mut edges = vec![json!(i64::MIN), json!(u64::MAX), json!(0.5), json!(-1e300)];
+        for n in [0u64, 23, 24, 255, 256, 65535, 65536, 1 << 32] {
+            edges.push(json!(n));
+            edges.push(json!(-(n as i64)));
+            edges.push(json!(-(n as i64) - 1));
+        }
+        let v = json!([edges, "x".repeat(300), {"k": [null, true, false, {}]}, "é"]);
+        let mut ours = Vec::new();
+        super::write_value(&mut ours, &v);
+        let mut theirs = Vec::new();
+        ciborium::into_writer(&v, &mut theirs).unwrap();
+        assert_eq!(ours, theirs);
+    }
 
     #[test]
     fn tags_simple_values_floats_and_keys_map_to_json() {

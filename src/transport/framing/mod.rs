@@ -80,33 +80,26 @@ pub fn encode(framing: Framing, packet: &[Value], out: &mut Vec<u8>) -> Result<(
 /// }
 /// ```
 pub fn encode_packet(framing: Framing, port: &str, msg: &[Value], out: &mut Vec<u8>) -> Result<()> {
-    let before = out.len();
-    let res = match framing {
-        Framing::Json => (|| {
+    match framing {
+        Framing::Json => {
             out.push(b'[');
-            serde_json::to_writer(&mut *out, port)?;
+            json::write_str(out, port);
             for v in msg {
                 out.push(b',');
-                serde_json::to_writer(&mut *out, v)?;
+                json::write_value(out, v);
             }
             out.push(b']');
-            Ok::<_, serde_json::Error>(())
-        })()
-        .map_err(|e| e.to_string()),
-        Framing::Cbor => (|| {
-            // A definite-length array head and the port name's text head,
-            // exactly as ciborium writes them.
+        }
+        Framing::Cbor => {
+            // A definite-length array head, as ciborium writes it.
             cbor_head(out, 4, msg.len() as u64 + 1);
-            cbor_head(out, 3, port.len() as u64);
-            out.extend_from_slice(port.as_bytes());
+            cbor::write_text(out, port);
             for v in msg {
-                ciborium::into_writer(v, &mut *out)?;
+                cbor::write_value(out, v);
             }
-            Ok::<_, ciborium::ser::Error<std::io::Error>>(())
-        })()
-        .map_err(|e| e.to_string()),
-    };
-    res.map_err(|problem| encode_failed(framing, out, before, problem))
+        }
+    }
+    Ok(())
 }
 
 fn encode_failed(framing: Framing, out: &mut Vec<u8>, before: usize, problem: String) -> Error {
