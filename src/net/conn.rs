@@ -102,9 +102,6 @@ impl Conn {
             if self.wpos == self.wbuf.len() {
                 self.wbuf.clear();
                 self.wpos = 0;
-                if self.wbuf.capacity() > 4 << 20 {
-                    self.wbuf = Vec::new();
-                }
                 if let Phase::Up { out, .. } = &self.phase {
                     match self.tls.as_mut() {
                         None => out.take(&mut self.wbuf),

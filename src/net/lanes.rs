@@ -29,6 +29,9 @@ use std::collections::{HashMap, VecDeque};
 /// Encoded packets at least this large go to the bulk lane.
 pub(crate) const BULK_MIN: usize = 16 << 10;
 
+/// Buffers above this size are freed when the connection goes idle.
+const KEEP_IDLE: usize = 4 << 20;
+
 #[derive(Default)]
 pub(crate) struct Lanes {
     /// The small lane: encoded packets back to back. Senders encode into
@@ -90,8 +93,18 @@ impl Lanes {
     /// Nothing if both are empty.
     pub(crate) fn take(&mut self, wbuf: &mut Vec<u8>) {
         if !self.small.is_empty() || self.bulk.is_empty() {
-            // The reactor's emptied buffer becomes the senders'.
+            // The reactor's emptied buffer becomes the senders'. While a
+            // stream flows the two trade places and keep their size (a
+            // fresh buffer costs a page fault per 4 KiB sent); when both
+            // are empty (idle), large ones are freed.
             std::mem::swap(&mut self.small, wbuf);
+            if wbuf.is_empty() {
+                for b in [&mut self.small, wbuf] {
+                    if b.capacity() > KEEP_IDLE {
+                        *b = Vec::new();
+                    }
+                }
+            }
             return;
         }
         let Some((name, packet)) = self.bulk.pop_front() else {
@@ -154,6 +167,23 @@ mod tests {
         assert!(l.is_empty());
         assert_eq!((l.len(), l.bulk_ports.len()), (0, 0));
         out
+    }
+
+    #[test]
+    fn large_buffers_trade_places_while_busy_and_are_freed_when_idle() {
+        let mut l = Lanes::default();
+        // A stream: the reactor wrote its large buffer and takes the next
+        // batch; its emptied buffer goes to the senders, capacity kept.
+        let mut wbuf = Vec::with_capacity(KEEP_IDLE * 2);
+        l.small.extend_from_slice(b"batch");
+        l.take(&mut wbuf);
+        assert_eq!(wbuf, b"batch");
+        assert_eq!(l.small.capacity(), KEEP_IDLE * 2);
+        // Idle: nothing to take, the large buffer is freed.
+        wbuf.clear();
+        l.take(&mut wbuf);
+        assert!(wbuf.is_empty());
+        assert!(wbuf.capacity() <= KEEP_IDLE && l.small.capacity() <= KEEP_IDLE);
     }
 
     #[test]
