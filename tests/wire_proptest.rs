@@ -59,6 +59,55 @@ fn decode_chunked(framing: Framing, bytes: &[u8], cuts: &[usize]) -> Result<Vec<
     Ok(out)
 }
 
+/// Everything a decoder says of `bytes` cut at `cuts`, packets and errors
+/// (up to the first broken-stream error), fed with `feed`/`next_packet`
+/// or read in place with `next_packet_from`.
+fn outcomes(
+    framing: Framing,
+    max: usize,
+    bytes: &[u8],
+    cuts: &[usize],
+    in_place: bool,
+) -> Vec<String> {
+    let mut points: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+    points.push(0);
+    points.push(bytes.len());
+    points.sort_unstable();
+    let mut d = Decoder::with_max_packet(framing, max);
+    let mut out = Vec::new();
+    for w in points.windows(2) {
+        let mut chunk = &bytes[w[0]..w[1]];
+        if !in_place {
+            d.feed(chunk);
+            chunk = &[];
+        }
+        loop {
+            let r = if in_place {
+                d.next_packet_from(&mut chunk)
+            } else {
+                d.next_packet()
+            };
+            match r {
+                Ok(Some(p)) => out.push(format!("{p:?}")),
+                Ok(None) => break,
+                Err(e) => {
+                    out.push(e.to_string());
+                    if e.is_fatal() {
+                        return out;
+                    }
+                }
+            }
+        }
+        assert!(
+            chunk.is_empty(),
+            "next_packet_from left {} bytes",
+            chunk.len()
+        );
+    }
+    out.push(format!("{} buffered", d.buffered()));
+    out
+}
+
 fn roundtrip(framing: Framing, packets: &[Packet], cuts: &[usize]) -> Result<(), TestCaseError> {
     let mut bytes = Vec::new();
     for p in packets {
@@ -107,6 +156,31 @@ proptest! {
             encode(Framing::Json, p, &mut bytes).unwrap();
         }
         prop_assert_eq!(decode_chunked(Framing::Json, &bytes, &cuts).map_err(TestCaseError::fail)?, packets);
+    }
+
+    /// Reading in place says what feeding says, of valid streams (some
+    /// with a byte changed) and of arbitrary bytes, cut anywhere.
+    #[test]
+    fn reading_in_place_says_what_feeding_says(packets in prop::collection::vec(arb_packet(), 1..6),
+                                               flip in any::<(usize, u8)>(),
+                                               noise in prop::collection::vec(any::<u8>(), 0..64),
+                                               cuts in prop::collection::vec(any::<usize>(), 0..10),
+                                               max in prop_oneof![Just(1usize << 20), 8usize..200]) {
+        for f in Framing::ALL {
+            let mut bytes = Vec::new();
+            for p in &packets {
+                encode(f, p, &mut bytes).unwrap();
+            }
+            let fed = outcomes(f, max, &bytes, &cuts, false);
+            prop_assert_eq!(outcomes(f, max, &bytes, &cuts, true), fed);
+            let i = flip.0 % bytes.len();
+            bytes[i] ^= flip.1;
+            let fed = outcomes(f, max, &bytes, &cuts, false);
+            prop_assert_eq!(outcomes(f, max, &bytes, &cuts, true), fed);
+            bytes.extend_from_slice(&noise);
+            let fed = outcomes(f, max, &bytes, &cuts, false);
+            prop_assert_eq!(outcomes(f, max, &bytes, &cuts, true), fed);
+        }
     }
 
     #[test]

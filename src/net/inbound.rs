@@ -144,7 +144,7 @@ impl Reactor {
             // What was queued while connecting passed the limit.
             return Err(over_limit(unsent, self.net.unsent_limit));
         }
-        packets(&self.net, conn)
+        packets(&self.net, conn, &[])
     }
 
     /// The peer's greeting line 1 passed: decide whether this connection
@@ -279,21 +279,19 @@ fn decrypt(tls: &mut Tls, wbuf: &mut Vec<u8>, data: &[u8]) -> Result<(Vec<u8>, b
 
 /// Plaintext arrived on `conn` in its data phase.
 fn plain_up(net: &Arc<Net>, conn: &mut Conn, data: &[u8]) -> Result<(), String> {
-    if let Phase::Up { dec, .. } = &mut conn.phase {
-        dec.feed(data);
-    }
-    packets(net, conn)
+    packets(net, conn, data)
 }
 
-/// Routes every complete packet buffered in `conn`'s decoder.
-fn packets(net: &Arc<Net>, conn: &mut Conn) -> Result<(), String> {
+/// Routes every complete packet buffered in `conn`'s decoder and then in
+/// `data` (read in place; the start of a packet it ends in is kept).
+fn packets(net: &Arc<Net>, conn: &mut Conn, mut data: &[u8]) -> Result<(), String> {
     let Phase::Up { remote, dec, out } = &mut conn.phase else {
         return Ok(());
     };
     let node = net.node().ok_or("the local node is gone")?;
     let _batch = crate::context::defer_schedules();
     loop {
-        match dec.next_packet() {
+        match dec.next_packet_from(&mut data) {
             Ok(Some(packet)) => {
                 out.received_packet();
                 requests::route(net, &node, remote, packet)?

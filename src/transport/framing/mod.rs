@@ -226,52 +226,178 @@ impl Decoder {
         res
     }
 
+    /// The next complete packet from the bytes fed before and then from
+    /// `data`, which is advanced past the bytes used: the same as
+    /// [`feed`](Decoder::feed)ing `data` and calling
+    /// [`next_packet`](Decoder::next_packet) until it returns `Ok(None)`,
+    /// but a packet that lies whole in `data` is read where it is, without
+    /// being copied into the decoder's buffer first (only the start of a
+    /// packet that continues beyond `data` is kept). Call it until it
+    /// returns `Ok(None)`, which leaves `data` empty.
+    ///
+    /// ```
+    /// use aemp::transport::framing::{encode, Decoder, Framing};
+    /// use serde_json::json;
+    /// let mut bytes = Vec::new();
+    /// for i in 0..3 {
+    ///     encode(Framing::Json, &[json!("port"), json!(i)], &mut bytes).unwrap();
+    /// }
+    /// let mut d = Decoder::new(Framing::Json);
+    /// let (first, second) = bytes.split_at(20); // the cut falls inside the second packet
+    /// let mut got = Vec::new();
+    /// for chunk in [first, second] {
+    ///     let mut rest = chunk;
+    ///     while let Some(p) = d.next_packet_from(&mut rest).unwrap() {
+    ///         got.push(p[1].clone());
+    ///     }
+    ///     assert!(rest.is_empty());
+    /// }
+    /// assert_eq!(got, [json!(0), json!(1), json!(2)]);
+    /// ```
+    pub fn next_packet_from(&mut self, data: &mut &[u8]) -> Result<Option<Packet>> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        let res = self.decode_from(data);
+        if let Err(e) = &res {
+            if e.is_fatal() {
+                self.failed = Some(e.clone());
+            }
+        }
+        res
+    }
+
+    fn decode_from(&mut self, data: &mut &[u8]) -> Result<Option<Packet>> {
+        /// Bytes moved into the buffer at a time to complete a packet
+        /// begun there.
+        const PIECE: usize = 4 << 10;
+        if self.pos < self.buf.len() {
+            if let Some(p) = self.decode_one()? {
+                return Ok(Some(p));
+            }
+        }
+        while self.pos < self.buf.len() {
+            // A packet begun in the buffer: complete it a piece at a time.
+            let whole = *data;
+            if whole.is_empty() {
+                return Ok(None);
+            }
+            let k = whole.len().min(PIECE);
+            self.feed(&whole[..k]);
+            let res = self.decode_one();
+            match &res {
+                Ok(None) => {
+                    *data = &whole[k..];
+                    continue;
+                }
+                Err(e) if e.is_fatal() => {
+                    *data = &whole[k..];
+                    return res;
+                }
+                // The packet (or a bad one, skipped) ended in this piece:
+                // what follows it there goes back to `data`, to be read in
+                // place.
+                _ => {
+                    let after = self.buf.len() - self.pos;
+                    self.buf.truncate(self.pos);
+                    *data = &whole[k - after..];
+                    return res;
+                }
+            }
+        }
+        // The buffer is used up: read in place.
+        self.base += self.buf.len() as u64;
+        self.buf.clear();
+        self.pos = 0;
+        if data.is_empty() {
+            return Ok(None);
+        }
+        let (res, used) = decode_in(
+            &mut self.scanner,
+            self.framing,
+            self.max_packet,
+            data,
+            self.base,
+        );
+        self.base += used as u64;
+        *data = &data[used..];
+        if let Ok(None) = res {
+            // The start of a packet, or nothing yet: kept, with the scan's
+            // state, which counts from here.
+            self.buf.extend_from_slice(data);
+            *data = &[];
+        }
+        res
+    }
+
     fn decode_one(&mut self) -> Result<Option<Packet>> {
         let data = &self.buf[self.pos..];
-        let scanned = match &mut self.scanner {
-            Scanner::Json(s) => s.scan(data, self.max_packet),
-            Scanner::Cbor(s) => s.scan(data, self.max_packet),
-        };
-        let framing = self.framing.name();
         let offset = self.base + self.pos as u64;
-        let problem = |problem: String| Error::Framing {
-            framing,
+        let (res, used) = decode_in(
+            &mut self.scanner,
+            self.framing,
+            self.max_packet,
+            data,
             offset,
-            problem,
-        };
-        match scanned {
-            Err(ScanError::TooLarge) => Err(Error::PacketTooLarge {
-                framing,
+        );
+        self.pos += used;
+        res
+    }
+}
+
+/// Decodes the packet at the start of `data` (at stream `offset`) with
+/// `scanner`, whose state counts from there: the result, and the bytes it
+/// used (the packet's, a bad one's too, or separators skipped).
+fn decode_in(
+    scanner: &mut Scanner,
+    framing: Framing,
+    max_packet: usize,
+    data: &[u8],
+    offset: u64,
+) -> (Result<Option<Packet>>, usize) {
+    let scanned = match scanner {
+        Scanner::Json(s) => s.scan(data, max_packet),
+        Scanner::Cbor(s) => s.scan(data, max_packet),
+    };
+    let name = framing.name();
+    match scanned {
+        Err(ScanError::TooLarge) => (
+            Err(Error::PacketTooLarge {
+                framing: name,
                 offset,
-                max: self.max_packet,
+                max: max_packet,
             }),
-            Err(ScanError::Bad(p)) => Err(problem(p)),
-            Ok(Scan::Incomplete { skip }) => {
-                self.pos += skip;
-                Ok(None)
-            }
-            Ok(Scan::Complete { start, end }) => {
-                let bytes = &data[start..end];
-                let offset = offset + start as u64;
-                let packet = match self.framing {
-                    // The JSON scanner checks brackets only: text that
-                    // does not parse is a broken stream.
-                    Framing::Json => json::parse(bytes).map_err(|problem| Error::Framing {
-                        framing,
-                        offset,
-                        problem,
-                    }),
-                    // The CBOR scanner checked every item header: what
-                    // fails now is a value, and only its packet is lost.
-                    Framing::Cbor => cbor::parse(bytes).map_err(|problem| Error::BadPacket {
-                        framing,
-                        offset,
-                        problem,
-                    }),
-                };
-                self.pos += end;
-                packet.map(Some)
-            }
+            0,
+        ),
+        Err(ScanError::Bad(problem)) => (
+            Err(Error::Framing {
+                framing: name,
+                offset,
+                problem,
+            }),
+            0,
+        ),
+        Ok(Scan::Incomplete { skip }) => (Ok(None), skip),
+        Ok(Scan::Complete { start, end }) => {
+            let bytes = &data[start..end];
+            let offset = offset + start as u64;
+            let packet = match framing {
+                // The JSON scanner checks brackets only: text that
+                // does not parse is a broken stream.
+                Framing::Json => json::parse(bytes).map_err(|problem| Error::Framing {
+                    framing: name,
+                    offset,
+                    problem,
+                }),
+                // The CBOR scanner checked every item header: what
+                // fails now is a value, and only its packet is lost.
+                Framing::Cbor => cbor::parse(bytes).map_err(|problem| Error::BadPacket {
+                    framing: name,
+                    offset,
+                    problem,
+                }),
+            };
+            (packet.map(Some), end)
         }
     }
 }
