@@ -11,7 +11,7 @@ use crate::timer::{self, Timer};
 use crate::PortId;
 use parking_lot::Mutex;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 type ReplyCallback = Box<dyn FnOnce(Option<Message>) + Send>;
 
@@ -254,8 +254,29 @@ impl Node {
             let _ = death_tx.try_send(Err(reason));
         });
         msg.push(reply.id.as_str().into());
+        let start = Instant::now();
+        // (No deadline past what `Instant` can hold.)
+        let deadline = start.checked_add(timeout);
         self.snd(port, msg);
-        let result = match reply_rx.recv_timeout(timeout) {
+        // Poll a while before sleeping (see `crate::busy`): a reply often
+        // comes within microseconds.
+        let mut polled = None;
+        crate::busy::BusyWait::new(self.options().busy_wait).spin(
+            start,
+            deadline,
+            || match reply_rx.try_recv() {
+                Ok(r) => {
+                    polled = Some(Ok(r));
+                    true
+                }
+                Err(e) => e.is_disconnected(),
+            },
+        );
+        let got = polled.unwrap_or_else(|| match deadline {
+            Some(d) => reply_rx.recv_deadline(d).map_err(|_| ()),
+            None => reply_rx.recv().map_err(|_| ()),
+        });
+        let result = match got {
             Ok(Ok(m)) => Ok(m),
             Ok(Err(reason)) => Err(Error::NoReply {
                 what: "call",

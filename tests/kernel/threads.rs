@@ -261,6 +261,31 @@ fn call_to_dying_port_reports_reason_126() {
 }
 
 #[test]
+fn call_without_a_bound_waits_for_the_reply_126() {
+    let n = node();
+    let n2 = n.clone();
+    let echo = n.port_fn(move |m| {
+        let reply = aemp::PortId::try_from(m.last().unwrap()).unwrap();
+        n2.snd(&reply, msg!["echo", m[0].clone()]);
+    });
+    // A timeout past what an `Instant` can hold: no deadline.
+    let reply = n.call(&echo, msg!["hi"], Duration::MAX).unwrap();
+    assert_eq!(reply, msg!["echo", "hi"]);
+    // And a reply later than the busy-wait's polling: taken after a sleep.
+    let n3 = n.clone();
+    let slow = n.port_fn(move |m| {
+        let reply = aemp::PortId::try_from(m.last().unwrap()).unwrap();
+        let n3 = n3.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            n3.snd(&reply, msg!["late"]);
+        });
+    });
+    let reply = n.call(&slow, msg!["hi"], Duration::MAX).unwrap();
+    assert_eq!(reply, msg!["late"]);
+}
+
+#[test]
 fn rcv_thread_attaches_and_gets_fifo_127() {
     let n = node();
     let p = n.port();
