@@ -17,6 +17,10 @@
 //!   (aemp's rate / Erlang's: 1 or more is as fast or faster);
 //! - `baseline_erlang_local_pingpong_rtt_us`, `local_pingpong_vs_erlang`
 //!   (aemp's round trip / Erlang's: 1 or less is as fast or faster);
+//! - `local_callback_pingpong_vs_erlang`: the same for aemp's two
+//!   callback ports (`local_callback_pingpong_rtt_us`), which share the
+//!   dispatcher thread as Erlang's two processes may share a scheduler,
+//!   where two thread ports are two OS threads;
 //! - `baseline_erlang_schedulers`: how many schedulers Erlang ran.
 //!
 //! Without Erlang (as on CI) these figures are left out and a note goes

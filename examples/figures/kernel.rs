@@ -61,25 +61,35 @@ pub fn groups(quick: bool, allocated: fn() -> usize) -> Vec<Group> {
                     &mut [
                         &mut || local_pingpong(rounds),
                         &mut || channel_pingpong(rounds),
+                        &mut || callback_pingpong(rounds),
                         &mut || erl.pingpong(rounds),
                     ],
                 ),
                 None => turns(
                     runs,
-                    &mut [&mut || local_pingpong(rounds), &mut || {
-                        channel_pingpong(rounds)
-                    }],
+                    &mut [
+                        &mut || local_pingpong(rounds),
+                        &mut || channel_pingpong(rounds),
+                        &mut || callback_pingpong(rounds),
+                    ],
                 ),
             };
             let mut figures = vec![
                 Figure::new("local_pingpong_rtt_us", mid(&v[0]), "us"),
                 Figure::new("baseline_channel_pingpong_rtt_us", mid(&v[1]), "us"),
                 Figure::new("local_pingpong_vs_channel", ratio(&v[0], &v[1]), "ratio"),
+                Figure::new("local_callback_pingpong_rtt_us", mid(&v[2]), "us"),
             ];
             if let Some(erl) = &erlang {
+                let callback_vs_erlang = ratio(&v[2], &v[3]);
                 figures.extend([
-                    Figure::new("baseline_erlang_local_pingpong_rtt_us", mid(&v[2]), "us"),
-                    Figure::new("local_pingpong_vs_erlang", ratio(&v[0], &v[2]), "ratio"),
+                    Figure::new("baseline_erlang_local_pingpong_rtt_us", mid(&v[3]), "us"),
+                    Figure::new("local_pingpong_vs_erlang", ratio(&v[0], &v[3]), "ratio"),
+                    Figure::new(
+                        "local_callback_pingpong_vs_erlang",
+                        callback_vs_erlang,
+                        "ratio",
+                    ),
                     Figure::new("baseline_erlang_schedulers", erl.schedulers, "schedulers"),
                 ]);
             }
@@ -200,6 +210,34 @@ fn local_pingpong(rounds: u32) -> f64 {
     start_tx.send(Instant::now()).unwrap();
     let took: Duration = done_rx.recv().unwrap();
     node.kil(&pong, Reason::normal()).unwrap();
+    took.as_secs_f64() * 1e6 / rounds as f64
+}
+
+/// Two callback ports bouncing a message: both run on the node's
+/// dispatcher thread, as two Erlang processes may share one scheduler.
+fn callback_pingpong(rounds: u32) -> f64 {
+    let node = node();
+    let (done_tx, done_rx) = bounded(1);
+    let pong = node.port_fn(|m: Message| {
+        if let Some(Ok(to)) = m.get(1).map(PortId::try_from) {
+            aemp::snd(&to, msg!["pong", aemp::self_port()]);
+        }
+    });
+    let to_pong = pong.clone();
+    let (mut left, mut start) = (rounds, None);
+    let ping = node.port_fn(move |_| {
+        let start = *start.get_or_insert_with(Instant::now);
+        if left == 0 {
+            done_tx.send(start.elapsed()).unwrap();
+            return;
+        }
+        left -= 1;
+        aemp::snd(&to_pong, msg!["ping", aemp::self_port()]);
+    });
+    node.snd(&ping, msg!["go"]);
+    let took: Duration = done_rx.recv().unwrap();
+    node.kil(&pong, Reason::normal()).unwrap();
+    node.kil(&ping, Reason::normal()).unwrap();
     took.as_secs_f64() * 1e6 / rounds as f64
 }
 
