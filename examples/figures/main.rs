@@ -8,7 +8,9 @@
 //! cargo run --release --example figures -- --procs # 64 processes (slow)
 //! ```
 //!
-//! Each figure is the median of several runs.
+//! Each figure is the median of several runs. Local sending and ping-pong
+//! are also measured beside Erlang/OTP's when `erl` and `erlc` are on
+//! `PATH` (see erlang.rs; left out, with a note on stderr, without them).
 
 mod bulk;
 mod cpu;
