@@ -422,11 +422,11 @@ impl Node {
         }
     }
 
-    /// Offers `item` to the cell this thread delivered to last, if
-    /// `wanted` says it is the destination.
+    /// Offers `item` to a cell this thread delivered to lately (one of the
+    /// last two), if `wanted` says it is the destination.
     fn offer_to_last(
         &self,
-        wanted: impl FnOnce(&PortId) -> bool,
+        wanted: impl Fn(&PortId) -> bool,
         item: Item,
     ) -> std::result::Result<(), Item> {
         self.inner

@@ -4,8 +4,10 @@
 //! rarely meet on one lock; each entry keeps its name's hash, so lookups
 //! compare hashes before names and growing the table never re-reads names.
 //!
-//! Each thread also remembers the last cell it delivered to, so that a
-//! stream of messages to one port skips the shards altogether.
+//! Each thread also remembers the last two cells it delivered to, so that
+//! a stream of messages to one port, or an exchange between two (a
+//! dispatcher running two callback ports that answer each other), skips
+//! the shards altogether.
 
 use crate::port::PortCell;
 use crate::PortId;
@@ -19,17 +21,22 @@ use std::sync::Arc;
 /// Tells tables apart in the per-thread memo (an address could be reused).
 static NEXT_SERIAL: AtomicU64 = AtomicU64::new(0);
 
+/// A remembered delivery: the table's serial, a copy of the cell's ID
+/// (compared here, not in the cell, whose cache line the dispatcher
+/// writes), the cell.
+type Memo = Option<(u64, PortId, Arc<PortCell>)>;
+
 thread_local! {
-    /// The last cell this thread delivered to, with its table's serial and
-    /// a copy of its ID (compared here, not in the cell, whose cache line
-    /// the dispatcher writes).
-    static LAST: RefCell<Option<(u64, PortId, Arc<PortCell>)>> = const { RefCell::new(None) };
+    /// The last two cells this thread delivered to through a table, the
+    /// latest first.
+    static LAST: RefCell<[Memo; 2]> = const { RefCell::new([None, None]) };
 }
 
-/// Drops this thread's memo of its last delivery (a parked thread must
+/// Drops this thread's memo of its last deliveries (a parked thread must
 /// not keep a dead port's cell).
 pub(crate) fn forget_last_delivery() {
-    LAST.with(|l| l.borrow_mut().take());
+    let old = LAST.with(|l| std::mem::take(&mut *l.borrow_mut()));
+    drop(old);
 }
 
 const SHARDS: usize = 16;
@@ -82,24 +89,26 @@ impl PortTable {
             .map(|e| f(&e.cell))
     }
 
-    /// Offers `item` to the cell this thread last [remembered](Self::remember)
+    /// Offers `item` to a cell this thread [remembered](Self::remember)
     /// if that cell is in this table and `wanted` says it is the one; the
-    /// item comes back when it is not, or when `offer` gives it back (a dead
+    /// item comes back when none is, or when `offer` gives it back (a dead
     /// cell: its name may have a new owner, which only the table knows).
     pub(crate) fn offer_to_last<T>(
         &self,
-        wanted: impl FnOnce(&PortId) -> bool,
+        wanted: impl Fn(&PortId) -> bool,
         item: T,
         offer: impl FnOnce(&Arc<PortCell>, T) -> Result<(), T>,
     ) -> Result<(), T> {
         // (`try_with`: a send from a destructor while the thread exits finds
         // the memo gone and takes the table.)
         let mut item = Some(item);
-        let offered = LAST.try_with(|last| match last.try_borrow().as_deref() {
-            Ok(Some((serial, id, cell))) if *serial == self.serial && wanted(id) => {
-                Some(offer(cell, item.take().expect("offered once")))
-            }
-            _ => None,
+        let offered = LAST.try_with(|last| {
+            let last = last.try_borrow().ok()?;
+            let (_, _, cell) = last
+                .iter()
+                .flatten()
+                .find(|(serial, id, _)| *serial == self.serial && wanted(id))?;
+            Some(offer(cell, item.take().expect("offered once")))
         });
         match (offered, item) {
             (Ok(Some(result)), _) => result,
@@ -108,10 +117,15 @@ impl PortTable {
         }
     }
 
-    /// Makes `cell` (found in this table) this thread's last cell.
+    /// Makes `cell` (found in this table) this thread's latest cell; the
+    /// one before it stays remembered too.
     pub(crate) fn remember(&self, cell: Arc<PortCell>) {
         let old = LAST.try_with(|last| match last.try_borrow_mut() {
-            Ok(mut last) => last.replace((self.serial, cell.id.clone(), cell)),
+            Ok(mut last) => {
+                let latest = Some((self.serial, cell.id.clone(), cell));
+                let previous = std::mem::replace(&mut last[0], latest);
+                std::mem::replace(&mut last[1], previous)
+            }
             Err(_) => None,
         });
         // Dropped outside the borrow: a dead port's last handle may run

@@ -1,7 +1,9 @@
 //! Figures of the local kernel, each beside a bare crossbeam channel
-//! carrying the same messages between two threads.
+//! carrying the same messages between two threads; local sending and
+//! ping-pong also beside Erlang/OTP's, when it is installed (erlang.rs).
 
-use super::{median, paired, Figure, Group};
+use super::erlang::Erlang;
+use super::{median, mid, ratio, turns, Figure, Group};
 use aemp::{msg, Message, Node, PortId, Reason};
 use crossbeam_channel::{bounded, unbounded};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,20 +20,80 @@ pub fn groups(quick: bool, allocated: fn() -> usize) -> Vec<Group> {
     let idle = if quick { 20_000 } else { 100_000 };
     vec![
         Group::new("local_send", move || {
-            let send = paired(runs, || local_send(n_msgs), || channel_send(n_msgs));
-            vec![
-                Figure::new("local_send_msgs_per_s", send.a, "msgs/s"),
-                Figure::new("baseline_channel_msgs_per_s", send.b, "msgs/s"),
-                Figure::new("local_send_vs_channel", send.ratio, "ratio"),
-            ]
+            let mut erlang = Erlang::start();
+            let v = match erlang.as_mut() {
+                Some(erl) => turns(
+                    runs,
+                    &mut [
+                        &mut || local_send(n_msgs),
+                        &mut || channel_send(n_msgs),
+                        &mut || erl.send(n_msgs),
+                    ],
+                ),
+                None => turns(
+                    runs,
+                    &mut [&mut || local_send(n_msgs), &mut || channel_send(n_msgs)],
+                ),
+            };
+            let mut figures = vec![
+                Figure::new("local_send_msgs_per_s", mid(&v[0]), "msgs/s"),
+                Figure::new("baseline_channel_msgs_per_s", mid(&v[1]), "msgs/s"),
+                Figure::new("local_send_vs_channel", ratio(&v[0], &v[1]), "ratio"),
+            ];
+            if let Some(erl) = &erlang {
+                figures.extend([
+                    Figure::new(
+                        "baseline_erlang_local_send_msgs_per_s",
+                        mid(&v[2]),
+                        "msgs/s",
+                    ),
+                    Figure::new("local_send_vs_erlang", ratio(&v[0], &v[2]), "ratio"),
+                    Figure::new("baseline_erlang_schedulers", erl.schedulers, "schedulers"),
+                ]);
+            }
+            figures
         }),
         Group::new("local_pingpong", move || {
-            let pp = paired(runs, || local_pingpong(rounds), || channel_pingpong(rounds));
-            vec![
-                Figure::new("local_pingpong_rtt_us", pp.a, "us"),
-                Figure::new("baseline_channel_pingpong_rtt_us", pp.b, "us"),
-                Figure::new("local_pingpong_vs_channel", pp.ratio, "ratio"),
-            ]
+            let mut erlang = Erlang::start();
+            let v = match erlang.as_mut() {
+                Some(erl) => turns(
+                    runs,
+                    &mut [
+                        &mut || local_pingpong(rounds),
+                        &mut || channel_pingpong(rounds),
+                        &mut || callback_pingpong(rounds),
+                        &mut || erl.pingpong(rounds),
+                    ],
+                ),
+                None => turns(
+                    runs,
+                    &mut [
+                        &mut || local_pingpong(rounds),
+                        &mut || channel_pingpong(rounds),
+                        &mut || callback_pingpong(rounds),
+                    ],
+                ),
+            };
+            let mut figures = vec![
+                Figure::new("local_pingpong_rtt_us", mid(&v[0]), "us"),
+                Figure::new("baseline_channel_pingpong_rtt_us", mid(&v[1]), "us"),
+                Figure::new("local_pingpong_vs_channel", ratio(&v[0], &v[1]), "ratio"),
+                Figure::new("local_callback_pingpong_rtt_us", mid(&v[2]), "us"),
+            ];
+            if let Some(erl) = &erlang {
+                let callback_vs_erlang = ratio(&v[2], &v[3]);
+                figures.extend([
+                    Figure::new("baseline_erlang_local_pingpong_rtt_us", mid(&v[3]), "us"),
+                    Figure::new("local_pingpong_vs_erlang", ratio(&v[0], &v[3]), "ratio"),
+                    Figure::new(
+                        "local_callback_pingpong_vs_erlang",
+                        callback_vs_erlang,
+                        "ratio",
+                    ),
+                    Figure::new("baseline_erlang_schedulers", erl.schedulers, "schedulers"),
+                ]);
+            }
+            figures
         }),
         Group::new("thread_port_send", move || {
             let tp = median(runs, || thread_port_send(n_msgs));
@@ -148,6 +210,34 @@ fn local_pingpong(rounds: u32) -> f64 {
     start_tx.send(Instant::now()).unwrap();
     let took: Duration = done_rx.recv().unwrap();
     node.kil(&pong, Reason::normal()).unwrap();
+    took.as_secs_f64() * 1e6 / rounds as f64
+}
+
+/// Two callback ports bouncing a message: both run on the node's
+/// dispatcher thread, as two Erlang processes may share one scheduler.
+fn callback_pingpong(rounds: u32) -> f64 {
+    let node = node();
+    let (done_tx, done_rx) = bounded(1);
+    let pong = node.port_fn(|m: Message| {
+        if let Some(Ok(to)) = m.get(1).map(PortId::try_from) {
+            aemp::snd(&to, msg!["pong", aemp::self_port()]);
+        }
+    });
+    let to_pong = pong.clone();
+    let (mut left, mut start) = (rounds, None);
+    let ping = node.port_fn(move |_| {
+        let start = *start.get_or_insert_with(Instant::now);
+        if left == 0 {
+            done_tx.send(start.elapsed()).unwrap();
+            return;
+        }
+        left -= 1;
+        aemp::snd(&to_pong, msg!["ping", aemp::self_port()]);
+    });
+    node.snd(&ping, msg!["go"]);
+    let took: Duration = done_rx.recv().unwrap();
+    node.kil(&pong, Reason::normal()).unwrap();
+    node.kil(&ping, Reason::normal()).unwrap();
     took.as_secs_f64() * 1e6 / rounds as f64
 }
 

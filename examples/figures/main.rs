@@ -8,13 +8,16 @@
 //! cargo run --release --example figures -- --procs # 64 processes (slow)
 //! ```
 //!
-//! Each figure is the median of several runs.
+//! Each figure is the median of several runs. Local sending and ping-pong
+//! are also measured beside Erlang/OTP's when `erl` and `erlc` are on
+//! `PATH` (see erlang.rs; left out, with a note on stderr, without them).
 
 mod bulk;
 mod cpu;
 mod dataconn;
 mod db;
 mod dbsim;
+mod erlang;
 mod kernel;
 mod liveness;
 mod logcatch;
@@ -116,22 +119,37 @@ pub struct Paired {
 }
 
 pub fn paired(runs: usize, mut a: impl FnMut() -> f64, mut b: impl FnMut() -> f64) -> Paired {
-    let (mut va, mut vb, mut vr) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..runs.max(1) {
-        let (x, y) = (a(), b());
-        va.push(x);
-        vb.push(y);
-        vr.push(x / y);
-    }
-    let mid = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
+    let v = turns(runs, &mut [&mut a, &mut b]);
     Paired {
-        a: mid(va),
-        b: mid(vb),
-        ratio: mid(vr),
+        a: mid(&v[0]),
+        b: mid(&v[1]),
+        ratio: ratio(&v[0], &v[1]),
     }
+}
+
+/// Several measurements taken in turns (a, b, c, a, b, c, ...), as in
+/// [`paired`]: each one's results, turn by turn.
+pub fn turns(runs: usize, fs: &mut [&mut dyn FnMut() -> f64]) -> Vec<Vec<f64>> {
+    let mut v = vec![Vec::new(); fs.len()];
+    for _ in 0..runs.max(1) {
+        for (f, results) in fs.iter_mut().zip(&mut v) {
+            results.push(f());
+        }
+    }
+    v
+}
+
+/// The median of some results.
+pub fn mid(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// The median of the per-turn ratios a/b of results taken in [`turns`].
+pub fn ratio(a: &[f64], b: &[f64]) -> f64 {
+    let r: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y).collect();
+    mid(&r)
 }
 
 /// Starts this program again with `flag` (a peer process) and reads its

@@ -16,7 +16,7 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::collections::VecDeque;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Where a message may go without passing the dispatcher.
 enum Direct {
@@ -182,6 +182,8 @@ pub(crate) enum AttachError {
 
 /// The result of [`PortCell::await_arrival`].
 pub(crate) enum Arrival {
+    /// Something arrived, or (seen while polling) the port was killed: the
+    /// thread's next [`take_arrivals`](PortCell::take_arrivals) tells.
     Arrived,
     Killed(Reason),
     TimedOut,
@@ -347,6 +349,8 @@ impl PortCell {
         if let Some(side) = st.thread.as_mut() {
             side.killed = Some(reason.clone());
             side.incoming.clear();
+            // Ends the thread's poll too (see `await_arrival`).
+            self.arrived.store(true, Ordering::Release);
             self.wake.notify_all();
         }
         Some(std::mem::take(&mut st.monitors))
@@ -451,11 +455,31 @@ impl PortCell {
     }
 
     /// The thread waits until something arrives, the port is killed, or
-    /// `deadline` passes. It first spins a while (a reply often comes
-    /// within microseconds), then sleeps.
-    pub(crate) fn await_arrival(&self, deadline: Option<Instant>, busy: &mut BusyWait) -> Arrival {
+    /// `deadline` passes. It first polls without the lock, as a reply often
+    /// comes within a microsecond: on the CPU alone while that pays off
+    /// (see [`PreSpin`]), then as long as `busy` allows, yielding; then it
+    /// sleeps.
+    pub(crate) fn await_arrival(
+        &self,
+        deadline: Option<Instant>,
+        busy: &mut BusyWait,
+        pre_spin: &mut PreSpin,
+    ) -> Arrival {
         let start = Instant::now();
-        let mut spun = false;
+        let arrived = &self.arrived;
+        let ready = || arrived.load(Ordering::Acquire);
+        // `arrived` is set under the lock with every arrival and by a kill,
+        // and cleared only by the thread taking its arrivals: when it is
+        // seen set, the caller's next take finds the message or the kill.
+        if deadline.is_none_or(|d| start < d) {
+            if pre_spin.spin(start, deadline, ready) {
+                return Arrival::Arrived;
+            }
+            if busy.spin(start, deadline, ready) {
+                pre_spin.caught_by_yielding(start);
+                return Arrival::Arrived;
+            }
+        }
         let mut st = self.lock();
         loop {
             let side = st.thread.as_mut().expect("thread port state");
@@ -467,15 +491,6 @@ impl PortCell {
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Arrival::TimedOut;
-            }
-            if !spun {
-                // Poll a while before paying for sleeping and waking.
-                spun = true;
-                drop(st);
-                let arrived = &self.arrived;
-                busy.spin(start, deadline, || arrived.load(Ordering::Acquire));
-                st = self.lock();
-                continue;
             }
             side.waiting = true;
             match deadline {
@@ -489,6 +504,80 @@ impl PortCell {
             if !side.incoming.is_empty() {
                 busy.slept(start);
             }
+        }
+    }
+}
+
+/// The first poll of a waiting thread, on the CPU alone. A yielding poll
+/// (`BusyWait`) pays a system call per turn, and a message that comes
+/// meanwhile waits for it to return: most of a ping-pong's round trip
+/// between two threads on two cores. Polling without yielding is worth it
+/// only while the sender runs on another CPU; on a machine with more
+/// runnable threads than CPUs it takes the CPU from the very thread it
+/// waits for. So it is tried while it catches arrivals, and after one
+/// miss only once the yielding poll caught two arrivals in a row within
+/// its time.
+pub(crate) struct PreSpin {
+    limit: Duration,
+    on: bool,
+    /// Arrivals in a row the yielding poll caught within `limit`.
+    quick: u8,
+}
+
+impl PreSpin {
+    /// Polls for at most `limit` (none when zero).
+    pub(crate) fn new(limit: Duration) -> PreSpin {
+        PreSpin {
+            limit,
+            on: !limit.is_zero(),
+            quick: 0,
+        }
+    }
+
+    /// Polls `ready` (no yielding) for at most the limit or until
+    /// `deadline`, if it is on; whether it became true.
+    #[inline]
+    fn spin(
+        &mut self,
+        start: Instant,
+        deadline: Option<Instant>,
+        mut ready: impl FnMut() -> bool,
+    ) -> bool {
+        if !self.on {
+            return false;
+        }
+        let until = deadline.map_or(start + self.limit, |d| d.min(start + self.limit));
+        loop {
+            // The clock is read once per 64 polls: a poll takes a few
+            // nanoseconds, a clock read some tens.
+            for _ in 0..64 {
+                if ready() {
+                    return true;
+                }
+                std::hint::spin_loop();
+            }
+            if Instant::now() >= until {
+                break;
+            }
+        }
+        self.on = false;
+        self.quick = 0;
+        ready()
+    }
+
+    /// The yielding poll caught an arrival of a wait that began at `start`.
+    #[inline]
+    fn caught_by_yielding(&mut self, start: Instant) {
+        if self.limit.is_zero() || self.on {
+            return;
+        }
+        if start.elapsed() < self.limit {
+            self.quick += 1;
+            if self.quick >= 2 {
+                self.on = true;
+            }
+        } else {
+            self.quick = 0;
         }
     }
 }

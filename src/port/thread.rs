@@ -1,7 +1,7 @@
 //! Thread ports: a port that owns one OS thread and a selective-receive
 //! mailbox (Coro::MP's `port_async` / `rcv_async`).
 
-use super::cell::{Arrival, PortCell};
+use super::cell::{Arrival, PortCell, PreSpin};
 use super::queue::TagQueue;
 use crate::busy::{BusyWait, Sends};
 use crate::error::{Error, Result};
@@ -84,6 +84,8 @@ pub struct Mailbox {
     queue: TagQueue,
     spare: VecDeque<Message>,
     busy: BusyWait,
+    /// A wait's first poll, on the CPU alone.
+    pre_spin: PreSpin,
 }
 
 impl Mailbox {
@@ -420,7 +422,10 @@ impl Mailbox {
             if let Some(r) = pick(&mut self.queue) {
                 return Ok(Some(r));
             }
-            match self.cell.await_arrival(deadline, &mut self.busy) {
+            match self
+                .cell
+                .await_arrival(deadline, &mut self.busy, &mut self.pre_spin)
+            {
                 Arrival::Arrived => {}
                 Arrival::Killed(reason) => return Err(self.killed(reason)),
                 Arrival::TimedOut => return Ok(None),
@@ -455,6 +460,13 @@ fn deadline(timeout: Duration) -> Instant {
         .unwrap_or(now + Duration::from_secs(86400 * 365))
 }
 
+/// How long a waiting thread port polls on the CPU before polling with
+/// yields (see `PreSpin`): long enough for the reply of a ping-pong with a
+/// thread running on another core, short beside the cost of sleeping and
+/// being woken. Never longer than the node's busy-wait budget (none when
+/// busy-waiting is off).
+const PRE_SPIN: Duration = Duration::from_micros(3);
+
 /// Starts the thread of a thread port (a parked one if there is one, see
 /// `parked.rs`). The port's thread side must exist.
 pub(crate) fn spawn_port_thread<R: PortExit>(
@@ -476,6 +488,7 @@ pub(crate) fn spawn_port_thread<R: PortExit>(
                 queue: TagQueue::default(),
                 spare: VecDeque::new(),
                 busy: BusyWait::conversing(node.options().busy_wait, Sends::ThisThread),
+                pre_spin: PreSpin::new(node.options().busy_wait.min(PRE_SPIN)),
             };
             let reason = match crate::context::catch(|| f(&mut mb)) {
                 Ok(exit) => exit.into_reason(),

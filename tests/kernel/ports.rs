@@ -279,3 +279,40 @@ fn send_from_a_destructor_at_thread_exit() {
         .expect("the thread exits cleanly");
     assert_eq!(recv(&rx), msg!["dropped", "exiting"]);
 }
+
+/// A thread sending to two ports in turn (its memo of recent cells holds
+/// both) delivers each port's messages in order, and once one of them is
+/// dead its messages are dropped while the other's still arrive.
+#[test]
+fn alternating_sends_to_two_ports_keep_order_and_see_a_kill() {
+    let n = node();
+    let (tx, rx) = unbounded();
+    let tx2 = tx.clone();
+    let a = n.port_fn(move |m| tx.send(("a", m)).unwrap());
+    let b = n.port_fn(move |m| tx2.send(("b", m)).unwrap());
+    for i in 0..1000 {
+        n.snd(&a, msg![i]);
+        n.snd(&b, msg![i]);
+    }
+    let (mut next_a, mut next_b) = (0, 0);
+    for _ in 0..2000 {
+        match recv(&rx) {
+            ("a", m) => {
+                assert_eq!(m, msg![next_a]);
+                next_a += 1;
+            }
+            (_, m) => {
+                assert_eq!(m, msg![next_b]);
+                next_b += 1;
+            }
+        }
+    }
+    let (dead_tx, dead_rx) = unbounded();
+    n.mon(&a, move |r| dead_tx.send(r).unwrap()).forget();
+    n.kil(&a, Reason::normal()).unwrap();
+    assert_eq!(recv(&dead_rx), Reason::normal());
+    n.snd(&a, msg!["late"]);
+    n.snd(&b, msg!["still"]);
+    assert_eq!(recv(&rx), ("b", msg!["still"]));
+    nothing(&rx, 50);
+}

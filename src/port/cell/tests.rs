@@ -89,7 +89,10 @@ fn die_wakes_the_thread_and_hands_out_monitors_once() {
     assert!(c.die(&reason).is_none());
     assert_eq!(c.take_arrivals(&mut VecDeque::new()), Err(reason.clone()));
     let mut busy = BusyWait::new(std::time::Duration::ZERO);
-    assert!(matches!(c.await_arrival(None, &mut busy), Arrival::Killed(r) if r == reason));
+    let mut no_spin = PreSpin::new(std::time::Duration::ZERO);
+    assert!(
+        matches!(c.await_arrival(None, &mut busy, &mut no_spin), Arrival::Killed(r) if r == reason)
+    );
 }
 
 #[test]
