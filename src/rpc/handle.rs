@@ -11,7 +11,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crossbeam_channel::Receiver;
 use parking_lot::{Condvar, Mutex};
+
+use crate::busy::BusyWait;
 
 use super::serialiser::{Raw, Serialiser};
 use super::wire::{self, Outbox};
@@ -95,6 +98,9 @@ struct Shared<S: Serialiser> {
     on_event: Option<EventHook<S>>,
     on_destroy: Option<PlainHook>,
     on_retire: Option<PlainHook>,
+    /// The busy-wait state of callers waiting for an answer
+    /// ([`Rpc::call_wait`]).
+    waiting: Mutex<BusyWait>,
 }
 
 /// A handle on one worker process serving one worker function (the
@@ -204,12 +210,20 @@ impl<S: Serialiser> Rpc<S> {
             events: None,
         };
         self.call_pending(&args, p, true);
-        rx.recv_timeout(timeout).unwrap_or_else(|_| {
+        self.await_answer(&rx, timeout).unwrap_or_else(|| {
             Err(Error::Timeout {
                 what: format!("worker {} (pid {})", self.shared.function, self.shared.pid),
                 ms: timeout.as_millis(),
             })
         })
+    }
+
+    /// The answer on `rx`, waiting at most `timeout`: polls first (see
+    /// [`crate::busy`]), since in a round trip the answer comes within
+    /// microseconds and waking a sleeping caller costs more than that. One
+    /// waiting caller of the handle at a time polls; the others sleep.
+    pub(crate) fn await_answer<T>(&self, rx: &Receiver<T>, timeout: Duration) -> Option<T> {
+        await_answer(rx, timeout, &self.shared.waiting)
     }
 
     /// Sends an encoded call frame (from [`encode_call`]). Hands the call
@@ -342,6 +356,33 @@ impl<S: Serialiser> Shared<S> {
     fn take_pending(&self, id: u32) -> Option<Pending<S>> {
         self.st.lock().pending.remove(&id)
     }
+}
+
+/// The answer on `rx`, waiting at most `timeout`; polls for it first with
+/// `busy` unless another caller is using it.
+pub(crate) fn await_answer<T>(
+    rx: &Receiver<T>,
+    timeout: Duration,
+    busy: &Mutex<BusyWait>,
+) -> Option<T> {
+    let Some(mut busy) = busy.try_lock() else {
+        return rx.recv_timeout(timeout).ok();
+    };
+    let start = Instant::now();
+    let mut got = None;
+    if busy.spin(start, start.checked_add(timeout), || {
+        got = rx.try_recv().ok();
+        got.is_some()
+    }) {
+        return got;
+    }
+    let got = rx
+        .recv_timeout(timeout.saturating_sub(start.elapsed()))
+        .ok();
+    if got.is_some() {
+        busy.slept(start);
+    }
+    got
 }
 
 /// The call frame carrying `args` (its id is set when it is sent).

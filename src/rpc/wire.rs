@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
+use crate::busy::BusyWait;
+
 /// Size of a frame header.
 pub(crate) const HEADER: usize = 9;
 
@@ -144,6 +146,43 @@ pub(crate) fn read_frame<R: Read>(r: &mut BufReader<R>, kinds: &[u8]) -> io::Res
         ));
     }
     Ok(Some(Frame { kind, id, payload }))
+}
+
+/// Like [`read_frame`], but when nothing is buffered it first polls the
+/// socket for input (see [`crate::busy`]) before it blocks in `read`: in a
+/// round trip the next frame comes within microseconds, and waking a
+/// thread that sleeps in `read` costs more than that.
+pub(crate) fn read_frame_polling(
+    r: &mut BufReader<UnixStream>,
+    kinds: &[u8],
+    busy: &mut BusyWait,
+) -> io::Result<Option<Frame>> {
+    if r.buffer().is_empty() {
+        let start = Instant::now();
+        let fd = r.get_ref().as_raw_fd();
+        // Not ready after polling: block until the first octet comes.
+        if !busy.spin(start, None, || input_waiting(fd)) && !r.fill_buf()?.is_empty() {
+            busy.slept(start);
+        }
+    }
+    read_frame(r, kinds)
+}
+
+/// Whether a read of the socket `fd` would not block: it has data, has
+/// ended, or has an error (which the read then reports).
+fn input_waiting(fd: RawFd) -> bool {
+    let mut octet = 0u8;
+    // SAFETY: a one-octet peek into a local buffer, on a socket the caller
+    // holds open.
+    let r = unsafe {
+        libc::recv(
+            fd,
+            (&mut octet as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    r >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::WouldBlock
 }
 
 fn truncated(e: io::Error, what: &str) -> io::Error {

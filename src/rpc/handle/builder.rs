@@ -11,6 +11,7 @@ use parking_lot::{Condvar, Mutex};
 
 use super::reader::{reap, Reader};
 use super::{report, ErrorHook, EventHook, ExitHook, PlainHook, Rpc, Shared, State, Token};
+use crate::busy::{BusyWait, DEFAULT_BUSY_WAIT};
 use crate::rpc::serialiser::{Raw, Serialiser, Strings};
 use crate::rpc::wire::{self, Outbox};
 use crate::rpc::{Backend, Error, Worker};
@@ -222,6 +223,7 @@ impl<S: Serialiser> RpcBuilder<S> {
             on_event: self.on_event,
             on_destroy: self.on_destroy,
             on_retire: self.on_retire,
+            waiting: Mutex::new(BusyWait::new(DEFAULT_BUSY_WAIT)),
         });
         let token = Arc::new(Token(shared.outbox.clone(), shared.dropped.clone()));
         Reader::spawn(shared.clone(), read_half, child, self.on_exit).map_err(io_err)?;

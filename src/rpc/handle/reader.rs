@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{guarded, Answer, ExitHook, Origin, Pending, Shared};
+use crate::busy::{BusyWait, DEFAULT_BUSY_WAIT};
 use crate::rpc::serialiser::Serialiser;
 use crate::rpc::wire::{self, Frame};
 use crate::rpc::{Backend, Error};
@@ -32,6 +33,8 @@ pub(super) struct Reader<S: Serialiser> {
     sock: BufReader<UnixStream>,
     child: Child,
     on_exit: Option<ExitHook>,
+    /// Polls for the worker's next frame before blocking.
+    busy: BusyWait,
 }
 
 impl<S: Serialiser> Reader<S> {
@@ -47,6 +50,7 @@ impl<S: Serialiser> Reader<S> {
             sock: BufReader::with_capacity(1 << 20, sock),
             child,
             on_exit,
+            busy: BusyWait::new(DEFAULT_BUSY_WAIT),
         };
         std::thread::Builder::new()
             .name(format!("aemp-rpc-recv-{}", reader.shared.pid))
@@ -69,7 +73,7 @@ impl<S: Serialiser> Reader<S> {
 
     /// The next frame from the worker, or why there is none.
     fn next_frame(&mut self) -> Result<Frame, End> {
-        match wire::read_frame(&mut self.sock, wire::FROM_CHILD) {
+        match wire::read_frame_polling(&mut self.sock, wire::FROM_CHILD, &mut self.busy) {
             Ok(Some(fr)) => Ok(fr),
             Ok(None) => Err(End::Eof),
             // The worker died with our data unread: the same as an end.
