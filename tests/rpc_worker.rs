@@ -80,6 +80,10 @@ fn main() {
             "garbage_on_channel_is_a_protocol_error",
             garbage_on_channel_is_a_protocol_error,
         ),
+        (
+            "bad_frame_during_call_wait_is_a_protocol_error",
+            bad_frame_during_call_wait_is_a_protocol_error,
+        ),
         ("program_that_is_not_a_worker", program_that_is_not_a_worker),
         (
             "missing_program_is_a_spawn_error",
@@ -572,6 +576,41 @@ fn garbage_on_channel_is_a_protocol_error() {
         "the sleeping child was killed"
     );
     assert_eq!(errors.load(Ordering::SeqCst), 1);
+}
+
+/// A whole but bad frame that comes while `call_wait` polls (so the caller
+/// may read it itself, see `Rpc::call_wait`): a frame of an unknown kind,
+/// and an answer to a call that is not outstanding. The call fails with a
+/// protocol error, the worker (asleep) is killed and reaped at once, and
+/// `on_error` runs once.
+fn bad_frame_during_call_wait_is_a_protocol_error() {
+    let answer_999 = [b'R', 0xe7, 0x03, 0, 0, 0, 0, 0, 0];
+    for (frame, says) in [
+        (&b"Z\0\0\0\0\0\0\0\0"[..], "unknown kind 0x5a"),
+        (&answer_999[..], "call 999, which is not outstanding"),
+    ] {
+        let (errors, e) = counter();
+        let rpc = Rpc::builder(Worker::current_exe(), "write_raw")
+            .on_error(move |_| {
+                e.fetch_add(1, Ordering::SeqCst);
+            })
+            .spawn()
+            .unwrap();
+        for _ in 0..20 {
+            // The worker is ready, and call_wait polls (its waits are short).
+            rpc.call_wait(Vec::new(), T).unwrap();
+        }
+        let t0 = Instant::now();
+        let err = rpc.call_wait(frame.to_vec(), T).unwrap_err();
+        assert!(matches!(err, Error::Protocol { .. }), "{err}");
+        assert!(err.to_string().contains(says), "{err}");
+        let _ = rpc.join(T);
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "the sleeping child was killed"
+        );
+        assert_eq!(errors.load(Ordering::SeqCst), 1);
+    }
 }
 
 fn program_that_is_not_a_worker() {

@@ -170,7 +170,7 @@ pub(crate) fn read_frame_polling(
 
 /// Whether a read of the socket `fd` would not block: it has data, has
 /// ended, or has an error (which the read then reports).
-fn input_waiting(fd: RawFd) -> bool {
+pub(crate) fn input_waiting(fd: RawFd) -> bool {
     let mut octet = 0u8;
     // SAFETY: a one-octet peek into a local buffer, on a socket the caller
     // holds open.
@@ -183,6 +183,13 @@ fn input_waiting(fd: RawFd) -> bool {
         )
     };
     r >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::WouldBlock
+}
+
+/// Whether `buf` starts with a whole frame (header and payload).
+pub(crate) fn whole_frame(buf: &[u8]) -> bool {
+    buf.len() >= HEADER
+        && (buf.len() - HEADER) as u64
+            >= u64::from(u32::from_le_bytes([buf[5], buf[6], buf[7], buf[8]]))
 }
 
 fn truncated(e: io::Error, what: &str) -> io::Error {

@@ -3,13 +3,13 @@
 //! worker to a [`Reader`] thread and returns the [`Rpc`] handle.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
-use super::reader::{reap, Reader};
+use super::reader::{reap, Inbox, Reader};
 use super::{report, ErrorHook, EventHook, ExitHook, PlainHook, Rpc, Shared, State, Token};
 use crate::busy::{BusyWait, DEFAULT_BUSY_WAIT};
 use crate::rpc::serialiser::{Raw, Serialiser, Strings};
@@ -224,9 +224,12 @@ impl<S: Serialiser> RpcBuilder<S> {
             on_destroy: self.on_destroy,
             on_retire: self.on_retire,
             waiting: Mutex::new(BusyWait::new(DEFAULT_BUSY_WAIT)),
+            inbox: Mutex::new(Inbox::new(read_half)),
+            readers: AtomicUsize::new(0),
+            nap: Condvar::new(),
         });
         let token = Arc::new(Token(shared.outbox.clone(), shared.dropped.clone()));
-        Reader::spawn(shared.clone(), read_half, child, self.on_exit).map_err(io_err)?;
+        Reader::spawn(shared.clone(), child, self.on_exit).map_err(io_err)?;
         Ok(Rpc { shared, token })
     }
 

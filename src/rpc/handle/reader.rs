@@ -1,9 +1,17 @@
 //! The receiving thread of one worker's handle: a [`Reader`] reads the
-//! worker's frames and runs the callbacks (one method per kind of frame);
-//! when the channel ends it reaps the child, fails every outstanding call
-//! and runs the end hooks ([`Reader::finish`]).
+//! worker's frames and runs the callbacks (the handle's [`Shared`] state
+//! has one method per kind of frame); when the channel ends it reaps the
+//! child, fails every outstanding call and runs the end hooks
+//! ([`Reader::finish`]).
+//!
+//! A caller waiting in `call_wait` reads the channel itself while it polls
+//! for its answer ([`Shared::read_ready`]), so a round trip wakes two
+//! threads (the worker's and the caller) instead of three; the receiving
+//! thread naps meanwhile, and takes over what the caller leaves (a frame
+//! not yet whole, the channel's end).
 
-use std::io::BufReader;
+use std::io::{self, BufRead, BufReader};
+use std::os::unix::io::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::process::Child;
 use std::sync::atomic::Ordering;
@@ -16,8 +24,30 @@ use crate::rpc::serialiser::Serialiser;
 use crate::rpc::wire::{self, Frame};
 use crate::rpc::{Backend, Error};
 
+/// How long the receiving thread naps at most while a caller reads the
+/// channel (it is woken when the caller leaves work for it).
+const NAP: Duration = Duration::from_millis(1);
+
+/// The channel's read half, shared by the receiving thread and callers
+/// waiting in `call_wait`; whoever holds it reads and handles frames, so
+/// callbacks still run one at a time and in order.
+pub(in crate::rpc) struct Inbox {
+    sock: BufReader<UnixStream>,
+    /// A caller met the channel's end: the receiving thread finishes.
+    end: Option<End>,
+}
+
+impl Inbox {
+    pub(super) fn new(sock: UnixStream) -> Inbox {
+        Inbox {
+            sock: BufReader::with_capacity(1 << 20, sock),
+            end: None,
+        }
+    }
+}
+
 /// Why the reader stopped reading.
-enum End {
+pub(super) enum End {
     /// The channel reached end of file.
     Eof,
     /// The worker reported a panic or refused to serve; it exits by itself.
@@ -26,11 +56,10 @@ enum End {
     Kill(Error),
 }
 
-/// The state of one receiving thread: the handle's shared state, the
-/// channel's read half and the child process to reap at the end.
+/// The state of one receiving thread: the handle's shared state and the
+/// child process to reap at the end.
 pub(super) struct Reader<S: Serialiser> {
     shared: Arc<Shared<S>>,
-    sock: BufReader<UnixStream>,
     child: Child,
     on_exit: Option<ExitHook>,
     /// Polls for the worker's next frame before blocking.
@@ -41,13 +70,11 @@ impl<S: Serialiser> Reader<S> {
     /// Starts the receiving thread of the worker `child`.
     pub(super) fn spawn(
         shared: Arc<Shared<S>>,
-        sock: UnixStream,
         child: Child,
         on_exit: Option<ExitHook>,
     ) -> std::io::Result<()> {
         let mut reader = Reader {
             shared,
-            sock: BufReader::with_capacity(1 << 20, sock),
             child,
             on_exit,
             busy: BusyWait::new(DEFAULT_BUSY_WAIT),
@@ -63,34 +90,127 @@ impl<S: Serialiser> Reader<S> {
 
     /// Serves frames until the channel ends or the worker misbehaves.
     fn read_all(&mut self) -> End {
+        let sh = &*self.shared;
         loop {
-            let step = self.next_frame().and_then(|fr| self.on_frame(fr));
-            if let Err(end) = step {
+            let mut inbox = sh.inbox.lock();
+            if let Some(end) = sh.read_available(&mut inbox) {
                 return end;
+            }
+            if sh.readers.load(Ordering::SeqCst) > 0 {
+                // A caller reads meanwhile (and wakes us when it leaves
+                // something to do): polling the socket too would only
+                // compete with it.
+                sh.nap.wait_for(&mut inbox, NAP);
+                continue;
+            }
+            let fd = inbox.sock.get_ref().as_raw_fd();
+            drop(inbox);
+            let start = Instant::now();
+            let ready = || wire::input_waiting(fd) || sh.readers.load(Ordering::SeqCst) > 0;
+            if !self.busy.spin(start, None, ready) {
+                wait_readable(fd);
+                self.busy.slept(start);
+            }
+        }
+    }
+}
+
+/// Sleeps until `fd` is readable (or has ended, or failed).
+fn wait_readable(fd: RawFd) {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one pollfd on the stack, for a socket the caller holds open.
+    // An error (EINTR) just makes the caller look again.
+    unsafe { libc::poll(&mut p, 1, -1) };
+}
+
+impl<S: Serialiser> Shared<S> {
+    /// Reads and handles every frame available now (buffered, or waiting
+    /// in the socket; a frame begun is read to its end), or gives the
+    /// channel's end.
+    fn read_available(&self, inbox: &mut Inbox) -> Option<End> {
+        loop {
+            if let Some(end) = inbox.end.take() {
+                return Some(end);
+            }
+            if inbox.sock.buffer().is_empty()
+                && !wire::input_waiting(inbox.sock.get_ref().as_raw_fd())
+            {
+                return None;
+            }
+            if let Err(end) = self
+                .next_frame(&mut inbox.sock)
+                .and_then(|fr| self.on_frame(fr))
+            {
+                return Some(end);
             }
         }
     }
 
+    /// A caller waiting for its answer: reads and handles the frames that
+    /// are whole already, without blocking. What it cannot finish (a frame
+    /// still arriving, the channel's end) it leaves to the receiving
+    /// thread, which it wakes.
+    pub(super) fn read_ready(&self, inbox: &mut Inbox) {
+        while inbox.end.is_none() {
+            if inbox.sock.buffer().is_empty() {
+                if !wire::input_waiting(inbox.sock.get_ref().as_raw_fd()) {
+                    return;
+                }
+                // Does not block: the socket has data, or has ended.
+                match inbox.sock.fill_buf() {
+                    Ok(b) if !b.is_empty() => continue,
+                    Ok(_) => inbox.end = Some(End::Eof),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => return,
+                    Err(e) => inbox.end = Some(self.read_error(e)),
+                }
+                break;
+            }
+            if !wire::whole_frame(inbox.sock.buffer()) {
+                break;
+            }
+            if let Err(end) = self
+                .next_frame(&mut inbox.sock)
+                .and_then(|fr| self.on_frame(fr))
+            {
+                inbox.end = Some(end);
+            }
+        }
+        if let Some(End::Kill(_)) = inbox.end {
+            // Wakes the receiving thread if it sleeps in `poll` on a
+            // socket with nothing more to read (the worker is killed
+            // anyway; an end of file or a worker that exits by itself
+            // leaves the socket readable).
+            let _ = inbox.sock.get_ref().shutdown(std::net::Shutdown::Read);
+        }
+        self.nap.notify_one();
+    }
+
     /// The next frame from the worker, or why there is none.
-    fn next_frame(&mut self) -> Result<Frame, End> {
-        match wire::read_frame_polling(&mut self.sock, wire::FROM_CHILD, &mut self.busy) {
+    fn next_frame(&self, sock: &mut BufReader<UnixStream>) -> Result<Frame, End> {
+        match wire::read_frame(sock, wire::FROM_CHILD) {
             Ok(Some(fr)) => Ok(fr),
             Ok(None) => Err(End::Eof),
+            Err(e) => Err(self.read_error(e)),
+        }
+    }
+
+    /// What a failed read of the channel means.
+    fn read_error(&self, e: io::Error) -> End {
+        match e.kind() {
             // The worker died with our data unread: the same as an end.
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Err(End::Eof),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::InvalidData
-                ) =>
-            {
-                Err(self.protocol(e.to_string()))
+            io::ErrorKind::ConnectionReset => End::Eof,
+            io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidData => {
+                self.protocol(e.to_string())
             }
-            Err(e) => Err(End::Kill(self.error(|function, pid| Error::Io {
+            _ => End::Kill(self.error(|function, pid| Error::Io {
                 function,
                 pid,
                 message: e.to_string(),
-            }))),
+            })),
         }
     }
 
@@ -105,7 +225,7 @@ impl<S: Serialiser> Reader<S> {
                 Ok(())
             }
             wire::RETIRE => {
-                if let Some(f) = &self.shared.on_retire {
+                if let Some(f) = &self.on_retire {
                     guarded("retire", || f());
                 }
                 Ok(())
@@ -134,7 +254,7 @@ impl<S: Serialiser> Reader<S> {
 
     /// The error `make` builds from the worker's function name and pid.
     fn error(&self, make: impl FnOnce(String, u32) -> Error) -> Error {
-        make(self.shared.function.clone(), self.shared.pid)
+        make(self.function.clone(), self.pid)
     }
 
     /// Bad data from the worker.
@@ -148,7 +268,7 @@ impl<S: Serialiser> Reader<S> {
 
     /// A result, a call's error or an abandoned call: runs its callback.
     fn on_answer(&self, fr: &Frame) -> Result<(), End> {
-        let sh = &*self.shared;
+        let sh = self;
         let Some(p) = sh.take_pending(fr.id) else {
             return Err(self.protocol(format!(
                 "an answer to call {}, which is not outstanding",
@@ -187,7 +307,7 @@ impl<S: Serialiser> Reader<S> {
     /// An event: to the handler of the call it belongs to (its frame's id),
     /// else to `on_event`, else to `on_error`.
     fn on_event(&self, fr: &Frame) {
-        let sh = &*self.shared;
+        let sh = self;
         let per_call = match fr.id {
             0 => None,
             id => sh.st.lock().pending.get(&id).and_then(|p| p.events.clone()),
@@ -213,7 +333,9 @@ impl<S: Serialiser> Reader<S> {
             (None, None) => {}
         }
     }
+}
 
+impl<S: Serialiser> Reader<S> {
     /// The worker is gone or must go: stops sending, reaps it, fails every
     /// outstanding call (in id order) and runs `on_error` or `on_destroy`,
     /// then the exit hook, and marks the handle ended.
