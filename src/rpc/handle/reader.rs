@@ -105,11 +105,16 @@ impl<S: Serialiser> Reader<S> {
             }
             let fd = inbox.sock.get_ref().as_raw_fd();
             drop(inbox);
+            // Poll only while calls are outstanding: an idle handle's
+            // thread (or one whose calls a caller reads) sleeps at once.
+            let expecting = !sh.st.lock().pending.is_empty();
             let start = Instant::now();
             let ready = || wire::input_waiting(fd) || sh.readers.load(Ordering::SeqCst) > 0;
-            if !self.busy.spin(start, None, ready) {
+            if !(expecting && self.busy.spin(start, None, ready)) {
                 wait_readable(fd);
-                self.busy.slept(start);
+                if expecting {
+                    self.busy.slept(start);
+                }
             }
         }
     }
