@@ -651,9 +651,10 @@ fn call_wait_from_many_threads_beside_calls() {
     assert_eq!(log.len(), 5 * n, "an event per call, a result per call()");
 }
 
-/// A whole but bad frame that comes while `call_wait` polls (so the caller
-/// may read it itself, see `Rpc::call_wait`): a frame of an unknown kind,
-/// and an answer to a call that is not outstanding. The call fails with a
+/// A bad frame that comes while `call_wait` polls (so the caller may read
+/// it itself, see `Rpc::call_wait`): a frame of an unknown kind, an answer
+/// to a call that is not outstanding, and garbage that is not a whole
+/// frame (which the caller must hand to the receiving thread). The call fails with a
 /// protocol error, the worker (asleep) is killed and reaped at once, and
 /// `on_error` runs once.
 fn bad_frame_during_call_wait_is_a_protocol_error() {
@@ -661,6 +662,8 @@ fn bad_frame_during_call_wait_is_a_protocol_error() {
     for (frame, says) in [
         (&b"Z\0\0\0\0\0\0\0\0"[..], "unknown kind 0x5a"),
         (&answer_999[..], "call 999, which is not outstanding"),
+        // Not whole (its "length" is huge): left to the receiving thread.
+        (&b"hello, this is not a frame"[..], "unknown kind 0x68"),
     ] {
         let (errors, e) = counter();
         let rpc = Rpc::builder(Worker::current_exe(), "write_raw")

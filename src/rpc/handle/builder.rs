@@ -192,11 +192,11 @@ impl<S: Serialiser> RpcBuilder<S> {
             message: e.to_string(),
         };
         let spawned = (|| {
-            let read_half = sock.try_clone()?;
+            let inbox = Inbox::new(sock.try_clone()?)?;
             let outbox = Outbox::start(sock, "aemp-rpc-send")?;
-            Ok::<_, std::io::Error>((read_half, outbox))
+            Ok::<_, std::io::Error>((inbox, outbox))
         })();
-        let (read_half, outbox) = match spawned {
+        let ((inbox, woken), outbox) = match spawned {
             Ok(x) => x,
             Err(e) => {
                 reap(child, Duration::ZERO);
@@ -224,12 +224,12 @@ impl<S: Serialiser> RpcBuilder<S> {
             on_destroy: self.on_destroy,
             on_retire: self.on_retire,
             waiting: Mutex::new(BusyWait::new(DEFAULT_BUSY_WAIT)),
-            inbox: Mutex::new(Inbox::new(read_half)),
+            inbox: Mutex::new(inbox),
             readers: AtomicUsize::new(0),
             nap: Condvar::new(),
         });
         let token = Arc::new(Token(shared.outbox.clone(), shared.dropped.clone()));
-        Reader::spawn(shared.clone(), child, self.on_exit).map_err(io_err)?;
+        Reader::spawn(shared.clone(), child, self.on_exit, woken).map_err(io_err)?;
         Ok(Rpc { shared, token })
     }
 

@@ -35,14 +35,25 @@ pub(in crate::rpc) struct Inbox {
     sock: BufReader<UnixStream>,
     /// A caller met the channel's end: the receiving thread finishes.
     end: Option<End>,
+    /// Wakes the receiving thread from `poll` (see [`Inbox::new`]).
+    wake: UnixStream,
 }
 
 impl Inbox {
-    pub(super) fn new(sock: UnixStream) -> Inbox {
-        Inbox {
+    /// The inbox reading `sock`, and the other end of its wake-up pair,
+    /// which the receiving thread polls beside the socket: a caller that
+    /// leaves it data it took out of the socket (a frame not yet whole)
+    /// must wake it even from `poll`.
+    pub(super) fn new(sock: UnixStream) -> io::Result<(Inbox, UnixStream)> {
+        let (wake, woken) = UnixStream::pair()?;
+        wake.set_nonblocking(true)?;
+        woken.set_nonblocking(true)?;
+        let inbox = Inbox {
             sock: BufReader::with_capacity(1 << 20, sock),
             end: None,
-        }
+            wake,
+        };
+        Ok((inbox, woken))
     }
 }
 
@@ -64,6 +75,8 @@ pub(super) struct Reader<S: Serialiser> {
     on_exit: Option<ExitHook>,
     /// Polls for the worker's next frame before blocking.
     busy: BusyWait,
+    /// Readable when a caller left work (see [`Inbox::new`]).
+    woken: UnixStream,
 }
 
 impl<S: Serialiser> Reader<S> {
@@ -72,12 +85,14 @@ impl<S: Serialiser> Reader<S> {
         shared: Arc<Shared<S>>,
         child: Child,
         on_exit: Option<ExitHook>,
+        woken: UnixStream,
     ) -> std::io::Result<()> {
         let mut reader = Reader {
             shared,
             child,
             on_exit,
             busy: BusyWait::new(DEFAULT_BUSY_WAIT),
+            woken,
         };
         std::thread::Builder::new()
             .name(format!("aemp-rpc-recv-{}", reader.shared.pid))
@@ -111,25 +126,28 @@ impl<S: Serialiser> Reader<S> {
             let start = Instant::now();
             let ready = || wire::input_waiting(fd) || sh.readers.load(Ordering::SeqCst) > 0;
             if !(expecting && self.busy.spin(start, None, ready)) {
-                wait_readable(fd);
+                wait_readable(fd, self.woken.as_raw_fd());
                 if expecting {
                     self.busy.slept(start);
                 }
+                // Drop the wake-ups (the inbox is looked at next).
+                let mut octets = [0u8; 64];
+                while matches!(io::Read::read(&mut &self.woken, &mut octets), Ok(n) if n > 0) {}
             }
         }
     }
 }
 
-/// Sleeps until `fd` is readable (or has ended, or failed).
-fn wait_readable(fd: RawFd) {
-    let mut p = libc::pollfd {
+/// Sleeps until `fd` or `woken` is readable (or has ended, or failed).
+fn wait_readable(fd: RawFd, woken: RawFd) {
+    let mut p = [fd, woken].map(|fd| libc::pollfd {
         fd,
         events: libc::POLLIN,
         revents: 0,
-    };
-    // SAFETY: one pollfd on the stack, for a socket the caller holds open.
+    });
+    // SAFETY: two pollfds on the stack, for sockets the caller holds open.
     // An error (EINTR) just makes the caller look again.
-    unsafe { libc::poll(&mut p, 1, -1) };
+    unsafe { libc::poll(p.as_mut_ptr(), 2, -1) };
 }
 
 impl<S: Serialiser> Shared<S> {
@@ -184,14 +202,10 @@ impl<S: Serialiser> Shared<S> {
                 inbox.end = Some(end);
             }
         }
-        if let Some(End::Kill(_)) = inbox.end {
-            // Wakes the receiving thread if it sleeps in `poll` on a
-            // socket with nothing more to read (the worker is killed
-            // anyway; an end of file or a worker that exits by itself
-            // leaves the socket readable).
-            let _ = inbox.sock.get_ref().shutdown(std::net::Shutdown::Read);
-        }
+        // Wake the receiving thread, napping or in `poll` (where data taken
+        // out of the socket would not wake it).
         self.nap.notify_one();
+        let _ = io::Write::write(&mut &inbox.wake, &[1]);
     }
 
     /// The next frame from the worker, or why there is none.
