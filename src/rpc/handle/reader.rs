@@ -106,9 +106,11 @@ impl<S: Serialiser> Reader<S> {
     /// Serves frames until the channel ends or the worker misbehaves.
     fn read_all(&mut self) -> End {
         let sh = &*self.shared;
+        // The last wait saw input in the socket.
+        let mut input = false;
         loop {
             let mut inbox = sh.inbox.lock();
-            if let Some(end) = sh.read_available(&mut inbox) {
+            if let Some(end) = sh.read_available(&mut inbox, input) {
                 return end;
             }
             if sh.readers.load(Ordering::SeqCst) > 0 {
@@ -124,22 +126,30 @@ impl<S: Serialiser> Reader<S> {
             // thread (or one whose calls a caller reads) sleeps at once.
             let expecting = !sh.st.lock().pending.is_empty();
             let start = Instant::now();
-            let ready = || wire::input_waiting(fd) || sh.readers.load(Ordering::SeqCst) > 0;
+            input = false;
+            let ready = || {
+                input = wire::input_waiting(fd);
+                input || sh.readers.load(Ordering::SeqCst) > 0
+            };
             if !(expecting && self.busy.spin(start, None, ready)) {
-                wait_readable(fd, self.woken.as_raw_fd());
+                let woken;
+                (input, woken) = wait_readable(fd, self.woken.as_raw_fd());
                 if expecting {
                     self.busy.slept(start);
                 }
-                // Drop the wake-ups (the inbox is looked at next).
-                let mut octets = [0u8; 64];
-                while matches!(io::Read::read(&mut &self.woken, &mut octets), Ok(n) if n > 0) {}
+                if woken {
+                    // Drop the wake-ups (the inbox is looked at next).
+                    let mut octets = [0u8; 64];
+                    while matches!(io::Read::read(&mut &self.woken, &mut octets), Ok(n) if n > 0) {}
+                }
             }
         }
     }
 }
 
-/// Sleeps until `fd` or `woken` is readable (or has ended, or failed).
-fn wait_readable(fd: RawFd, woken: RawFd) {
+/// Sleeps until `fd` or `woken` is readable (or has ended, or failed);
+/// which of them are.
+fn wait_readable(fd: RawFd, woken: RawFd) -> (bool, bool) {
     let mut p = [fd, woken].map(|fd| libc::pollfd {
         fd,
         events: libc::POLLIN,
@@ -147,22 +157,35 @@ fn wait_readable(fd: RawFd, woken: RawFd) {
     });
     // SAFETY: two pollfds on the stack, for sockets the caller holds open.
     // An error (EINTR) just makes the caller look again.
-    unsafe { libc::poll(p.as_mut_ptr(), 2, -1) };
+    let n = unsafe { libc::poll(p.as_mut_ptr(), 2, -1) };
+    match n {
+        n if n > 0 => (p[0].revents != 0, p[1].revents != 0),
+        _ => (false, false),
+    }
 }
 
 impl<S: Serialiser> Shared<S> {
-    /// Reads and handles every frame available now (buffered, or waiting
-    /// in the socket; a frame begun is read to its end), or gives the
-    /// channel's end.
-    fn read_available(&self, inbox: &mut Inbox) -> Option<End> {
+    /// Reads and handles the frames available now, or gives the channel's
+    /// end: what is buffered (a frame begun is read to its end) and one
+    /// read of the socket when the buffer is empty and it has `input` (seen
+    /// by the caller's wait; else looked at here). When the buffer runs
+    /// dry after that, the caller's wait looks for more.
+    fn read_available(&self, inbox: &mut Inbox, mut input: bool) -> Option<End> {
+        if !input && inbox.sock.buffer().is_empty() {
+            input = wire::input_waiting(inbox.sock.get_ref().as_raw_fd());
+        }
         loop {
             if let Some(end) = inbox.end.take() {
                 return Some(end);
             }
-            if inbox.sock.buffer().is_empty()
-                && !wire::input_waiting(inbox.sock.get_ref().as_raw_fd())
-            {
-                return None;
+            if inbox.sock.buffer().is_empty() {
+                if !input {
+                    return None;
+                }
+                // (Should a caller have taken the input meanwhile, this
+                // read waits for the next: callers then wait for the
+                // answers this thread hands them.)
+                input = false;
             }
             if let Err(end) = self
                 .next_frame(&mut inbox.sock)
