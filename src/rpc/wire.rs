@@ -24,6 +24,9 @@ pub(crate) const HEADER: usize = 9;
 
 /// Environment variable naming the channel's file descriptor in a worker.
 pub(crate) const ENV_FD: &str = "AEMP_RPC_FD";
+/// Environment variable telling a worker not to poll for the next call
+/// before it blocks (set for pools' workers).
+pub(crate) const ENV_NO_POLL: &str = "AEMP_RPC_NO_POLL";
 /// Environment variable naming the extra file descriptor in a worker.
 pub(crate) const ENV_EXTRA_FD: &str = "AEMP_RPC_EXTRA_FD";
 

@@ -40,9 +40,9 @@ struct Found {
     done: Option<super::DoneFn>,
 }
 
-/// Serves the parent on `sock` until it closes the channel; returns the
-/// process's exit code.
-pub(super) fn serve(sock: UnixStream) -> i32 {
+/// Serves the parent on `sock` until it closes the channel (`no_poll`:
+/// without polling for the next call); returns the process's exit code.
+pub(super) fn serve(sock: UnixStream, no_poll: bool) -> i32 {
     let write_half = match sock.try_clone() {
         Ok(s) => s,
         Err(e) => {
@@ -57,9 +57,15 @@ pub(super) fn serve(sock: UnixStream) -> i32 {
             return 2;
         }
     };
+    // Pools' workers do not poll (see `RpcBuilder::poll`).
+    let budget = if no_poll {
+        Duration::ZERO
+    } else {
+        DEFAULT_BUSY_WAIT
+    };
     let mut reader = FromParent(
         BufReader::with_capacity(256 << 10, sock),
-        BusyWait::new(DEFAULT_BUSY_WAIT),
+        BusyWait::new(budget),
     );
     let start = match Start::read(&mut reader) {
         Ok(Some(start)) => start,

@@ -56,6 +56,12 @@ pub struct RpcBuilder<S: Serialiser = Raw> {
     /// oldest unanswered call is the one it was running (pools with a load
     /// above 1 rely on this).
     pub(crate) flush_results: bool,
+    /// The worker, the receiving thread and `call_wait` poll before they
+    /// sleep (see [`crate::busy`]). Off in pools: their calls are
+    /// dispatched through the handle's writer thread, so polling buys no
+    /// round trip there, and on few cores the pollers slow the threads
+    /// doing the work.
+    pub(crate) poll: bool,
 }
 
 impl RpcBuilder<Raw> {
@@ -73,6 +79,7 @@ impl RpcBuilder<Raw> {
             on_retire: None,
             on_exit: None,
             flush_results: false,
+            poll: true,
         }
     }
 }
@@ -94,6 +101,7 @@ impl<S: Serialiser> RpcBuilder<S> {
             on_retire: self.on_retire,
             on_exit: self.on_exit,
             flush_results: self.flush_results,
+            poll: self.poll,
         }
     }
 
@@ -157,6 +165,7 @@ impl<S: Serialiser> RpcBuilder<S> {
             on_retire: None,
             on_exit: None,
             flush_results: self.flush_results,
+            poll: self.poll,
         }
     }
 
@@ -183,7 +192,11 @@ impl<S: Serialiser> RpcBuilder<S> {
     /// Starts the worker process. Calls may be made at once; they queue
     /// until the worker reads them.
     pub fn spawn(self) -> Result<Rpc<S>, Error> {
-        let (child, sock) = self.worker.spawn()?;
+        let (child, sock) = if self.poll {
+            self.worker.spawn()?
+        } else {
+            self.worker.clone().env(wire::ENV_NO_POLL, "1").spawn()?
+        };
         let pid = child.id();
         let function = self.function.clone();
         let io_err = |e: std::io::Error| Error::Io {
@@ -205,6 +218,11 @@ impl<S: Serialiser> RpcBuilder<S> {
         };
         outbox.push(self.start_frame()?, true);
 
+        let budget = if self.poll {
+            DEFAULT_BUSY_WAIT
+        } else {
+            Duration::ZERO
+        };
         let shared = Arc::new(Shared {
             function: self.function,
             pid,
@@ -223,13 +241,13 @@ impl<S: Serialiser> RpcBuilder<S> {
             on_event: self.on_event,
             on_destroy: self.on_destroy,
             on_retire: self.on_retire,
-            waiting: Mutex::new(BusyWait::new(DEFAULT_BUSY_WAIT)),
+            waiting: Mutex::new(BusyWait::new(budget)),
             inbox: Mutex::new(inbox),
             readers: AtomicUsize::new(0),
             nap: Condvar::new(),
         });
         let token = Arc::new(Token(shared.outbox.clone(), shared.dropped.clone()));
-        Reader::spawn(shared.clone(), child, self.on_exit, woken).map_err(io_err)?;
+        Reader::spawn(shared.clone(), child, self.on_exit, woken, self.poll).map_err(io_err)?;
         Ok(Rpc { shared, token })
     }
 
