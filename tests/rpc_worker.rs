@@ -80,6 +80,14 @@ fn main() {
             "garbage_on_channel_is_a_protocol_error",
             garbage_on_channel_is_a_protocol_error,
         ),
+        (
+            "bad_frame_during_call_wait_is_a_protocol_error",
+            bad_frame_during_call_wait_is_a_protocol_error,
+        ),
+        (
+            "call_wait_from_many_threads_beside_calls",
+            call_wait_from_many_threads_beside_calls,
+        ),
         ("program_that_is_not_a_worker", program_that_is_not_a_worker),
         (
             "missing_program_is_a_spawn_error",
@@ -572,6 +580,113 @@ fn garbage_on_channel_is_a_protocol_error() {
         "the sleeping child was killed"
     );
     assert_eq!(errors.load(Ordering::SeqCst), 1);
+}
+
+/// Three threads in `call_wait` (which read the channel themselves while
+/// they poll) and one making calls with callbacks, on one handle: every
+/// call_wait gets its own answer; callbacks and `on_event` never run at
+/// once; each call's event comes before its result; the calls' results
+/// come in call order.
+fn call_wait_from_many_threads_beside_calls() {
+    // A callback's panic is only logged: overlaps are counted instead.
+    let busy = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (overlaps, o) = counter();
+    let log = Arc::new(Mutex::new(Vec::<String>::new()));
+    let (b, l) = (busy.clone(), log.clone());
+    let rpc = json_rpc("count_sync")
+        .on_event(move |ev| {
+            if b.swap(true, Ordering::SeqCst) {
+                o.fetch_add(1, Ordering::SeqCst);
+            }
+            l.lock().push(ev.as_str().unwrap().to_string());
+            b.store(false, Ordering::SeqCst);
+        })
+        .spawn()
+        .unwrap();
+    let n: usize = 300;
+    let waiters: Vec<_> = (1..=3usize)
+        .map(|w| {
+            let rpc = rpc.clone();
+            std::thread::spawn(move || {
+                for i in 0..n {
+                    let v = json!(w * 10_000 + i);
+                    assert_eq!(rpc.call_wait(v.clone(), T).unwrap(), v);
+                }
+            })
+        })
+        .collect();
+    let (tx, rx) = crossbeam_channel::unbounded();
+    for i in 0..n {
+        let (b, l, tx, o) = (busy.clone(), log.clone(), tx.clone(), overlaps.clone());
+        rpc.call(json!(1000 + i), move |r| {
+            if b.swap(true, Ordering::SeqCst) {
+                o.fetch_add(1, Ordering::SeqCst);
+            }
+            l.lock().push(format!("result {}", r.unwrap()));
+            b.store(false, Ordering::SeqCst);
+            tx.send(()).unwrap();
+        });
+        if i % 10 == 0 {
+            std::thread::yield_now();
+        }
+    }
+    for w in waiters {
+        w.join().unwrap();
+    }
+    for _ in 0..n {
+        rx.recv_timeout(T).unwrap();
+    }
+    rpc.join(T).unwrap();
+    assert_eq!(overlaps.load(Ordering::SeqCst), 0, "callbacks overlapped");
+    let log = log.lock();
+    let results: Vec<&String> = log.iter().filter(|e| e.starts_with("result")).collect();
+    let expect: Vec<String> = (0..n).map(|i| format!("result {}", 1000 + i)).collect();
+    assert!(results.iter().copied().eq(expect.iter()), "{results:?}");
+    for (at, e) in log.iter().enumerate() {
+        if let Some(v) = e.strip_prefix("result ") {
+            let ev = format!("ev {v}");
+            assert!(log[..at].contains(&ev), "{ev} before {e}");
+        }
+    }
+    assert_eq!(log.len(), 5 * n, "an event per call, a result per call()");
+}
+
+/// A bad frame that comes while `call_wait` polls (so the caller may read
+/// it itself, see `Rpc::call_wait`): a frame of an unknown kind, an answer
+/// to a call that is not outstanding, and garbage that is not a whole
+/// frame (which the caller must hand to the receiving thread). The call fails with a
+/// protocol error, the worker (asleep) is killed and reaped at once, and
+/// `on_error` runs once.
+fn bad_frame_during_call_wait_is_a_protocol_error() {
+    let answer_999 = [b'R', 0xe7, 0x03, 0, 0, 0, 0, 0, 0];
+    for (frame, says) in [
+        (&b"Z\0\0\0\0\0\0\0\0"[..], "unknown kind 0x5a"),
+        (&answer_999[..], "call 999, which is not outstanding"),
+        // Not whole (its "length" is huge): left to the receiving thread.
+        (&b"hello, this is not a frame"[..], "unknown kind 0x68"),
+    ] {
+        let (errors, e) = counter();
+        let rpc = Rpc::builder(Worker::current_exe(), "write_raw")
+            .on_error(move |_| {
+                e.fetch_add(1, Ordering::SeqCst);
+            })
+            .spawn()
+            .unwrap();
+        for _ in 0..20 {
+            // The worker is ready, and call_wait polls (its waits are short).
+            rpc.call_wait(Vec::new(), T).unwrap();
+        }
+        let t0 = Instant::now();
+        let err = rpc.call_wait(frame.to_vec(), T).unwrap_err();
+        assert!(matches!(err, Error::Protocol { .. }), "{err}");
+        assert!(err.to_string().contains(says), "{err}");
+        let _ = rpc.join(T);
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "the sleeping child was killed"
+        );
+        assert_eq!(errors.load(Ordering::SeqCst), 1);
+    }
 }
 
 fn program_that_is_not_a_worker() {

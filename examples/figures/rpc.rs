@@ -57,8 +57,9 @@ fn spawn(function: &str, backend: Backend) -> Rpc<Raw> {
 }
 
 /// Baseline for the round trip: one octet bounced between two threads over
-/// a Unix socket pair (two wake-ups; an RPC round trip needs three); with
-/// `poll`, both ends poll before they block (as aemp's threads do).
+/// a Unix socket pair (two wake-ups; so does an RPC round trip, whose
+/// caller reads its answer itself while it polls); with `poll`, both ends
+/// poll before they block (as aemp's threads do).
 fn socket_ping_pong_us(n: usize, poll: bool) -> f64 {
     use std::os::unix::net::UnixStream;
     let budget = if poll {

@@ -417,6 +417,8 @@ pub fn serve_if_worker() -> Result<(), Error> {
     };
     IS_WORKER.store(true, Ordering::Relaxed);
     std::env::remove_var(ENV_FD);
+    let no_poll = std::env::var_os(wire::ENV_NO_POLL).is_some();
+    std::env::remove_var(wire::ENV_NO_POLL);
     let fd: i32 = match fd.to_str().and_then(|s| s.parse().ok()) {
         Some(fd) if fd > 2 => fd,
         _ => {
@@ -436,6 +438,6 @@ pub fn serve_if_worker() -> Result<(), Error> {
     // Our own children must not inherit the channel.
     // SAFETY: plain fcntl on a descriptor we own.
     unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-    let code = serve::serve(sock);
+    let code = serve::serve(sock, no_poll);
     std::process::exit(code);
 }

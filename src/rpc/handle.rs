@@ -7,17 +7,21 @@ mod reader;
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crossbeam_channel::Receiver;
 use parking_lot::{Condvar, Mutex};
+
+use crate::busy::BusyWait;
 
 use super::serialiser::{Raw, Serialiser};
 use super::wire::{self, Outbox};
 use super::{Backend, Error, Worker};
 
 pub use builder::RpcBuilder;
+use reader::Inbox;
 
 /// How a call ended, as the handle's receiving thread tells it.
 pub(crate) enum Answer<V> {
@@ -95,13 +99,26 @@ struct Shared<S: Serialiser> {
     on_event: Option<EventHook<S>>,
     on_destroy: Option<PlainHook>,
     on_retire: Option<PlainHook>,
+    /// The busy-wait state of callers waiting for an answer
+    /// ([`Rpc::call_wait`]).
+    waiting: Mutex<BusyWait>,
+    /// The channel from the worker, read by the receiving thread or by a
+    /// caller waiting for its answer.
+    inbox: Mutex<Inbox>,
+    /// Callers reading the channel right now (the receiving thread naps).
+    readers: AtomicUsize,
+    /// Wakes the receiving thread from its nap.
+    nap: Condvar,
 }
 
 /// A handle on one worker process serving one worker function (the
 /// original's AnyEvent::Fork::RPC object).
 ///
 /// Callbacks run on the handle's receiving thread, one at a time, in the
-/// order the worker emitted results and events. Cloning gives another handle
+/// order the worker emitted results and events. (While a thread polls for
+/// its answer in [`call_wait`](Rpc::call_wait), it reads the channel
+/// itself and runs the callbacks of what it reads, one at a time and in
+/// order all the same.) Cloning gives another handle
 /// on the same worker; when the last handle is dropped, every queued call
 /// still runs, then the worker exits and `on_destroy` runs.
 ///
@@ -195,6 +212,12 @@ impl<S: Serialiser> Rpc<S> {
 
     /// Calls and waits for the result, at most `timeout`. On a time-out the
     /// call stays queued; its result is dropped when it comes.
+    ///
+    /// The caller polls for the result for a short while before it sleeps
+    /// (the busy-wait of [`Config::busy_wait`](crate::Config::busy_wait),
+    /// with its default budget), reading the worker's channel itself if
+    /// the receiving thread is not: a quick call's round trip then wakes
+    /// no sleeping thread in the parent.
     pub fn call_wait(&self, args: S::Value, timeout: Duration) -> Result<S::Value, Error> {
         let (tx, rx) = crossbeam_channel::bounded(1);
         let p = Pending {
@@ -204,12 +227,53 @@ impl<S: Serialiser> Rpc<S> {
             events: None,
         };
         self.call_pending(&args, p, true);
-        rx.recv_timeout(timeout).unwrap_or_else(|_| {
+        self.await_answer(&rx, timeout).unwrap_or_else(|| {
             Err(Error::Timeout {
                 what: format!("worker {} (pid {})", self.shared.function, self.shared.pid),
                 ms: timeout.as_millis(),
             })
         })
+    }
+
+    /// The answer on `rx`, waiting at most `timeout`: polls first (see
+    /// [`crate::busy`]), since in a round trip the answer comes within
+    /// microseconds and waking a sleeping caller costs more than that. One
+    /// waiting caller of the handle at a time polls; the others sleep.
+    ///
+    /// While it polls, the caller reads the channel itself (when the
+    /// receiving thread is not reading it) and handles the frames it finds,
+    /// its answer among them: one thread fewer to wake per round trip.
+    pub(crate) fn await_answer<T>(&self, rx: &Receiver<T>, timeout: Duration) -> Option<T> {
+        let sh = &*self.shared;
+        let Some(mut busy) = sh.waiting.try_lock() else {
+            return rx.recv_timeout(timeout).ok();
+        };
+        let start = Instant::now();
+        let mut got = None;
+        sh.readers.fetch_add(1, Ordering::SeqCst);
+        let polled = busy.spin(start, start.checked_add(timeout), || {
+            if let Some(mut inbox) = sh.inbox.try_lock() {
+                sh.read_ready(&mut inbox);
+            }
+            got = rx.try_recv().ok();
+            got.is_some()
+        });
+        sh.readers.fetch_sub(1, Ordering::SeqCst);
+        if polled {
+            // Answers to other calls are the receiving thread's again.
+            if !sh.st.lock().pending.is_empty() {
+                sh.nap.notify_one();
+            }
+            return got;
+        }
+        sh.nap.notify_one();
+        let got = rx
+            .recv_timeout(timeout.saturating_sub(start.elapsed()))
+            .ok();
+        if got.is_some() {
+            busy.slept(start);
+        }
+        got
     }
 
     /// Sends an encoded call frame (from [`encode_call`]). Hands the call
@@ -243,6 +307,10 @@ impl<S: Serialiser> Rpc<S> {
         drop(st);
         if flush {
             sh.outbox.flush_now();
+        } else {
+            // The receiving thread may nap after a `call_wait` read the
+            // channel (no waiter: no system call).
+            sh.nap.notify_one();
         }
         Ok(())
     }

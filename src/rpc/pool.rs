@@ -162,6 +162,7 @@ impl<S: Serialiser> PoolBuilder<S> {
         // starts the next, so that the pool knows which call was running
         // when it dies (see `requeue`).
         rpc.flush_results = self.load > 1;
+        rpc.poll = false;
         if !rpc.has_on_event() {
             rpc = rpc.on_event(|_| {});
         }

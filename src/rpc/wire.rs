@@ -17,11 +17,16 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
+use crate::busy::BusyWait;
+
 /// Size of a frame header.
 pub(crate) const HEADER: usize = 9;
 
 /// Environment variable naming the channel's file descriptor in a worker.
 pub(crate) const ENV_FD: &str = "AEMP_RPC_FD";
+/// Environment variable telling a worker not to poll for the next call
+/// before it blocks (set for pools' workers).
+pub(crate) const ENV_NO_POLL: &str = "AEMP_RPC_NO_POLL";
 /// Environment variable naming the extra file descriptor in a worker.
 pub(crate) const ENV_EXTRA_FD: &str = "AEMP_RPC_EXTRA_FD";
 
@@ -144,6 +149,50 @@ pub(crate) fn read_frame<R: Read>(r: &mut BufReader<R>, kinds: &[u8]) -> io::Res
         ));
     }
     Ok(Some(Frame { kind, id, payload }))
+}
+
+/// Like [`read_frame`], but when nothing is buffered it first polls the
+/// socket for input (see [`crate::busy`]) before it blocks in `read`: in a
+/// round trip the next frame comes within microseconds, and waking a
+/// thread that sleeps in `read` costs more than that.
+pub(crate) fn read_frame_polling(
+    r: &mut BufReader<UnixStream>,
+    kinds: &[u8],
+    busy: &mut BusyWait,
+) -> io::Result<Option<Frame>> {
+    if r.buffer().is_empty() {
+        let start = Instant::now();
+        let fd = r.get_ref().as_raw_fd();
+        // Not ready after polling: block until the first octet comes.
+        if !busy.spin(start, None, || input_waiting(fd)) && !r.fill_buf()?.is_empty() {
+            busy.slept(start);
+        }
+    }
+    read_frame(r, kinds)
+}
+
+/// Whether a read of the socket `fd` would not block: it has data, has
+/// ended, or has an error (which the read then reports).
+pub(crate) fn input_waiting(fd: RawFd) -> bool {
+    let mut octet = 0u8;
+    // SAFETY: a one-octet peek into a local buffer, on a socket the caller
+    // holds open.
+    let r = unsafe {
+        libc::recv(
+            fd,
+            (&mut octet as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    r >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::WouldBlock
+}
+
+/// Whether `buf` starts with a whole frame (header and payload).
+pub(crate) fn whole_frame(buf: &[u8]) -> bool {
+    buf.len() >= HEADER
+        && (buf.len() - HEADER) as u64
+            >= u64::from(u32::from_le_bytes([buf[5], buf[6], buf[7], buf[8]]))
 }
 
 fn truncated(e: io::Error, what: &str) -> io::Error {

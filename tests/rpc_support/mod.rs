@@ -36,6 +36,9 @@ pub fn now_us() -> u64 {
 /// `T_SPAWN_FIRST`.
 pub fn register_workers() {
     typed::register();
+    // Read before `serve_if_worker` takes it out of the environment.
+    static CHAN_FD: std::sync::OnceLock<Option<i32>> = std::sync::OnceLock::new();
+    CHAN_FD.get_or_init(|| std::env::var("AEMP_RPC_FD").ok()?.parse().ok());
     if std::env::var_os("RPC_TEST_SPAWN_FIRST").is_some() {
         let tried = rpc::Rpc::builder(rpc::Worker::current_exe(), "echo").spawn();
         *typed::SPAWN_FIRST.lock() = Some(match tried {
@@ -115,6 +118,26 @@ pub fn register_workers() {
         json!(std::process::id())
     });
     rpc::register_sync("pid", Json::new(), |_v: Value| json!(std::process::id()));
+    // Writes its arguments to the parent as they are (bypassing the
+    // framing: a bad frame), then sleeps, so the parent must kill it.
+    // Without arguments it just answers.
+    rpc::register_sync("write_raw", Raw, |v: Vec<u8>| {
+        use std::io::Write;
+        if v.is_empty() {
+            return v;
+        }
+        use std::os::fd::FromRawFd;
+        let fd = CHAN_FD
+            .get()
+            .copied()
+            .flatten()
+            .expect("the channel's descriptor");
+        // SAFETY: the channel's descriptor stays open (ManuallyDrop).
+        let mut chan = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd) });
+        chan.write_all(&v).unwrap();
+        std::thread::sleep(Duration::from_secs(30));
+        v
+    });
     // Async: completes after `v[0]` ms from a timer thread with `v[1]`,
     // emitting "start i" at once and "end i" just before the result.
     rpc::register_async("after", Json::new(), |done: Done<Json>, v: Value| {

@@ -14,6 +14,7 @@ use once_cell::sync::OnceCell;
 use parking_lot::{Condvar, Mutex};
 
 use super::{finish_async, AsyncFn, Body, EventFn, Serving, SyncFn, REGISTRY, SERVING};
+use crate::busy::{BusyWait, DEFAULT_BUSY_WAIT};
 use crate::rpc::serialiser::Strings;
 use crate::rpc::wire::{self, Frame, Outbox};
 use crate::rpc::Backend;
@@ -39,9 +40,9 @@ struct Found {
     done: Option<super::DoneFn>,
 }
 
-/// Serves the parent on `sock` until it closes the channel; returns the
-/// process's exit code.
-pub(super) fn serve(sock: UnixStream) -> i32 {
+/// Serves the parent on `sock` until it closes the channel (`no_poll`:
+/// without polling for the next call); returns the process's exit code.
+pub(super) fn serve(sock: UnixStream, no_poll: bool) -> i32 {
     let write_half = match sock.try_clone() {
         Ok(s) => s,
         Err(e) => {
@@ -56,7 +57,16 @@ pub(super) fn serve(sock: UnixStream) -> i32 {
             return 2;
         }
     };
-    let mut reader = FromParent(BufReader::with_capacity(256 << 10, sock));
+    // Pools' workers do not poll (see `RpcBuilder::poll`).
+    let budget = if no_poll {
+        Duration::ZERO
+    } else {
+        DEFAULT_BUSY_WAIT
+    };
+    let mut reader = FromParent(
+        BufReader::with_capacity(256 << 10, sock),
+        BusyWait::new(budget),
+    );
     let start = match Start::read(&mut reader) {
         Ok(Some(start)) => start,
         Ok(None) => return 0, // parent gave up before starting us
@@ -261,13 +271,14 @@ fn exe_name() -> String {
         .unwrap_or_else(|_| "this program".into())
 }
 
-/// The channel from the parent, as the worker reads it.
-struct FromParent(BufReader<UnixStream>);
+/// The channel from the parent, as the worker reads it, and the busy-wait
+/// state of the thread waiting for the next call.
+struct FromParent(BufReader<UnixStream>, BusyWait);
 
 impl FromParent {
     /// The next call (`None`: the parent closed the channel).
     fn next_call(&mut self) -> Result<Option<Frame>, String> {
-        let frame = match wire::read_frame(&mut self.0, wire::FROM_PARENT) {
+        let frame = match wire::read_frame_polling(&mut self.0, wire::FROM_PARENT, &mut self.1) {
             Ok(Some(fr)) => fr,
             Ok(None) => return Ok(None),
             Err(e) => return Err(format!("reading from parent: {e}")),

@@ -3,14 +3,15 @@
 //! worker to a [`Reader`] thread and returns the [`Rpc`] handle.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
-use super::reader::{reap, Reader};
+use super::reader::{reap, Inbox, Reader};
 use super::{report, ErrorHook, EventHook, ExitHook, PlainHook, Rpc, Shared, State, Token};
+use crate::busy::{BusyWait, DEFAULT_BUSY_WAIT};
 use crate::rpc::serialiser::{Raw, Serialiser, Strings};
 use crate::rpc::wire::{self, Outbox};
 use crate::rpc::{Backend, Error, Worker};
@@ -55,6 +56,12 @@ pub struct RpcBuilder<S: Serialiser = Raw> {
     /// oldest unanswered call is the one it was running (pools with a load
     /// above 1 rely on this).
     pub(crate) flush_results: bool,
+    /// The worker, the receiving thread and `call_wait` poll before they
+    /// sleep (see [`crate::busy`]). Off in pools: their calls are
+    /// dispatched through the handle's writer thread, so polling buys no
+    /// round trip there, and on few cores the pollers slow the threads
+    /// doing the work.
+    pub(crate) poll: bool,
 }
 
 impl RpcBuilder<Raw> {
@@ -72,6 +79,7 @@ impl RpcBuilder<Raw> {
             on_retire: None,
             on_exit: None,
             flush_results: false,
+            poll: true,
         }
     }
 }
@@ -93,6 +101,7 @@ impl<S: Serialiser> RpcBuilder<S> {
             on_retire: self.on_retire,
             on_exit: self.on_exit,
             flush_results: self.flush_results,
+            poll: self.poll,
         }
     }
 
@@ -156,6 +165,7 @@ impl<S: Serialiser> RpcBuilder<S> {
             on_retire: None,
             on_exit: None,
             flush_results: self.flush_results,
+            poll: self.poll,
         }
     }
 
@@ -182,7 +192,11 @@ impl<S: Serialiser> RpcBuilder<S> {
     /// Starts the worker process. Calls may be made at once; they queue
     /// until the worker reads them.
     pub fn spawn(self) -> Result<Rpc<S>, Error> {
-        let (child, sock) = self.worker.spawn()?;
+        let (child, sock) = if self.poll {
+            self.worker.spawn()?
+        } else {
+            self.worker.clone().env(wire::ENV_NO_POLL, "1").spawn()?
+        };
         let pid = child.id();
         let function = self.function.clone();
         let io_err = |e: std::io::Error| Error::Io {
@@ -191,11 +205,11 @@ impl<S: Serialiser> RpcBuilder<S> {
             message: e.to_string(),
         };
         let spawned = (|| {
-            let read_half = sock.try_clone()?;
+            let inbox = Inbox::new(sock.try_clone()?)?;
             let outbox = Outbox::start(sock, "aemp-rpc-send")?;
-            Ok::<_, std::io::Error>((read_half, outbox))
+            Ok::<_, std::io::Error>((inbox, outbox))
         })();
-        let (read_half, outbox) = match spawned {
+        let ((inbox, woken), outbox) = match spawned {
             Ok(x) => x,
             Err(e) => {
                 reap(child, Duration::ZERO);
@@ -204,6 +218,11 @@ impl<S: Serialiser> RpcBuilder<S> {
         };
         outbox.push(self.start_frame()?, true);
 
+        let budget = if self.poll {
+            DEFAULT_BUSY_WAIT
+        } else {
+            Duration::ZERO
+        };
         let shared = Arc::new(Shared {
             function: self.function,
             pid,
@@ -222,9 +241,13 @@ impl<S: Serialiser> RpcBuilder<S> {
             on_event: self.on_event,
             on_destroy: self.on_destroy,
             on_retire: self.on_retire,
+            waiting: Mutex::new(BusyWait::new(budget)),
+            inbox: Mutex::new(inbox),
+            readers: AtomicUsize::new(0),
+            nap: Condvar::new(),
         });
         let token = Arc::new(Token(shared.outbox.clone(), shared.dropped.clone()));
-        Reader::spawn(shared.clone(), read_half, child, self.on_exit).map_err(io_err)?;
+        Reader::spawn(shared.clone(), child, self.on_exit, woken, self.poll).map_err(io_err)?;
         Ok(Rpc { shared, token })
     }
 

@@ -1,9 +1,17 @@
 //! The receiving thread of one worker's handle: a [`Reader`] reads the
-//! worker's frames and runs the callbacks (one method per kind of frame);
-//! when the channel ends it reaps the child, fails every outstanding call
-//! and runs the end hooks ([`Reader::finish`]).
+//! worker's frames and runs the callbacks (the handle's [`Shared`] state
+//! has one method per kind of frame); when the channel ends it reaps the
+//! child, fails every outstanding call and runs the end hooks
+//! ([`Reader::finish`]).
+//!
+//! A caller waiting in `call_wait` reads the channel itself while it polls
+//! for its answer ([`Shared::read_ready`]), so a round trip wakes two
+//! threads (the worker's and the caller) instead of three; the receiving
+//! thread naps meanwhile, and takes over what the caller leaves (a frame
+//! not yet whole, the channel's end).
 
-use std::io::BufReader;
+use std::io::{self, BufRead, BufReader};
+use std::os::unix::io::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::process::Child;
 use std::sync::atomic::Ordering;
@@ -11,12 +19,46 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{guarded, Answer, ExitHook, Origin, Pending, Shared};
+use crate::busy::{BusyWait, DEFAULT_BUSY_WAIT};
 use crate::rpc::serialiser::Serialiser;
 use crate::rpc::wire::{self, Frame};
 use crate::rpc::{Backend, Error};
 
+/// How long the receiving thread naps at most while a caller reads the
+/// channel (it is woken when the caller leaves work for it).
+const NAP: Duration = Duration::from_millis(1);
+
+/// The channel's read half, shared by the receiving thread and callers
+/// waiting in `call_wait`; whoever holds it reads and handles frames, so
+/// callbacks still run one at a time and in order.
+pub(in crate::rpc) struct Inbox {
+    sock: BufReader<UnixStream>,
+    /// A caller met the channel's end: the receiving thread finishes.
+    end: Option<End>,
+    /// Wakes the receiving thread from `poll` (see [`Inbox::new`]).
+    wake: UnixStream,
+}
+
+impl Inbox {
+    /// The inbox reading `sock`, and the other end of its wake-up pair,
+    /// which the receiving thread polls beside the socket: a caller that
+    /// leaves it data it took out of the socket (a frame not yet whole)
+    /// must wake it even from `poll`.
+    pub(super) fn new(sock: UnixStream) -> io::Result<(Inbox, UnixStream)> {
+        let (wake, woken) = UnixStream::pair()?;
+        wake.set_nonblocking(true)?;
+        woken.set_nonblocking(true)?;
+        let inbox = Inbox {
+            sock: BufReader::with_capacity(1 << 20, sock),
+            end: None,
+            wake,
+        };
+        Ok((inbox, woken))
+    }
+}
+
 /// Why the reader stopped reading.
-enum End {
+pub(super) enum End {
     /// The channel reached end of file.
     Eof,
     /// The worker reported a panic or refused to serve; it exits by itself.
@@ -25,28 +67,37 @@ enum End {
     Kill(Error),
 }
 
-/// The state of one receiving thread: the handle's shared state, the
-/// channel's read half and the child process to reap at the end.
+/// The state of one receiving thread: the handle's shared state and the
+/// child process to reap at the end.
 pub(super) struct Reader<S: Serialiser> {
     shared: Arc<Shared<S>>,
-    sock: BufReader<UnixStream>,
     child: Child,
     on_exit: Option<ExitHook>,
+    /// Polls for the worker's next frame before blocking.
+    busy: BusyWait,
+    /// Readable when a caller left work (see [`Inbox::new`]).
+    woken: UnixStream,
+    /// Callers may read the channel (else this thread reads it alone,
+    /// blocking in `read`; see `RpcBuilder::poll`).
+    shared_reading: bool,
 }
 
 impl<S: Serialiser> Reader<S> {
     /// Starts the receiving thread of the worker `child`.
     pub(super) fn spawn(
         shared: Arc<Shared<S>>,
-        sock: UnixStream,
         child: Child,
         on_exit: Option<ExitHook>,
+        woken: UnixStream,
+        poll: bool,
     ) -> std::io::Result<()> {
         let mut reader = Reader {
             shared,
-            sock: BufReader::with_capacity(1 << 20, sock),
             child,
             on_exit,
+            busy: BusyWait::new(DEFAULT_BUSY_WAIT),
+            woken,
+            shared_reading: poll,
         };
         std::thread::Builder::new()
             .name(format!("aemp-rpc-recv-{}", reader.shared.pid))
@@ -59,34 +110,167 @@ impl<S: Serialiser> Reader<S> {
 
     /// Serves frames until the channel ends or the worker misbehaves.
     fn read_all(&mut self) -> End {
+        let sh = &*self.shared;
+        if !self.shared_reading {
+            // Callers do not poll (`await_answer` finds no budget), so
+            // they never read: block in `read`, holding the inbox.
+            let mut inbox = sh.inbox.lock();
+            loop {
+                let step = sh
+                    .next_frame(&mut inbox.sock)
+                    .and_then(|fr| sh.on_frame(fr));
+                if let Err(end) = step {
+                    return end;
+                }
+            }
+        }
+        // The last wait saw input in the socket.
+        let mut input = false;
         loop {
-            let step = self.next_frame().and_then(|fr| self.on_frame(fr));
-            if let Err(end) = step {
+            let mut inbox = sh.inbox.lock();
+            if let Some(end) = sh.read_available(&mut inbox, input) {
                 return end;
+            }
+            if sh.readers.load(Ordering::SeqCst) > 0 {
+                // A caller reads meanwhile (and wakes us when it leaves
+                // something to do): polling the socket too would only
+                // compete with it.
+                sh.nap.wait_for(&mut inbox, NAP);
+                continue;
+            }
+            let fd = inbox.sock.get_ref().as_raw_fd();
+            drop(inbox);
+            // Poll only while calls are outstanding: an idle handle's
+            // thread (or one whose calls a caller reads) sleeps at once.
+            let expecting = !sh.st.lock().pending.is_empty();
+            let start = Instant::now();
+            input = false;
+            let ready = || {
+                input = wire::input_waiting(fd);
+                input || sh.readers.load(Ordering::SeqCst) > 0
+            };
+            if !(expecting && self.busy.spin(start, None, ready)) {
+                let woken;
+                (input, woken) = wait_readable(fd, self.woken.as_raw_fd());
+                if expecting {
+                    self.busy.slept(start);
+                }
+                if woken {
+                    // Drop the wake-ups (the inbox is looked at next).
+                    let mut octets = [0u8; 64];
+                    while matches!(io::Read::read(&mut &self.woken, &mut octets), Ok(n) if n > 0) {}
+                }
+            }
+        }
+    }
+}
+
+/// Sleeps until `fd` or `woken` is readable (or has ended, or failed);
+/// which of them are.
+fn wait_readable(fd: RawFd, woken: RawFd) -> (bool, bool) {
+    let mut p = [fd, woken].map(|fd| libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    });
+    // SAFETY: two pollfds on the stack, for sockets the caller holds open.
+    // An error (EINTR) just makes the caller look again.
+    let n = unsafe { libc::poll(p.as_mut_ptr(), 2, -1) };
+    match n {
+        n if n > 0 => (p[0].revents != 0, p[1].revents != 0),
+        _ => (false, false),
+    }
+}
+
+impl<S: Serialiser> Shared<S> {
+    /// Reads and handles the frames available now, or gives the channel's
+    /// end: what is buffered (a frame begun is read to its end) and one
+    /// read of the socket when the buffer is empty and it has `input` (seen
+    /// by the caller's wait; else looked at here). When the buffer runs
+    /// dry after that, the caller's wait looks for more.
+    fn read_available(&self, inbox: &mut Inbox, mut input: bool) -> Option<End> {
+        if !input && inbox.sock.buffer().is_empty() {
+            input = wire::input_waiting(inbox.sock.get_ref().as_raw_fd());
+        }
+        loop {
+            if let Some(end) = inbox.end.take() {
+                return Some(end);
+            }
+            if inbox.sock.buffer().is_empty() {
+                if !input {
+                    return None;
+                }
+                // (Should a caller have taken the input meanwhile, this
+                // read waits for the next: callers then wait for the
+                // answers this thread hands them.)
+                input = false;
+            }
+            if let Err(end) = self
+                .next_frame(&mut inbox.sock)
+                .and_then(|fr| self.on_frame(fr))
+            {
+                return Some(end);
             }
         }
     }
 
+    /// A caller waiting for its answer: reads and handles the frames that
+    /// are whole already, without blocking. What it cannot finish (a frame
+    /// still arriving, the channel's end) it leaves to the receiving
+    /// thread, which it wakes.
+    pub(super) fn read_ready(&self, inbox: &mut Inbox) {
+        while inbox.end.is_none() {
+            if inbox.sock.buffer().is_empty() {
+                if !wire::input_waiting(inbox.sock.get_ref().as_raw_fd()) {
+                    return;
+                }
+                // Does not block: the socket has data, or has ended.
+                match inbox.sock.fill_buf() {
+                    Ok(b) if !b.is_empty() => continue,
+                    Ok(_) => inbox.end = Some(End::Eof),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => return,
+                    Err(e) => inbox.end = Some(self.read_error(e)),
+                }
+                break;
+            }
+            if !wire::whole_frame(inbox.sock.buffer()) {
+                break;
+            }
+            if let Err(end) = self
+                .next_frame(&mut inbox.sock)
+                .and_then(|fr| self.on_frame(fr))
+            {
+                inbox.end = Some(end);
+            }
+        }
+        // Wake the receiving thread, napping or in `poll` (where data taken
+        // out of the socket would not wake it).
+        self.nap.notify_one();
+        let _ = io::Write::write(&mut &inbox.wake, &[1]);
+    }
+
     /// The next frame from the worker, or why there is none.
-    fn next_frame(&mut self) -> Result<Frame, End> {
-        match wire::read_frame(&mut self.sock, wire::FROM_CHILD) {
+    fn next_frame(&self, sock: &mut BufReader<UnixStream>) -> Result<Frame, End> {
+        match wire::read_frame(sock, wire::FROM_CHILD) {
             Ok(Some(fr)) => Ok(fr),
             Ok(None) => Err(End::Eof),
+            Err(e) => Err(self.read_error(e)),
+        }
+    }
+
+    /// What a failed read of the channel means.
+    fn read_error(&self, e: io::Error) -> End {
+        match e.kind() {
             // The worker died with our data unread: the same as an end.
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Err(End::Eof),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::InvalidData
-                ) =>
-            {
-                Err(self.protocol(e.to_string()))
+            io::ErrorKind::ConnectionReset => End::Eof,
+            io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidData => {
+                self.protocol(e.to_string())
             }
-            Err(e) => Err(End::Kill(self.error(|function, pid| Error::Io {
+            _ => End::Kill(self.error(|function, pid| Error::Io {
                 function,
                 pid,
                 message: e.to_string(),
-            }))),
+            })),
         }
     }
 
@@ -101,7 +285,7 @@ impl<S: Serialiser> Reader<S> {
                 Ok(())
             }
             wire::RETIRE => {
-                if let Some(f) = &self.shared.on_retire {
+                if let Some(f) = &self.on_retire {
                     guarded("retire", || f());
                 }
                 Ok(())
@@ -130,7 +314,7 @@ impl<S: Serialiser> Reader<S> {
 
     /// The error `make` builds from the worker's function name and pid.
     fn error(&self, make: impl FnOnce(String, u32) -> Error) -> Error {
-        make(self.shared.function.clone(), self.shared.pid)
+        make(self.function.clone(), self.pid)
     }
 
     /// Bad data from the worker.
@@ -144,7 +328,7 @@ impl<S: Serialiser> Reader<S> {
 
     /// A result, a call's error or an abandoned call: runs its callback.
     fn on_answer(&self, fr: &Frame) -> Result<(), End> {
-        let sh = &*self.shared;
+        let sh = self;
         let Some(p) = sh.take_pending(fr.id) else {
             return Err(self.protocol(format!(
                 "an answer to call {}, which is not outstanding",
@@ -183,7 +367,7 @@ impl<S: Serialiser> Reader<S> {
     /// An event: to the handler of the call it belongs to (its frame's id),
     /// else to `on_event`, else to `on_error`.
     fn on_event(&self, fr: &Frame) {
-        let sh = &*self.shared;
+        let sh = self;
         let per_call = match fr.id {
             0 => None,
             id => sh.st.lock().pending.get(&id).and_then(|p| p.events.clone()),
@@ -209,7 +393,9 @@ impl<S: Serialiser> Reader<S> {
             (None, None) => {}
         }
     }
+}
 
+impl<S: Serialiser> Reader<S> {
     /// The worker is gone or must go: stops sending, reaps it, fails every
     /// outstanding call (in id order) and runs `on_error` or `on_destroy`,
     /// then the exit hook, and marks the handle ended.

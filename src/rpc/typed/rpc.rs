@@ -206,7 +206,7 @@ impl<A: Payload, R: Payload, Ev: Payload, E: Payload> TypedRpc<A, R, Ev, E> {
             let _ = tx.send(r);
         });
         self.call_inner(args, None, done, true);
-        rx.recv_timeout(timeout).unwrap_or_else(|_| {
+        self.rpc.await_answer(&rx, timeout).unwrap_or_else(|| {
             Err(CallError::Rpc(Error::Timeout {
                 what: format!("worker {} (pid {})", self.f.name, self.rpc.pid()),
                 ms: timeout.as_millis(),
