@@ -314,7 +314,9 @@ fn finished_port_threads_are_reused_with_a_fresh_context() {
     let mut reused = 0;
     for round in 0..50 {
         let node = if round % 2 == 0 { &a } else { &b };
-        let (tx, rx) = crossbeam_channel::bounded(1);
+        // A rendezvous: the port lives until the monitor below is set
+        // (else it may fire for a port already gone, `no_such_port`).
+        let (tx, rx) = crossbeam_channel::bounded(0);
         let p = node.port_thread(move |mb| {
             // A port made here belongs to the current node.
             let made = aemp::port();
