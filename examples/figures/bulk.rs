@@ -2,8 +2,8 @@
 //! both framings beside raw TCP, and what a stream of large messages does
 //! to the round trips of small ones on the same connection.
 
-use super::net::{mean, oneway_with, peer, roundtrip, tcp_bandwidth};
-use super::{median, paired, Figure, Group};
+use super::net::{mean, one_kib, oneway_with, peer, roundtrip, tcp_bandwidth};
+use super::{median, Figure, Group};
 use aemp::msg;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -17,21 +17,17 @@ pub fn groups(quick: bool) -> Vec<Group> {
     vec![
         Group::new("remote_1k_cbor", move || {
             let p = peer();
-            let text = "x".repeat(1000);
-            // Paced and unpaced, as `remote_1k_mb_per_s` (net.rs).
-            let mb = |paced| oneway_with(&p.csink, n1k, |_| msg!["tag", &text], paced) * 1e-3;
-            let bw = paired(
+            one_kib(
+                &p.csink,
+                n1k,
                 runs,
-                || mb(true),
-                || tcp_bandwidth(&p.raw_sink, n1k as usize * 1000),
-            );
-            let unpaced = median(runs, || mb(false));
-            vec![
-                Figure::new("remote_1k_cbor_mb_per_s", bw.a, "MB/s"),
-                Figure::new("remote_1k_cbor_unpaced_mb_per_s", unpaced, "MB/s"),
-                Figure::new("baseline_tcp_mb_per_s_beside_cbor", bw.b, "MB/s"),
-                Figure::new("remote_1k_cbor_vs_tcp_bandwidth", bw.ratio, "ratio"),
-            ]
+                [
+                    "remote_1k_cbor_mb_per_s",
+                    "remote_1k_cbor_unpaced_mb_per_s",
+                    "baseline_tcp_mb_per_s_beside_cbor",
+                    "remote_1k_cbor_vs_tcp_bandwidth",
+                ],
+            )
         }),
         Group::new("remote_64k", move || {
             let p = peer();

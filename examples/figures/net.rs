@@ -265,6 +265,30 @@ pub(super) fn tcp_bandwidth(addr: &str, bytes: usize) -> f64 {
     bytes as f64 / t.elapsed().as_secs_f64() / 1e6
 }
 
+/// `n` messages of 1 KiB to `sink`, paced by `snd_wait` (as raw TCP's
+/// writes are by the socket buffer) beside raw TCP one way, and unpaced
+/// (the sender outruns the connection and buffers most of the stream
+/// first: fresh memory, and near the `unsent_limit` that fails a
+/// connection by design). MB/s named by `names`: paced, unpaced, raw TCP,
+/// and the ratio of paced to raw TCP.
+pub(super) fn one_kib(sink: &PortId, n: u64, runs: usize, names: [&str; 4]) -> Vec<Figure> {
+    let p = peer();
+    let text = "x".repeat(1000);
+    let mb = |paced| oneway_with(sink, n, |_| msg!["tag", &text], paced) * 1e-3;
+    let bw = paired(
+        runs,
+        || mb(true),
+        || tcp_bandwidth(&p.raw_sink, n as usize * 1000),
+    );
+    let unpaced = median(runs, || mb(false));
+    vec![
+        Figure::new(names[0], bw.a, "MB/s"),
+        Figure::new(names[1], unpaced, "MB/s"),
+        Figure::new(names[2], bw.b, "MB/s"),
+        Figure::new(names[3], bw.ratio, "ratio"),
+    ]
+}
+
 pub(super) fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len() as f64
 }
@@ -292,24 +316,17 @@ pub fn groups(quick: bool) -> Vec<Group> {
         }),
         Group::new("remote_1k", move || {
             let p = peer();
-            let text = "x".repeat(1000);
-            // Paced by `snd_wait`, as raw TCP's writes are by the socket
-            // buffer; unpaced, the sender outruns the connection and
-            // buffers most of the stream first (fresh memory, and near
-            // the `unsent_limit` that fails a connection by design).
-            let mb = |paced| oneway_with(&p.jsink, n1k, |_| msg!["tag", &text], paced) * 1e-3;
-            let bw = paired(
+            one_kib(
+                &p.jsink,
+                n1k,
                 runs,
-                || mb(true),
-                || tcp_bandwidth(&p.raw_sink, n1k as usize * 1000),
-            );
-            let unpaced = median(runs, || mb(false));
-            vec![
-                Figure::new("remote_1k_mb_per_s", bw.a, "MB/s"),
-                Figure::new("remote_1k_unpaced_mb_per_s", unpaced, "MB/s"),
-                Figure::new("baseline_tcp_mb_per_s", bw.b, "MB/s"),
-                Figure::new("remote_1k_vs_tcp_bandwidth", bw.ratio, "ratio"),
-            ]
+                [
+                    "remote_1k_mb_per_s",
+                    "remote_1k_unpaced_mb_per_s",
+                    "baseline_tcp_mb_per_s",
+                    "remote_1k_vs_tcp_bandwidth",
+                ],
+            )
         }),
         Group::new("remote_pingpong", move || {
             let p = peer();

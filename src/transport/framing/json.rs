@@ -1,7 +1,8 @@
 //! JSON framing: arrays back to back, whitespace allowed between them.
 //!
 //! The scanner finds the end of the next array by tracking bracket depth
-//! and string state only; `serde_json` then parses exactly that slice.
+//! and string state only; [`parse`] then reads exactly that slice,
+//! accepting and refusing what `serde_json` does.
 //! Values are written by [`write_value`]: `serde_json`'s bytes, with
 //! strings that need no escape copied whole (`serde_json` looks at each
 //! byte on its own; a 1 KiB string was a quarter of a sender's time).
