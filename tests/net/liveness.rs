@@ -158,20 +158,27 @@ fn flooding_a_peer_that_never_finishes_its_handshake_fails_at_the_unsent_limit()
         if let Ok(r) = fired.try_recv() {
             break r;
         }
-        assert!(sent < 1_000_000, "the limit never struck");
+        assert!(
+            sent < 1_000_000,
+            "the limit never struck: {:?}",
+            peer(&a, &child.node)
+        );
     };
+    // (What the failure said, for every assertion below.)
+    let seen = format!("{sent} sent, at most {most} queued, reason {reason}");
     // About 1 KiB each: never more than the limit was held. (The sampled
     // maximum may fall short of it: the stats are read between sends.)
-    assert!(most <= LIMIT_BYTES / 1024, "{most} messages queued");
-    assert!(most > 0, "nothing was ever queued");
-    assert_eq!(reason.kind(), Some("transport_error"));
+    assert!(most <= LIMIT_BYTES / 1024, "{seen}");
+    assert!(most > 0, "nothing was ever queued: {seen}");
+    assert_eq!(reason.kind(), Some("transport_error"), "{seen}");
     assert!(
         reason.to_string().contains("queued while connecting"),
-        "{reason}"
+        "{seen}"
     );
     // The queue is gone. (One send may have come after the monitors had
     // fired, and queued for a new attempt, as after any loss.)
-    assert!(peer(&a, &child.node).unwrap().queued <= 1);
+    let after = peer(&a, &child.node).unwrap();
+    assert!(after.queued <= 1, "{after:?}; {seen}");
     nothing(&fired, 50);
     child.signal(libc::SIGCONT);
 }
