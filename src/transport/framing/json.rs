@@ -253,12 +253,8 @@ impl Reader<'_> {
         let end = body + k;
         if self.b[end] == b'"' {
             let raw = &self.b[body..end];
-            // JSON strings hold no raw control characters (checked in
-            // blocks, without early exits, to vectorise).
-            if raw
-                .chunks(64)
-                .any(|block| block.iter().fold(false, |bad, &c| bad | (c < 0x20)))
-            {
+            // JSON strings hold no raw control characters.
+            if any_byte(raw, |c| c < 0x20) {
                 return Err(self.error("control character in a string"));
             }
             let s =
@@ -352,17 +348,19 @@ pub(super) fn write_value(out: &mut Vec<u8>, v: &Value) {
     }
 }
 
+/// Whether any byte of `bytes` is `bad`: checked in blocks without early
+/// exits inside a block, so that it compiles to vector instructions.
+#[inline]
+fn any_byte(bytes: &[u8], bad: impl Fn(u8) -> bool) -> bool {
+    bytes
+        .chunks(64)
+        .any(|block| block.iter().fold(false, |found, &b| found | bad(b)))
+}
+
 /// Appends the string `s` as JSON.
 pub(super) fn write_str(out: &mut Vec<u8>, s: &str) {
-    // The bytes JSON must escape: control characters, '"' and '\\'. The
-    // check runs over blocks without early exits, so it compiles to
-    // vector instructions.
-    let plain = s.as_bytes().chunks(64).all(|block| {
-        !block.iter().fold(false, |bad, &b| {
-            bad | (b < 0x20) | (b == b'"') | (b == b'\\')
-        })
-    });
-    if plain {
+    // The bytes JSON must escape: control characters, '"' and '\\'.
+    if !any_byte(s.as_bytes(), |b| (b < 0x20) | (b == b'"') | (b == b'\\')) {
         out.reserve(s.len() + 2);
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());
