@@ -20,17 +20,74 @@
 //! very short (a stream, where polling is cheaper than sleeping). A
 //! thread that only takes in a paced stream sleeps: polling there buys no
 //! latency and would double the CPU bill.
+//!
+//! A thread that waits for the answer to what it sent to another node
+//! reads that connection itself while it polls ([`Follow`], set up by the
+//! network when the thread hands it a packet): the answer then comes to
+//! it straight from the socket, as in a raw TCP exchange, instead of
+//! through the reactor, which would be a second thread polling for it.
 
 use crossbeam_utils::CachePadded;
 use once_cell::sync::Lazy;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 thread_local! {
     /// Messages this thread sent (see [`note_send`]).
     static SENT: Cell<u64> = const { Cell::new(0) };
+    /// The connection this thread sent to last, until its next wait.
+    static FOLLOW: RefCell<Option<Weak<dyn Follow>>> = const { RefCell::new(None) };
+}
+
+/// A connection that a waiting thread may read itself (the network's
+/// side: `net/follow.rs`). While one thread follows it, the reactor
+/// leaves its reading to that thread; everything read is handed on in
+/// order, as the reactor would.
+pub(crate) trait Follow: Send + Sync {
+    /// Takes the connection's reading over; false if another thread does
+    /// or it cannot be read outside the reactor now.
+    fn begin(&self) -> bool;
+    /// Reads and hands on what arrived (never blocks for long).
+    fn poll(&self);
+    /// Gives the reading back to the reactor.
+    fn end(&self);
+}
+
+/// This thread handed `conn` a packet: its next wait may follow it (see
+/// [`Follow`]). Cheap when it is the same connection as last time.
+pub(crate) fn follow_next(conn: &Weak<dyn Follow>) {
+    FOLLOW.with(|f| {
+        let mut f = f.borrow_mut();
+        if !f.as_ref().is_some_and(|w| Weak::ptr_eq(w, conn)) {
+            *f = Some(conn.clone());
+        }
+    });
+}
+
+/// The connection this thread sent to since its previous wait began, to
+/// follow in this one.
+fn take_follow() -> Option<Arc<dyn Follow>> {
+    FOLLOW
+        .with(|f| f.borrow_mut().take())
+        .and_then(|w| w.upgrade())
+}
+
+/// Following a connection for one wait; given back on drop.
+struct Following(Arc<dyn Follow>);
+
+impl Following {
+    fn begin(f: Option<Arc<dyn Follow>>) -> Option<Following> {
+        let f = f?;
+        f.begin().then_some(Following(f))
+    }
+}
+
+impl Drop for Following {
+    fn drop(&mut self) {
+        self.0.end();
+    }
 }
 
 /// This thread sent a message: a thread waiting with
@@ -158,6 +215,9 @@ impl BusyWait {
         until: Option<Instant>,
         mut ready: impl FnMut() -> bool,
     ) -> bool {
+        // Taken in every wait: only a send since the previous one counts.
+        // (Not by the reactor, which reads every connection anyway.)
+        let follow = take_follow().filter(|_| !matches!(self.sends, Some(Sends::Counted(_))));
         let conversing = self.conversing_now();
         if !self.short || !conversing || self.budget.is_zero() {
             return false;
@@ -169,7 +229,11 @@ impl BusyWait {
         if let Some(u) = until {
             end = end.min(u);
         }
+        let following = Following::begin(follow);
         loop {
+            if let Some(f) = &following {
+                f.0.poll();
+            }
             if ready() {
                 // Worth it only if the work came well within the budget
                 // (¾ of it):

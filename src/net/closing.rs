@@ -38,6 +38,10 @@ impl Reactor {
             let Some(conn) = self.conns.get_mut(token) else {
                 continue;
             };
+            if let Phase::Up { reader, .. } = &conn.phase {
+                // Before the socket blocks: no thread may read it then.
+                reader.close();
+            }
             let sock = socket2::SockRef::from(&conn.sock);
             if sock.set_nonblocking(false).is_err() || sock.set_write_timeout(Some(left())).is_err()
             {
@@ -78,6 +82,10 @@ impl Reactor {
     pub(super) fn finish(&mut self, token: Token, mut conn: Conn, why: &str) {
         if let (Some(Some(remote)), Phase::Handshake(_)) = (&conn.dialed, &conn.phase) {
             self.attempt_failed(remote.id.as_str(), token);
+        }
+        if let Phase::Up { reader, .. } = &conn.phase {
+            // No thread reads it from now on (`follow.rs`).
+            reader.close();
         }
         let _ = self.poll.registry().deregister(&mut conn.sock);
         if matches!(conn.phase, Phase::Handshake(_)) {

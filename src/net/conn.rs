@@ -2,10 +2,11 @@
 //! then the data phase; its pending writes. And [`Conns`], the reactor's
 //! table of them by mio token. Everything here runs on the reactor thread.
 
+use super::follow::Reader;
 use super::outbox::Outbox;
 use super::remote::Remote;
 use super::tls::Tls;
-use crate::transport::{Decoder, Handshake};
+use crate::transport::Handshake;
 use mio::net::TcpStream;
 use mio::Token;
 use slab::Slab;
@@ -17,7 +18,9 @@ pub(crate) enum Phase {
     Up {
         remote: Arc<Remote>,
         out: Arc<Outbox>,
-        dec: Box<Decoder>,
+        /// The reading side, shared with a thread that may follow it
+        /// (`follow.rs`).
+        reader: Arc<Reader>,
     },
     /// A data connection's handshake completed: it leaves the reactor at
     /// the end of this event (`handoff.rs`), with what arrived after the
@@ -79,6 +82,15 @@ impl Conn {
         }
     }
 
+    /// When bytes last arrived, read by the reactor or by a thread
+    /// following the connection (`follow.rs`).
+    pub(crate) fn last_heard(&self) -> std::time::Instant {
+        match &self.phase {
+            Phase::Up { out, .. } => self.last_rx.max(out.last_received()),
+            _ => self.last_rx,
+        }
+    }
+
     /// Queues handshake bytes, encrypted once TLS runs.
     pub(crate) fn send_plain(&mut self, bytes: &[u8]) -> Result<(), String> {
         match self.tls.as_mut() {
@@ -117,6 +129,9 @@ impl Conn {
                     out.set_held(self.wbuf.len());
                 }
                 if self.wbuf.is_empty() {
+                    if let Phase::Up { reader, .. } = &self.phase {
+                        reader.want_write(false);
+                    }
                     return Ok(());
                 }
             }
@@ -128,7 +143,12 @@ impl Conn {
                         out.wrote(n, self.wbuf.len() - self.wpos);
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if let Phase::Up { reader, .. } = &self.phase {
+                        reader.want_write(true);
+                    }
+                    return Ok(());
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }

@@ -7,14 +7,17 @@
 
 use super::conn::{Conn, Phase};
 use super::duplicate::{self, Decision};
+use super::follow::{Reader, State};
+use super::outbox::Outbox;
 use super::reactor::{over_limit, Reactor};
+use super::remote::Remote;
 use super::tls::Tls;
 use super::{requests, Net};
 use crate::transport::greeting::{Greeting, PROTOCOL};
 use crate::transport::{Decoder, Established, Event};
 use mio::Token;
 use std::os::fd::AsFd;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 impl Reactor {
@@ -28,7 +31,10 @@ impl Reactor {
     ) -> Result<(), String> {
         match &conn.phase {
             // Went up earlier in this read.
-            Phase::Up { .. } => return received_up(&self.net, conn, data),
+            Phase::Up { reader, .. } => {
+                let reader = reader.clone();
+                return received_up(&self.net, conn, &mut reader.lock(), data);
+            }
             // A data connection, leaving the reactor after this read.
             Phase::Data { .. } => return data_received(conn, data, true),
             _ => {}
@@ -65,7 +71,10 @@ impl Reactor {
                 conn.send_plain(&out)?;
                 events?
             }
-            Phase::Up { .. } => return plain_up(&self.net, conn, data),
+            Phase::Up { reader, .. } => {
+                let reader = reader.clone();
+                return packets(&self.net, conn, &mut reader.lock(), data);
+            }
             Phase::Data { .. } => return data_received(conn, data, false),
         };
         for ev in events {
@@ -139,12 +148,46 @@ impl Reactor {
         out.set_preamble(conn.wbuf.len() - conn.wpos);
         let over = out.is_closed();
         let unsent = out.unsent();
-        conn.phase = Phase::Up { remote, out, dec };
+        let reader = Arc::new(self.reader(token, conn, &remote, &out, dec)?);
+        if reader.followable() {
+            out.set_follow(Arc::downgrade(&reader) as Weak<dyn crate::busy::Follow>);
+        }
+        conn.phase = Phase::Up {
+            remote,
+            out,
+            reader: reader.clone(),
+        };
         if over {
             // What was queued while connecting passed the limit.
             return Err(over_limit(unsent, self.net.unsent_limit));
         }
-        packets(&self.net, conn, &[])
+        let routed = packets(&self.net, conn, &mut reader.lock(), &[]);
+        routed
+    }
+
+    /// The reading side of a connection coming up (`follow.rs`):
+    /// followable unless under TLS, the outbox's handle on the socket then
+    /// registered with the poll in place of the reactor's.
+    fn reader(
+        &self,
+        token: Token,
+        conn: &mut Conn,
+        remote: &Arc<Remote>,
+        out: &Arc<Outbox>,
+        dec: Box<Decoder>,
+    ) -> Result<Reader, String> {
+        if out.socket().is_some() {
+            let _ = self.poll.registry().deregister(&mut conn.sock);
+        }
+        Reader::new(
+            token,
+            self.registry.clone(),
+            &self.net,
+            remote.clone(),
+            out.clone(),
+            dec,
+        )
+        .map_err(|e| format!("cannot register the connection: {e}"))
     }
 
     /// The peer's greeting line 1 passed: decide whether this connection
@@ -180,7 +223,7 @@ impl Reactor {
             ours: conn.dialed.is_some(),
             link,
             existing: existing.map(|c| duplicate::Existing {
-                last_rx: c.last_rx,
+                last_rx: c.last_heard(),
                 probed: c.probed,
             }),
             racing: racing.map(|c| duplicate::Racing {
@@ -246,17 +289,22 @@ impl Reactor {
 /// Bytes arrived on `conn` in its data phase (ciphertext under TLS).
 /// Needs only the net, so the reactor leaves the connection in its slot
 /// (the hot path: no move, no lookup but the slab's).
-pub(super) fn received_up(net: &Arc<Net>, conn: &mut Conn, data: &[u8]) -> Result<(), String> {
+pub(super) fn received_up(
+    net: &Arc<Net>,
+    conn: &mut Conn,
+    st: &mut State,
+    data: &[u8],
+) -> Result<(), String> {
     if let Phase::Up { out, .. } = &conn.phase {
         out.received(data.len(), conn.last_rx);
     }
     let Some(tls) = conn.tls.as_mut() else {
-        return plain_up(net, conn, data);
+        return packets(net, conn, st, data);
     };
     let (plain, _) = decrypt(tls, &mut conn.wbuf, data)?;
     let closed = tls.peer_closed();
     if !plain.is_empty() {
-        plain_up(net, conn, &plain)?;
+        packets(net, conn, st, &plain)?;
     }
     if closed {
         return Err(TLS_CLOSED.into());
@@ -277,21 +325,27 @@ fn decrypt(tls: &mut Tls, wbuf: &mut Vec<u8>, data: &[u8]) -> Result<(Vec<u8>, b
     Ok((plain, ready))
 }
 
-/// Plaintext arrived on `conn` in its data phase.
-fn plain_up(net: &Arc<Net>, conn: &mut Conn, data: &[u8]) -> Result<(), String> {
-    packets(net, conn, data)
-}
-
-/// Routes every complete packet buffered in `conn`'s decoder and then in
-/// `data` (read in place; the start of a packet it ends in is kept).
-fn packets(net: &Arc<Net>, conn: &mut Conn, mut data: &[u8]) -> Result<(), String> {
-    let Phase::Up { remote, dec, out } = &mut conn.phase else {
+/// Routes what a thread following `conn` left to the reactor (a packet
+/// for the node port, and every complete packet buffered after it in the
+/// decoder), then every complete packet in `data` (read in place; the
+/// start of a packet it ends in is kept). `st` is the connection's
+/// reading state, locked by the caller.
+pub(super) fn packets(
+    net: &Arc<Net>,
+    conn: &mut Conn,
+    st: &mut State,
+    mut data: &[u8],
+) -> Result<(), String> {
+    let Phase::Up { remote, out, .. } = &conn.phase else {
         return Ok(());
     };
     let node = net.node().ok_or("the local node is gone")?;
     let _batch = crate::context::defer_schedules();
+    if let Some(packet) = st.handback.take() {
+        requests::route(net, &node, remote, packet)?
+    }
     loop {
-        match dec.next_packet_from(&mut data) {
+        match st.dec.next_packet_from(&mut data) {
             Ok(Some(packet)) => {
                 out.received_packet();
                 requests::route(net, &node, remote, packet)?

@@ -84,6 +84,7 @@ mod conn;
 mod dial;
 mod duplicate;
 mod events;
+mod follow;
 mod handoff;
 mod inbound;
 mod lanes;

@@ -65,6 +65,10 @@ pub(crate) struct Outbox {
     since: Instant,
     /// The node's count of packets pushed (see `crate::busy`).
     sends: Arc<CachePadded<AtomicU64>>,
+    /// The connection's reading side, for a sender to follow while it
+    /// waits for an answer (`follow.rs`; set once the connection is up,
+    /// never under TLS).
+    follow: std::sync::OnceLock<std::sync::Weak<dyn crate::busy::Follow>>,
 }
 
 #[derive(Default)]
@@ -154,7 +158,23 @@ impl Outbox {
             received: CachePadded::default(),
             since: Instant::now(),
             sends,
+            follow: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The connection's reading side, which a sender may follow.
+    pub(crate) fn set_follow(&self, reader: std::sync::Weak<dyn crate::busy::Follow>) {
+        let _ = self.follow.set(reader);
+    }
+
+    /// The senders' handle on the socket (`None` under TLS).
+    pub(crate) fn socket(&self) -> Option<&std::net::TcpStream> {
+        self.writer.as_ref()
+    }
+
+    /// When bytes last arrived (see [`received`](Self::received)).
+    pub(crate) fn last_received(&self) -> Instant {
+        self.since + Duration::from_nanos(self.received.last_ns.load(Ordering::Relaxed))
     }
 
     /// Encodes the packet `[name, msg...]` (and writes it at once if the
@@ -172,6 +192,9 @@ impl Outbox {
         }
         g.packets += 1;
         self.sends.fetch_add(1, Ordering::Relaxed);
+        if let Some(f) = self.follow.get() {
+            crate::busy::follow_next(f);
+        }
         let unsent = g.lanes.len() + self.held.load(Ordering::Acquire);
         if unsent > self.limit {
             self.closed.store(true, Ordering::Release);
@@ -288,7 +311,8 @@ impl Outbox {
         self.inner.lock().lanes.len() + self.held.load(Ordering::Acquire)
     }
 
-    /// For the reactor: `n` bytes arrived at `at`.
+    /// For the reactor, or a thread following the connection: `n` bytes
+    /// arrived at `at`.
     pub(crate) fn received(&self, n: usize, at: Instant) {
         let r = &self.received;
         r.bytes.fetch_add(n as u64, Ordering::Relaxed);

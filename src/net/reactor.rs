@@ -39,6 +39,8 @@ const WAKER: Token = Token(0);
 
 enum Cmd {
     Flush(Token),
+    /// Read the connection (a thread that followed it left packets).
+    Read(Token),
     Dial(Arc<Remote>),
     Connect(String, Vec<SocketAddr>),
     Cut(String),
@@ -76,6 +78,12 @@ impl Handle {
     /// The connection's outgoing buffer went from empty to non-empty.
     pub(crate) fn flush(&self, token: Token) {
         self.send(Cmd::Flush(token));
+    }
+
+    /// A thread that followed the connection left packets to route, or a
+    /// failure to see: read it.
+    pub(crate) fn read(&self, token: Token) {
+        self.send(Cmd::Read(token));
     }
 
     /// The connection's outgoing buffer passed its limit: fail it.
@@ -151,9 +159,14 @@ pub(crate) fn prepare(
     let start: Starter = Box::new(move |net: Arc<Net>| {
         let name = format!("aemp-net {}", net.id);
         let heartbeat_next = (!net.tick.is_zero()).then(|| Instant::now() + net.tick / 4);
+        let registry = match poll.registry().try_clone() {
+            Ok(r) => Arc::new(r),
+            Err(e) => return Err(start_err(e)),
+        };
         let reactor = Reactor {
             net,
             poll,
+            registry,
             cmds: rx,
             listeners,
             conns: Conns::new(),
@@ -184,6 +197,9 @@ pub(super) fn over_limit(unsent: usize, limit: usize) -> String {
 pub(super) struct Reactor {
     pub(super) net: Arc<Net>,
     pub(super) poll: Poll,
+    /// The poll's registry, shared with the connections' reading sides
+    /// (`follow.rs`).
+    pub(super) registry: Arc<mio::Registry>,
     cmds: Receiver<Cmd>,
     listeners: Vec<TcpListener>,
     pub(super) conns: Conns,
@@ -271,6 +287,7 @@ impl Reactor {
                 log::trace!("{}: flush {token:?}", self.net.id);
                 self.conn_event(token, None, true)
             }
+            Cmd::Read(token) => self.conn_event(token, Some(true), false),
             Cmd::Dial(remote) => {
                 let now = Instant::now();
                 let (mt, ci) = (self.net.monitor_timeout, self.net.connect_interval);
@@ -366,14 +383,15 @@ impl Reactor {
         let mut dead = Vec::new();
         let mut probe = Vec::new();
         for c in self.conns.iter() {
-            if !matches!(c.phase, Phase::Up { .. }) || now.duration_since(c.last_rx) < tick {
+            let heard = c.last_heard();
+            if !matches!(c.phase, Phase::Up { .. }) || now.duration_since(heard) < tick {
                 continue;
             }
             match c.heartbeat_at {
-                Some(t) if t > c.last_rx && now.duration_since(t) >= 2 * tick => {
-                    dead.push((c.token, now.duration_since(c.last_rx)))
+                Some(t) if t > heard && now.duration_since(t) >= 2 * tick => {
+                    dead.push((c.token, now.duration_since(heard)))
                 }
-                Some(t) if t > c.last_rx => {}
+                Some(t) if t > heard => {}
                 _ => probe.push(c.token),
             }
         }
@@ -498,8 +516,23 @@ impl Reactor {
             Some(conn) if matches!(conn.phase, Phase::Up { .. }) => {
                 let net = &self.net;
                 let rbuf = &mut self.rbuf;
-                match drive(conn, rbuf, readable, writable, |c, data| {
-                    inbound::received_up(net, c, data)
+                let Phase::Up { reader, .. } = &conn.phase else {
+                    return;
+                };
+                // Reading and routing under the reading side's lock: a
+                // thread following the connection waits (`follow.rs`).
+                let reader = reader.clone();
+                let read = {
+                    let mut st = reader.lock();
+                    inbound::packets(net, conn, &mut st, &[]).and_then(|()| {
+                        drive_read(conn, rbuf, readable, |c, data| {
+                            inbound::received_up(net, c, &mut st, data)
+                        })
+                    })
+                };
+                match read.and_then(|more| {
+                    conn.flush().map_err(|e| format!("write error: {e}"))?;
+                    Ok(more)
                 }) {
                     Ok(more) => more,
                     Err(why) => {
@@ -567,10 +600,22 @@ fn drive(
     writable: bool,
     received: impl FnMut(&mut Conn, &[u8]) -> Result<(), String>,
 ) -> Result<bool, String> {
+    if conn.tcp_connecting && !writable && readable.is_none() {
+        return Ok(false);
+    }
+    let more = drive_read(conn, rbuf, readable, received)?;
+    conn.flush().map_err(|e| format!("write error: {e}"))?;
+    Ok(more)
+}
+
+/// [`drive`] but for the write.
+fn drive_read(
+    conn: &mut Conn,
+    rbuf: &mut [u8],
+    readable: Option<bool>,
+    received: impl FnMut(&mut Conn, &[u8]) -> Result<(), String>,
+) -> Result<bool, String> {
     if conn.tcp_connecting {
-        if !writable && readable.is_none() {
-            return Ok(false);
-        }
         if let Ok(Some(e)) | Err(e) = conn.sock.take_error() {
             return Err(format!("connect failed: {e}"));
         }
@@ -595,6 +640,5 @@ fn drive(
             }
         }
     }
-    conn.flush().map_err(|e| format!("write error: {e}"))?;
     Ok(more)
 }

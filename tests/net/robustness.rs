@@ -275,19 +275,48 @@ fn hundred_thousand_messages_in_order() {
     assert!(died.try_recv().is_err());
 }
 
+/// What a receiving port saw: `(epoch, i)` in arrival order.
+type Seen = Arc<Mutex<Vec<(u64, u64)>>>;
+
 /// The no-holes guarantee over many random cuts: a message is only ever
 /// missing at a point where the sender's monitor fired (a new epoch).
 #[test]
 fn random_cuts_never_make_holes_46() {
+    random_cuts(|_, b, seen| {
+        b.port_fn(move |m| {
+            let (epoch, i) = (m[0].as_u64().unwrap(), m[1].as_u64().unwrap());
+            seen.lock().push((epoch, i));
+        })
+    });
+}
+
+/// The same with a receiver that reads the connection itself: a thread
+/// port that keeps sending to the sender's node, so it follows the
+/// connection while it waits (see `busy.rs`).
+#[test]
+fn random_cuts_never_make_holes_in_what_a_following_thread_port_reads() {
+    random_cuts(|a, b, seen| {
+        let pings = a.port_fn(|_| {});
+        b.port_thread(move |mb| -> aemp::Result<()> {
+            loop {
+                mb.node().snd(&pings, msg!["ping"]);
+                if let Some(m) = mb.get_timeout(Duration::from_millis(2))? {
+                    let (epoch, i) = (m[0].as_u64().unwrap(), m[1].as_u64().unwrap());
+                    seen.lock().push((epoch, i));
+                }
+            }
+        })
+    });
+}
+
+/// Sends `[epoch, i]` from node a to the port `receiver` makes on node b
+/// while the connection is cut at random; checks what it saw.
+fn random_cuts(receiver: impl FnOnce(&Node, &Node, Seen) -> aemp::PortId) {
     let mk = |t| Node::with_config(cfg(t).connect_interval(Duration::from_millis(20))).unwrap();
     let (a, b) = (mk("a"), mk("b"));
     introduce(&a, &b);
-    let seen: Arc<Mutex<Vec<(u64, u64)>>> = Arc::default();
-    let s2 = seen.clone();
-    let p = b.port_fn(move |m| {
-        let (epoch, i) = (m[0].as_u64().unwrap(), m[1].as_u64().unwrap());
-        s2.lock().push((epoch, i));
-    });
+    let seen: Seen = Arc::default();
+    let p = receiver(&a, &b, seen.clone());
     let epoch = Arc::new(Mutex::new(0u64));
     let fired = Arc::new(AtomicBool::new(true));
     let stop = Arc::new(AtomicBool::new(false));
