@@ -2,9 +2,11 @@
 //! both framings beside raw TCP, and what a stream of large messages does
 //! to the round trips of small ones on the same connection.
 
-use super::net::{mean, one_kib, oneway_with, peer, roundtrip, tcp_bandwidth};
+use super::net::{mean, one_kib, oneway_with, peer, roundtrip, tcp_bandwidth, tcp_roundtrip};
+use super::polling::budget;
 use super::{median, Figure, Group};
 use aemp::msg;
+use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -94,11 +96,47 @@ pub fn groups(quick: bool) -> Vec<Group> {
             // One 64 KiB message's own transmission time at raw TCP speed.
             let tcp = tcp_bandwidth(&p.raw_sink, 64 << 20);
             let one_64k_us = (64 << 10) as f64 / tcp;
+            // What the stream's load costs raw TCP's round trips (polling,
+            // as aemp's threads do) on a connection of their own, where
+            // nothing can queue ahead of them.
+            let tcp_busy = median(runs, || {
+                raw_stream_beside(&p.raw_sink, || {
+                    mean(&tcp_roundtrip(&p.raw_poll, rounds, budget()))
+                })
+            });
             vec![
                 Figure::new("remote_pingpong_during_64k_stream_us", busy, "us"),
                 Figure::new("remote_pingpong_idle_us", idle, "us"),
                 Figure::new("baseline_one_64k_transmission_us", one_64k_us, "us"),
+                Figure::new(
+                    "baseline_tcp_poll_pingpong_during_tcp_stream_us",
+                    tcp_busy,
+                    "us",
+                ),
             ]
         }),
     ]
+}
+
+/// Runs `f` while raw TCP streams 64 KiB writes to the sink at `addr` on
+/// a connection of its own.
+fn raw_stream_beside(addr: &str, f: impl FnOnce() -> f64) -> f64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let streamer = {
+        let (stop, addr) = (stop.clone(), addr.to_string());
+        std::thread::spawn(move || {
+            let mut s = std::net::TcpStream::connect(addr).expect("raw sink");
+            let chunk = vec![b'x'; 64 << 10];
+            while !stop.load(Ordering::Relaxed) {
+                s.write_all(&chunk).expect("raw sink reads");
+            }
+            s.shutdown(std::net::Shutdown::Write).unwrap();
+            let mut count = [0u8; 8];
+            s.read_exact(&mut count).expect("sink count");
+        })
+    };
+    let v = f();
+    stop.store(true, Ordering::Relaxed);
+    streamer.join().unwrap();
+    v
 }

@@ -222,6 +222,17 @@ pub(super) struct Reactor {
     seeds_next: Instant,
 }
 
+/// At most this many bytes wait unsent in the kernel's buffer of a
+/// connection (`TCP_NOTSENT_LOWAT`; the socket reports writable below
+/// half of it). Without a bound the kernel takes up to its whole send
+/// buffer (4 MiB here) from a stream of large packets, and a small packet
+/// to another port waits behind all of it (milliseconds); bounded, the
+/// backlog waits in the outbox, where small packets overtake large ones
+/// (`lanes.rs`). It bounds only what is not sent yet, never what is in
+/// flight, so long links keep their throughput.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const UNSENT_IN_KERNEL: u32 = 64 << 10;
+
 /// How long after a failed accept the listeners are tried again.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
@@ -439,6 +450,10 @@ impl Reactor {
         }
         if let Err(e) = socket2::SockRef::from(&sock).set_keepalive(true) {
             log::debug!("keepalive on {addr}: {e}");
+        }
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if let Err(e) = socket2::SockRef::from(&sock).set_tcp_notsent_lowat(UNSENT_IN_KERNEL) {
+            log::debug!("TCP_NOTSENT_LOWAT on {addr}: {e}");
         }
         let Some(token) = self.conns.next_token() else {
             log::warn!("{}: too many connections; closing {addr}", self.net.id);
