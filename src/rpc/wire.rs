@@ -156,19 +156,110 @@ pub(crate) fn read_frame<R: Read>(r: &mut BufReader<R>, kinds: &[u8]) -> io::Res
 /// round trip the next frame comes within microseconds, and waking a
 /// thread that sleeps in `read` costs more than that.
 pub(crate) fn read_frame_polling(
-    r: &mut BufReader<UnixStream>,
+    r: &mut BufReader<Chan>,
     kinds: &[u8],
     busy: &mut BusyWait,
 ) -> io::Result<Option<Frame>> {
     if r.buffer().is_empty() {
         let start = Instant::now();
-        let fd = r.get_ref().as_raw_fd();
+        let mut failed = None;
+        let polled = busy.spin(start, None, || match try_fill(r) {
+            Ok(Fill::Nothing) => false,
+            Ok(Fill::Data | Fill::End) => true,
+            Err(e) => {
+                failed = Some(e);
+                true
+            }
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
         // Not ready after polling: block until the first octet comes.
-        if !busy.spin(start, None, || input_waiting(fd)) && !r.fill_buf()?.is_empty() {
+        if !polled && !r.fill_buf()?.is_empty() {
             busy.slept(start);
         }
     }
     read_frame(r, kinds)
+}
+
+/// A channel's socket as its reader sees it: reads block, but
+/// [`try_fill`] reads without blocking, so a poll for input that finds
+/// some has read it too (a peek and then a read took two system calls).
+pub(crate) struct Chan {
+    sock: UnixStream,
+    dont_wait: bool,
+}
+
+impl Chan {
+    pub(crate) fn new(sock: UnixStream) -> Chan {
+        Chan {
+            sock,
+            dont_wait: false,
+        }
+    }
+}
+
+impl Read for Chan {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if !self.dont_wait {
+            return (&self.sock).read(buf);
+        }
+        // SAFETY: a read into `buf` (at most its length) from a socket we
+        // own.
+        let n = unsafe {
+            libc::recv(
+                self.sock.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+}
+
+impl AsRawFd for Chan {
+    fn as_raw_fd(&self) -> RawFd {
+        self.sock.as_raw_fd()
+    }
+}
+
+/// What [`try_fill`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Fill {
+    /// Octets are buffered.
+    Data,
+    /// Nothing yet.
+    Nothing,
+    /// The channel ended.
+    End,
+}
+
+/// Fills `r`'s buffer, if empty, with what the socket holds now, without
+/// blocking.
+pub(crate) fn try_fill(r: &mut BufReader<Chan>) -> io::Result<Fill> {
+    if !r.buffer().is_empty() {
+        return Ok(Fill::Data);
+    }
+    r.get_mut().dont_wait = true;
+    let res = r.fill_buf().map(|b| b.is_empty());
+    r.get_mut().dont_wait = false;
+    match res {
+        Ok(false) => Ok(Fill::Data),
+        Ok(true) => Ok(Fill::End),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ) =>
+        {
+            Ok(Fill::Nothing)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Whether a read of the socket `fd` would not block: it has data, has
@@ -405,6 +496,25 @@ fn send_all(fd: RawFd, data: &[u8], blocking: bool) -> (usize, bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn try_fill_reads_what_is_there_without_blocking_and_sees_the_end() {
+        use std::io::Write;
+        let (a, b) = UnixStream::pair().unwrap();
+        let mut r = BufReader::new(Chan::new(b));
+        assert_eq!(try_fill(&mut r).unwrap(), Fill::Nothing);
+        (&a).write_all(b"abc").unwrap();
+        assert_eq!(try_fill(&mut r).unwrap(), Fill::Data);
+        assert_eq!(r.buffer(), b"abc");
+        // Reads after it block again (here: they find the rest).
+        r.consume(3);
+        (&a).write_all(b"de").unwrap();
+        let mut two = [0u8; 2];
+        r.read_exact(&mut two).unwrap();
+        assert_eq!(&two, b"de");
+        drop(a);
+        assert_eq!(try_fill(&mut r).unwrap(), Fill::End);
+    }
 
     #[test]
     fn frames_round_trip_through_the_outbox() {

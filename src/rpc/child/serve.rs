@@ -64,7 +64,7 @@ pub(super) fn serve(sock: UnixStream, no_poll: bool) -> i32 {
         DEFAULT_BUSY_WAIT
     };
     let mut reader = FromParent(
-        BufReader::with_capacity(256 << 10, sock),
+        BufReader::with_capacity(256 << 10, wire::Chan::new(sock)),
         BusyWait::new(budget),
     );
     let start = match Start::read(&mut reader) {
@@ -273,7 +273,7 @@ fn exe_name() -> String {
 
 /// The channel from the parent, as the worker reads it, and the busy-wait
 /// state of the thread waiting for the next call.
-struct FromParent(BufReader<UnixStream>, BusyWait);
+struct FromParent(BufReader<wire::Chan>, BusyWait);
 
 impl FromParent {
     /// The next call (`None`: the parent closed the channel).

@@ -10,7 +10,7 @@
 //! thread naps meanwhile, and takes over what the caller leaves (a frame
 //! not yet whole, the channel's end).
 
-use std::io::{self, BufRead, BufReader};
+use std::io::{self, BufReader};
 use std::os::unix::io::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::process::Child;
@@ -32,7 +32,7 @@ const NAP: Duration = Duration::from_millis(1);
 /// waiting in `call_wait`; whoever holds it reads and handles frames, so
 /// callbacks still run one at a time and in order.
 pub(in crate::rpc) struct Inbox {
-    sock: BufReader<UnixStream>,
+    sock: BufReader<wire::Chan>,
     /// A caller met the channel's end: the receiving thread finishes.
     end: Option<End>,
     /// Wakes the receiving thread from `poll` (see [`Inbox::new`]).
@@ -49,7 +49,7 @@ impl Inbox {
         wake.set_nonblocking(true)?;
         woken.set_nonblocking(true)?;
         let inbox = Inbox {
-            sock: BufReader::with_capacity(1 << 20, sock),
+            sock: BufReader::with_capacity(1 << 20, wire::Chan::new(sock)),
             end: None,
             wake,
         };
@@ -221,14 +221,10 @@ impl<S: Serialiser> Shared<S> {
     pub(super) fn read_ready(&self, inbox: &mut Inbox) {
         while inbox.end.is_none() {
             if inbox.sock.buffer().is_empty() {
-                if !wire::input_waiting(inbox.sock.get_ref().as_raw_fd()) {
-                    return;
-                }
-                // Does not block: the socket has data, or has ended.
-                match inbox.sock.fill_buf() {
-                    Ok(b) if !b.is_empty() => continue,
-                    Ok(_) => inbox.end = Some(End::Eof),
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => return,
+                match wire::try_fill(&mut inbox.sock) {
+                    Ok(wire::Fill::Nothing) => return,
+                    Ok(wire::Fill::Data) => continue,
+                    Ok(wire::Fill::End) => inbox.end = Some(End::Eof),
                     Err(e) => inbox.end = Some(self.read_error(e)),
                 }
                 break;
@@ -250,7 +246,7 @@ impl<S: Serialiser> Shared<S> {
     }
 
     /// The next frame from the worker, or why there is none.
-    fn next_frame(&self, sock: &mut BufReader<UnixStream>) -> Result<Frame, End> {
+    fn next_frame(&self, sock: &mut BufReader<wire::Chan>) -> Result<Frame, End> {
         match wire::read_frame(sock, wire::FROM_CHILD) {
             Ok(Some(fr)) => Ok(fr),
             Ok(None) => Err(End::Eof),
