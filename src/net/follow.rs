@@ -409,4 +409,41 @@ mod tests {
         );
         assert!(handed_back > 0, "no node-port packet was handed back");
     }
+
+    /// After a thread stopped following (its poll ended, it sleeps), the
+    /// reactor reads the connection again: a later message still comes.
+    #[test]
+    fn after_following_the_reactor_reads_again() {
+        let (a, b) = (node("c"), node("d"));
+        introduce(&a, &b);
+        let b2 = b.clone();
+        let echo = b.port_fn(move |m| {
+            if let Ok(reply) = PortId::try_from(&m[0]) {
+                b2.snd(&reply, msg!["pong"]);
+            }
+        });
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let (asleep_tx, asleep_rx) = crossbeam_channel::bounded(1);
+        let t = a.port_thread(move |mb| -> crate::Result<()> {
+            let me = mb.port().clone();
+            let before = FOLLOWED.with(Cell::get);
+            // Round trips until one answer was read by this thread.
+            let start = std::time::Instant::now();
+            while FOLLOWED.with(Cell::get) == before {
+                assert!(start.elapsed() < Duration::from_secs(60), "never followed");
+                mb.node().snd(&echo, msg![&me]);
+                assert_eq!(mb.get()?, msg!["pong"]);
+            }
+            // Nothing comes for the whole poll: it ends, the thread sleeps.
+            asleep_tx.send(()).unwrap();
+            let _ = tx.send(mb.get_timeout(Duration::from_secs(30))?);
+            Ok(())
+        });
+        asleep_rx.recv_timeout(Duration::from_secs(90)).unwrap();
+        // Long past the poll's budget (100 µs), whatever the load.
+        std::thread::sleep(Duration::from_millis(50));
+        b.snd(&t, msg!["later"]);
+        let got = rx.recv_timeout(Duration::from_secs(60)).unwrap();
+        assert_eq!(got, Some(msg!["later"]));
+    }
 }
