@@ -75,18 +75,29 @@ fn take_follow() -> Option<Arc<dyn Follow>> {
 }
 
 /// Following a connection for one wait; given back on drop.
-struct Following(Arc<dyn Follow>);
+struct Following {
+    conn: Arc<dyn Follow>,
+    began: bool,
+}
 
 impl Following {
-    fn begin(f: Option<Arc<dyn Follow>>) -> Option<Following> {
-        let f = f?;
-        f.begin().then_some(Following(f))
+    /// Reads the connection, first taking it over if not yet done (the
+    /// reactor may be reading it right now, or another thread follow it).
+    fn poll(&mut self) {
+        if !self.began {
+            self.began = self.conn.begin();
+        }
+        if self.began {
+            self.conn.poll();
+        }
     }
 }
 
 impl Drop for Following {
     fn drop(&mut self) {
-        self.0.end();
+        if self.began {
+            self.conn.end();
+        }
     }
 }
 
@@ -229,10 +240,10 @@ impl BusyWait {
         if let Some(u) = until {
             end = end.min(u);
         }
-        let following = Following::begin(follow);
+        let mut following = follow.map(|conn| Following { conn, began: false });
         loop {
-            if let Some(f) = &following {
-                f.0.poll();
+            if let Some(f) = &mut following {
+                f.poll();
             }
             if ready() {
                 // Worth it only if the work came well within the budget

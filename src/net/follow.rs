@@ -57,6 +57,9 @@ pub(crate) struct State {
     /// A packet for the node port that a follower read: the reactor routes
     /// it before anything after it (which waits in `dec`).
     pub(crate) handback: Option<Vec<Value>>,
+    /// A follower left the reactor work: the hand-back and what waits in
+    /// `dec`, or the decoder's failure, to close the connection for.
+    pub(crate) left: bool,
     /// False once the reactor closed the connection.
     open: bool,
     following: bool,
@@ -95,6 +98,7 @@ impl Reader {
             state: Mutex::new(State {
                 dec,
                 handback: None,
+                left: false,
                 open: true,
                 following: false,
                 want_write: true,
@@ -204,7 +208,7 @@ impl crate::busy::Follow for Reader {
         let Some(mut st) = self.state.try_lock() else {
             return false;
         };
-        if !st.open || st.following || st.handback.is_some() {
+        if !st.open || st.following || st.left {
             return false;
         }
         st.following = true;
@@ -223,7 +227,7 @@ impl crate::busy::Follow for Reader {
         let Some(mut st) = self.state.try_lock() else {
             return;
         };
-        if !st.open || !st.following || st.handback.is_some() {
+        if !st.open || !st.following || st.left {
             return;
         }
         let Some(net) = self.net.upgrade() else {
@@ -280,6 +284,7 @@ impl Reader {
                             #[cfg(test)]
                             tests::HANDED_BACK.with(|c| c.set(c.get() + 1));
                             st.handback = Some(packet);
+                            st.left = true;
                             st.dec.feed(data);
                             return self.wake_reactor();
                         }
@@ -296,8 +301,11 @@ impl Reader {
                         log::warn!("{}: from {}: {e}", net.id, self.remote.id)
                     }
                     // The decoder keeps its failure: the reactor closes
-                    // the connection when it reads next.
-                    Err(_) => return self.wake_reactor(),
+                    // the connection.
+                    Err(_) => {
+                        st.left = true;
+                        return self.wake_reactor();
+                    }
                 }
             }
             if n < buf.len() {

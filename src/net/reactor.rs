@@ -539,7 +539,13 @@ impl Reactor {
                 let reader = reader.clone();
                 let read = {
                     let mut st = reader.lock();
-                    inbound::packets(net, conn, &mut st, &[]).and_then(|()| {
+                    // What a follower left first (see `follow::State`).
+                    let handed_back = if std::mem::take(&mut st.left) {
+                        inbound::packets(net, conn, &mut st, &[])
+                    } else {
+                        Ok(())
+                    };
+                    handed_back.and_then(|()| {
                         drive_read(conn, rbuf, readable, |c, data| {
                             inbound::received_up(net, c, &mut st, data)
                         })

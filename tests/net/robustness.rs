@@ -135,6 +135,53 @@ fn malformed_packets_close_only_that_connection() {
     still_works(&b);
 }
 
+/// A stream that breaks while a thread port reads the connection itself
+/// (it sent to the peer and polls for an answer: see `net/follow.rs`): the
+/// connection closes as when the reactor reads it, and the port's monitor
+/// of the peer fires.
+#[test]
+fn a_broken_stream_read_by_a_following_thread_port_closes_the_connection() {
+    // No heartbeats: only the broken stream may close the connection. A
+    // long poll: the port still follows when the broken bytes come.
+    let b = Node::with_config(
+        cfg("b")
+            .tick(Duration::ZERO)
+            .busy_wait(Duration::from_millis(200)),
+    )
+    .unwrap();
+    let (mut s, _) = raw_client(&b, "raw/follow");
+    let peer_port: aemp::PortId = "raw/follow#x".parse().unwrap();
+    let (tx, fired) = crossbeam_channel::unbounded();
+    let t = b.port_thread(move |mb| -> aemp::Result<()> {
+        let tx = tx.clone();
+        mb.node()
+            .mon(&peer_port, move |r| {
+                let _ = tx.send(r);
+            })
+            .forget();
+        loop {
+            mb.node().snd(&peer_port, msg!["ping"]);
+            let _ = mb.get_timeout(Duration::from_millis(100))?;
+        }
+    });
+    // A ping came: break the stream while the port polls for the answer
+    // (for 100 ms; a little later, so that it surely reads the connection
+    // itself by then, unless the machine is very slow: then the reactor
+    // reads the bytes, which passes too).
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("ping") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before a ping came");
+        got.extend_from_slice(&buf[..n]);
+    }
+    std::thread::sleep(Duration::from_millis(10));
+    s.write_all(b"]]]").unwrap();
+    assert!(closed_by_node(&mut s), "the broken stream was not closed");
+    assert_eq!(recv(&fired).kind(), Some("transport_error"));
+    let _ = b.kil(&t, aemp::Reason::normal());
+}
+
 /// CBOR byte strings (what CBOR::XS sends for every Perl octet string,
 /// port names included) are octets, whether or not they are UTF-8; a
 /// value that cannot become JSON loses its own packet, never the
