@@ -59,6 +59,12 @@ use std::ops::{Deref, DerefMut};
 /// Every other message is a plain vector. The two forms behave the same in
 /// every respect; a `Message` is 64 bytes.
 ///
+/// So a compact message costs nothing on the heap until it is read through
+/// the deref (indexing, `get`, `iter`, `decode`, `Debug`, `Display`): that
+/// builds the vector, one allocation for it, one for its box and one per
+/// string, on the reading thread. A message that is forwarded, matched by
+/// its tag or sent to another node is never built.
+///
 /// ```
 /// use aemp::{msg, Message};
 /// use serde_json::json;
