@@ -488,6 +488,7 @@ impl Compact {
         self.push_bytes(kind, &word)
     }
 
+    #[inline]
     fn push_bytes(&mut self, kind: Kind, bytes: &[u8]) -> bool {
         let i = self.len();
         let start = self.start(i);
@@ -536,15 +537,19 @@ impl Compact {
             let data = self.data.get(start..end).unwrap_or_default();
             start = end;
             let word = || -> [u8; 8] { data.try_into().unwrap_or_default() };
-            v.push(match kind {
-                Kind::Null => Value::Null,
-                Kind::False => Value::Bool(false),
-                Kind::True => Value::Bool(true),
-                Kind::PosInt => Value::from(u64::from_le_bytes(word())),
-                Kind::NegInt => Value::from(i64::from_le_bytes(word())),
-                Kind::Float => Value::from(f64::from_le_bytes(word())),
-                Kind::Str => Value::String(String::from_utf8(data.to_vec()).unwrap_or_default()),
-            });
+            // A push in each arm: the value is then written into the
+            // vector, not through a temporary on the stack.
+            match kind {
+                Kind::Null => v.push(Value::Null),
+                Kind::False => v.push(Value::Bool(false)),
+                Kind::True => v.push(Value::Bool(true)),
+                Kind::PosInt => v.push(Value::from(u64::from_le_bytes(word()))),
+                Kind::NegInt => v.push(Value::from(i64::from_le_bytes(word()))),
+                Kind::Float => v.push(Value::from(f64::from_le_bytes(word()))),
+                Kind::Str => v.push(Value::String(
+                    std::str::from_utf8(data).unwrap_or_default().to_owned(),
+                )),
+            }
         }
         v
     }
@@ -606,6 +611,39 @@ impl ScalarSerializer<'_> {
         }
     }
 
+    /// Appends data of one kind (each `serialize_*` of a common scalar
+    /// calls this directly: one branch less to mispredict than `put`).
+    #[inline]
+    fn put_bytes(self, kind: Kind, bytes: &[u8]) -> Result<(), NotScalar> {
+        if self.0.push_bytes(kind, bytes) {
+            Ok(())
+        } else {
+            Err(NotScalar)
+        }
+    }
+
+    /// An integer as serde_json makes it: non-negative ones are `u64`.
+    #[inline]
+    fn put_i64(self, v: i64) -> Result<(), NotScalar> {
+        let kind = if v < 0 { Kind::NegInt } else { Kind::PosInt };
+        self.put_bytes(kind, &v.to_le_bytes())
+    }
+
+    #[inline]
+    fn put_u64(self, v: u64) -> Result<(), NotScalar> {
+        self.put_bytes(Kind::PosInt, &v.to_le_bytes())
+    }
+
+    /// A float as serde_json makes it: null unless finite.
+    #[inline]
+    fn put_f64(self, v: f64) -> Result<(), NotScalar> {
+        if v.is_finite() {
+            self.put_bytes(Kind::Float, &v.to_le_bytes())
+        } else {
+            self.put_bytes(Kind::Null, &[])
+        }
+    }
+
     /// A value serde_json made (numbers: so their kind is serde_json's).
     fn put_value(self, v: serde_json::Result<Value>) -> Result<(), NotScalar> {
         match v {
@@ -634,23 +672,57 @@ impl serde::Serializer for ScalarSerializer<'_> {
     type SerializeStruct = serde::ser::Impossible<(), NotScalar>;
     type SerializeStructVariant = serde::ser::Impossible<(), NotScalar>;
 
+    // The common numbers as serde_json's value serializer makes them
+    // (widened to i64 or u64; f32 widened to f64, as `Number::from_f32`;
+    // the tests compare every kind with serde_json's); the rare ones
+    // through it.
     via_serde_json! {
-        serialize_i8(i8);
-        serialize_i16(i16);
-        serialize_i32(i32);
-        serialize_i64(i64);
         serialize_i128(i128);
-        serialize_u8(u8);
-        serialize_u16(u16);
-        serialize_u32(u32);
-        serialize_u64(u64);
         serialize_u128(u128);
-        serialize_f32(f32);
-        serialize_f64(f64);
+    }
+
+    fn serialize_i8(self, v: i8) -> Result<(), NotScalar> {
+        self.put_i64(v.into())
+    }
+
+    fn serialize_i16(self, v: i16) -> Result<(), NotScalar> {
+        self.put_i64(v.into())
+    }
+
+    fn serialize_i32(self, v: i32) -> Result<(), NotScalar> {
+        self.put_i64(v.into())
+    }
+
+    fn serialize_i64(self, v: i64) -> Result<(), NotScalar> {
+        self.put_i64(v)
+    }
+
+    fn serialize_u8(self, v: u8) -> Result<(), NotScalar> {
+        self.put_u64(v.into())
+    }
+
+    fn serialize_u16(self, v: u16) -> Result<(), NotScalar> {
+        self.put_u64(v.into())
+    }
+
+    fn serialize_u32(self, v: u32) -> Result<(), NotScalar> {
+        self.put_u64(v.into())
+    }
+
+    fn serialize_u64(self, v: u64) -> Result<(), NotScalar> {
+        self.put_u64(v)
+    }
+
+    fn serialize_f32(self, v: f32) -> Result<(), NotScalar> {
+        self.put_f64(v.into())
+    }
+
+    fn serialize_f64(self, v: f64) -> Result<(), NotScalar> {
+        self.put_f64(v)
     }
 
     fn serialize_bool(self, v: bool) -> Result<(), NotScalar> {
-        self.put(Elem::Bool(v))
+        self.put_bytes(if v { Kind::True } else { Kind::False }, &[])
     }
 
     fn serialize_char(self, v: char) -> Result<(), NotScalar> {
@@ -658,7 +730,7 @@ impl serde::Serializer for ScalarSerializer<'_> {
     }
 
     fn serialize_str(self, v: &str) -> Result<(), NotScalar> {
-        self.put(Elem::Str(v))
+        self.put_bytes(Kind::Str, v.as_bytes())
     }
 
     fn serialize_bytes(self, _: &[u8]) -> Result<(), NotScalar> {
@@ -666,7 +738,7 @@ impl serde::Serializer for ScalarSerializer<'_> {
     }
 
     fn serialize_none(self) -> Result<(), NotScalar> {
-        self.put(Elem::Null)
+        self.put_bytes(Kind::Null, &[])
     }
 
     fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), NotScalar> {
@@ -674,11 +746,11 @@ impl serde::Serializer for ScalarSerializer<'_> {
     }
 
     fn serialize_unit(self) -> Result<(), NotScalar> {
-        self.put(Elem::Null)
+        self.put_bytes(Kind::Null, &[])
     }
 
     fn serialize_unit_struct(self, _: &'static str) -> Result<(), NotScalar> {
-        self.put(Elem::Null)
+        self.put_bytes(Kind::Null, &[])
     }
 
     fn serialize_unit_variant(
@@ -778,6 +850,7 @@ impl MsgBuilder {
 
     /// Appends a value; panics like [`to_value_or_panic`].
     #[doc(hidden)]
+    #[inline]
     pub fn push<T: Serialize + ?Sized>(&mut self, value: &T) {
         if let Some(v) = &mut self.vec {
             v.push(to_value_or_panic(value));
