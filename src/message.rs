@@ -218,18 +218,21 @@ impl Message {
         }
     }
 
-    /// The elements as borrowed views, without making the vector of a
-    /// compact message.
-    pub(crate) fn elems(&self) -> impl ExactSizeIterator<Item = Elem<'_>> + '_ {
-        let (compact, values) = match &self.repr {
-            Repr::Compact(c, _) => (Some(c), &[][..]),
-            Repr::Vec(v) => (None, &v[..]),
-        };
-        let n = compact.map_or(values.len(), Compact::len);
-        (0..n).map(move |i| match compact {
-            Some(c) => c.get(i).unwrap_or(Elem::Null),
-            None => values.get(i).map_or(Elem::Null, Elem::Value),
-        })
+    /// How many elements, without making the vector of a compact message.
+    pub(crate) fn elem_count(&self) -> usize {
+        match &self.repr {
+            Repr::Compact(c, _) => c.len(),
+            Repr::Vec(v) => v.len(),
+        }
+    }
+
+    /// Calls `f` with each element as a borrowed view, without making the
+    /// vector of a compact message.
+    pub(crate) fn for_each_elem(&self, mut f: impl FnMut(Elem<'_>)) {
+        match &self.repr {
+            Repr::Compact(c, _) => c.for_each(f),
+            Repr::Vec(v) => v.iter().for_each(|v| f(Elem::Value(v))),
+        }
     }
 
     /// Whether this message is in the compact form (for tests).
@@ -525,6 +528,27 @@ impl Compact {
 
     fn iter(&self) -> impl ExactSizeIterator<Item = Elem<'_>> + '_ {
         (0..self.len()).map(|i| self.get(i).unwrap_or(Elem::Null))
+    }
+
+    /// Calls `f` with each element (a loop over the kinds rather than
+    /// `get`: no `Option`s of elements to shuffle on the stack).
+    fn for_each(&self, mut f: impl FnMut(Elem<'_>)) {
+        let mut start = 0;
+        for (&kind, &end) in self.kinds.iter().zip(&self.ends).take(self.len()) {
+            let end = usize::from(end);
+            let data = self.data.get(start..end).unwrap_or_default();
+            start = end;
+            let word = || -> [u8; 8] { data.try_into().unwrap_or_default() };
+            match kind {
+                Kind::Null => f(Elem::Null),
+                Kind::False => f(Elem::Bool(false)),
+                Kind::True => f(Elem::Bool(true)),
+                Kind::PosInt => f(Elem::U64(u64::from_le_bytes(word()))),
+                Kind::NegInt => f(Elem::I64(i64::from_le_bytes(word()))),
+                Kind::Float => f(Elem::F64(f64::from_le_bytes(word()))),
+                Kind::Str => f(Elem::Str(std::str::from_utf8(data).unwrap_or_default())),
+            }
+        }
     }
 
     /// The elements as values (written out rather than through `get`: the

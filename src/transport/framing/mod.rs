@@ -111,23 +111,20 @@ pub(crate) fn encode_message(
     msg: &crate::Message,
     out: &mut Vec<u8>,
 ) -> Result<()> {
-    let elems = msg.elems();
     match framing {
         Framing::Json => {
             out.push(b'[');
             json::write_str(out, port);
-            for e in elems {
+            msg.for_each_elem(|e| {
                 out.push(b',');
                 json::write_elem(out, e);
-            }
+            });
             out.push(b']');
         }
         Framing::Cbor => {
-            cbor_head(out, 4, elems.len() as u64 + 1);
+            cbor_head(out, 4, msg.elem_count() as u64 + 1);
             cbor::write_text(out, port);
-            for e in elems {
-                cbor::write_elem(out, e);
-            }
+            msg.for_each_elem(|e| cbor::write_elem(out, e));
         }
     }
     Ok(())
