@@ -78,10 +78,11 @@ pub(crate) enum Item {
 }
 
 // Inboxes are written by one thread and read by another: every byte of an
-// item is a cache line shared between two cores. A message is 64 bytes (its
+// item is a cache line shared between two cores. A message is 56 bytes (its
 // compact form spares the heap allocations that cost a local send far more
-// than the bytes: see `Message`), an item one word more.
-const _: () = assert!(std::mem::size_of::<Item>() <= 72);
+// than the bytes: see `Message`), an item one word more: 64, a cache line
+// (72 measured slower: callback ping-pong 0.51 vs 0.47 us).
+const _: () = assert!(std::mem::size_of::<Item>() <= 64);
 
 pub(crate) struct Init {
     pub(crate) func: String,
