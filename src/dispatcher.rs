@@ -204,7 +204,7 @@ impl Turn<'_> {
         }
     }
 
-    fn deliver(&mut self, mut msg: Message) -> Option<Reason> {
+    fn deliver(&mut self, msg: Message) -> Option<Reason> {
         let handlers = &mut *self.handlers;
         if !handlers.tags.is_empty() {
             let tagged = match msg.tag() {
@@ -212,7 +212,8 @@ impl Turn<'_> {
                 None => None,
             };
             if let Some(cb) = tagged {
-                msg.remove(0);
+                // (A compact message stays compact.)
+                let msg = msg.without_tag();
                 return context::catch(|| cb(msg)).err().map(Reason::die);
             }
         }

@@ -21,6 +21,7 @@
 //! ```
 
 use crate::error::{Error, Result};
+use once_cell::race::OnceBox;
 use serde::de::{
     self, DeserializeOwned, DeserializeSeed, EnumAccess, SeqAccess, VariantAccess, Visitor,
 };
@@ -31,7 +32,7 @@ use std::ops::{Deref, DerefMut};
 
 /// A message: a list of JSON values, element 0 usually a string tag.
 ///
-/// Local sends hand the vector over as is (no serialisation). It derefs to
+/// Local sends hand the message over as is (no serialisation). It derefs to
 /// `Vec<Value>`, so indexing, `len`, iteration and pushing work directly.
 ///
 /// ```
@@ -40,10 +41,50 @@ use std::ops::{Deref, DerefMut};
 /// assert_eq!(m.tag(), Some("write_file"));
 /// let (tag, path, n): (String, String, u32) = m.decode().unwrap();
 /// assert_eq!((tag.as_str(), path.as_str(), n), ("write_file", "/tmp/x", 42));
+/// assert_eq!(m[2].as_u64(), Some(42)); // a Vec<serde_json::Value> underneath
 /// ```
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Message(pub Vec<Value>);
+///
+/// # Representation
+///
+/// A short message of scalars built with [`msg!`](crate::msg) is held in a
+/// compact form inside the `Message` itself, with no heap allocation: up to
+/// four elements, each null, a bool, a number or a string, with 39 bytes of
+/// data between them (8 for a number, a string's length in UTF-8; enough
+/// for a tag and a port ID). A message is usually built on one thread and
+/// dropped on another, and memory allocated on one thread and freed on
+/// another is what a local send mostly costs. The `Vec<Value>` is made on
+/// the first deref, on the thread that reads the message, and kept;
+/// [`tag`](Message::tag), `Clone`, `PartialEq` between compact messages,
+/// `Serialize` and the network encoders read the compact form directly.
+/// Every other message is a plain vector. The two forms behave the same in
+/// every respect; a `Message` is 56 bytes.
+///
+/// So a compact message costs nothing on the heap until it is read through
+/// the deref (indexing, `get`, `iter`, `decode`, `Debug`, `Display`): that
+/// builds the vector, one allocation for it, one for its box and one per
+/// string, on the reading thread. A message that is forwarded, matched by
+/// its tag or sent to another node is never built.
+///
+/// ```
+/// use aemp::{msg, Message};
+/// use serde_json::json;
+/// let compact = msg!["tag", 1, -2, 0.5];
+/// let vector = Message::from_vec(vec![json!("tag"), json!(1), json!(-2), json!(0.5)]);
+/// assert_eq!(compact, vector);
+/// assert_eq!(format!("{compact:?}"), format!("{vector:?}"));
+/// assert_eq!(compact.to_string(), r#"["tag",1,-2,0.5]"#);
+/// ```
+pub struct Message {
+    repr: Repr,
+}
+
+enum Repr {
+    /// The compact form and, once something derefs it, its vector. A
+    /// `OnceBox` (one pointer) keeps `Message: Sync` (a `&Message` may be
+    /// read from two threads at once) and the message small.
+    Compact(Compact, OnceBox<Vec<Value>>),
+    Vec(Vec<Value>),
+}
 
 impl Message {
     /// An empty message.
@@ -56,7 +97,20 @@ impl Message {
     /// assert_eq!(m.to_string(), r#"["tag",[1,"x"]]"#);
     /// ```
     pub fn new() -> Self {
-        Message(Vec::new())
+        Message::from_vec(Vec::new())
+    }
+
+    /// A message of these values.
+    ///
+    /// ```
+    /// use aemp::{msg, Message};
+    /// use serde_json::json;
+    /// assert_eq!(Message::from_vec(vec![json!("ping"), json!(1)]), msg!["ping", 1]);
+    /// ```
+    pub fn from_vec(values: Vec<Value>) -> Self {
+        Message {
+            repr: Repr::Vec(values),
+        }
     }
 
     /// Element 0, if it is a string.
@@ -68,7 +122,13 @@ impl Message {
     /// assert_eq!(msg![].tag(), None);
     /// ```
     pub fn tag(&self) -> Option<&str> {
-        self.0.first().and_then(Value::as_str)
+        match &self.repr {
+            Repr::Compact(c, _) => match c.get(0) {
+                Some(Elem::Str(s)) => Some(s),
+                _ => None,
+            },
+            Repr::Vec(v) => v.first().and_then(Value::as_str),
+        }
     }
 
     /// Appends any serialisable value.
@@ -83,7 +143,8 @@ impl Message {
     /// assert!(m.push_value(&BTreeMap::from([((1, 2), 3)])).is_err());
     /// ```
     pub fn push_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        self.0.push(to_value(value)?);
+        let v = to_value(value)?;
+        self.push(v);
         Ok(())
     }
 
@@ -96,8 +157,13 @@ impl Message {
     /// assert_eq!((x, y), (3, 4));
     /// ```
     pub fn without_tag(mut self) -> Message {
-        if !self.0.is_empty() {
-            self.0.remove(0);
+        if let Repr::Compact(c, _) = &self.repr {
+            return Message {
+                repr: Repr::Compact(c.without_first(), OnceBox::new()),
+            };
+        }
+        if !self.is_empty() {
+            self.remove(0);
         }
         self
     }
@@ -115,7 +181,7 @@ impl Message {
     /// assert!(err.to_string().contains("element 1"), "{err}");
     /// ```
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T> {
-        decode_values(&self.0)
+        decode_values(self)
     }
 
     /// Decodes the front of the message into `T` (a tuple, struct or enum
@@ -133,8 +199,8 @@ impl Message {
     /// assert_eq!(Reason::from(rest), Reason::die("out of memory"));
     /// ```
     pub fn decode_prefix<T: DeserializeOwned>(&self) -> Result<(T, Message)> {
-        let (v, used) = decode_front(&self.0)?;
-        Ok((v, Message(self.0[used..].to_vec())))
+        let (v, used) = decode_front(self)?;
+        Ok((v, Message::from_vec(self[used..].to_vec())))
     }
 
     /// Takes the vector out.
@@ -144,38 +210,138 @@ impl Message {
     /// assert_eq!(v, vec![serde_json::json!("a"), serde_json::json!(1)]);
     /// ```
     pub fn into_vec(self) -> Vec<Value> {
-        self.0
+        match self.repr {
+            // A vector made by a deref is left: taking it out of the
+            // `OnceBox` is not possible, and this is as cheap.
+            Repr::Compact(c, _) => c.values(),
+            Repr::Vec(v) => v,
+        }
+    }
+
+    /// How many elements, without making the vector of a compact message.
+    pub(crate) fn elem_count(&self) -> usize {
+        match &self.repr {
+            Repr::Compact(c, _) => c.len(),
+            Repr::Vec(v) => v.len(),
+        }
+    }
+
+    /// Calls `f` with each element as a borrowed view, without making the
+    /// vector of a compact message.
+    pub(crate) fn for_each_elem(&self, mut f: impl FnMut(Elem<'_>)) {
+        match &self.repr {
+            Repr::Compact(c, _) => c.for_each(f),
+            Repr::Vec(v) => v.iter().for_each(|v| f(Elem::Value(v))),
+        }
+    }
+
+    /// Whether this message is in the compact form (for tests).
+    #[cfg(test)]
+    fn is_compact(&self) -> bool {
+        matches!(self.repr, Repr::Compact(..))
+    }
+
+    /// Whether the vector of a compact message has been made (for tests).
+    #[cfg(test)]
+    fn is_materialised(&self) -> bool {
+        match &self.repr {
+            Repr::Compact(_, vec) => vec.get().is_some(),
+            Repr::Vec(_) => true,
+        }
     }
 }
 
 impl Deref for Message {
     type Target = Vec<Value>;
     fn deref(&self) -> &Vec<Value> {
-        &self.0
+        match &self.repr {
+            Repr::Compact(c, vec) => vec.get_or_init(|| Box::new(c.values())),
+            Repr::Vec(v) => v,
+        }
     }
 }
 
 impl DerefMut for Message {
+    /// Makes the vector of a compact message, which is then a vector.
     fn deref_mut(&mut self) -> &mut Vec<Value> {
-        &mut self.0
+        if let Repr::Compact(c, _) = &self.repr {
+            self.repr = Repr::Vec(c.values());
+        }
+        match &mut self.repr {
+            Repr::Vec(v) => v,
+            Repr::Compact(..) => unreachable!("made a vector just above"),
+        }
+    }
+}
+
+impl Clone for Message {
+    /// A compact message is copied as such (its vector, if made, is not).
+    fn clone(&self) -> Self {
+        Message {
+            repr: match &self.repr {
+                Repr::Compact(c, _) => Repr::Compact(*c, OnceBox::new()),
+                Repr::Vec(v) => Repr::Vec(v.clone()),
+            },
+        }
+    }
+}
+
+impl Default for Message {
+    fn default() -> Self {
+        Message::new()
+    }
+}
+
+impl PartialEq for Message {
+    /// Equal when the values are, whatever the forms.
+    fn eq(&self, other: &Message) -> bool {
+        match (&self.repr, &other.repr) {
+            (Repr::Compact(a, _), Repr::Compact(b, _)) => a.len == b.len && a.iter().eq(b.iter()),
+            _ => **self == **other,
+        }
+    }
+}
+
+impl fmt::Debug for Message {
+    /// As the derived `Debug` of a tuple struct around the vector:
+    /// `Message([String("tag"), Number(1)])`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Message").field(&**self).finish()
+    }
+}
+
+impl Serialize for Message {
+    /// As the list of values.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match &self.repr {
+            Repr::Compact(c, _) => s.collect_seq(c.iter()),
+            Repr::Vec(v) => v.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Message {
+    /// From a list of values.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Vec::<Value>::deserialize(d).map(Message::from_vec)
     }
 }
 
 impl From<Vec<Value>> for Message {
     fn from(v: Vec<Value>) -> Self {
-        Message(v)
+        Message::from_vec(v)
     }
 }
 
 impl From<Message> for Vec<Value> {
     fn from(m: Message) -> Self {
-        m.0
+        m.into_vec()
     }
 }
 
 impl FromIterator<Value> for Message {
     fn from_iter<I: IntoIterator<Item = Value>>(iter: I) -> Self {
-        Message(iter.into_iter().collect())
+        Message::from_vec(iter.into_iter().collect())
     }
 }
 
@@ -183,13 +349,565 @@ impl IntoIterator for Message {
     type Item = Value;
     type IntoIter = std::vec::IntoIter<Value>;
     fn into_iter(self) -> Self::IntoIter {
-        self.0.into_iter()
+        self.into_vec().into_iter()
     }
 }
 
 impl fmt::Display for Message {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write_json_list(f, &self.0)
+        write_json_list(f, self)
+    }
+}
+
+/// How many elements a message can hold in its compact form.
+const INLINE_LEN: usize = 4;
+/// How many bytes of data (8 per number, the bytes of each string) the
+/// elements of a compact message share: what keeps `Message` at 56 bytes
+/// (and an inbox item at 64, a cache line).
+const INLINE_BYTES: usize = 39;
+
+/// What an element of the compact form is; its data is in `data`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Null,
+    False,
+    True,
+    /// A `u64` (serde_json's non-negative integers), 8 bytes.
+    PosInt,
+    /// A negative `i64`, 8 bytes.
+    NegInt,
+    /// A finite `f64`, 8 bytes.
+    Float,
+    /// UTF-8 text.
+    Str,
+}
+
+/// A borrowed view of one element of a message: what the compact form
+/// stores, or a [`Value`] of the vector form.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Elem<'a> {
+    Null,
+    Bool(bool),
+    U64(u64),
+    /// Always negative (a non-negative integer is a `U64`, as in serde_json).
+    I64(i64),
+    /// Always finite.
+    F64(f64),
+    Str(&'a str),
+    Value(&'a Value),
+}
+
+impl Elem<'_> {
+    /// The element as an owned value (allocates for a string).
+    pub(crate) fn to_value(self) -> Value {
+        match self {
+            Elem::Null => Value::Null,
+            Elem::Bool(b) => Value::Bool(b),
+            Elem::U64(n) => Value::from(n),
+            Elem::I64(n) => Value::from(n),
+            Elem::F64(f) => Value::from(f),
+            Elem::Str(s) => Value::from(s),
+            Elem::Value(v) => v.clone(),
+        }
+    }
+}
+
+impl Serialize for Elem<'_> {
+    /// The calls `Value`'s own `Serialize` makes for the same value.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match *self {
+            Elem::Null => s.serialize_unit(),
+            Elem::Bool(b) => s.serialize_bool(b),
+            Elem::U64(n) => s.serialize_u64(n),
+            Elem::I64(n) => s.serialize_i64(n),
+            Elem::F64(f) => s.serialize_f64(f),
+            Elem::Str(t) => s.serialize_str(t),
+            Elem::Value(v) => v.serialize(s),
+        }
+    }
+}
+
+/// A short message of scalars, held without any heap allocation: up to
+/// [`INLINE_LEN`] elements whose data fit together in [`INLINE_BYTES`].
+/// (Byte arrays only, so that it has no padding and `Message` stays at 64
+/// bytes.)
+#[derive(Clone, Copy)]
+struct Compact {
+    len: u8,
+    kinds: [Kind; INLINE_LEN],
+    /// Where each element's data ends in `data` (it starts where the
+    /// previous one's ends); null and bools have none.
+    ends: [u8; INLINE_LEN],
+    data: [u8; INLINE_BYTES],
+}
+
+impl Compact {
+    const EMPTY: Compact = Compact {
+        len: 0,
+        kinds: [Kind::Null; INLINE_LEN],
+        ends: [0; INLINE_LEN],
+        data: [0; INLINE_BYTES],
+    };
+
+    fn len(&self) -> usize {
+        usize::from(self.len)
+    }
+
+    /// Where element `i`'s data starts.
+    fn start(&self, i: usize) -> usize {
+        match i.checked_sub(1) {
+            Some(prev) => usize::from(self.ends[prev]),
+            None => 0,
+        }
+    }
+
+    /// Appends an element; false (and nothing changed) if it does not fit.
+    fn push(&mut self, e: Elem<'_>) -> bool {
+        let i = self.len();
+        if i >= INLINE_LEN {
+            return false;
+        }
+        let (kind, bytes): (Kind, &[u8]) = match e {
+            Elem::Null => (Kind::Null, &[]),
+            Elem::Bool(false) => (Kind::False, &[]),
+            Elem::Bool(true) => (Kind::True, &[]),
+            Elem::U64(n) => return self.push_word(Kind::PosInt, n.to_le_bytes()),
+            Elem::I64(n) if n < 0 => return self.push_word(Kind::NegInt, n.to_le_bytes()),
+            Elem::I64(n) => return self.push_word(Kind::PosInt, n.to_le_bytes()),
+            Elem::F64(f) if f.is_finite() => return self.push_word(Kind::Float, f.to_le_bytes()),
+            Elem::F64(_) => (Kind::Null, &[]),
+            Elem::Str(s) => (Kind::Str, s.as_bytes()),
+            Elem::Value(v) => match v {
+                Value::Null => (Kind::Null, &[]),
+                Value::Bool(b) => return self.push(Elem::Bool(*b)),
+                Value::String(s) => return self.push(Elem::Str(s)),
+                Value::Number(n) => return self.push(number_elem(n)),
+                Value::Array(_) | Value::Object(_) => return false,
+            },
+        };
+        self.push_bytes(kind, bytes)
+    }
+
+    fn push_word(&mut self, kind: Kind, word: [u8; 8]) -> bool {
+        self.push_bytes(kind, &word)
+    }
+
+    #[inline]
+    fn push_bytes(&mut self, kind: Kind, bytes: &[u8]) -> bool {
+        let i = self.len();
+        let start = self.start(i);
+        let end = start + bytes.len();
+        match (self.data.get_mut(start..end), self.kinds.get_mut(i)) {
+            (Some(to), Some(k)) => {
+                to.copy_from_slice(bytes);
+                *k = kind;
+                self.ends[i] = end as u8;
+                self.len += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn get(&self, i: usize) -> Option<Elem<'_>> {
+        if i >= self.len() {
+            return None;
+        }
+        let data = self.data.get(self.start(i)..usize::from(self.ends[i]))?;
+        let word = || -> [u8; 8] { data.try_into().unwrap_or_default() };
+        Some(match self.kinds[i] {
+            Kind::Null => Elem::Null,
+            Kind::False => Elem::Bool(false),
+            Kind::True => Elem::Bool(true),
+            Kind::PosInt => Elem::U64(u64::from_le_bytes(word())),
+            Kind::NegInt => Elem::I64(i64::from_le_bytes(word())),
+            Kind::Float => Elem::F64(f64::from_le_bytes(word())),
+            // Only whole strings are copied in, so this is valid UTF-8.
+            Kind::Str => Elem::Str(std::str::from_utf8(data).unwrap_or_default()),
+        })
+    }
+
+    fn iter(&self) -> impl ExactSizeIterator<Item = Elem<'_>> + '_ {
+        (0..self.len()).map(|i| self.get(i).unwrap_or(Elem::Null))
+    }
+
+    /// Calls `f` with each element (a loop over the kinds rather than
+    /// `get`: no `Option`s of elements to shuffle on the stack).
+    fn for_each(&self, mut f: impl FnMut(Elem<'_>)) {
+        let mut start = 0;
+        for (&kind, &end) in self.kinds.iter().zip(&self.ends).take(self.len()) {
+            let end = usize::from(end);
+            let data = self.data.get(start..end).unwrap_or_default();
+            start = end;
+            let word = || -> [u8; 8] { data.try_into().unwrap_or_default() };
+            match kind {
+                Kind::Null => f(Elem::Null),
+                Kind::False => f(Elem::Bool(false)),
+                Kind::True => f(Elem::Bool(true)),
+                Kind::PosInt => f(Elem::U64(u64::from_le_bytes(word()))),
+                Kind::NegInt => f(Elem::I64(i64::from_le_bytes(word()))),
+                Kind::Float => f(Elem::F64(f64::from_le_bytes(word()))),
+                Kind::Str => f(Elem::Str(std::str::from_utf8(data).unwrap_or_default())),
+            }
+        }
+    }
+
+    /// The elements as values (written out rather than through `get`: the
+    /// compiler then builds each value in place).
+    fn values(&self) -> Vec<Value> {
+        let mut v = Vec::with_capacity(self.len());
+        let mut start = 0;
+        for (&kind, &end) in self.kinds.iter().zip(&self.ends).take(self.len()) {
+            let end = usize::from(end);
+            let data = self.data.get(start..end).unwrap_or_default();
+            start = end;
+            let word = || -> [u8; 8] { data.try_into().unwrap_or_default() };
+            // A push in each arm: the value is then written into the
+            // vector, not through a temporary on the stack.
+            match kind {
+                Kind::Null => v.push(Value::Null),
+                Kind::False => v.push(Value::Bool(false)),
+                Kind::True => v.push(Value::Bool(true)),
+                Kind::PosInt => v.push(Value::from(u64::from_le_bytes(word()))),
+                Kind::NegInt => v.push(Value::from(i64::from_le_bytes(word()))),
+                Kind::Float => v.push(Value::from(f64::from_le_bytes(word()))),
+                Kind::Str => v.push(Value::String(
+                    std::str::from_utf8(data).unwrap_or_default().to_owned(),
+                )),
+            }
+        }
+        v
+    }
+
+    /// The same elements without the first.
+    fn without_first(&self) -> Compact {
+        let mut c = Compact::EMPTY;
+        for e in self.iter().skip(1) {
+            // Fits: fewer elements and no more data than `self`.
+            c.push(e);
+        }
+        c
+    }
+}
+
+/// A serde_json number as an element, kept exactly (u64, negative i64 or
+/// f64, as serde_json tells them apart).
+fn number_elem(n: &serde_json::Number) -> Elem<'static> {
+    if let Some(u) = n.as_u64() {
+        Elem::U64(u)
+    } else if let Some(i) = n.as_i64() {
+        Elem::I64(i)
+    } else {
+        // Neither integer kind: a float (finite, or serde_json would have
+        // made it null).
+        Elem::F64(n.as_f64().unwrap_or(f64::NAN))
+    }
+}
+
+/// Why a value has no compact form (it is not a scalar, or not small).
+#[derive(Debug)]
+struct NotScalar;
+
+impl fmt::Display for NotScalar {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("not a small scalar")
+    }
+}
+
+impl std::error::Error for NotScalar {}
+
+impl serde::ser::Error for NotScalar {
+    fn custom<T: fmt::Display>(_: T) -> Self {
+        NotScalar
+    }
+}
+
+/// A serializer that appends one scalar to a compact message, making the
+/// element serde_json's `to_value` would make, or fails with
+/// [`NotScalar`] for anything else (sequences, maps, long text).
+struct ScalarSerializer<'a>(&'a mut Compact);
+
+impl ScalarSerializer<'_> {
+    fn put(self, e: Elem<'_>) -> Result<(), NotScalar> {
+        if self.0.push(e) {
+            Ok(())
+        } else {
+            Err(NotScalar)
+        }
+    }
+
+    /// Appends data of one kind (each `serialize_*` of a common scalar
+    /// calls this directly: one branch less to mispredict than `put`).
+    #[inline]
+    fn put_bytes(self, kind: Kind, bytes: &[u8]) -> Result<(), NotScalar> {
+        if self.0.push_bytes(kind, bytes) {
+            Ok(())
+        } else {
+            Err(NotScalar)
+        }
+    }
+
+    /// An integer as serde_json makes it: non-negative ones are `u64`.
+    #[inline]
+    fn put_i64(self, v: i64) -> Result<(), NotScalar> {
+        let kind = if v < 0 { Kind::NegInt } else { Kind::PosInt };
+        self.put_bytes(kind, &v.to_le_bytes())
+    }
+
+    #[inline]
+    fn put_u64(self, v: u64) -> Result<(), NotScalar> {
+        self.put_bytes(Kind::PosInt, &v.to_le_bytes())
+    }
+
+    /// A float as serde_json makes it: null unless finite.
+    #[inline]
+    fn put_f64(self, v: f64) -> Result<(), NotScalar> {
+        if v.is_finite() {
+            self.put_bytes(Kind::Float, &v.to_le_bytes())
+        } else {
+            self.put_bytes(Kind::Null, &[])
+        }
+    }
+
+    /// A value serde_json made (numbers: so their kind is serde_json's).
+    fn put_value(self, v: serde_json::Result<Value>) -> Result<(), NotScalar> {
+        match v {
+            Ok(v) => self.put(Elem::Value(&v)),
+            Err(_) => Err(NotScalar),
+        }
+    }
+}
+
+macro_rules! via_serde_json {
+    ($($f:ident($t:ty);)*) => {
+        $(fn $f(self, v: $t) -> Result<(), NotScalar> {
+            self.put_value(serde::Serializer::$f(serde_json::value::Serializer, v))
+        })*
+    };
+}
+
+impl serde::Serializer for ScalarSerializer<'_> {
+    type Ok = ();
+    type Error = NotScalar;
+    type SerializeSeq = serde::ser::Impossible<(), NotScalar>;
+    type SerializeTuple = serde::ser::Impossible<(), NotScalar>;
+    type SerializeTupleStruct = serde::ser::Impossible<(), NotScalar>;
+    type SerializeTupleVariant = serde::ser::Impossible<(), NotScalar>;
+    type SerializeMap = serde::ser::Impossible<(), NotScalar>;
+    type SerializeStruct = serde::ser::Impossible<(), NotScalar>;
+    type SerializeStructVariant = serde::ser::Impossible<(), NotScalar>;
+
+    // The common numbers as serde_json's value serializer makes them
+    // (widened to i64 or u64; f32 widened to f64, as `Number::from_f32`;
+    // the tests compare every kind with serde_json's); the rare ones
+    // through it.
+    via_serde_json! {
+        serialize_i128(i128);
+        serialize_u128(u128);
+    }
+
+    fn serialize_i8(self, v: i8) -> Result<(), NotScalar> {
+        self.put_i64(v.into())
+    }
+
+    fn serialize_i16(self, v: i16) -> Result<(), NotScalar> {
+        self.put_i64(v.into())
+    }
+
+    fn serialize_i32(self, v: i32) -> Result<(), NotScalar> {
+        self.put_i64(v.into())
+    }
+
+    fn serialize_i64(self, v: i64) -> Result<(), NotScalar> {
+        self.put_i64(v)
+    }
+
+    fn serialize_u8(self, v: u8) -> Result<(), NotScalar> {
+        self.put_u64(v.into())
+    }
+
+    fn serialize_u16(self, v: u16) -> Result<(), NotScalar> {
+        self.put_u64(v.into())
+    }
+
+    fn serialize_u32(self, v: u32) -> Result<(), NotScalar> {
+        self.put_u64(v.into())
+    }
+
+    fn serialize_u64(self, v: u64) -> Result<(), NotScalar> {
+        self.put_u64(v)
+    }
+
+    fn serialize_f32(self, v: f32) -> Result<(), NotScalar> {
+        self.put_f64(v.into())
+    }
+
+    fn serialize_f64(self, v: f64) -> Result<(), NotScalar> {
+        self.put_f64(v)
+    }
+
+    fn serialize_bool(self, v: bool) -> Result<(), NotScalar> {
+        self.put_bytes(if v { Kind::True } else { Kind::False }, &[])
+    }
+
+    fn serialize_char(self, v: char) -> Result<(), NotScalar> {
+        self.put(Elem::Str(v.encode_utf8(&mut [0; 4])))
+    }
+
+    fn serialize_str(self, v: &str) -> Result<(), NotScalar> {
+        self.put_bytes(Kind::Str, v.as_bytes())
+    }
+
+    fn serialize_bytes(self, _: &[u8]) -> Result<(), NotScalar> {
+        Err(NotScalar)
+    }
+
+    fn serialize_none(self) -> Result<(), NotScalar> {
+        self.put_bytes(Kind::Null, &[])
+    }
+
+    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), NotScalar> {
+        value.serialize(self)
+    }
+
+    fn serialize_unit(self) -> Result<(), NotScalar> {
+        self.put_bytes(Kind::Null, &[])
+    }
+
+    fn serialize_unit_struct(self, _: &'static str) -> Result<(), NotScalar> {
+        self.put_bytes(Kind::Null, &[])
+    }
+
+    fn serialize_unit_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+    ) -> Result<(), NotScalar> {
+        self.put(Elem::Str(variant))
+    }
+
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        value: &T,
+    ) -> Result<(), NotScalar> {
+        value.serialize(self)
+    }
+
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> Result<(), NotScalar> {
+        Err(NotScalar)
+    }
+
+    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, NotScalar> {
+        Err(NotScalar)
+    }
+
+    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, NotScalar> {
+        Err(NotScalar)
+    }
+
+    fn serialize_tuple_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleStruct, NotScalar> {
+        Err(NotScalar)
+    }
+
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleVariant, NotScalar> {
+        Err(NotScalar)
+    }
+
+    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, NotScalar> {
+        Err(NotScalar)
+    }
+
+    fn serialize_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStruct, NotScalar> {
+        Err(NotScalar)
+    }
+
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStructVariant, NotScalar> {
+        Err(NotScalar)
+    }
+}
+
+/// Builds the message of [`msg!`](crate::msg): compact while every element
+/// is a small scalar, else a vector.
+#[doc(hidden)]
+pub struct MsgBuilder {
+    compact: Compact,
+    /// Set once an element did not fit the compact form.
+    vec: Option<Vec<Value>>,
+}
+
+impl MsgBuilder {
+    #[doc(hidden)]
+    #[inline]
+    pub fn new() -> MsgBuilder {
+        MsgBuilder {
+            compact: Compact::EMPTY,
+            vec: None,
+        }
+    }
+
+    /// Appends a value; panics like [`to_value_or_panic`].
+    #[doc(hidden)]
+    #[inline]
+    pub fn push<T: Serialize + ?Sized>(&mut self, value: &T) {
+        if let Some(v) = &mut self.vec {
+            v.push(to_value_or_panic(value));
+            return;
+        }
+        let len = self.compact.len;
+        if value.serialize(ScalarSerializer(&mut self.compact)).is_ok() {
+            return;
+        }
+        // A `Serialize` impl may have written and failed after: undo.
+        self.compact.len = len;
+        let mut v = Vec::with_capacity(self.compact.len() + 2);
+        v.extend(self.compact.iter().map(Elem::to_value));
+        v.push(to_value_or_panic(value));
+        self.vec = Some(v);
+    }
+
+    #[doc(hidden)]
+    #[inline]
+    pub fn finish(self) -> Message {
+        match self.vec {
+            Some(v) => Message::from_vec(v),
+            None => Message {
+                repr: Repr::Compact(self.compact, OnceBox::new()),
+            },
+        }
+    }
+}
+
+impl Default for MsgBuilder {
+    fn default() -> Self {
+        MsgBuilder::new()
     }
 }
 
@@ -305,7 +1023,7 @@ impl From<Vec<Value>> for Reason {
 
 impl From<Message> for Reason {
     fn from(m: Message) -> Self {
-        Reason(m.0)
+        Reason(m.into_vec())
     }
 }
 
@@ -365,7 +1083,11 @@ pub fn to_value_or_panic<T: Serialize + ?Sized>(value: &T) -> Value {
 macro_rules! msg {
     () => { $crate::Message::new() };
     ($($x:expr),+ $(,)?) => {
-        $crate::Message(::std::vec![$($crate::message::to_value_or_panic(&$x)),+])
+        {
+            let mut b = $crate::message::MsgBuilder::new();
+            $(b.push(&$x);)+
+            b.finish()
+        }
     };
 }
 
@@ -420,7 +1142,7 @@ fn decode_front<T: DeserializeOwned>(values: &[Value]) -> Result<(T, usize)> {
 }
 
 fn shorten(values: &[Value]) -> String {
-    let mut s = Message(values.to_vec()).to_string();
+    let mut s = Message::from_vec(values.to_vec()).to_string();
     if s.len() > 200 {
         let mut cut = 200;
         while !s.is_char_boundary(cut) {
@@ -608,5 +1330,269 @@ mod tests {
     fn reason_display() {
         assert_eq!(Reason::normal().to_string(), "normal");
         assert_eq!(Reason::die("x").to_string(), r#"["die","x"]"#);
+    }
+
+    use crate::transport::framing::{encode_message, encode_packet, Framing};
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    /// Everything the two forms must agree on.
+    fn assert_same(m: &Message, values: &[Value]) {
+        let v = Message::from_vec(values.to_vec());
+        assert_eq!(*m, v);
+        assert_eq!(v, *m);
+        assert_eq!(m.tag(), v.tag());
+        assert_eq!(format!("{m:?}"), format!("{v:?}"));
+        assert_eq!(format!("{m:#?}"), format!("{v:#?}"));
+        assert_eq!(m.to_string(), v.to_string());
+        assert_eq!(
+            serde_json::to_string(m).unwrap(),
+            serde_json::to_string(values).unwrap()
+        );
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        ciborium::into_writer(m, &mut a).unwrap();
+        ciborium::into_writer(&values, &mut b).unwrap();
+        assert_eq!(a, b);
+        for f in Framing::ALL {
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            encode_message(f, "p", m, &mut a).unwrap();
+            encode_packet(f, "p", values, &mut b).unwrap();
+            assert_eq!(a, b, "{f:?}");
+        }
+        assert_eq!(m.clone(), v);
+        assert_eq!(m.clone().into_vec(), values);
+        assert_eq!(m.len(), values.len());
+        assert_eq!(&m[..], values);
+    }
+
+    #[derive(Serialize)]
+    struct Unit;
+    #[derive(Serialize)]
+    struct Newtype(i8);
+    #[derive(Serialize)]
+    enum Choice {
+        Left,
+        Right(u8),
+    }
+
+    #[test]
+    fn compact_equals_vec_for_every_scalar_kind() {
+        let cases: Vec<(Message, Value)> = vec![
+            (crate::msg![()], Value::Null),
+            (crate::msg![None::<u8>], Value::Null),
+            (crate::msg![Some(5u8)], json!(5)),
+            (crate::msg![Unit], Value::Null),
+            (crate::msg![Newtype(-3)], json!(-3)),
+            (crate::msg![Choice::Left], json!("Left")),
+            (crate::msg![true], json!(true)),
+            (crate::msg![false], json!(false)),
+            (crate::msg![0u64], json!(0)),
+            (crate::msg![1u64], json!(1)),
+            (crate::msg![1i64], json!(1)),
+            (crate::msg![-1i8], json!(-1)),
+            (crate::msg![u64::MAX], json!(u64::MAX)),
+            (crate::msg![i64::MIN], json!(i64::MIN)),
+            (crate::msg![i64::MAX], json!(i64::MAX)),
+            (crate::msg![-5i128], json!(-5)),
+            (crate::msg![u128::from(u64::MAX)], json!(u64::MAX)),
+            (crate::msg![0.0], json!(0.0)),
+            (crate::msg![-0.0], json!(-0.0)),
+            (crate::msg![1.5f32], json!(1.5f32)),
+            (crate::msg![0.1f32], json!(0.1f32)),
+            (crate::msg![f64::MIN_POSITIVE], json!(f64::MIN_POSITIVE)),
+            (crate::msg![f64::NAN], Value::Null),
+            (crate::msg![f64::INFINITY], Value::Null),
+            (crate::msg![f32::NEG_INFINITY], Value::Null),
+            (crate::msg![""], json!("")),
+            (crate::msg!['é'], json!("é")),
+            (crate::msg!["caf\u{e9} \"q\"\n"], json!("caf\u{e9} \"q\"\n")),
+        ];
+        for (m, v) in cases {
+            assert!(m.is_compact(), "{v}");
+            assert_same(&m, &[v]);
+        }
+        // serde_json's kinds of number are kept apart, as in `Value`.
+        assert_ne!(crate::msg![1.0], crate::msg![1]);
+        assert_ne!(crate::msg![1.0], Message::from_vec(vec![json!(1)]));
+        assert_eq!(crate::msg![-0.0], crate::msg![0.0]);
+        assert_eq!(crate::msg![1u64], Message::from_vec(vec![json!(1)]));
+        // Not scalars: the vector form, as before.
+        let m = crate::msg!["tag", [1, 2], Choice::Right(1)];
+        assert!(!m.is_compact());
+        assert_same(&m, &[json!("tag"), json!([1, 2]), json!({"Right": 1})]);
+        let m = crate::msg![serde_bytes_like()];
+        assert!(!m.is_compact());
+        assert_same(&m, &[json!([1, 2])]);
+    }
+
+    /// Bytes serialise as a list of numbers in serde_json.
+    fn serde_bytes_like() -> impl Serialize {
+        struct B;
+        impl Serialize for B {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_bytes(&[1, 2])
+            }
+        }
+        B
+    }
+
+    #[test]
+    fn compact_limits() {
+        let full = "x".repeat(INLINE_BYTES);
+        let over = "x".repeat(INLINE_BYTES + 1);
+        for (m, compact) in [
+            (crate::msg![full.as_str()], true),
+            (crate::msg![over.as_str()], false),
+            (crate::msg!["tag", &full[3..]], true),
+            (crate::msg!["tag", &full[2..]], false),
+            (crate::msg!["tag", 1, &full[3 + 8..]], true),
+            (crate::msg!["tag", 1, &full[2 + 8..]], false),
+            (crate::msg![1, 2, 3, 4], true),
+            (crate::msg![1, 2, 3, 4, 5], false),
+            (crate::msg![(), (), (), ()], true),
+            (crate::msg![(), (), (), (), ()], false),
+            (crate::msg![1.5, -2, 3u8, "four"], true),
+        ] {
+            assert_eq!(m.is_compact(), compact, "{m}");
+            let values = m.clone().into_vec();
+            assert_same(&m, &values);
+        }
+        // What the figures send, and a ping with an anonymous node's port.
+        assert!(crate::msg!["tag", u64::MAX].is_compact());
+        let node = crate::Node::anonymous();
+        let port = node.port_fn(|_| {});
+        assert!(crate::msg!["ping", &port].is_compact(), "{port}");
+        node.kil(&port, Reason::normal()).unwrap();
+        // Messages stay small: an inbox item is a message and a pointer.
+        assert!(std::mem::size_of::<Message>() <= 56);
+    }
+
+    #[test]
+    fn reading_and_changing_a_compact_message() {
+        let m = crate::msg!["tag", 7, "x"];
+        assert_eq!(m.tag(), Some("tag"));
+        assert!(!m.is_materialised(), "tag() reads the compact form");
+        assert!(m.clone() == m && !m.is_materialised());
+        assert_eq!(m.without_tag(), crate::msg![7, "x"]);
+        let m = crate::msg!["tag", 7, "x"];
+        let c = m.clone();
+        assert_eq!(m[1].as_u64(), Some(7));
+        assert!(m.is_materialised() && m.is_compact());
+        assert!(!c.is_materialised() && c.is_compact());
+        assert_eq!(m.without_tag(), crate::msg![7, "x"]);
+        let mut m = crate::msg!["tag", 7];
+        m.push(json!([1]));
+        m[1] = json!(8);
+        assert!(!m.is_compact());
+        assert_same(&m, &[json!("tag"), json!(8), json!([1])]);
+        let mut m = crate::msg!["tag", 7];
+        let _ = m.len();
+        m.push_value(&"more").unwrap();
+        assert_same(&m, &[json!("tag"), json!(7), json!("more")]);
+        let m = crate::msg![1, "a"];
+        assert_eq!(m.tag(), None);
+        let (n, s): (u8, String) = m.decode().unwrap();
+        assert_eq!((n, s.as_str()), (1, "a"));
+        let (n, rest): ((u8,), Message) = m.decode_prefix().unwrap();
+        assert_eq!((n.0, rest), (1, crate::msg!["a"]));
+        assert_eq!(
+            m.clone().into_iter().collect::<Vec<_>>(),
+            [json!(1), json!("a")]
+        );
+        assert_eq!(Vec::from(m.clone()), [json!(1), json!("a")]);
+        assert_eq!(Reason::from(m), crate::reason![1, "a"]);
+        assert_eq!(crate::msg![], Message::default());
+        assert!(crate::msg!["a"].without_tag().is_empty());
+        let back: Message = serde_json::from_str(r#"["tag",1]"#).unwrap();
+        assert_eq!(back, crate::msg!["tag", 1]);
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Message>();
+    }
+
+    #[test]
+    fn a_serialize_that_fails_after_writing_panics_as_before() {
+        struct Liar;
+        impl Serialize for Liar {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let _ = s.serialize_str("written");
+                Err(serde::ser::Error::custom("but failed"))
+            }
+        }
+        let r = std::panic::catch_unwind(|| crate::msg!["tag", Liar]);
+        assert!(r.is_err());
+    }
+
+    /// A scalar that serde may give the serializer.
+    #[derive(Debug, Clone)]
+    enum Scalar {
+        Unit,
+        Bool(bool),
+        U64(u64),
+        I64(i64),
+        I32(i32),
+        F64(f64),
+        F32(f32),
+        Str(String),
+        Char(char),
+        Seq(Vec<u8>),
+    }
+
+    impl Serialize for Scalar {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            match self {
+                Scalar::Unit => s.serialize_unit(),
+                Scalar::Bool(b) => s.serialize_bool(*b),
+                Scalar::U64(n) => s.serialize_u64(*n),
+                Scalar::I64(n) => s.serialize_i64(*n),
+                Scalar::I32(n) => s.serialize_i32(*n),
+                Scalar::F64(f) => s.serialize_f64(*f),
+                Scalar::F32(f) => s.serialize_f32(*f),
+                Scalar::Str(t) => s.serialize_str(t),
+                Scalar::Char(c) => s.serialize_char(*c),
+                Scalar::Seq(v) => v.serialize(s),
+            }
+        }
+    }
+
+    fn scalar() -> impl Strategy<Value = Scalar> {
+        prop_oneof![
+            Just(Scalar::Unit),
+            any::<bool>().prop_map(Scalar::Bool),
+            any::<u64>().prop_map(Scalar::U64),
+            prop_oneof![any::<i64>(), Just(i64::MIN), Just(-1), Just(0)].prop_map(Scalar::I64),
+            any::<i32>().prop_map(Scalar::I32),
+            prop_oneof![
+                any::<f64>(),
+                Just(f64::NAN),
+                Just(-0.0),
+                Just(f64::INFINITY),
+                Just(1e300)
+            ]
+            .prop_map(Scalar::F64),
+            any::<f32>().prop_map(Scalar::F32),
+            "\\PC{0,50}".prop_map(Scalar::Str),
+            "[a-z\"\\\\\u{0}-\u{1f}\u{e9}\u{1F600}]{0,30}".prop_map(Scalar::Str),
+            any::<char>().prop_map(Scalar::Char),
+            proptest::collection::vec(any::<u8>(), 0..3).prop_map(Scalar::Seq),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn built_messages_equal_their_vectors(xs in proptest::collection::vec(scalar(), 0..7)) {
+            let mut b = MsgBuilder::new();
+            for x in &xs {
+                b.push(x);
+            }
+            let m = b.finish();
+            let values: Vec<Value> = xs.iter().map(|x| serde_json::to_value(x).unwrap()).collect();
+            assert_same(&m, &values);
+            let mut changed = m.clone();
+            changed.push(Value::Null);
+            let mut longer = values.clone();
+            longer.push(Value::Null);
+            assert_same(&changed, &longer);
+            prop_assert_eq!(m.clone().without_tag(), Message::from_vec(values.get(1..).unwrap_or_default().to_vec()));
+        }
     }
 }

@@ -308,7 +308,7 @@ fn relay(node: &Node, mut msg: Message, src: Option<&Arc<NodeId>>) {
         }
         at += 1;
     };
-    msg.0.drain(..at);
+    msg.drain(..at);
     if !node.port_is_local(&port) {
         node.snd(&port, msg);
     } else if port.is_node_port() {
@@ -353,7 +353,7 @@ pub(crate) fn route(node: &Node, mut msg: Message, src: Option<&Arc<NodeId>>) {
         SPAWN => match (msg.get(1), msg.get(2)) {
             (Some(Value::String(name)), Some(Value::String(func))) => {
                 let (name, func) = (name.clone(), func.clone());
-                let args: Message = msg.0.drain(3..).collect();
+                let args: Message = msg.drain(3..).collect();
                 node.spawn_named(&name, &func, args, src);
             }
             _ => log::warn!("node port: malformed spawn request {msg}"),

@@ -108,7 +108,7 @@ impl Elements {
     }
 
     fn done(self) -> Result<Message, SerError> {
-        Ok(Message(self.0))
+        Ok(Message::from_vec(self.0))
     }
 }
 

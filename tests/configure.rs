@@ -38,7 +38,7 @@ fn default_binds_listen_on_a_dynamic_port_67() {
     let reply = client
         .call(node.node_port(), msg!["time"], Duration::from_secs(10))
         .unwrap();
-    assert!(reply.0[0].as_f64().unwrap() > 1e9, "{reply}");
+    assert!(reply[0].as_f64().unwrap() > 1e9, "{reply}");
 }
 
 /// 68: `"Pkg::"` runs the package loader, `"f"` calls `f()`,

@@ -50,5 +50,5 @@ fn configure_once_62_66() {
     assert_eq!(aemp::default_node().id(), node.id());
     // Still working.
     let reply = aemp::call(node.node_port(), msg!["time"], Duration::from_secs(5)).unwrap();
-    assert!(reply.0[0].as_f64().unwrap() > 1e9);
+    assert!(reply[0].as_f64().unwrap() > 1e9);
 }

@@ -51,7 +51,7 @@ fn start(c: Config) -> Node {
 }
 
 fn json(m: &Message) -> String {
-    serde_json::to_string(&m.0).unwrap()
+    serde_json::to_string(m).unwrap()
 }
 
 /// The child node process; killed and reaped on drop.

@@ -75,7 +75,7 @@ fn nested_values_stay_ordinary_json() {
     let m = Message::from_value(&("outer", Request::SetName("n".into()), vec![("a", 1)])).unwrap();
     assert_eq!(
         m,
-        Message(vec![
+        Message::from_vec(vec![
             json!("outer"),
             json!({"set_name": "n"}),
             json!([["a", 1]])
@@ -200,7 +200,10 @@ fn octets_travel_as_one_character_per_octet() {
     assert_eq!(Vec::from(back), bytes);
     // Perl's "caf\xe9" as JSON sends it.
     let m = msg!["bytes", Octets::from(&b"caf\xe9"[..])];
-    assert_eq!(m, Message(vec![json!("bytes"), json!("caf\u{e9}")]));
+    assert_eq!(
+        m,
+        Message::from_vec(vec![json!("bytes"), json!("caf\u{e9}")])
+    );
     let (_, o): (String, Octets) = m.decode().unwrap();
     assert_eq!(o.as_slice(), b"caf\xe9");
 }
@@ -228,14 +231,14 @@ fn octets_survive_both_framings() {
         encode(framing, &m, &mut out).unwrap();
         let mut d = Decoder::new(framing);
         d.feed(&out);
-        let packet = Message(d.next_packet().unwrap().unwrap());
+        let packet = Message::from_vec(d.next_packet().unwrap().unwrap());
         let (_, o): (String, Octets) = packet.decode().unwrap();
         assert_eq!(o.into_vec(), bytes, "{framing:?}");
     }
     // A CBOR byte string (as Perl's CBOR::XS sends octets) decodes too.
     let mut d = Decoder::new(Framing::Cbor);
     d.feed(&[0x82, 0x44, b'b', b'l', b'o', b'b', 0x42, 0x00, 0xff]);
-    let packet = Message(d.next_packet().unwrap().unwrap());
+    let packet = Message::from_vec(d.next_packet().unwrap().unwrap());
     let (_, o): (Octets, Octets) = packet.decode().unwrap();
     assert_eq!(o.0, vec![0x00, 0xff]);
 }

@@ -451,13 +451,13 @@ fn snd(s: &mut Session, a: Vec<Value>) -> Res {
     }
     match got {
         Ok(Ok(m)) => {
-            let words: Vec<String> =
-                m.0.iter()
-                    .map(|v| match v {
-                        Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    })
-                    .collect();
+            let words: Vec<String> = m
+                .iter()
+                .map(|v| match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect();
             print_line(&words.join(" "));
             Ok(())
         }
@@ -474,7 +474,7 @@ fn cal(s: &mut Session, a: Vec<Value>) -> Res {
         .call(&c.port, Message::from(c.args.clone()), remaining)
     {
         Ok(m) => {
-            print_line(&json_list(&m.0));
+            print_line(&json_list(&m));
             Ok(())
         }
         Err(Error::Timeout { .. }) => Err(c.no_answer("reply")),

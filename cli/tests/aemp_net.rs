@@ -87,7 +87,7 @@ impl RunNode {
 fn echo_port(n: &Node) -> aemp::PortId {
     let node = n.clone();
     n.port_fn(move |mut m: Message| {
-        let reply: aemp::PortId = (&m.0.pop().unwrap()).try_into().unwrap();
+        let reply: aemp::PortId = (&m.pop().unwrap()).try_into().unwrap();
         node.snd(&reply, m);
     })
 }

@@ -28,15 +28,22 @@ pub fn groups(quick: bool, allocated: fn() -> usize) -> Vec<Group> {
                         &mut || local_send(n_msgs),
                         &mut || channel_send(n_msgs),
                         &mut || erl.send(n_msgs),
+                        &mut || local_send_read(n_msgs),
                     ],
                 ),
                 None => turns(
                     runs,
-                    &mut [&mut || local_send(n_msgs), &mut || channel_send(n_msgs)],
+                    &mut [
+                        &mut || local_send(n_msgs),
+                        &mut || channel_send(n_msgs),
+                        &mut || local_send_read(n_msgs),
+                    ],
                 ),
             };
+            let read = v.last().expect("local_send_read's runs");
             let mut figures = vec![
                 Figure::new("local_send_msgs_per_s", mid(&v[0]), "msgs/s"),
+                Figure::new("local_send_read_msgs_per_s", mid(read), "msgs/s"),
                 Figure::new("baseline_channel_msgs_per_s", mid(&v[1]), "msgs/s"),
                 Figure::new("local_send_vs_channel", ratio(&v[0], &v[1]), "ratio"),
             ];
@@ -156,6 +163,33 @@ fn local_send(n: u64) -> f64 {
     }
     done_rx.recv().unwrap();
     let rate = n as f64 / start.elapsed().as_secs_f64();
+    node.kil(&p, Reason::normal()).unwrap();
+    rate
+}
+
+/// As [`local_send`], the port reading each message's tag and number (a
+/// message may be cheaper to send than to read, if reading it builds
+/// something).
+fn local_send_read(n: u64) -> f64 {
+    let node = node();
+    let (done_tx, done_rx) = bounded(1);
+    let (mut count, mut sum) = (0u64, 0u64);
+    let p = node.port_fn(move |m: Message| {
+        count += 1;
+        if m.tag() == Some("tag") {
+            sum = sum.wrapping_add(m[1].as_u64().unwrap_or(0));
+        }
+        if count == n {
+            done_tx.send(std::hint::black_box(sum)).unwrap();
+        }
+    });
+    let start = Instant::now();
+    for i in 0..n {
+        node.snd(&p, msg!["tag", i]);
+    }
+    let sum = done_rx.recv().unwrap();
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    assert_eq!(sum, n * (n - 1) / 2, "every message read");
     node.kil(&p, Reason::normal()).unwrap();
     rate
 }

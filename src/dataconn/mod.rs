@@ -226,7 +226,7 @@ impl Node {
         let id = st.next_id(self.id());
         st.add_caller(&id, node, port.clone(), timeout, cb);
         let mut args = crate::msg![id.as_str(), port.as_str(), timeout.as_secs_f64(), initfunc];
-        args.extend(initdata.0);
+        args.extend(initdata);
         self.snd_to_func(node, state::EXPECT, args);
         // A round trip, so that `_expect` is in place before we connect.
         let weak = Arc::downgrade(st);

@@ -13,7 +13,7 @@
 //! [`transport::framing::encode_packet`]: crate::transport::framing::encode_packet
 
 use super::lanes::Lanes;
-use crate::transport::framing::encode_packet;
+use crate::transport::framing::{encode_message, encode_packet};
 use crate::transport::Framing;
 use crossbeam_utils::CachePadded;
 use parking_lot::{Condvar, Mutex};
@@ -180,13 +180,28 @@ impl Outbox {
     /// Encodes the packet `[name, msg...]` (and writes it at once if the
     /// connection is idle).
     pub(crate) fn push(&self, name: &str, msg: &[Value]) -> Pushed {
+        self.push_with(name, |out| encode_packet(self.framing, name, msg, out))
+    }
+
+    /// [`push`](Self::push) of a message, read where it is (a compact
+    /// message is not turned into a vector of values first).
+    pub(crate) fn push_message(&self, name: &str, msg: &crate::Message) -> Pushed {
+        self.push_with(name, |out| encode_message(self.framing, name, msg, out))
+    }
+
+    /// Appends the packet `encode` writes for port `name`.
+    fn push_with(
+        &self,
+        name: &str,
+        encode: impl FnOnce(&mut Vec<u8>) -> crate::transport::Result<()>,
+    ) -> Pushed {
         let mut g = self.inner.lock();
         if self.closed.load(Ordering::Acquire) {
             return Pushed::Closed;
         }
         let idle = g.lanes.is_empty() && !g.busy;
         let start = g.lanes.small.len();
-        if let Err(e) = encode_packet(self.framing, name, msg, &mut g.lanes.small) {
+        if let Err(e) = encode(&mut g.lanes.small) {
             log::error!("cannot encode a packet for port {name:?}: {e}; dropped");
             return Pushed::Done;
         }

@@ -161,7 +161,7 @@ impl Net {
                 log::debug!("dropping message to {}#{name}: connection lost", remote.id);
                 None
             }
-            Link::Up(out) => Kick::after(out, out.push(name, &msg)),
+            Link::Up(out) => Kick::after(out, out.push_message(name, &msg)),
             Link::Connecting => self.enqueue(remote, st, name, msg),
             // A monitor callback's sends on the dispatcher: a finite burst.
             Link::Firing(_) => {

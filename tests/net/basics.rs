@@ -69,7 +69,7 @@ fn an_unreachable_nodes_monitors_fire_after_connect_interval() {
     assert!(start.elapsed() >= ci, "fired after {:?}", start.elapsed());
     assert_eq!(
         reason,
-        aemp::Reason(msg!["transport_error", late.node(), "connect timeout"].0)
+        aemp::Reason::from(msg!["transport_error", late.node(), "connect timeout"])
     );
     // The attempts go on: once the node listens there it is connected,
     // with nothing sent meanwhile.

@@ -78,7 +78,7 @@ fn stats(s: &mut Session, a: Vec<Value>) -> Res {
             .map_err(|_| j.failed("a query thread failed".into()))?;
         let parsed = got
             .ok()
-            .and_then(|m| m.0.into_iter().next())
+            .and_then(|m| m.into_iter().next())
             .and_then(|v| serde_json::from_value::<aemp::NodeStats>(v).ok());
         match parsed {
             Some(st) => out += &stats_text(&st),

@@ -388,6 +388,17 @@ fn integer(i: i128) -> Result<Number, String> {
 
 /// Appends `v` as CBOR, the bytes `ciborium` writes: definite lengths,
 /// shortest heads, text strings (floats are written by `ciborium`).
+/// Writes one element of a message as [`write_value`] writes its value.
+pub(super) fn write_elem(out: &mut Vec<u8>, e: crate::message::Elem<'_>) {
+    use crate::message::Elem;
+    match e {
+        Elem::Str(s) => write_text(out, s),
+        Elem::Value(v) => write_value(out, v),
+        // A scalar: its value holds nothing on the heap.
+        scalar => write_value(out, &scalar.to_value()),
+    }
+}
+
 pub(super) fn write_value(out: &mut Vec<u8>, v: &Value) {
     match v {
         Value::Null => out.push(0xf6),

@@ -317,6 +317,17 @@ impl Reader<'_> {
 }
 
 /// Appends `v` as JSON, the bytes `serde_json` writes.
+/// Writes one element of a message as [`write_value`] writes its value.
+pub(super) fn write_elem(out: &mut Vec<u8>, e: crate::message::Elem<'_>) {
+    use crate::message::Elem;
+    match e {
+        Elem::Str(s) => write_str(out, s),
+        Elem::Value(v) => write_value(out, v),
+        // A scalar: its value holds nothing on the heap.
+        scalar => write_value(out, &scalar.to_value()),
+    }
+}
+
 pub(super) fn write_value(out: &mut Vec<u8>, v: &Value) {
     match v {
         Value::Null => out.extend_from_slice(b"null"),

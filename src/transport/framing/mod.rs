@@ -102,6 +102,34 @@ pub fn encode_packet(framing: Framing, port: &str, msg: &[Value], out: &mut Vec<
     Ok(())
 }
 
+/// [`encode_packet`] of a [`Message`](crate::Message), reading a compact
+/// message's elements where they are (a remote send then builds no
+/// vector of values on the sending thread): the same bytes.
+pub(crate) fn encode_message(
+    framing: Framing,
+    port: &str,
+    msg: &crate::Message,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    match framing {
+        Framing::Json => {
+            out.push(b'[');
+            json::write_str(out, port);
+            msg.for_each_elem(|e| {
+                out.push(b',');
+                json::write_elem(out, e);
+            });
+            out.push(b']');
+        }
+        Framing::Cbor => {
+            cbor_head(out, 4, msg.elem_count() as u64 + 1);
+            cbor::write_text(out, port);
+            msg.for_each_elem(|e| cbor::write_elem(out, e));
+        }
+    }
+    Ok(())
+}
+
 fn encode_failed(framing: Framing, out: &mut Vec<u8>, before: usize, problem: String) -> Error {
     out.truncate(before);
     Error::Encode {
