@@ -41,7 +41,7 @@ fn a_stopped_peer_is_noticed_by_the_heartbeat_and_works_again_after_sigcont() {
     a.snd(&child.echo, msg![&reply, "sync"]);
     assert_eq!(recv(&rx), msg!["sync"]);
     let stopped = Instant::now();
-    child.signal(libc::SIGSTOP);
+    child.stop();
     for _ in 0..2 {
         let r = recv(&fired);
         assert_eq!(r.kind(), Some("transport_error"), "{r}");
@@ -96,7 +96,7 @@ fn flooding_a_stopped_peer_fails_the_connection_at_the_unsent_limit() {
     let (a, reply, _rx) = parent(&child, c);
     let (tx, fired) = crossbeam_channel::unbounded();
     a.mon(&child.echo, move |r| tx.send(r).unwrap()).forget();
-    child.signal(libc::SIGSTOP);
+    child.stop();
     let kib = "x".repeat(1024);
     let mut most = 0;
     let mut sent = 0u64;
@@ -136,7 +136,7 @@ fn flooding_a_peer_that_never_finishes_its_handshake_fails_at_the_unsent_limit()
     let child = ChildNode::start();
     // Stopped before we connect: the kernel accepts the connection, the
     // handshake never ends, and every send is queued while connecting.
-    child.signal(libc::SIGSTOP);
+    child.stop();
     let c = cfg("parent")
         .tick(Duration::ZERO)
         .unsent_limit(LIMIT_BYTES)
@@ -190,7 +190,7 @@ fn snd_wait_loses_nothing_and_times_out_when_the_peer_never_drains() {
     let (a, reply, rx) = parent(&child, c);
     let (tx, fired) = crossbeam_channel::unbounded();
     a.mon(&child.echo, move |r| tx.send(r).unwrap()).forget();
-    child.signal(libc::SIGSTOP);
+    child.stop();
     let kib = "y".repeat(1024);
     let mut sent = 0usize;
     let err = loop {
@@ -242,7 +242,7 @@ fn stats_show_unsent_bytes_grow_while_a_peer_stalls_and_shrink_after() {
     assert_eq!(before.state, PeerState::Up);
     assert!(before.packets_sent >= 1 && before.packets_received >= 1);
     assert!(before.bytes_sent > 0 && before.bytes_received > 0);
-    child.signal(libc::SIGSTOP);
+    child.stop();
     let kib = "z".repeat(1024);
     let mut n = 0;
     // Fill the socket buffers until bytes stay with us.

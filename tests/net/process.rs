@@ -79,6 +79,21 @@ impl ChildNode {
         child
     }
 
+    /// Stops the child (SIGSTOP) and waits until the kernel says it is
+    /// stopped: from then on it runs no code (its kernel still accepts
+    /// connections and buffers bytes).
+    pub fn stop(&self) {
+        self.signal(libc::SIGSTOP);
+        let stat = format!("/proc/{}/stat", self.child.id());
+        eventually(|| {
+            // The state follows the command name in parentheses.
+            std::fs::read_to_string(&stat).is_ok_and(|s| {
+                s.rsplit_once(')')
+                    .is_some_and(|(_, rest)| rest.trim_start().starts_with('T'))
+            })
+        });
+    }
+
     /// Sends the child `signal` (e.g. `libc::SIGSTOP`).
     pub fn signal(&self, signal: libc::c_int) {
         // SAFETY: kill(2) on our own child's pid.
