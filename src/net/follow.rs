@@ -230,13 +230,7 @@ impl crate::busy::Follow for Reader {
         if !st.open || !st.following || st.left {
             return;
         }
-        let Some(net) = self.net.upgrade() else {
-            return;
-        };
-        let Some(node) = net.node() else {
-            return;
-        };
-        BUF.with(|buf| self.read(sock, &mut st, &net, &node, &mut buf.borrow_mut()))
+        BUF.with(|buf| self.read(sock, &mut st, &mut buf.borrow_mut()))
     }
 
     fn end(&self) {
@@ -256,22 +250,33 @@ thread_local! {
 impl Reader {
     /// A follower's turn: reads and routes what arrived (see
     /// [`Follow::poll`](crate::busy::Follow::poll)).
-    fn read(
-        &self,
-        sock: &std::net::TcpStream,
-        st: &mut State,
-        net: &Arc<Net>,
-        node: &crate::node::Node,
-        buf: &mut [u8],
-    ) {
+    fn read(&self, sock: &std::net::TcpStream, st: &mut State, buf: &mut [u8]) {
+        // The end, an error, or nothing yet (most turns of a poll: one
+        // system call and nothing else): the reactor sees the first two
+        // once it reads again (see `end`).
+        let read = |buf: &mut [u8]| match (&*sock).read(buf) {
+            Ok(n @ 1..) => Some(n),
+            _ => None,
+        };
+        let Some(mut n) = read(buf) else {
+            return;
+        };
+        // (Gone: the node is shutting down; what was read goes with it.)
+        let Some(net) = self.net.upgrade() else {
+            return;
+        };
+        let Some(node) = net.node() else {
+            return;
+        };
+        let (net, node) = (&net, &node);
         let _batch = crate::context::defer_schedules();
-        for _ in 0..READS {
-            let n = match (&*sock).read(buf) {
-                Ok(n @ 1..) => n,
-                // The end, an error, or nothing yet: the reactor sees the
-                // first two once it reads again (see `end`).
-                _ => return,
-            };
+        for turn in 0..READS {
+            if turn > 0 {
+                n = match read(buf) {
+                    Some(n) => n,
+                    None => return,
+                };
+            }
             self.out.received(n, Instant::now());
             let mut data = &buf[..n];
             loop {

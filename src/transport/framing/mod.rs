@@ -10,6 +10,8 @@ use std::fmt;
 
 use serde_json::Value;
 
+use crate::message::Elem;
+
 use super::error::{Error, Result};
 
 /// One packet: `[portname, message...]`.
@@ -80,25 +82,9 @@ pub fn encode(framing: Framing, packet: &[Value], out: &mut Vec<u8>) -> Result<(
 /// }
 /// ```
 pub fn encode_packet(framing: Framing, port: &str, msg: &[Value], out: &mut Vec<u8>) -> Result<()> {
-    match framing {
-        Framing::Json => {
-            out.push(b'[');
-            json::write_str(out, port);
-            for v in msg {
-                out.push(b',');
-                json::write_value(out, v);
-            }
-            out.push(b']');
-        }
-        Framing::Cbor => {
-            // A definite-length array head, as ciborium writes it.
-            cbor_head(out, 4, msg.len() as u64 + 1);
-            cbor::write_text(out, port);
-            for v in msg {
-                cbor::write_value(out, v);
-            }
-        }
-    }
+    encode_elems(framing, port, msg.len(), out, |f| {
+        msg.iter().for_each(|v| f(Elem::Value(v)))
+    });
     Ok(())
 }
 
@@ -111,23 +97,38 @@ pub(crate) fn encode_message(
     msg: &crate::Message,
     out: &mut Vec<u8>,
 ) -> Result<()> {
+    encode_elems(framing, port, msg.elem_count(), out, |f| {
+        msg.for_each_elem(f)
+    });
+    Ok(())
+}
+
+/// Appends the packet `[port, elements...]`: `len` elements, which
+/// `each` hands, one at a time, to the function it is given.
+fn encode_elems(
+    framing: Framing,
+    port: &str,
+    len: usize,
+    out: &mut Vec<u8>,
+    each: impl FnOnce(&mut dyn FnMut(Elem<'_>)),
+) {
     match framing {
         Framing::Json => {
             out.push(b'[');
             json::write_str(out, port);
-            msg.for_each_elem(|e| {
+            each(&mut |e| {
                 out.push(b',');
                 json::write_elem(out, e);
             });
             out.push(b']');
         }
         Framing::Cbor => {
-            cbor_head(out, 4, msg.elem_count() as u64 + 1);
+            // A definite-length array head, as ciborium writes it.
+            cbor_head(out, 4, len as u64 + 1);
             cbor::write_text(out, port);
-            msg.for_each_elem(|e| cbor::write_elem(out, e));
+            each(&mut |e| cbor::write_elem(out, e));
         }
     }
-    Ok(())
 }
 
 fn encode_failed(framing: Framing, out: &mut Vec<u8>, before: usize, problem: String) -> Error {
