@@ -160,7 +160,8 @@ pub(crate) const DEFAULT_BUSY_WAIT: Duration = Duration::from_micros(100);
 /// short: the last one ended within ¾ of the budget, after a sleep or
 /// while spinning. So a thread whose work comes rarely, or at
 /// a steady moderate rate that a spin catches only late, sleeps at once
-/// instead of burning the budget each time. A thread made
+/// instead of burning the budget each time. (Not a thread that follows a
+/// connection for an answer, see [`Follow`]: it spins each wait.) A thread made
 /// [`conversing`](BusyWait::conversing) also needs a send since its
 /// previous wait, or a very short last wait (under ¼ of the budget).
 pub(crate) struct BusyWait {
@@ -230,7 +231,14 @@ impl BusyWait {
         // (Not by the reactor, which reads every connection anyway.)
         let follow = take_follow().filter(|_| !matches!(self.sends, Some(Sends::Counted(_))));
         let conversing = self.conversing_now();
-        if !self.short || !conversing || self.budget.is_zero() {
+        // A thread awaiting an answer on a connection it reads itself
+        // polls even after a slow wait: one slow answer (a busy peer, a
+        // burst on the connection) says little about the next, and
+        // sleeping would make that one slow too, since the reactor must
+        // then read it and wake this thread, two wake-ups that a loaded
+        // machine serves late. It stays within the budget per wait.
+        let awaiting = follow.is_some();
+        if (!self.short && !awaiting) || !conversing || self.budget.is_zero() {
             return false;
         }
         let Some(_slot) = PollingSlot::take() else {
@@ -336,6 +344,69 @@ mod tests {
         assert!(!b.conversing_now());
         count.fetch_add(1, Ordering::Relaxed);
         assert!(b.conversing_now(), "the node sent since the previous wait");
+    }
+
+    /// A connection that counts how often a waiting thread read it.
+    #[derive(Default)]
+    struct Counted {
+        begun: AtomicUsize,
+        polled: AtomicUsize,
+        ended: AtomicUsize,
+    }
+
+    impl Follow for Counted {
+        fn begin(&self) -> bool {
+            self.begun.fetch_add(1, Ordering::Relaxed);
+            true
+        }
+        fn poll(&self) {
+            self.polled.fetch_add(1, Ordering::Relaxed);
+        }
+        fn end(&self) {
+            self.ended.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn a_thread_awaiting_an_answer_it_reads_itself_spins_after_a_slow_wait() {
+        let budget = Duration::from_secs(10);
+        let conn = Arc::new(Counted::default());
+        let weak: Weak<dyn Follow> = Arc::downgrade(&(conn.clone() as Arc<dyn Follow>));
+        let mut b = BusyWait::conversing(budget, Sends::ThisThread);
+        let mut spun = false;
+        for _ in 0..10_000 {
+            // The previous wait was slow: without a connection to follow,
+            // the next one sleeps at once.
+            b.short = false;
+            note_send();
+            assert!(
+                !b.spin(Instant::now(), None, || true),
+                "spun after a slow wait"
+            );
+            b.short = false;
+            note_send();
+            follow_next(&weak);
+            let polled = conn.polled.load(Ordering::Relaxed);
+            // Ready after the connection was read (a polling slot may be
+            // taken by other tests' threads: then try again).
+            if b.spin(Instant::now(), None, || {
+                conn.polled.load(Ordering::Relaxed) > polled
+            }) {
+                spun = true;
+                break;
+            }
+            std::thread::yield_now();
+        }
+        assert!(
+            spun,
+            "never spun after a slow wait while awaiting an answer"
+        );
+        assert!(conn.begun.load(Ordering::Relaxed) >= 1);
+        assert_eq!(
+            conn.begun.load(Ordering::Relaxed),
+            conn.ended.load(Ordering::Relaxed),
+            "the connection was given back"
+        );
     }
 
     #[test]

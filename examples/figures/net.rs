@@ -293,10 +293,15 @@ pub(super) fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len() as f64
 }
 
-fn p99(v: &[f64]) -> f64 {
+pub(super) fn p99(v: &[f64]) -> f64 {
+    percentile(v, 99)
+}
+
+/// The `pct`th percentile of `v` (not empty).
+pub(super) fn percentile(v: &[f64], pct: usize) -> f64 {
     let mut v = v.to_vec();
     v.sort_by(f64::total_cmp);
-    v[(v.len() * 99 / 100).min(v.len() - 1)]
+    v[(v.len() * pct / 100).min(v.len() - 1)]
 }
 
 pub fn groups(quick: bool) -> Vec<Group> {
