@@ -164,12 +164,14 @@ impl Conn {
         drain: bool,
         mut f: impl FnMut(&mut Conn, &[u8]) -> Result<(), String>,
     ) -> Result<ReadState, String> {
-        // A budget per turn keeps one busy peer from starving the others;
-        // the reactor comes back for `More` (mio is edge-triggered).
-        for _ in 0..16 {
+        // A budget per turn (1 MiB) keeps one busy peer from starving the
+        // others; the reactor comes back for `More` (mio is edge-triggered).
+        let mut left = 1usize << 20;
+        while left > 0 {
             match self.sock.read(buf) {
                 Ok(0) => return Ok(ReadState::Eof),
                 Ok(n) => {
+                    left = left.saturating_sub(n);
                     self.last_rx = std::time::Instant::now();
                     f(self, &buf[..n])?;
                     // A short read emptied the socket's receive queue: the

@@ -174,7 +174,7 @@ pub(crate) fn prepare(
             data_dials: Vec::new(),
             greeted: HashMap::new(),
             again: Vec::new(),
-            rbuf: vec![0; 64 << 10],
+            rbuf: vec![0; READ_BUF],
             accept_retry: None,
             heartbeat_next,
             seeds_next: Instant::now(),
@@ -210,6 +210,7 @@ pub(super) struct Reactor {
     pub(super) greeted: HashMap<String, Token>,
     /// Connections whose read budget ran out: read again next turn.
     again: Vec<Token>,
+    /// Read buffer ([`READ_BUF`]), shared by all connections.
     rbuf: Vec<u8>,
     /// After an accept error (out of file descriptors): when to try the
     /// listeners again. They are edge-triggered, so a client already
@@ -232,6 +233,12 @@ pub(super) struct Reactor {
 /// flight, so long links keep their throughput.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 const UNSENT_IN_KERNEL: u32 = 64 << 10;
+
+/// The reactor's read buffer. A packet that lies whole in one read is
+/// decoded where it is; one that continues beyond it is copied into its
+/// connection's decoder first. 256 KiB holds several 64 KiB packets, so
+/// large messages mostly skip that copy.
+const READ_BUF: usize = 256 << 10;
 
 /// How long after a failed accept the listeners are tried again.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
