@@ -17,7 +17,8 @@
 //! A thread polls only while it converses: when something was sent (by
 //! this thread, or, for the reactor, by its node) since its previous wait
 //! began, so that an answer may be on its way; or while its waits are
-//! very short (a stream, where polling is cheaper than sleeping). A
+//! very short (a stream, where polling is cheaper than sleeping), and
+//! then only for as long as a very short wait (a paused stream sleeps). A
 //! thread that only takes in a paced stream sleeps: polling there buys no
 //! latency and would double the CPU bill.
 //!
@@ -198,17 +199,27 @@ impl BusyWait {
         }
     }
 
-    /// Whether this wait may poll: the thread sent something since its
-    /// previous wait began, or that wait was very short (always, without
-    /// a conversation rule).
-    fn conversing_now(&mut self) -> bool {
+    /// How long this wait may poll (`None`: not at all). The whole budget
+    /// when the thread sent something since its previous wait began (an
+    /// answer may be on its way), or always without a conversation rule;
+    /// a quarter of it when that wait was only very short (a stream): the
+    /// next item of a stream comes as soon, or the stream paused, and
+    /// polling on would burn the budget at every pause (a paced stream's
+    /// jitter makes some waits short).
+    fn conversing_now(&mut self) -> Option<Duration> {
         let Some(sends) = &self.sends else {
-            return true;
+            return Some(self.budget);
         };
         let now = sends.now();
         let sent = now != self.seen;
         self.seen = now;
-        sent || self.streaming
+        if sent {
+            Some(self.budget)
+        } else if self.streaming {
+            Some(self.budget / 4)
+        } else {
+            None
+        }
     }
 
     /// Remembers how long a wait that found work took.
@@ -230,7 +241,7 @@ impl BusyWait {
         // Taken in every wait: only a send since the previous one counts.
         // (Not by the reactor, which reads every connection anyway.)
         let follow = take_follow().filter(|_| !matches!(self.sends, Some(Sends::Counted(_))));
-        let conversing = self.conversing_now();
+        let poll_for = self.conversing_now();
         // A thread awaiting an answer on a connection it reads itself
         // polls even after a slow wait: one slow answer (a busy peer, a
         // burst on the connection) says little about the next, and
@@ -238,13 +249,16 @@ impl BusyWait {
         // then read it and wake this thread, two wake-ups that a loaded
         // machine serves late. It stays within the budget per wait.
         let awaiting = follow.is_some();
-        if (!self.short && !awaiting) || !conversing || self.budget.is_zero() {
+        let Some(poll_for) = poll_for else {
+            return false;
+        };
+        if (!self.short && !awaiting) || poll_for.is_zero() {
             return false;
         }
         let Some(_slot) = PollingSlot::take() else {
             return false;
         };
-        let mut end = start + self.budget;
+        let mut end = start + poll_for;
         if let Some(u) = until {
             end = end.min(u);
         }
@@ -323,27 +337,43 @@ mod tests {
         // polling slot taken by other tests' threads.)
         let budget = Duration::from_secs(10);
         let mut b = BusyWait::conversing(budget, Sends::ThisThread);
-        assert!(!b.conversing_now(), "nothing sent since it was made");
+        assert_eq!(b.conversing_now(), None, "nothing sent since it was made");
         note_send();
-        assert!(b.conversing_now(), "sent since the previous wait");
-        assert!(!b.conversing_now(), "nothing sent since the previous wait");
-        // A very short wait (a stream): the next one polls without a send.
+        assert_eq!(
+            b.conversing_now(),
+            Some(budget),
+            "sent since the previous wait"
+        );
+        assert_eq!(
+            b.conversing_now(),
+            None,
+            "nothing sent since the previous wait"
+        );
+        // A very short wait (a stream): the next one polls without a send,
+        // for a quarter of the budget.
         b.waited(budget / 5);
-        assert!(b.conversing_now());
+        assert_eq!(b.conversing_now(), Some(budget / 4));
+        b.waited(budget / 5);
+        note_send();
+        assert_eq!(b.conversing_now(), Some(budget), "a send: the whole budget");
         b.waited(budget / 2);
-        assert!(!b.conversing_now());
+        assert_eq!(b.conversing_now(), None);
         assert!(
             !b.spin(Instant::now(), None, || true),
             "spun without a send"
         );
         // Without the rule: every wait may poll.
-        assert!(BusyWait::new(budget).conversing_now());
+        assert_eq!(BusyWait::new(budget).conversing_now(), Some(budget));
 
         let count = Arc::new(CachePadded::new(AtomicU64::new(0)));
         let mut b = BusyWait::conversing(budget, Sends::Counted(count.clone()));
-        assert!(!b.conversing_now());
+        assert_eq!(b.conversing_now(), None);
         count.fetch_add(1, Ordering::Relaxed);
-        assert!(b.conversing_now(), "the node sent since the previous wait");
+        assert_eq!(
+            b.conversing_now(),
+            Some(budget),
+            "the node sent since the previous wait"
+        );
     }
 
     /// A connection that counts how often a waiting thread read it.
