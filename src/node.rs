@@ -471,16 +471,15 @@ impl Node {
     /// assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), msg!["hi"]);
     /// assert!(node.snd_list(msg![42]).is_err()); // a port ID is a string
     /// ```
-    pub fn snd_list(&self, mut msg: Message) -> Result<()> {
-        let Some(first) = msg.first() else {
+    pub fn snd_list(&self, msg: Message) -> Result<()> {
+        // (Read without making the vector of a compact message.)
+        let Some(port) = msg.port_at(0) else {
             return Err(Error::InvalidPortId {
                 id: String::new(),
                 problem: "the message is empty, so it names no port",
             });
         };
-        let port = PortId::try_from(first)?;
-        msg.remove(0);
-        self.snd(&port, msg);
+        self.snd(&port?, msg.without_tag());
         Ok(())
     }
 
