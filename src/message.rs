@@ -260,7 +260,9 @@ impl Message {
         })
     }
 
-    /// Appends any serialisable value.
+    /// Appends any serialisable value. A short scalar appended to a compact
+    /// message keeps it compact (appending through the vector, with
+    /// `push`, makes the vector).
     ///
     /// ```
     /// use aemp::msg;
@@ -272,9 +274,36 @@ impl Message {
     /// assert!(m.push_value(&BTreeMap::from([((1, 2), 3)])).is_err());
     /// ```
     pub fn push_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        let v = to_value(value)?;
-        self.push(v);
+        let fits = self.push_compact(|c| value.serialize(ScalarSerializer(c)).is_ok());
+        if !fits {
+            let v = to_value(value)?;
+            self.push(v);
+        }
         Ok(())
+    }
+
+    /// Appends a string (as [`push_value`](Message::push_value) does,
+    /// without a way to fail): a reply port added to a request.
+    pub(crate) fn push_str(&mut self, s: &str) {
+        if !self.push_compact(|c| c.push(Elem::Str(s))) {
+            self.push(Value::from(s));
+        }
+    }
+
+    /// Appends to a compact message with `push`, if it is one and `push`
+    /// succeeds; false (and nothing changed) otherwise. `push` writes into
+    /// a copy, so one that fails halfway changes nothing, and the message
+    /// gets a new `OnceBox`: a vector made before would be stale.
+    fn push_compact(&mut self, push: impl FnOnce(&mut Compact) -> bool) -> bool {
+        let Repr::Compact(c, _) = &self.repr else {
+            return false;
+        };
+        let mut c = *c;
+        if !push(&mut c) {
+            return false;
+        }
+        self.repr = Repr::Compact(c, OnceBox::new());
+        true
     }
 
     /// The message without its first element (the tag), as a new message.
@@ -1693,9 +1722,40 @@ mod tests {
         assert!(!m.is_compact());
         assert_same(&m, &[json!("tag"), json!(8), json!([1])]);
         let mut m = crate::msg!["tag", 7];
-        let _ = m.len();
         m.push_value(&"more").unwrap();
+        assert!(m.is_compact() && !m.is_materialised());
         assert_same(&m, &[json!("tag"), json!(7), json!("more")]);
+        // After a deref, the vector made is not served stale.
+        assert_eq!(m[2], "more");
+        m.push_value(&1.5).unwrap();
+        assert!(m.is_compact());
+        assert_same(&m, &[json!("tag"), json!(7), json!("more"), json!(1.5)]);
+        // Past the compact form's room, the vector.
+        m.push_value(&()).unwrap();
+        assert!(!m.is_compact());
+        assert_same(
+            &m,
+            &[
+                json!("tag"),
+                json!(7),
+                json!("more"),
+                json!(1.5),
+                json!(null),
+            ],
+        );
+        // A reply port appended to a request: compact while it fits.
+        let mut m = crate::msg!["q", 7];
+        m.push_str("anon/x#y");
+        assert!(m.is_compact());
+        assert_same(&m, &[json!("q"), json!(7), json!("anon/x#y")]);
+        let long = "n".repeat(INLINE_BYTES);
+        m.push_str(&long);
+        assert!(!m.is_compact());
+        assert_same(&m, &[json!("q"), json!(7), json!("anon/x#y"), json!(long)]);
+        let mut m = crate::msg!["tag"];
+        m.push_value(&[1, 2]).unwrap();
+        assert!(!m.is_compact());
+        assert_same(&m, &[json!("tag"), json!([1, 2])]);
         let m = crate::msg![1, "a"];
         assert_eq!(m.tag(), None);
         let (n, s): (u8, String) = m.decode().unwrap();
@@ -1792,6 +1852,11 @@ mod tests {
         }
         let r = std::panic::catch_unwind(|| crate::msg!["tag", Liar]);
         assert!(r.is_err());
+        // Appended, an error, and the message unchanged.
+        let mut m = crate::msg!["tag"];
+        assert!(m.push_value(&Liar).is_err());
+        assert!(m.is_compact());
+        assert_same(&m, &[json!("tag")]);
     }
 
     /// A scalar that serde may give the serializer.
@@ -1864,6 +1929,14 @@ mod tests {
             let mut longer = values.clone();
             longer.push(Value::Null);
             assert_same(&changed, &longer);
+            // Appended with push_value, as serde_json makes it.
+            for x in &xs {
+                let mut appended = m.clone();
+                appended.push_value(x).unwrap();
+                let mut longer = values.clone();
+                longer.push(serde_json::to_value(x).unwrap());
+                assert_same(&appended, &longer);
+            }
             prop_assert_eq!(m.clone().without_tag(), Message::from_vec(values.get(1..).unwrap_or_default().to_vec()));
         }
     }
