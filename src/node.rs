@@ -658,6 +658,14 @@ impl Node {
         let Some(cell) = context::try_defer(self, cell) else {
             return;
         };
+        let Some(cell) = crate::dispatcher::schedule_own(self, cell) else {
+            return;
+        };
+        self.schedule_shared(cell);
+    }
+
+    /// Puts `cell` into the run queue that every thread sends into.
+    pub(crate) fn schedule_shared(&self, cell: Arc<PortCell>) {
         // The receiver lives as long as the node: a failed send means the
         // node is being torn down, and then nothing is left to deliver to.
         let _ = self.inner.jobs.send(Job::Port(cell));
