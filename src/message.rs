@@ -63,7 +63,18 @@ use std::ops::{Deref, DerefMut};
 /// the deref (indexing, `get`, `iter`, `decode`, `Debug`, `Display`): that
 /// builds the vector, one allocation for it, one for its box and one per
 /// string, on the reading thread. A message that is forwarded, matched by
-/// its tag or sent to another node is never built.
+/// its tag or sent to another node is never built, nor one read with the
+/// accessors, which read either form in place: [`len`](Message::len),
+/// [`str_at`](Message::str_at), [`u64_at`](Message::u64_at),
+/// [`i64_at`](Message::i64_at), [`f64_at`](Message::f64_at),
+/// [`bool_at`](Message::bool_at) and [`port_at`](Message::port_at).
+///
+/// ```
+/// use aemp::msg;
+/// let m = msg!["resize", 640, 0.5];
+/// assert_eq!((m.len(), m.u64_at(1), m.f64_at(2)), (3, Some(640), Some(0.5)));
+/// assert_eq!(m[1], 640); // the same element, through the vector (made now)
+/// ```
 ///
 /// ```
 /// use aemp::{msg, Message};
