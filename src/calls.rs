@@ -162,7 +162,7 @@ impl Node {
                 pending.lock().monitor = Some(guard);
             }
         }
-        msg.push(reply_port.as_str().into());
+        msg.push_str(reply_port.as_str());
         self.snd(port, msg);
         reply_port
     }
@@ -253,7 +253,7 @@ impl Node {
         let monitor = self.mon(port, move |reason| {
             let _ = death_tx.try_send(Err(reason));
         });
-        msg.push(reply.id.as_str().into());
+        msg.push_str(reply.id.as_str());
         let start = Instant::now();
         // (No deadline past what `Instant` can hold.)
         let deadline = start.checked_add(timeout);

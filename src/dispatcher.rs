@@ -14,11 +14,48 @@ use crate::port::{BatchEnd, DefaultHandler, Handlers, Item, PortCell};
 use crate::NodeId;
 use crossbeam_channel::Receiver;
 use parking_lot::MutexGuard;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::sync::{Arc, Weak};
 
 /// The most inbox slots the dispatcher keeps between batches.
 const KEPT_CAPACITY: usize = 4096;
+
+/// How many ports in a row the dispatcher takes from its own queue before
+/// it looks at the run queue again: callbacks that keep scheduling each
+/// other (a ping-pong) do not shut out the other threads' ports, timers
+/// and tasks.
+const OWN_RUN: u32 = 64;
+
+thread_local! {
+    /// While this thread runs its node's jobs: the node (`NodeInner`'s
+    /// address); else 0.
+    static RUNNING: Cell<usize> = const { Cell::new(0) };
+    /// The ports the dispatcher scheduled for its own node while running
+    /// jobs, in order. They wait here rather than in the run queue, a
+    /// channel that other threads send into: a callback port answering
+    /// another costs no atomic operations on either side of a channel.
+    static OWN: RefCell<VecDeque<Arc<PortCell>>> = const { RefCell::new(VecDeque::new()) };
+}
+
+/// Queues `cell` on the dispatcher's own queue if this thread is `node`'s
+/// dispatcher, running its jobs; else hands it back.
+pub(crate) fn schedule_own(node: &Node, cell: Arc<PortCell>) -> Option<Arc<PortCell>> {
+    let here = RUNNING.try_with(Cell::get).unwrap_or(0);
+    if here == 0 || here != Arc::as_ptr(&node.inner) as usize {
+        return Some(cell);
+    }
+    OWN.with(|own| own.borrow_mut().push_back(cell));
+    None
+}
+
+fn pop_own() -> Option<Arc<PortCell>> {
+    OWN.with(|own| own.borrow_mut().pop_front())
+}
+
+fn own_waiting() -> bool {
+    OWN.with(|own| !own.borrow().is_empty())
+}
 
 pub(crate) enum Job {
     /// The port has items in its inbox.
@@ -78,6 +115,10 @@ fn run(weak: Weak<NodeInner>, queue: Receiver<Job>) {
         let Some(inner) = weak.upgrade() else { break };
         let node = Node { inner };
         context::set_node(Some(node.clone()));
+        // Ports scheduled from here on go to the own queue, which is
+        // empty again when the loop ends.
+        RUNNING.with(|r| r.set(Arc::as_ptr(&node.inner) as usize));
+        let mut own_run = 0;
         loop {
             match job {
                 Job::Port(cell) => run_port(&node, &cell, &mut spare, &queue),
@@ -87,15 +128,33 @@ fn run(weak: Weak<NodeInner>, queue: Receiver<Job>) {
                     }
                 }
                 Job::Stop => {
+                    RUNNING.with(|r| r.set(0));
+                    OWN.with(|own| own.borrow_mut().clear());
                     context::set_node(None);
                     return;
                 }
             }
-            match queue.try_recv() {
-                Ok(next) => job = next,
-                Err(_) => break,
-            }
+            // The own queue first, the run queue at least every `OWN_RUN`
+            // ports.
+            let own = if own_run < OWN_RUN { pop_own() } else { None };
+            job = match own {
+                Some(cell) => {
+                    own_run += 1;
+                    Job::Port(cell)
+                }
+                None => {
+                    own_run = 0;
+                    match queue.try_recv() {
+                        Ok(next) => next,
+                        Err(_) => match pop_own() {
+                            Some(cell) => Job::Port(cell),
+                            None => break,
+                        },
+                    }
+                }
+            };
         }
+        RUNNING.with(|r| r.set(0));
         context::set_node(None);
     }
 }
@@ -114,9 +173,10 @@ fn run_port(node: &Node, cell: &Arc<PortCell>, spare: &mut VecDeque<Item>, queue
         }
         // A burst once queued may not pin its memory for good.
         spare.shrink_to(KEPT_CAPACITY);
-        match cell.end_batch(spare, || !queue.is_empty()) {
+        match cell.end_batch(spare, || !queue.is_empty() || own_waiting()) {
             BatchEnd::Idle => return,
-            BatchEnd::Yield => return node.schedule(cell.clone()),
+            // Behind the other threads' ports (the own queue goes first).
+            BatchEnd::Yield => return node.schedule_shared(cell.clone()),
             BatchEnd::Next => {}
         }
     }

@@ -144,6 +144,21 @@ impl PortId {
     /// assert!(PortId::parse("#x").is_err());
     /// ```
     pub fn parse(id: &str) -> Result<PortId> {
+        // The common case, a valid ID, in one look for the characters that
+        // matter (a node part free of ';' and ',', then at most one '#');
+        // `parse_checked` names what is wrong with any other.
+        match id.bytes().position(|b| matches!(b, b'#' | b';' | b',')) {
+            None if !id.is_empty() => Ok(Self::from_parts(id, "")),
+            Some(at) if at > 0 && id.as_bytes()[at] == b'#' && !id[at + 1..].contains('#') => {
+                Ok(Self::from_parts(&id[..at], &id[at + 1..]))
+            }
+            _ => Self::parse_checked(id),
+        }
+    }
+
+    /// [`parse`](Self::parse), each rule checked on its own (the error
+    /// names the broken one).
+    fn parse_checked(id: &str) -> Result<PortId> {
         let (node, name) = match id.split_once('#') {
             Some((n, p)) => (n, p),
             None => (id, ""),
@@ -416,5 +431,42 @@ mod tests {
         assert_ne!(a, b);
         // Spawn names are longer than any local name of a realistic counter.
         assert!(g.next_spawn().len() > a.len() + 9);
+    }
+
+    #[test]
+    fn parse_examples() {
+        for (text, parts) in [
+            ("n#p", Some(("n", "p"))),
+            ("db/1#w;7,x", Some(("db/1", "w;7,x"))),
+            ("n", Some(("n", ""))),
+            ("n#", Some(("n", ""))),
+            ("", None),
+            ("#p", None),
+            ("n#p#q", None),
+            ("n;1#p", None),
+            ("n,1", None),
+            ("é#ü", Some(("é", "ü"))),
+        ] {
+            let parsed = PortId::parse(text).ok();
+            assert_eq!(
+                parsed.as_ref().map(|p| (p.node(), p.name())),
+                parts,
+                "{text:?}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        /// The quick look for a valid ID agrees with the rule-by-rule
+        /// checks, in what it accepts and what it makes.
+        #[test]
+        fn parse_agrees_with_the_checks(id in "[a#;,é]{0,6}") {
+            let quick = PortId::parse(&id);
+            let checked = PortId::parse_checked(&id);
+            proptest::prop_assert_eq!(quick.as_ref().ok(), checked.as_ref().ok(), "{:?}", id);
+            if let (Err(a), Err(b)) = (quick, checked) {
+                proptest::prop_assert_eq!(a.to_string(), b.to_string());
+            }
+        }
     }
 }

@@ -63,7 +63,18 @@ use std::ops::{Deref, DerefMut};
 /// the deref (indexing, `get`, `iter`, `decode`, `Debug`, `Display`): that
 /// builds the vector, one allocation for it, one for its box and one per
 /// string, on the reading thread. A message that is forwarded, matched by
-/// its tag or sent to another node is never built.
+/// its tag or sent to another node is never built, nor one read with the
+/// accessors, which read either form in place: [`len`](Message::len),
+/// [`str_at`](Message::str_at), [`u64_at`](Message::u64_at),
+/// [`i64_at`](Message::i64_at), [`f64_at`](Message::f64_at),
+/// [`bool_at`](Message::bool_at) and [`port_at`](Message::port_at).
+///
+/// ```
+/// use aemp::msg;
+/// let m = msg!["resize", 640, 0.5];
+/// assert_eq!((m.len(), m.u64_at(1), m.f64_at(2)), (3, Some(640), Some(0.5)));
+/// assert_eq!(m[1], 640); // the same element, through the vector (made now)
+/// ```
 ///
 /// ```
 /// use aemp::{msg, Message};
@@ -131,7 +142,138 @@ impl Message {
         }
     }
 
-    /// Appends any serialisable value.
+    /// How many elements (the vector's `len`, without making the vector of
+    /// a compact message).
+    ///
+    /// ```
+    /// use aemp::msg;
+    /// assert_eq!(msg!["add", 1, 2].len(), 3);
+    /// assert_eq!(msg![].len(), 0);
+    /// ```
+    pub fn len(&self) -> usize {
+        match &self.repr {
+            Repr::Compact(c, _) => c.len(),
+            Repr::Vec(v) => v.len(),
+        }
+    }
+
+    /// Whether the message has no elements (without making the vector of a
+    /// compact message).
+    ///
+    /// ```
+    /// use aemp::msg;
+    /// assert!(msg![].is_empty());
+    /// assert!(!msg!["x"].is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Element `i` as a borrowed view, from either form.
+    fn elem(&self, i: usize) -> Option<Elem<'_>> {
+        match &self.repr {
+            Repr::Compact(c, _) => c.get(i),
+            Repr::Vec(v) => v.get(i).map(Elem::Value),
+        }
+    }
+
+    /// Element `i`, if it is a string: `m.get(i).and_then(Value::as_str)`
+    /// without making the vector of a compact message (the cheap way to
+    /// read a message: no allocation).
+    ///
+    /// ```
+    /// use aemp::msg;
+    /// let m = msg!["open", "/tmp/x", 3];
+    /// assert_eq!(m.str_at(1), Some("/tmp/x"));
+    /// assert_eq!(m.str_at(2), None); // a number
+    /// assert_eq!(m.str_at(3), None); // out of range
+    /// ```
+    pub fn str_at(&self, i: usize) -> Option<&str> {
+        self.elem(i)?.as_str()
+    }
+
+    /// Element `i`, if it is an integer that fits a `u64`, as
+    /// [`Value::as_u64`] reads it, without making the vector of a compact
+    /// message.
+    ///
+    /// ```
+    /// use aemp::msg;
+    /// let m = msg!["seek", 42, -1, 1.5];
+    /// assert_eq!(m.u64_at(1), Some(42));
+    /// assert_eq!((m.u64_at(2), m.u64_at(3)), (None, None)); // negative, float
+    /// ```
+    pub fn u64_at(&self, i: usize) -> Option<u64> {
+        self.elem(i)?.as_u64()
+    }
+
+    /// Element `i`, if it is an integer that fits an `i64`, as
+    /// [`Value::as_i64`] reads it, without making the vector of a compact
+    /// message.
+    ///
+    /// ```
+    /// use aemp::msg;
+    /// let m = msg!["move", -3, u64::MAX, 0.5];
+    /// assert_eq!(m.i64_at(1), Some(-3));
+    /// assert_eq!((m.i64_at(2), m.i64_at(3)), (None, None)); // too big, float
+    /// ```
+    pub fn i64_at(&self, i: usize) -> Option<i64> {
+        self.elem(i)?.as_i64()
+    }
+
+    /// Element `i`, if it is a number (of any kind), as [`Value::as_f64`]
+    /// reads it, without making the vector of a compact message.
+    ///
+    /// ```
+    /// use aemp::msg;
+    /// let m = msg!["scale", 0.5, 2, "x"];
+    /// assert_eq!((m.f64_at(1), m.f64_at(2)), (Some(0.5), Some(2.0)));
+    /// assert_eq!(m.f64_at(3), None);
+    /// ```
+    pub fn f64_at(&self, i: usize) -> Option<f64> {
+        self.elem(i)?.as_f64()
+    }
+
+    /// Element `i`, if it is a bool, without making the vector of a compact
+    /// message.
+    ///
+    /// ```
+    /// use aemp::msg;
+    /// let m = msg!["verbose", true, 1];
+    /// assert_eq!(m.bool_at(1), Some(true));
+    /// assert_eq!(m.bool_at(2), None); // 1 is a number
+    /// ```
+    pub fn bool_at(&self, i: usize) -> Option<bool> {
+        self.elem(i)?.as_bool()
+    }
+
+    /// Element `i` as a port ID: `m.get(i).map(PortId::try_from)` without
+    /// making the vector of a compact message. `None` out of range, an
+    /// error if the element is not a string or not a valid port ID.
+    ///
+    /// The cheap way to take a reply port from a request:
+    ///
+    /// ```
+    /// use aemp::{msg, Error, PortId};
+    /// let node = aemp::Node::anonymous();
+    /// let me = node.port_fn(|_| {});
+    /// let request = msg!["ping", &me];
+    /// assert_eq!(request.port_at(1).unwrap().unwrap(), me);
+    /// // The reply port of a `cal` or `call` request is its last element.
+    /// assert_eq!(request.port_at(request.len() - 1).unwrap().unwrap(), me);
+    /// assert!(request.port_at(2).is_none());
+    /// assert!(matches!(msg!["ping", 7].port_at(1), Some(Err(Error::InvalidPortId { .. }))));
+    /// ```
+    pub fn port_at(&self, i: usize) -> Option<Result<crate::PortId>> {
+        Some(match self.elem(i)? {
+            Elem::Str(s) => crate::PortId::parse(s),
+            Elem::Value(v) => crate::PortId::try_from(v),
+            other => crate::PortId::try_from(&other.to_value()),
+        })
+    }
+
+    /// Appends any serialisable value. A short scalar appended to a compact
+    /// message keeps it compact (appending through the vector, with
+    /// `push`, makes the vector).
     ///
     /// ```
     /// use aemp::msg;
@@ -143,9 +285,36 @@ impl Message {
     /// assert!(m.push_value(&BTreeMap::from([((1, 2), 3)])).is_err());
     /// ```
     pub fn push_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        let v = to_value(value)?;
-        self.push(v);
+        let fits = self.push_compact(|c| value.serialize(ScalarSerializer(c)).is_ok());
+        if !fits {
+            let v = to_value(value)?;
+            self.push(v);
+        }
         Ok(())
+    }
+
+    /// Appends a string (as [`push_value`](Message::push_value) does,
+    /// without a way to fail): a reply port added to a request.
+    pub(crate) fn push_str(&mut self, s: &str) {
+        if !self.push_compact(|c| c.push(Elem::Str(s))) {
+            self.push(Value::from(s));
+        }
+    }
+
+    /// Appends to a compact message with `push`, if it is one and `push`
+    /// succeeds; false (and nothing changed) otherwise. `push` writes into
+    /// a copy, so one that fails halfway changes nothing, and the message
+    /// gets a new `OnceBox`: a vector made before would be stale.
+    fn push_compact(&mut self, push: impl FnOnce(&mut Compact) -> bool) -> bool {
+        let Repr::Compact(c, _) = &self.repr else {
+            return false;
+        };
+        let mut c = *c;
+        if !push(&mut c) {
+            return false;
+        }
+        self.repr = Repr::Compact(c, OnceBox::new());
+        true
     }
 
     /// The message without its first element (the tag), as a new message.
@@ -220,10 +389,7 @@ impl Message {
 
     /// How many elements, without making the vector of a compact message.
     pub(crate) fn elem_count(&self) -> usize {
-        match &self.repr {
-            Repr::Compact(c, _) => c.len(),
-            Repr::Vec(v) => v.len(),
-        }
+        self.len()
     }
 
     /// Calls `f` with each element as a borrowed view, without making the
@@ -395,6 +561,56 @@ pub(crate) enum Elem<'a> {
     F64(f64),
     Str(&'a str),
     Value(&'a Value),
+}
+
+impl<'a> Elem<'a> {
+    /// As [`Value::as_str`].
+    fn as_str(self) -> Option<&'a str> {
+        match self {
+            Elem::Str(s) => Some(s),
+            Elem::Value(v) => v.as_str(),
+            _ => None,
+        }
+    }
+
+    /// As [`Value::as_u64`]: a non-negative integer.
+    fn as_u64(self) -> Option<u64> {
+        match self {
+            Elem::U64(n) => Some(n),
+            Elem::Value(v) => v.as_u64(),
+            _ => None,
+        }
+    }
+
+    /// As [`Value::as_i64`]: an integer in `i64`'s range.
+    fn as_i64(self) -> Option<i64> {
+        match self {
+            Elem::U64(n) => i64::try_from(n).ok(),
+            Elem::I64(n) => Some(n),
+            Elem::Value(v) => v.as_i64(),
+            _ => None,
+        }
+    }
+
+    /// As [`Value::as_f64`]: any number, converted.
+    fn as_f64(self) -> Option<f64> {
+        match self {
+            Elem::U64(n) => Some(n as f64),
+            Elem::I64(n) => Some(n as f64),
+            Elem::F64(f) => Some(f),
+            Elem::Value(v) => v.as_f64(),
+            _ => None,
+        }
+    }
+
+    /// As [`Value::as_bool`].
+    fn as_bool(self) -> Option<bool> {
+        match self {
+            Elem::Bool(b) => Some(b),
+            Elem::Value(v) => v.as_bool(),
+            _ => None,
+        }
+    }
 }
 
 impl Elem<'_> {
@@ -1336,8 +1552,37 @@ mod tests {
     use proptest::prelude::*;
     use serde_json::json;
 
+    /// The accessors read what indexing the vector reads, in range and
+    /// past it (without making the vector: checked before the first deref).
+    fn assert_accessors(m: &Message, values: &[Value]) {
+        assert_eq!(m.len(), values.len());
+        assert_eq!(m.is_empty(), values.is_empty());
+        for i in 0..values.len() + 2 {
+            let v = values.get(i);
+            assert_eq!(m.str_at(i), v.and_then(Value::as_str), "{i}");
+            assert_eq!(m.u64_at(i), v.and_then(Value::as_u64), "{i}");
+            assert_eq!(m.i64_at(i), v.and_then(Value::as_i64), "{i}");
+            assert_eq!(m.bool_at(i), v.and_then(Value::as_bool), "{i}");
+            let (f, g) = (m.f64_at(i), v.and_then(Value::as_f64));
+            assert_eq!(f.map(f64::to_bits), g.map(f64::to_bits), "{i}");
+            let port = |r: Result<crate::PortId>| r.map_err(|e| e.to_string());
+            assert_eq!(
+                m.port_at(i).map(port),
+                v.map(|v| port(crate::PortId::try_from(v))),
+                "{i}"
+            );
+        }
+    }
+
     /// Everything the two forms must agree on.
     fn assert_same(m: &Message, values: &[Value]) {
+        let materialised = m.is_materialised();
+        assert_accessors(m, values);
+        assert_eq!(
+            m.is_materialised(),
+            materialised,
+            "the accessors made the vector"
+        );
         let v = Message::from_vec(values.to_vec());
         assert_eq!(*m, v);
         assert_eq!(v, *m);
@@ -1363,6 +1608,8 @@ mod tests {
         assert_eq!(m.clone().into_vec(), values);
         assert_eq!(m.len(), values.len());
         assert_eq!(&m[..], values);
+        assert_accessors(m, values);
+        assert_accessors(&v, values);
     }
 
     #[derive(Serialize)]
@@ -1486,9 +1733,40 @@ mod tests {
         assert!(!m.is_compact());
         assert_same(&m, &[json!("tag"), json!(8), json!([1])]);
         let mut m = crate::msg!["tag", 7];
-        let _ = m.len();
         m.push_value(&"more").unwrap();
+        assert!(m.is_compact() && !m.is_materialised());
         assert_same(&m, &[json!("tag"), json!(7), json!("more")]);
+        // After a deref, the vector made is not served stale.
+        assert_eq!(m[2], "more");
+        m.push_value(&1.5).unwrap();
+        assert!(m.is_compact());
+        assert_same(&m, &[json!("tag"), json!(7), json!("more"), json!(1.5)]);
+        // Past the compact form's room, the vector.
+        m.push_value(&()).unwrap();
+        assert!(!m.is_compact());
+        assert_same(
+            &m,
+            &[
+                json!("tag"),
+                json!(7),
+                json!("more"),
+                json!(1.5),
+                json!(null),
+            ],
+        );
+        // A reply port appended to a request: compact while it fits.
+        let mut m = crate::msg!["q", 7];
+        m.push_str("anon/x#y");
+        assert!(m.is_compact());
+        assert_same(&m, &[json!("q"), json!(7), json!("anon/x#y")]);
+        let long = "n".repeat(INLINE_BYTES);
+        m.push_str(&long);
+        assert!(!m.is_compact());
+        assert_same(&m, &[json!("q"), json!(7), json!("anon/x#y"), json!(long)]);
+        let mut m = crate::msg!["tag"];
+        m.push_value(&[1, 2]).unwrap();
+        assert!(!m.is_compact());
+        assert_same(&m, &[json!("tag"), json!([1, 2])]);
         let m = crate::msg![1, "a"];
         assert_eq!(m.tag(), None);
         let (n, s): (u8, String) = m.decode().unwrap();
@@ -1510,6 +1788,71 @@ mod tests {
     }
 
     #[test]
+    fn accessors_read_either_form() {
+        let port = "anon/a#b";
+        let compact = crate::msg!["tag", port, -2, 1.5];
+        let vector = Message::from_vec(vec![json!("tag"), json!(port), json!(-2), json!(1.5)]);
+        for m in [&compact, &vector] {
+            assert_eq!(m.str_at(0), Some("tag"));
+            assert_eq!(m.port_at(1).unwrap().unwrap().as_str(), port);
+            assert_eq!(
+                (m.i64_at(2), m.u64_at(2), m.f64_at(2)),
+                (Some(-2), None, Some(-2.0))
+            );
+            assert_eq!(
+                (m.f64_at(3), m.i64_at(3), m.str_at(3)),
+                (Some(1.5), None, None)
+            );
+            assert_eq!((m.str_at(4), m.port_at(4).is_none()), (None, true));
+            let err = m.port_at(2).unwrap().unwrap_err();
+            assert!(matches!(err, Error::InvalidPortId { .. }), "{err}");
+            assert!(
+                m.port_at(0).unwrap().is_ok(),
+                "a bare node ID is a node port"
+            );
+        }
+        assert!(!compact.is_materialised());
+        // Without the tag, the elements move down one.
+        let rest = compact.clone().without_tag();
+        assert_eq!(
+            (rest.len(), rest.i64_at(1), rest.str_at(3)),
+            (3, Some(-2), None)
+        );
+        assert_eq!(rest.port_at(0).unwrap().unwrap().as_str(), port);
+        assert_eq!(vector.clone().without_tag().i64_at(1), Some(-2));
+        // After a deref the compact form still answers, the same.
+        assert_eq!(compact[1], port);
+        assert!(compact.is_materialised());
+        assert_eq!(
+            (compact.str_at(1), compact.i64_at(2)),
+            (Some(port), Some(-2))
+        );
+        // A changed message answers with its changes.
+        let mut m = compact.clone();
+        m[2] = json!(7);
+        m.push(json!(true));
+        assert_eq!(
+            (m.u64_at(2), m.bool_at(4), m.len()),
+            (Some(7), Some(true), 5)
+        );
+        // Integers at the edges of i64 and u64.
+        let m = crate::msg![u64::MAX, i64::MIN, i64::MAX as u64 + 1, i64::MAX];
+        assert_eq!((m.u64_at(0), m.i64_at(0)), (Some(u64::MAX), None));
+        assert_eq!((m.u64_at(1), m.i64_at(1)), (None, Some(i64::MIN)));
+        assert_eq!(m.i64_at(2), None);
+        assert_eq!(m.i64_at(3), Some(i64::MAX));
+        assert_same(
+            &m,
+            &[
+                json!(u64::MAX),
+                json!(i64::MIN),
+                json!(i64::MAX as u64 + 1),
+                json!(i64::MAX),
+            ],
+        );
+    }
+
+    #[test]
     fn a_serialize_that_fails_after_writing_panics_as_before() {
         struct Liar;
         impl Serialize for Liar {
@@ -1520,6 +1863,11 @@ mod tests {
         }
         let r = std::panic::catch_unwind(|| crate::msg!["tag", Liar]);
         assert!(r.is_err());
+        // Appended, an error, and the message unchanged.
+        let mut m = crate::msg!["tag"];
+        assert!(m.push_value(&Liar).is_err());
+        assert!(m.is_compact());
+        assert_same(&m, &[json!("tag")]);
     }
 
     /// A scalar that serde may give the serializer.
@@ -1592,6 +1940,14 @@ mod tests {
             let mut longer = values.clone();
             longer.push(Value::Null);
             assert_same(&changed, &longer);
+            // Appended with push_value, as serde_json makes it.
+            for x in &xs {
+                let mut appended = m.clone();
+                appended.push_value(x).unwrap();
+                let mut longer = values.clone();
+                longer.push(serde_json::to_value(x).unwrap());
+                assert_same(&appended, &longer);
+            }
             prop_assert_eq!(m.clone().without_tag(), Message::from_vec(values.get(1..).unwrap_or_default().to_vec()));
         }
     }

@@ -471,16 +471,15 @@ impl Node {
     /// assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), msg!["hi"]);
     /// assert!(node.snd_list(msg![42]).is_err()); // a port ID is a string
     /// ```
-    pub fn snd_list(&self, mut msg: Message) -> Result<()> {
-        let Some(first) = msg.first() else {
+    pub fn snd_list(&self, msg: Message) -> Result<()> {
+        // (Read without making the vector of a compact message.)
+        let Some(port) = msg.port_at(0) else {
             return Err(Error::InvalidPortId {
                 id: String::new(),
                 problem: "the message is empty, so it names no port",
             });
         };
-        let port = PortId::try_from(first)?;
-        msg.remove(0);
-        self.snd(&port, msg);
+        self.snd(&port?, msg.without_tag());
         Ok(())
     }
 
@@ -659,6 +658,14 @@ impl Node {
         let Some(cell) = context::try_defer(self, cell) else {
             return;
         };
+        let Some(cell) = crate::dispatcher::schedule_own(self, cell) else {
+            return;
+        };
+        self.schedule_shared(cell);
+    }
+
+    /// Puts `cell` into the run queue that every thread sends into.
+    pub(crate) fn schedule_shared(&self, cell: Arc<PortCell>) {
         // The receiver lives as long as the node: a failed send means the
         // node is being torn down, and then nothing is left to deliver to.
         let _ = self.inner.jobs.send(Job::Port(cell));

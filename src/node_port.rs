@@ -294,21 +294,25 @@ fn relay(node: &Node, mut msg: Message, src: Option<&Arc<NodeId>>) {
     // unwrapped relays, dropped once at the end.
     let mut at = 0;
     let port = loop {
-        let port = match msg.get(at).map(PortId::try_from) {
+        let port = match msg.port_at(at) {
             Some(Ok(port)) => port,
             Some(Err(e)) => return log::warn!("node port: bad snd relay request: {e}"),
             None => return log::warn!("node port: snd relay request without a port"),
         };
         at += 1;
-        let again = node.port_is_local(&port)
-            && port.is_node_port()
-            && msg.get(at).and_then(Value::as_str) == Some("snd");
+        let again =
+            node.port_is_local(&port) && port.is_node_port() && msg.str_at(at) == Some("snd");
         if !again {
             break port;
         }
         at += 1;
     };
-    msg.drain(..at);
+    // (A compact message stays compact without its one relay header.)
+    if at == 1 {
+        msg = msg.without_tag();
+    } else {
+        msg.drain(..at);
+    }
     if !node.port_is_local(&port) {
         node.snd(&port, msg);
     } else if port.is_node_port() {
@@ -329,20 +333,19 @@ fn relay(node: &Node, mut msg: Message, src: Option<&Arc<NodeId>>) {
 /// routed. Only registered functions — user code — go through the node
 /// port's inbox to the dispatcher.
 pub(crate) fn route(node: &Node, mut msg: Message, src: Option<&Arc<NodeId>>) {
-    let tag = match msg.first() {
-        Some(Value::String(t)) => t.clone(),
-        Some(other) => {
-            log::warn!("node port: ignoring request with non-string tag {other}");
+    // (Read without making the vector of a compact message.)
+    let tag = match msg.tag() {
+        Some(t) => t.to_owned(),
+        None => {
+            if let Some(other) = msg.first() {
+                log::warn!("node port: ignoring request with non-string tag {other}");
+            }
             return;
         }
-        None => return,
     };
     match tag.as_str() {
         "" | "devnull" => {}
-        "snd" => {
-            msg.remove(0);
-            relay(node, msg, src);
-        }
+        "snd" => relay(node, msg.without_tag(), src),
         "time" => reply(node, &msg[1..], vec![Value::from(unix_time())]),
         "can" => {
             let asked = msg.get(1).and_then(Value::as_str).unwrap_or("");
@@ -369,12 +372,11 @@ pub(crate) fn route(node: &Node, mut msg: Message, src: Option<&Arc<NodeId>>) {
 }
 
 /// Calls a registered function for a node-port request (on the dispatcher).
-pub(crate) fn call_function(node: &Node, mut msg: Message) {
-    let Some(Value::String(name)) = msg.first() else {
+pub(crate) fn call_function(node: &Node, msg: Message) {
+    let Some(name) = msg.tag().map(str::to_owned) else {
         return;
     };
-    let name = name.clone();
-    msg.remove(0);
+    let msg = msg.without_tag();
     match node.function(&name) {
         Some(f) => {
             if let Err(text) = context::catch(|| f(msg)) {

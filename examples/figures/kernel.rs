@@ -249,11 +249,14 @@ fn local_pingpong(rounds: u32) -> f64 {
 
 /// Two callback ports bouncing a message: both run on the node's
 /// dispatcher thread, as two Erlang processes may share one scheduler.
+/// The pong reads the ping's port with `Message::port_at`, the cheap way to
+/// read an element: no vector of values is made (`m.get(1)`, through the
+/// `Vec` a message derefs to, would build one, with a `String`, first).
 fn callback_pingpong(rounds: u32) -> f64 {
     let node = node();
     let (done_tx, done_rx) = bounded(1);
     let pong = node.port_fn(|m: Message| {
-        if let Some(Ok(to)) = m.get(1).map(PortId::try_from) {
+        if let Some(Ok(to)) = m.port_at(1) {
             aemp::snd(&to, msg!["pong", aemp::self_port()]);
         }
     });

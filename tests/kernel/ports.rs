@@ -316,3 +316,40 @@ fn alternating_sends_to_two_ports_keep_order_and_see_a_kill() {
     assert_eq!(recv(&rx), ("b", msg!["still"]));
     nothing(&rx, 50);
 }
+
+/// Two callback ports bouncing a message for as long as they like (the
+/// dispatcher keeps the ports it schedules itself in a queue of its own)
+/// do not shut out what other threads queue meanwhile: a message to a
+/// third port, a timer's closure, a port killed from outside.
+#[test]
+fn an_endless_callback_ping_pong_lets_others_run() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    let n = node();
+    let bounces = Arc::new(AtomicU64::new(0));
+    let counted = bounces.clone();
+    let bounce = move |m: Message| {
+        counted.fetch_add(1, Ordering::Relaxed);
+        if let Some(Ok(to)) = m.port_at(1) {
+            aemp::snd(&to, msg!["ball", aemp::self_port()]);
+        }
+    };
+    let a = n.port_fn(bounce.clone());
+    let b = n.port_fn(bounce);
+    n.snd(&a, msg!["ball", &b]);
+    crate::eventually(|| bounces.load(Ordering::Relaxed) > 1000);
+    let (tx, rx) = unbounded();
+    let tx2 = tx.clone();
+    let other = n.port_fn(move |m| tx.send(m).unwrap());
+    n.snd(&other, msg!["while bouncing"]);
+    assert_eq!(recv(&rx), msg!["while bouncing"]);
+    let _timer = n.after_fn(std::time::Duration::from_millis(1), move || {
+        tx2.send(msg!["timer"]).unwrap()
+    });
+    assert_eq!(recv(&rx), msg!["timer"]);
+    let (dead_tx, dead_rx) = unbounded();
+    n.mon(&a, move |r| dead_tx.send(r).unwrap()).forget();
+    n.kil(&a, Reason::normal()).unwrap();
+    assert_eq!(recv(&dead_rx), Reason::normal());
+    n.kil(&b, Reason::normal()).unwrap();
+}
