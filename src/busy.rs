@@ -161,10 +161,11 @@ pub(crate) const DEFAULT_BUSY_WAIT: Duration = Duration::from_micros(100);
 /// short: the last one ended within ¾ of the budget, after a sleep or
 /// while spinning. So a thread whose work comes rarely, or at
 /// a steady moderate rate that a spin catches only late, sleeps at once
-/// instead of burning the budget each time. (Not a thread that follows a
-/// connection for an answer, see [`Follow`]: it spins each wait.) A thread made
-/// [`conversing`](BusyWait::conversing) also needs a send since its
-/// previous wait, or a very short last wait (under ¼ of the budget).
+/// instead of burning the budget each time (not a thread that follows a
+/// connection for an answer, see [`Follow`]: it spins each wait). A
+/// thread made [`conversing`](BusyWait::conversing) also needs a send
+/// since its previous wait, or a very short last wait (under ¼ of the
+/// budget; such a wait alone lets it spin a quarter of the budget).
 pub(crate) struct BusyWait {
     budget: Duration,
     short: bool,

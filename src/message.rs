@@ -387,11 +387,6 @@ impl Message {
         }
     }
 
-    /// How many elements, without making the vector of a compact message.
-    pub(crate) fn elem_count(&self) -> usize {
-        self.len()
-    }
-
     /// Calls `f` with each element as a borrowed view, without making the
     /// vector of a compact message.
     pub(crate) fn for_each_elem(&self, mut f: impl FnMut(Elem<'_>)) {

@@ -293,7 +293,7 @@ pub(super) fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len() as f64
 }
 
-pub(super) fn p99(v: &[f64]) -> f64 {
+fn p99(v: &[f64]) -> f64 {
     percentile(v, 99)
 }
 

@@ -97,9 +97,7 @@ pub(crate) fn encode_message(
     msg: &crate::Message,
     out: &mut Vec<u8>,
 ) -> Result<()> {
-    encode_elems(framing, port, msg.elem_count(), out, |f| {
-        msg.for_each_elem(f)
-    });
+    encode_elems(framing, port, msg.len(), out, |f| msg.for_each_elem(f));
     Ok(())
 }
 
