@@ -63,6 +63,10 @@ pub(crate) struct Conn {
     pub(crate) probed: Option<std::time::Instant>,
 }
 
+/// At most about this many bytes are read from one connection per call
+/// of [`Conn::read`].
+const READ_BUDGET: usize = 1 << 20;
+
 /// What a read produced.
 pub(crate) enum ReadState {
     /// Read until the socket would block.
@@ -107,9 +111,18 @@ impl Conn {
     /// Writes pending bytes, refilling from the shared outgoing buffer,
     /// until everything is written or the socket would block.
     pub(crate) fn flush(&mut self) -> io::Result<()> {
+        self.flush_some(usize::MAX).map(|_| ())
+    }
+
+    /// [`Conn::flush`], but it stops once `budget` bytes are written (the
+    /// last write may take it past): `Ok(true)` when it stopped so with
+    /// bytes left to write; the socket may still take them, so no
+    /// writable event will come and the caller must come back.
+    pub(crate) fn flush_some(&mut self, budget: usize) -> io::Result<bool> {
         if self.tcp_connecting {
-            return Ok(());
+            return Ok(false);
         }
+        let mut left = budget;
         loop {
             if self.wpos == self.wbuf.len() {
                 self.wbuf.clear();
@@ -132,12 +145,16 @@ impl Conn {
                     if let Phase::Up { reader, .. } = &self.phase {
                         reader.want_write(false);
                     }
-                    return Ok(());
+                    return Ok(false);
                 }
+            }
+            if left == 0 {
+                return Ok(true);
             }
             match self.sock.write(&self.wbuf[self.wpos..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
+                    left = left.saturating_sub(n);
                     self.wpos += n;
                     if let Phase::Up { out, .. } = &self.phase {
                         out.wrote(n, self.wbuf.len() - self.wpos);
@@ -147,7 +164,7 @@ impl Conn {
                     if let Phase::Up { reader, .. } = &self.phase {
                         reader.want_write(true);
                     }
-                    return Ok(());
+                    return Ok(false);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
@@ -164,9 +181,9 @@ impl Conn {
         drain: bool,
         mut f: impl FnMut(&mut Conn, &[u8]) -> Result<(), String>,
     ) -> Result<ReadState, String> {
-        // A budget per turn (1 MiB) keeps one busy peer from starving the
-        // others; the reactor comes back for `More` (mio is edge-triggered).
-        let mut left = 1usize << 20;
+        // A budget per turn keeps one busy peer from starving the others;
+        // the reactor comes back for `More` (mio is edge-triggered).
+        let mut left = READ_BUDGET;
         while left > 0 {
             match self.sock.read(buf) {
                 Ok(0) => return Ok(ReadState::Eof),
@@ -337,6 +354,51 @@ mod tests {
         let token = conns.next_token().unwrap();
         conns.insert(conn(to, token));
         token
+    }
+
+    /// A flush with a budget stops once it is spent, saying that bytes
+    /// are left (the reactor looks at its other events, then comes
+    /// back); called again, it writes everything, in order.
+    #[test]
+    fn a_flush_stops_at_its_budget_and_says_what_is_left() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut c = conn(l.local_addr().unwrap(), Token(FIRST_CONN));
+        let (mut peer, _) = l.accept().unwrap();
+        while c.sock.peer_addr().is_err() {
+            std::thread::yield_now();
+        }
+        c.tcp_connecting = false;
+        // Small socket buffers and nobody reading yet: the kernel cannot
+        // take the 8 MiB in one write.
+        socket2::SockRef::from(&peer)
+            .set_recv_buffer_size(64 << 10)
+            .unwrap();
+        socket2::SockRef::from(&c.sock)
+            .set_send_buffer_size(64 << 10)
+            .unwrap();
+        let data: Vec<u8> = (0..8u32 << 20).map(|i| (i % 251) as u8).collect();
+        c.wbuf = data.clone();
+        // A budget of one byte: one write.
+        assert!(c.flush_some(1).unwrap(), "bytes are left");
+        assert!(c.wpos > 0 && c.wpos < data.len(), "one write: {}", c.wpos);
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            peer.read_to_end(&mut got).unwrap();
+            got
+        });
+        // Again with a budget, until everything is out (a `false` with
+        // bytes left: the socket would block until the reader reads).
+        while !c.wbuf.is_empty() {
+            let before = c.wpos;
+            let more = c.flush_some(64 << 10).unwrap();
+            if more {
+                assert!(c.wpos > before);
+            } else {
+                std::thread::yield_now();
+            }
+        }
+        drop(c);
+        assert!(reader.join().unwrap() == data, "all bytes, in order");
     }
 
     #[test]

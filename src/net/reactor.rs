@@ -234,6 +234,16 @@ pub(super) struct Reactor {
 #[cfg(any(target_os = "linux", target_os = "android"))]
 const UNSENT_IN_KERNEL: u32 = 64 << 10;
 
+/// At most about this many bytes are written to one connection per turn
+/// of the reactor; then it looks at its other events (and comes back).
+/// Without a bound, a stream of large packets whose sender keeps the
+/// outbox full holds the reactor in one connection's write loop for as
+/// long as the peer's receive window takes bytes (milliseconds on
+/// loopback, whose window grows to many megabytes), and an answer that
+/// arrived meanwhile on any connection waits unread. 256 KiB is four
+/// 64 KiB packets, about 100 µs of loopback writes.
+const WRITE_BUDGET: usize = 256 << 10;
+
 /// The reactor's read buffer. A packet that lies whole in one read is
 /// decoded where it is; one that continues beyond it is copied into its
 /// connection's decoder first. 256 KiB holds several 64 KiB packets, so
@@ -559,8 +569,10 @@ impl Reactor {
                     })
                 };
                 match read.and_then(|more| {
-                    conn.flush().map_err(|e| format!("write error: {e}"))?;
-                    Ok(more)
+                    let wmore = conn
+                        .flush_some(WRITE_BUDGET)
+                        .map_err(|e| format!("write error: {e}"))?;
+                    Ok(more || wmore)
                 }) {
                     Ok(more) => more,
                     Err(why) => {
