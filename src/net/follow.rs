@@ -65,8 +65,11 @@ pub(crate) struct State {
     following: bool,
     /// The reactor has bytes to write and waits for the socket.
     want_write: bool,
-    /// The interest registered now (`None`: not registered).
+    /// The interest registered now (`None`: none).
     registered: Option<Interest>,
+    /// The socket is in the poll's set, maybe with no interest (see
+    /// [`park`]).
+    in_poll: bool,
 }
 
 /// What a follower reads at a time (most answers are small).
@@ -103,6 +106,7 @@ impl Reader {
                 following: false,
                 want_write: true,
                 registered: None,
+                in_poll: false,
             }),
         };
         if reader.followable {
@@ -145,7 +149,8 @@ impl Reader {
     pub(crate) fn close(&self) {
         let mut st = self.state.lock();
         st.open = false;
-        if let (Some(sock), Some(_)) = (self.sock(), st.registered.take()) {
+        st.registered = None;
+        if let (Some(sock), true) = (self.sock(), std::mem::take(&mut st.in_poll)) {
             let _ = self.registry.deregister(&mut SourceFd(&sock.as_raw_fd()));
         }
     }
@@ -170,11 +175,18 @@ impl Reader {
         }
         let fd = sock.as_raw_fd();
         let src = &mut SourceFd(&fd);
-        match (st.registered, want) {
-            (Some(_), Some(i)) => self.registry.reregister(src, self.token, i)?,
-            (None, Some(i)) => self.registry.register(src, self.token, i)?,
-            (Some(_), None) => self.registry.deregister(src)?,
-            (None, None) => {}
+        match want {
+            Some(i) if st.in_poll => self.registry.reregister(src, self.token, i)?,
+            Some(i) => {
+                self.registry.register(src, self.token, i)?;
+                st.in_poll = true;
+            }
+            None => {
+                if !park(&self.registry, fd, self.token)? {
+                    self.registry.deregister(src)?;
+                    st.in_poll = false;
+                }
+            }
         }
         st.registered = want;
         Ok(())
@@ -239,6 +251,36 @@ impl crate::busy::Follow for Reader {
             st.following = false;
             self.fix(&mut st);
         }
+    }
+}
+
+/// Takes all interest from `fd`, leaving it in the poll's set: `Ok(false)`
+/// where that cannot be done (then it must be deregistered). Changing the
+/// interest of a registered descriptor costs the kernel less than taking
+/// it out and putting it back, and a follower does one or the other at
+/// each end of every wait.
+fn park(registry: &Registry, fd: std::os::fd::RawFd, token: Token) -> std::io::Result<bool> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        // mio polls with epoll here; edge-triggered, no events: only a
+        // hang-up or an error is still reported (the reactor then reads,
+        // and finds what happened).
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLET as u32,
+            u64: token.0 as u64,
+        };
+        // SAFETY: both descriptors are open (the registry's, and the
+        // socket the reader's outbox holds), and `ev` is a valid event.
+        let r = unsafe { libc::epoll_ctl(registry.as_raw_fd(), libc::EPOLL_CTL_MOD, fd, &mut ev) };
+        if r < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(true)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = (registry, fd, token);
+        Ok(false)
     }
 }
 
@@ -334,6 +376,42 @@ mod tests {
         pub(super) static FOLLOWED: Cell<u64> = const { Cell::new(0) };
         /// Packets for the node port this thread handed back.
         pub(super) static HANDED_BACK: Cell<u64> = const { Cell::new(0) };
+    }
+
+    /// A parked socket stays in the poll's set but raises no event for
+    /// what arrives; given its interest back, it reports what is waiting.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn a_parked_socket_is_silent_until_its_interest_returns() {
+        use mio::{unix::SourceFd, Events, Interest, Poll, Token};
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut peer = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (sock, _) = l.accept().unwrap();
+        sock.set_nonblocking(true).unwrap();
+        let mut poll = Poll::new().unwrap();
+        let (fd, token) = (sock.as_raw_fd(), Token(7));
+        let src = &mut SourceFd(&fd);
+        poll.registry()
+            .register(src, token, Interest::READABLE)
+            .unwrap();
+        assert!(super::park(poll.registry(), fd, token).unwrap());
+        peer.write_all(b"ping").unwrap();
+        // The bytes are in the socket (a blocking peek waits for them).
+        let mut b = [0u8; 4];
+        sock.set_nonblocking(false).unwrap();
+        assert_eq!(sock.peek(&mut b).unwrap(), 4);
+        let mut events = Events::with_capacity(4);
+        poll.poll(&mut events, Some(Duration::ZERO)).unwrap();
+        assert!(events.is_empty(), "a parked socket raised an event");
+        poll.registry()
+            .reregister(src, token, Interest::READABLE)
+            .unwrap();
+        poll.poll(&mut events, Some(Duration::from_secs(30)))
+            .unwrap();
+        let ev = events.iter().next().expect("an event once unparked");
+        assert!(ev.token() == token && ev.is_readable());
     }
 
     fn node(tag: &str) -> Node {
