@@ -208,7 +208,8 @@ pub(super) struct Reactor {
     pub(super) data_dials: Vec<super::handoff::DataDial>,
     /// Node ID → the connection that passed its greeting (handshaking or up).
     pub(super) greeted: HashMap<String, Token>,
-    /// Connections whose read budget ran out: read again next turn.
+    /// Connections whose read or write budget ran out: read and written
+    /// again next turn (no event would come for what is left).
     again: Vec<Token>,
     /// Read buffer ([`READ_BUF`]), shared by all connections.
     rbuf: Vec<u8>,
