@@ -92,6 +92,16 @@ pub fn groups(quick: bool) -> Vec<Group> {
                 all.extend_from_slice(&v);
                 mean(&v)
             });
+            // What the same stream's load costs raw TCP's round trips
+            // (polling) on a connection of their own, where nothing queues
+            // ahead of them: the part of the figure that is the machine
+            // being busy, not the ping waiting behind the stream.
+            let mut tcp_beside_all = Vec::new();
+            let tcp_beside = median(runs, || {
+                let v = tcp_roundtrip(&p.raw_poll, rounds, budget());
+                tcp_beside_all.extend_from_slice(&v);
+                mean(&v)
+            });
             stop.store(true, Ordering::Relaxed);
             streamer.join().unwrap();
             // The sink counted the stream: reset it for the next figures.
@@ -130,6 +140,21 @@ pub fn groups(quick: bool) -> Vec<Group> {
                     "us",
                 ),
                 Figure::new("remote_pingpong_idle_us", idle, "us"),
+                Figure::new(
+                    "baseline_tcp_poll_pingpong_during_aemp_stream_us",
+                    tcp_beside,
+                    "us",
+                ),
+                Figure::new(
+                    "baseline_tcp_poll_pingpong_during_aemp_stream_p50_us",
+                    percentile(&tcp_beside_all, 50),
+                    "us",
+                ),
+                Figure::new(
+                    "baseline_tcp_poll_pingpong_during_aemp_stream_p99_us",
+                    percentile(&tcp_beside_all, 99),
+                    "us",
+                ),
                 Figure::new("baseline_one_64k_transmission_us", one_64k_us, "us"),
                 Figure::new(
                     "baseline_tcp_poll_pingpong_during_tcp_stream_us",

@@ -69,6 +69,7 @@ pub fn groups(quick: bool, allocated: fn() -> usize) -> Vec<Group> {
                         &mut || local_pingpong(rounds),
                         &mut || channel_pingpong(rounds),
                         &mut || callback_pingpong(rounds),
+                        &mut || spin_pingpong(rounds),
                         &mut || erl.pingpong(rounds),
                     ],
                 ),
@@ -78,6 +79,7 @@ pub fn groups(quick: bool, allocated: fn() -> usize) -> Vec<Group> {
                         &mut || local_pingpong(rounds),
                         &mut || channel_pingpong(rounds),
                         &mut || callback_pingpong(rounds),
+                        &mut || spin_pingpong(rounds),
                     ],
                 ),
             };
@@ -86,12 +88,18 @@ pub fn groups(quick: bool, allocated: fn() -> usize) -> Vec<Group> {
                 Figure::new("baseline_channel_pingpong_rtt_us", mid(&v[1]), "us"),
                 Figure::new("local_pingpong_vs_channel", ratio(&v[0], &v[1]), "ratio"),
                 Figure::new("local_callback_pingpong_rtt_us", mid(&v[2]), "us"),
+                Figure::new("baseline_cross_core_spin_rtt_us", mid(&v[3]), "us"),
+                Figure::new(
+                    "local_pingpong_vs_cross_core_spin",
+                    ratio(&v[0], &v[3]),
+                    "ratio",
+                ),
             ];
             if let Some(erl) = &erlang {
-                let callback_vs_erlang = ratio(&v[2], &v[3]);
+                let callback_vs_erlang = ratio(&v[2], &v[4]);
                 figures.extend([
-                    Figure::new("baseline_erlang_local_pingpong_rtt_us", mid(&v[3]), "us"),
-                    Figure::new("local_pingpong_vs_erlang", ratio(&v[0], &v[3]), "ratio"),
+                    Figure::new("baseline_erlang_local_pingpong_rtt_us", mid(&v[4]), "us"),
+                    Figure::new("local_pingpong_vs_erlang", ratio(&v[0], &v[4]), "ratio"),
                     Figure::new(
                         "local_callback_pingpong_vs_erlang",
                         callback_vs_erlang,
@@ -275,6 +283,47 @@ fn callback_pingpong(rounds: u32) -> f64 {
     let took: Duration = done_rx.recv().unwrap();
     node.kil(&pong, Reason::normal()).unwrap();
     node.kil(&ping, Reason::normal()).unwrap();
+    took.as_secs_f64() * 1e6 / rounds as f64
+}
+
+/// Two threads bouncing a counter in one atomic, each spinning on it:
+/// no message, no queue, no sleep. The floor of any ping-pong between two
+/// threads, which is what a thread port's is: one cache line crossing
+/// between the two CPUs and back, as fast as this machine's cores (and,
+/// on a virtual machine, the host's placement of them at that moment)
+/// allow. Erlang's ping-pong is not bound by it: its two processes share
+/// one scheduler thread. A spinner yields now and then, so that the
+/// figure ends even when both threads share one CPU.
+fn spin_pingpong(rounds: u32) -> f64 {
+    let ball = Arc::new(AtomicU64::new(0));
+    /// Waits until the counter is `want`.
+    fn wait_for(ball: &AtomicU64, want: u64) {
+        let mut spins = 0u32;
+        while ball.load(Ordering::Acquire) != want {
+            spins += 1;
+            if spins % 4096 == 0 {
+                std::thread::yield_now();
+            }
+            std::hint::spin_loop();
+        }
+    }
+    let rounds = u64::from(rounds);
+    let other = {
+        let ball = ball.clone();
+        std::thread::spawn(move || {
+            for i in 0..rounds {
+                wait_for(&ball, 2 * i + 1);
+                ball.store(2 * i + 2, Ordering::Release);
+            }
+        })
+    };
+    let start = Instant::now();
+    for i in 0..rounds {
+        ball.store(2 * i + 1, Ordering::Release);
+        wait_for(&ball, 2 * i + 2);
+    }
+    let took = start.elapsed();
+    other.join().unwrap();
     took.as_secs_f64() * 1e6 / rounds as f64
 }
 
