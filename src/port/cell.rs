@@ -12,10 +12,13 @@ use crate::message::{Message, Reason};
 use crate::monitor::{next_monitor_id, MonitorAction, MonitorEntry};
 use crate::PortId;
 use crossbeam_channel::Sender;
+use once_cell::race::OnceBox;
 use parking_lot::{Condvar, Mutex, MutexGuard};
+use std::cell::UnsafeCell;
 use std::collections::VecDeque;
+use std::mem::MaybeUninit;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 /// Where a message may go without passing the dispatcher.
@@ -88,14 +91,24 @@ impl PortState {
         self.inbox.is_empty() && !self.scheduled && !matches!(self.direct, Direct::No)
     }
 
-    /// Appends to the thread's incoming queue and wakes it if it sleeps.
+    /// Puts a message into the thread's slot if it may go there (see
+    /// [`Slot`]), else appends it to the incoming queue; wakes the thread
+    /// if it sleeps.
     #[inline]
-    fn hand_to_thread(&mut self, msg: Message, arrived: &AtomicBool, wake: &Condvar) {
+    fn hand_to_thread(&mut self, msg: Message, cell: &PortCell) {
         if let Some(side) = self.thread.as_mut() {
-            side.incoming.push_back(msg);
-            arrived.store(true, Ordering::Release);
+            let slot = cell.slot.get().expect("a thread side has a slot");
+            let msg = if side.incoming.is_empty() {
+                slot.put(msg)
+            } else {
+                Err(msg)
+            };
+            if let Err(msg) = msg {
+                side.incoming.push_back(msg);
+                slot.arrived.store(true, Ordering::Release);
+            }
             if side.waiting {
-                wake.notify_one();
+                cell.wake.notify_one();
             }
         }
     }
@@ -135,9 +148,9 @@ pub(crate) struct PortCell {
     state: Mutex<PortState>,
     /// Wakes the attached thread.
     wake: Condvar,
-    /// Set when a message for the attached thread arrives, so that the
-    /// thread can spin briefly on it before sleeping.
-    arrived: AtomicBool,
+    /// The attached thread's one-message slot and arrival flag (see
+    /// [`Slot`]), made with its thread side.
+    slot: OnceBox<Slot>,
     /// Locked by the dispatcher for the whole of a batch, and by nobody
     /// else while the port is alive: the one other locker is the thread
     /// that kills an idle port ([`PortCell::drop_callbacks`]), once the
@@ -203,7 +216,7 @@ impl PortCell {
                 direct: Direct::No,
             }),
             wake: Condvar::new(),
-            arrived: AtomicBool::new(false),
+            slot: OnceBox::new(),
             handlers: Mutex::new(handlers),
         }
     }
@@ -224,6 +237,7 @@ impl PortCell {
     /// A fresh thread port: its messages go straight to the thread.
     pub(crate) fn init_thread_port(&self) {
         let mut st = self.lock();
+        self.slot.get_or_init(Box::default);
         st.thread = Some(ThreadSide::default());
         st.direct = Direct::Thread;
     }
@@ -251,7 +265,7 @@ impl PortCell {
                 other => return Self::enqueue(st, other),
             };
             match &st.direct {
-                Direct::Thread => st.hand_to_thread(msg, &self.arrived, &self.wake),
+                Direct::Thread => st.hand_to_thread(msg, self),
                 // A second reply to a call has nobody to go to.
                 Direct::Channel(tx) => {
                     let _ = tx.try_send(Ok(msg));
@@ -316,7 +330,7 @@ impl PortCell {
     /// Hands a message to the attached thread (the dispatcher's path).
     #[inline]
     pub(crate) fn to_thread(&self, msg: Message) {
-        self.lock().hand_to_thread(msg, &self.arrived, &self.wake);
+        self.lock().hand_to_thread(msg, self);
     }
 
     /// Recomputes whether messages may skip the dispatcher, after a
@@ -349,8 +363,12 @@ impl PortCell {
         if let Some(side) = st.thread.as_mut() {
             side.killed = Some(reason.clone());
             side.incoming.clear();
+            let slot = self.slot.get().expect("a thread side has a slot");
+            // (Unless the thread is taking it right now: it was sent
+            // before the kill, as one taken a moment earlier.)
+            drop(slot.take());
             // Ends the thread's poll too (see `await_arrival`).
-            self.arrived.store(true, Ordering::Release);
+            slot.arrived.store(true, Ordering::Release);
             self.wake.notify_all();
         }
         Some(std::mem::take(&mut st.monitors))
@@ -432,25 +450,49 @@ impl PortCell {
         if st.thread.is_some() {
             return Err(AttachError::AlreadyAttached);
         }
+        self.slot.get_or_init(Box::default);
         st.thread = Some(ThreadSide::default());
         Ok(())
     }
 
     /// Messages arrived for the thread and not yet taken, if it has one.
     pub(crate) fn arrivals_len(&self) -> Option<usize> {
-        self.lock().thread.as_ref().map(|s| s.incoming.len())
+        let st = self.lock();
+        let side = st.thread.as_ref()?;
+        let in_slot = self.slot.get().is_some_and(Slot::is_full);
+        Some(side.incoming.len() + usize::from(in_slot))
     }
 
-    /// The thread takes its arrivals: they trade places with `into`
-    /// (empty); the kill reason instead once the port is dead.
+    /// The thread takes its arrivals, oldest first, into `into` (empty);
+    /// the kill reason instead once the port is dead.
+    ///
+    /// Without the lock when there is a message in the slot (it is older
+    /// than anything in the incoming queue, which is then taken next time)
+    /// or nothing at all: a thread that takes a message a sender just put
+    /// there touches nothing the sender's next message needs, and neither
+    /// does one that finds nothing. A kill sets `arrived`, so it is never
+    /// missed, only seen after a message sent before it.
     pub(crate) fn take_arrivals(&self, into: &mut VecDeque<Message>) -> Result<(), Reason> {
+        debug_assert!(into.is_empty());
+        let slot = self.slot.get().expect("thread port state");
+        if let Some(msg) = slot.take() {
+            into.push_back(msg);
+            return Ok(());
+        }
+        if !slot.arrived.load(Ordering::Acquire) {
+            return Ok(());
+        }
         let mut st = self.lock();
         let side = st.thread.as_mut().expect("thread port state");
         if let Some(reason) = &side.killed {
             return Err(reason.clone());
         }
+        // The slot may have filled since: its message is the oldest.
         std::mem::swap(&mut side.incoming, into);
-        self.arrived.store(false, Ordering::Relaxed);
+        if let Some(msg) = slot.take() {
+            into.push_front(msg);
+        }
+        slot.arrived.store(false, Ordering::Relaxed);
         Ok(())
     }
 
@@ -466,11 +508,15 @@ impl PortCell {
         pre_spin: &mut PreSpin,
     ) -> Arrival {
         let start = Instant::now();
-        let arrived = &self.arrived;
-        let ready = || arrived.load(Ordering::Acquire);
-        // `arrived` is set under the lock with every arrival and by a kill,
-        // and cleared only by the thread taking its arrivals: when it is
-        // seen set, the caller's next take finds the message or the kill.
+        // The slot's address is read once: the thread then polls the one
+        // cache line that a sender writes.
+        let slot = self.slot.get().expect("thread port state");
+        let ready = || slot.maybe_arrived();
+        // `arrived` is set under the lock with every arrival in the queue
+        // and by a kill, and cleared only by the thread taking its
+        // arrivals; the slot is emptied only by the thread (or a kill,
+        // which sets `arrived`): when either is seen, the caller's next
+        // take finds the message or the kill.
         if deadline.is_none_or(|d| start < d) {
             if pre_spin.spin(start, deadline, ready) {
                 return Arrival::Arrived;
@@ -486,7 +532,7 @@ impl PortCell {
             if let Some(reason) = &side.killed {
                 return Arrival::Killed(reason.clone());
             }
-            if !side.incoming.is_empty() {
+            if !side.incoming.is_empty() || slot.maybe_arrived() {
                 return Arrival::Arrived;
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -501,10 +547,108 @@ impl PortCell {
             }
             let side = st.thread.as_mut().expect("thread port state");
             side.waiting = false;
-            if !side.incoming.is_empty() {
+            if !side.incoming.is_empty() || slot.maybe_arrived() {
                 busy.slept(start);
             }
         }
+    }
+}
+
+/// A thread port's one-message slot, beside its incoming queue, and the
+/// flag that says something waits in that queue.
+///
+/// A sender puts a message here, under the cell's lock, when the queue is
+/// empty and the slot too; otherwise into the queue. So a message in the
+/// slot is older than every message in the queue, and the thread takes it
+/// without the lock. In an exchange (a request, its answer) each message
+/// then crosses between the two threads' CPUs in this one cache line,
+/// instead of through the lock, the queue's buffer and the `arrived`
+/// flag, each a line that would cross too.
+///
+/// States: empty, full, and *taking* (the thread, or a kill under the
+/// lock, moving the message out); only a sender fills it (under the lock,
+/// so one at a time), only a taker empties it.
+///
+/// `arrived` shares the line, so that a waiting thread polls that line
+/// alone (the cell's lock, which senders write, lies elsewhere).
+#[repr(align(64))]
+struct Slot {
+    msg: UnsafeCell<MaybeUninit<Message>>,
+    state: AtomicU8,
+    /// Set under the lock when a message goes into the queue and when the
+    /// port is killed; cleared only by the thread taking its arrivals.
+    arrived: AtomicBool,
+}
+
+// One cache line (a `Message` is 56 bytes); a larger message type would
+// split it in two.
+const _: () = assert!(std::mem::size_of::<Slot>() == 64);
+
+const SLOT_EMPTY: u8 = 0;
+const SLOT_FULL: u8 = 1;
+const SLOT_TAKING: u8 = 2;
+
+// SAFETY: the message is written only while the slot is empty, by one
+// sender at a time (under the cell's lock), and read only by the one taker
+// that moved the state from full to taking; `Message` is `Send`.
+unsafe impl Sync for Slot {}
+unsafe impl Send for Slot {}
+
+impl Default for Slot {
+    fn default() -> Slot {
+        Slot {
+            msg: UnsafeCell::new(MaybeUninit::uninit()),
+            state: AtomicU8::new(SLOT_EMPTY),
+            arrived: AtomicBool::new(false),
+        }
+    }
+}
+
+impl Slot {
+    /// Puts `msg` in if the slot is empty, else gives it back. Only
+    /// under the cell's lock.
+    #[inline]
+    fn put(&self, msg: Message) -> Result<(), Message> {
+        // Acquire: the last taker's read of the message happened before.
+        if self.state.load(Ordering::Acquire) != SLOT_EMPTY {
+            return Err(msg);
+        }
+        // SAFETY: empty, and no other sender (the lock): nobody reads or
+        // writes the message now.
+        unsafe { (*self.msg.get()).write(msg) };
+        self.state.store(SLOT_FULL, Ordering::Release);
+        Ok(())
+    }
+
+    #[inline]
+    fn is_full(&self) -> bool {
+        self.state.load(Ordering::Acquire) == SLOT_FULL
+    }
+
+    /// Whether something may have arrived since the thread last took its
+    /// arrivals: a message here or in the queue, or the kill.
+    #[inline]
+    fn maybe_arrived(&self) -> bool {
+        self.arrived.load(Ordering::Acquire) || self.is_full()
+    }
+
+    /// Moves the message out, if there is one.
+    #[inline]
+    fn take(&self) -> Option<Message> {
+        self.state
+            .compare_exchange(SLOT_FULL, SLOT_TAKING, Ordering::Acquire, Ordering::Relaxed)
+            .ok()?;
+        // SAFETY: this taker alone moved the state from full (a message
+        // was written, released by the store that made it full).
+        let msg = unsafe { (*self.msg.get()).assume_init_read() };
+        self.state.store(SLOT_EMPTY, Ordering::Release);
+        Some(msg)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        drop(self.take());
     }
 }
 

@@ -34,6 +34,10 @@
 //! a thread; a killed thread belongs to a dead port. Direct delivery
 //! happens only with an empty inbox and the port not scheduled
 //! (`PortState::may_skip_dispatcher`), so it never overtakes anything.
+//! A thread's arrivals wait in its one-message slot (`cell.rs`, `Slot`),
+//! filled only while its incoming queue is empty, then in that queue: the
+//! slot's message is always the oldest, and the thread takes it without
+//! the lock.
 //!
 //! - `cell.rs`: the cell, its state and its transitions;
 //! - `handlers.rs`: the callbacks a port runs (default, per tag);

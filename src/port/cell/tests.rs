@@ -4,6 +4,7 @@
 use super::*;
 use crate::msg;
 use crate::port::DefaultHandler;
+use std::sync::Arc;
 
 fn cell() -> PortCell {
     PortCell::new(
@@ -53,6 +54,89 @@ fn direct_thread_delivery_never_overtakes_the_inbox() {
     let mut arrivals = VecDeque::new();
     assert!(c.take_arrivals(&mut arrivals).is_ok());
     assert_eq!(arrivals, VecDeque::from([msg![1]]));
+}
+
+#[test]
+fn the_slot_holds_the_oldest_arrival_and_the_queue_the_rest() {
+    let c = cell();
+    c.init_thread_port();
+    let slot = c.slot.get().expect("a thread port has a slot");
+    let mut arrivals = VecDeque::new();
+    c.take_arrivals(&mut arrivals).unwrap();
+    assert!(arrivals.is_empty(), "nothing arrived");
+    for i in 1..=3 {
+        assert!(matches!(c.push(Item::Msg(msg![i])), Pushed::Done));
+    }
+    assert_eq!(c.arrivals_len(), Some(3));
+    assert!(slot.is_full() && slot.arrived.load(Ordering::Relaxed));
+    c.take_arrivals(&mut arrivals).unwrap();
+    assert_eq!(arrivals, VecDeque::from([msg![1]]), "the slot's first");
+    // The slot stays empty while the queue holds messages: 4 goes behind.
+    c.push(Item::Msg(msg![4]));
+    assert!(!slot.is_full());
+    let mut more = VecDeque::new();
+    c.take_arrivals(&mut more).unwrap();
+    assert_eq!(more, VecDeque::from([msg![2], msg![3], msg![4]]));
+    assert!(!slot.arrived.load(Ordering::Relaxed));
+    // Both empty: the next message takes the slot again.
+    c.push(Item::Msg(msg![5]));
+    assert!(slot.is_full() && !slot.arrived.load(Ordering::Relaxed));
+    let mut last = VecDeque::new();
+    c.take_arrivals(&mut last).unwrap();
+    assert_eq!(last, VecDeque::from([msg![5]]));
+    assert_eq!(c.arrivals_len(), Some(0));
+}
+
+#[test]
+fn a_kill_empties_the_slot_and_is_seen_by_the_next_take() {
+    let c = cell();
+    c.init_thread_port();
+    c.push(Item::Msg(msg![1]));
+    let slot = c.slot.get().expect("a thread port has a slot");
+    assert!(slot.is_full());
+    let reason = Reason::die("x");
+    assert!(c.die(&reason).is_some());
+    assert!(!slot.is_full(), "the message went with the port");
+    assert_eq!(c.take_arrivals(&mut VecDeque::new()), Err(reason));
+}
+
+#[test]
+fn two_senders_and_the_thread_lose_and_reorder_nothing() {
+    let c = Arc::new(cell());
+    c.init_thread_port();
+    let n = 20_000u64;
+    let senders: Vec<_> = (0..2u64)
+        .map(|s| {
+            let c = c.clone();
+            std::thread::spawn(move || {
+                for i in 0..n {
+                    assert!(matches!(c.push(Item::Msg(msg![s, i])), Pushed::Done));
+                }
+            })
+        })
+        .collect();
+    let mut busy = BusyWait::new(Duration::from_micros(50));
+    let mut spin = PreSpin::new(Duration::from_micros(3));
+    let (mut next, mut arrivals) = ([0u64; 2], VecDeque::new());
+    while next != [n, n] {
+        c.take_arrivals(&mut arrivals).unwrap();
+        if arrivals.is_empty() {
+            // A lost wake-up would time out here.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let arrival = c.await_arrival(Some(deadline), &mut busy, &mut spin);
+            assert!(matches!(arrival, Arrival::Arrived), "stuck at {next:?}");
+            continue;
+        }
+        for m in arrivals.drain(..) {
+            let s = m.u64_at(0).expect("sender") as usize;
+            assert_eq!(m.u64_at(1), Some(next[s]), "sender {s}'s order");
+            next[s] += 1;
+        }
+    }
+    for s in senders {
+        s.join().unwrap();
+    }
+    assert_eq!(c.arrivals_len(), Some(0));
 }
 
 #[test]
