@@ -3,7 +3,8 @@
 //! to the round trips of small ones on the same connection.
 
 use super::net::{
-    mean, one_kib, oneway_with, peer, percentile, roundtrip, tcp_bandwidth, tcp_roundtrip,
+    mean, one_kib, oneway_with, peer, percentile, roundtrip, roundtrip_legs, tcp_bandwidth,
+    tcp_roundtrip,
 };
 use super::polling::budget;
 use super::{median, Figure, Group};
@@ -59,6 +60,7 @@ pub fn groups(quick: bool) -> Vec<Group> {
         Group::new("pingpong_during_64k", move || {
             let p = peer();
             let idle = median(runs, || mean(&roundtrip(&p.local, &p.jecho, rounds)));
+            let idle_legs = roundtrip_legs(&p.local, &p.jclock, rounds);
             // 64 KiB messages streaming to another port of the same peer
             // node, over the same connection, while the round trips run.
             let stop = Arc::new(AtomicBool::new(false));
@@ -92,6 +94,13 @@ pub fn groups(quick: bool) -> Vec<Group> {
                 all.extend_from_slice(&v);
                 mean(&v)
             });
+            // Where the time goes: the leg there (behind the stream) and
+            // the leg back (no stream on it; only the machine's load).
+            let legs = roundtrip_legs(&p.local, &p.jclock, rounds);
+            let leg = |legs: &[(f64, f64)], which: fn(&(f64, f64)) -> f64| {
+                percentile(&legs.iter().map(which).collect::<Vec<_>>(), 50)
+            };
+            let (there, back) = (leg(&legs, |l| l.0), leg(&legs, |l| l.1));
             // What the same stream's load costs raw TCP's round trips
             // (polling) on a connection of their own, where nothing queues
             // ahead of them: the part of the figure that is the machine
@@ -137,6 +146,22 @@ pub fn groups(quick: bool) -> Vec<Group> {
                 Figure::new(
                     "remote_pingpong_during_64k_stream_p99_us",
                     percentile(&all, 99),
+                    "us",
+                ),
+                Figure::new(
+                    "remote_pingpong_during_64k_stream_there_p50_us",
+                    there,
+                    "us",
+                ),
+                Figure::new("remote_pingpong_during_64k_stream_back_p50_us", back, "us"),
+                Figure::new(
+                    "remote_pingpong_idle_there_p50_us",
+                    leg(&idle_legs, |l| l.0),
+                    "us",
+                ),
+                Figure::new(
+                    "remote_pingpong_idle_back_p50_us",
+                    leg(&idle_legs, |l| l.1),
                     "us",
                 ),
                 Figure::new("remote_pingpong_idle_us", idle, "us"),

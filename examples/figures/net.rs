@@ -4,7 +4,9 @@
 //! The peer runs two nodes, one accepting only json and one preferring
 //! cbor (each direction uses the receiver's preference), each with a
 //! sink port (counts `["tag", ...]`, answers `["end", reply]` with the
-//! count) and an echo port (`[reply, x]` → `[x]`), plus raw TCP servers
+//! count) and an echo port (`[reply, x]` → `[x]`); the json node also a
+//! clock echo (`[reply, x]` → `[x, its wall clock in ns]`, to split a
+//! round trip into its two legs); plus raw TCP servers
 //! for the baselines: an echo server that blocks in `read`, one that polls
 //! first (as aemp's threads do, with the same budget), and a sink that
 //! reads bytes as fast as it can.
@@ -21,7 +23,7 @@ use std::time::{Duration, Instant};
 
 pub(super) const SECRET: &str = "figures";
 
-fn peer_node(tag: &str, framings: &[Framing]) -> (Node, PortId, PortId) {
+fn peer_node(tag: &str, framings: &[Framing]) -> (Node, PortId, PortId, PortId) {
     let node = Node::with_config(
         Config::new(format!("fig-{tag}/%u"))
             .bind("127.0.0.1:0")
@@ -58,14 +60,26 @@ fn peer_node(tag: &str, framings: &[Framing]) -> (Node, PortId, PortId) {
             n.snd(&reply, m[1..].iter().cloned().collect());
         }
     });
-    (node, sink, echo)
+    let n = node.clone();
+    let clock_echo = node.port_fn(move |m| {
+        if let (Some(Ok(reply)), Some(x)) = (m.port_at(0), m.u64_at(1)) {
+            n.snd(&reply, msg![x, wall_clock_ns()]);
+        }
+    });
+    (node, sink, echo, clock_echo)
+}
+
+/// This machine's wall clock in ns, which both processes read alike.
+fn wall_clock_ns() -> u64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since.map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// The peer process: prints `READY` with what the measuring side needs,
 /// then serves until its stdin closes.
 pub fn peer_main() {
-    let (json, jsink, jecho) = peer_node("json", &[Framing::Json]);
-    let (cbor, csink, cecho) = peer_node("cbor", &[Framing::Cbor, Framing::Json]);
+    let (json, jsink, jecho, jclock) = peer_node("json", &[Framing::Json]);
+    let (cbor, csink, cecho, _) = peer_node("cbor", &[Framing::Cbor, Framing::Json]);
     let raw = TcpListener::bind("127.0.0.1:0").expect("raw listener");
     let raw_addr = raw.local_addr().unwrap();
     std::thread::spawn(move || {
@@ -101,7 +115,7 @@ pub fn peer_main() {
         let _ = s.write_all(&total.to_le_bytes());
     });
     println!(
-        "READY {} {} {jsink} {jecho} {} {} {csink} {cecho} {raw_addr} {poll_addr} {sink_addr}",
+        "READY {} {} {jsink} {jecho} {} {} {csink} {cecho} {raw_addr} {poll_addr} {sink_addr} {jclock}",
         json.id(),
         json.listen_addrs()[0],
         cbor.id(),
@@ -130,6 +144,8 @@ pub(super) struct Peer {
     pub(super) local: Node,
     pub(super) jsink: PortId,
     pub(super) jecho: PortId,
+    /// The json node's clock echo.
+    pub(super) jclock: PortId,
     pub(super) csink: PortId,
     pub(super) raw: String,
     pub(super) raw_poll: String,
@@ -152,6 +168,7 @@ pub(super) fn peer() -> &'static Peer {
             local,
             jsink: f[2].parse().unwrap(),
             jecho: f[3].parse().unwrap(),
+            jclock: f[11].parse().unwrap(),
             csink: f[6].parse().unwrap(),
             raw: f[8].to_string(),
             raw_poll: f[9].to_string(),
@@ -227,6 +244,37 @@ pub(super) fn roundtrip(local: &Node, echo: &PortId, rounds: u32) -> Vec<f64> {
         .expect("round trips did not finish");
     assert_eq!(rtts.len(), rounds as usize, "no pong from the peer");
     rtts
+}
+
+/// Round trips as [`roundtrip`], through a clock echo (see `peer_node`):
+/// each trip's two legs in µs, (there, back), by the wall clock both
+/// processes read.
+pub(super) fn roundtrip_legs(local: &Node, clock_echo: &PortId, rounds: u32) -> Vec<(f64, f64)> {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let echo = clock_echo.clone();
+    local.port_thread(move |mb| {
+        let me = mb.port().clone();
+        let node = mb.node().clone();
+        let mut legs = Vec::with_capacity(rounds as usize);
+        for i in 0..rounds {
+            let sent = wall_clock_ns();
+            node.snd(&echo, msg![&me, i]);
+            let Some(m) = mb.get_timeout(Duration::from_secs(30))? else {
+                break;
+            };
+            let back = wall_clock_ns();
+            let there = m.u64_at(1).expect("the clock echo's time");
+            let us = |a: u64, b: u64| b.saturating_sub(a) as f64 / 1e3;
+            legs.push((us(sent, there), us(there, back)));
+        }
+        let _ = tx.send(legs);
+        Ok::<(), aemp::Error>(())
+    });
+    let legs = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("round trips did not finish");
+    assert_eq!(legs.len(), rounds as usize, "no pong from the peer");
+    legs
 }
 
 /// Raw TCP round trips of 32 bytes to the echo server at `addr`, reading
