@@ -81,6 +81,10 @@ impl<E: Display> PortExit for std::result::Result<(), E> {
 pub struct Mailbox {
     node: Node,
     cell: Arc<PortCell>,
+    /// The port's ID, a copy: the cell's shares a cache line with the
+    /// lock that every sender to the port takes, and a thread that names
+    /// its port in each reply would fetch that line back each time.
+    port: PortId,
     queue: TagQueue,
     spare: VecDeque<Message>,
     busy: BusyWait,
@@ -100,7 +104,7 @@ impl Mailbox {
     /// assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), p);
     /// ```
     pub fn port(&self) -> &PortId {
-        &self.cell.id
+        &self.port
     }
 
     /// The node the port lives on.
@@ -484,6 +488,7 @@ pub(crate) fn spawn_port_thread<R: PortExit>(
             let _ctx = crate::context::enter(&node, thread_cell.id.clone());
             let mut mb = Mailbox {
                 node: node.clone(),
+                port: thread_cell.id.clone(),
                 cell: thread_cell,
                 queue: TagQueue::default(),
                 spare: VecDeque::new(),
