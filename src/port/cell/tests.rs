@@ -140,6 +140,56 @@ fn two_senders_and_the_thread_lose_and_reorder_nothing() {
 }
 
 #[test]
+fn a_kill_racing_the_threads_takes_is_always_seen() {
+    for round in 0..200u64 {
+        let c = Arc::new(cell());
+        c.init_thread_port();
+        let sender = {
+            let c = c.clone();
+            std::thread::spawn(move || {
+                let mut i = 0u64;
+                while !matches!(c.push(Item::Msg(msg![i])), Pushed::Dead(_)) {
+                    if i == round * 7 {
+                        assert!(c.die(&Reason::die("x")).is_some());
+                    }
+                    i += 1;
+                }
+            })
+        };
+        let mut busy = BusyWait::new(Duration::from_micros(50));
+        let mut spin = PreSpin::new(Duration::from_micros(3));
+        let (mut next, mut arrivals) = (0u64, VecDeque::new());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match c.take_arrivals(&mut arrivals) {
+                Err(reason) => {
+                    assert_eq!(reason, Reason::die("x"));
+                    break;
+                }
+                Ok(()) if arrivals.is_empty() => {
+                    match c.await_arrival(Some(deadline), &mut busy, &mut spin) {
+                        Arrival::Arrived => {}
+                        Arrival::Killed(reason) => {
+                            assert_eq!(reason, Reason::die("x"));
+                            break;
+                        }
+                        Arrival::TimedOut => panic!("the kill was lost"),
+                    }
+                }
+                Ok(()) => {
+                    for m in arrivals.drain(..) {
+                        assert_eq!(m.u64_at(0), Some(next), "in order");
+                        next += 1;
+                    }
+                }
+            }
+        }
+        assert!(next <= round * 7 + 1, "nothing sent after the kill arrives");
+        sender.join().unwrap();
+    }
+}
+
+#[test]
 fn kill_if_idle_only_when_nothing_waits() {
     let c = cell();
     c.add_monitor(monitor()).ok().expect("alive");
