@@ -222,59 +222,60 @@ pub(super) fn oneway_with(
 /// Round trips through `echo` from a thread port (the pong goes straight
 /// to its thread); the RTTs in µs.
 pub(super) fn roundtrip(local: &Node, echo: &PortId, rounds: u32) -> Vec<f64> {
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    let echo = echo.clone();
-    local.port_thread(move |mb| {
-        let me = mb.port().clone();
-        let node = mb.node().clone();
-        let mut rtts = Vec::with_capacity(rounds as usize);
-        for i in 0..rounds {
-            let t = Instant::now();
-            node.snd(&echo, msg![&me, i]);
-            if mb.get_timeout(Duration::from_secs(30))?.is_none() {
-                break;
-            }
-            rtts.push(t.elapsed().as_secs_f64() * 1e6);
-        }
-        let _ = tx.send(rtts);
-        Ok::<(), aemp::Error>(())
-    });
-    let rtts = rx
-        .recv_timeout(Duration::from_secs(120))
-        .expect("round trips did not finish");
-    assert_eq!(rtts.len(), rounds as usize, "no pong from the peer");
-    rtts
+    trips(local, echo, rounds, |send, mb| {
+        let t = Instant::now();
+        send();
+        let pong = mb.get_timeout(Duration::from_secs(30))?;
+        Ok(pong.map(|_| t.elapsed().as_secs_f64() * 1e6))
+    })
 }
 
 /// Round trips as [`roundtrip`], through a clock echo (see `peer_node`):
 /// each trip's two legs in µs, (there, back), by the wall clock both
 /// processes read.
 pub(super) fn roundtrip_legs(local: &Node, clock_echo: &PortId, rounds: u32) -> Vec<(f64, f64)> {
+    trips(local, clock_echo, rounds, |send, mb| {
+        let sent = wall_clock_ns();
+        send();
+        let Some(pong) = mb.get_timeout(Duration::from_secs(30))? else {
+            return Ok(None);
+        };
+        let back = wall_clock_ns();
+        let there = pong.u64_at(1).expect("the clock echo's time");
+        let us = |a: u64, b: u64| b.saturating_sub(a) as f64 / 1e3;
+        Ok(Some((us(sent, there), us(there, back))))
+    })
+}
+
+/// `rounds` round trips through `echo` from a thread port: `trip` sends
+/// the ping (`[me, i]`) by calling its first argument, waits for the pong
+/// and says what it measured (`None`: no pong).
+fn trips<T: Send + 'static>(
+    local: &Node,
+    echo: &PortId,
+    rounds: u32,
+    trip: fn(&mut dyn FnMut(), &mut aemp::Mailbox) -> aemp::Result<Option<T>>,
+) -> Vec<T> {
     let (tx, rx) = crossbeam_channel::bounded(1);
-    let echo = clock_echo.clone();
+    let echo = echo.clone();
     local.port_thread(move |mb| {
         let me = mb.port().clone();
         let node = mb.node().clone();
-        let mut legs = Vec::with_capacity(rounds as usize);
+        let mut results = Vec::with_capacity(rounds as usize);
         for i in 0..rounds {
-            let sent = wall_clock_ns();
-            node.snd(&echo, msg![&me, i]);
-            let Some(m) = mb.get_timeout(Duration::from_secs(30))? else {
-                break;
-            };
-            let back = wall_clock_ns();
-            let there = m.u64_at(1).expect("the clock echo's time");
-            let us = |a: u64, b: u64| b.saturating_sub(a) as f64 / 1e3;
-            legs.push((us(sent, there), us(there, back)));
+            match trip(&mut || node.snd(&echo, msg![&me, i]), mb)? {
+                Some(r) => results.push(r),
+                None => break,
+            }
         }
-        let _ = tx.send(legs);
+        let _ = tx.send(results);
         Ok::<(), aemp::Error>(())
     });
-    let legs = rx
+    let results = rx
         .recv_timeout(Duration::from_secs(120))
         .expect("round trips did not finish");
-    assert_eq!(legs.len(), rounds as usize, "no pong from the peer");
-    legs
+    assert_eq!(results.len(), rounds as usize, "no pong from the peer");
+    results
 }
 
 /// Raw TCP round trips of 32 bytes to the echo server at `addr`, reading
