@@ -594,9 +594,9 @@ const SLOT_TAKING: u8 = 2;
 
 // SAFETY: the message is written only while the slot is empty, by one
 // sender at a time (under the cell's lock), and read only by the one taker
-// that moved the state from full to taking; `Message` is `Send`.
+// that moved the state from full to taking; `Message` is `Send`. (`Send`
+// follows from the fields.)
 unsafe impl Sync for Slot {}
-unsafe impl Send for Slot {}
 
 impl Default for Slot {
     fn default() -> Slot {
