@@ -106,12 +106,12 @@ impl Node {
     /// so callbacks may use it.
     ///
     /// ```
-    /// use aemp::{msg, Node, PortId};
+    /// use aemp::{msg, Node};
     /// use std::time::Duration;
     /// let node = Node::new("doc/cal").unwrap();
     /// // A server answers on the reply port that `cal` appends.
     /// let server = node.port_fn(|m| {
-    ///     let reply = PortId::try_from(m.last().unwrap()).unwrap();
+    ///     let reply = m.reply_port().unwrap();
     ///     aemp::snd(&reply, msg!["sum", m[1].as_i64().unwrap() + m[2].as_i64().unwrap()]);
     /// });
     /// let (tx, rx) = crossbeam_channel::bounded(1);
@@ -220,11 +220,11 @@ impl Node {
     /// stop the node: use [`cal`](Node::cal) there.
     ///
     /// ```
-    /// use aemp::{msg, Error, Node, PortId};
+    /// use aemp::{msg, Error, Node};
     /// use std::time::Duration;
     /// let node = Node::new("doc/call").unwrap();
     /// let echo = node.port_fn(|m| {
-    ///     let reply = PortId::try_from(m.last().unwrap()).unwrap();
+    ///     let reply = m.reply_port().unwrap();
     ///     aemp::snd(&reply, msg!["echo", m[0].clone()]);
     /// });
     /// let reply = node.call(&echo, msg!["hi"], Duration::from_secs(5)).unwrap();

@@ -105,6 +105,8 @@
 //! of the network: a remote operation crosses `seam.rs`.
 
 #![warn(missing_docs)]
+// The examples import what they use: readers copy them.
+#![doc(test(attr(deny(unused_imports))))]
 
 /// The README's code, compiled and run as a doctest so that it stays true.
 #[doc = include_str!("../README.md")]
@@ -455,9 +457,9 @@ pub fn cal(
 /// [`Node::call`] on the current node.
 ///
 /// ```
-/// use aemp::{msg, PortId};
+/// use aemp::msg;
 /// use std::time::Duration;
-/// let answer = aemp::port_fn(|m| aemp::snd(&PortId::try_from(m.last().unwrap()).unwrap(), msg![42]));
+/// let answer = aemp::port_fn(|m| aemp::snd(&m.reply_port().unwrap(), msg![42]));
 /// assert_eq!(aemp::call(&answer, msg!["question"], Duration::from_secs(5)).unwrap(), msg![42]);
 /// ```
 pub fn call(port: &PortId, msg: Message, timeout: Duration) -> Result<Message> {

@@ -101,7 +101,7 @@ impl Message {
     /// An empty message.
     ///
     /// ```
-    /// use aemp::{msg, Message};
+    /// use aemp::Message;
     /// let mut m = Message::new();
     /// m.push("tag".into()); // it is a Vec<serde_json::Value> underneath
     /// m.push_value(&(1, "x")).unwrap();
@@ -253,7 +253,7 @@ impl Message {
     /// The cheap way to take a reply port from a request:
     ///
     /// ```
-    /// use aemp::{msg, Error, PortId};
+    /// use aemp::{msg, Error};
     /// let node = aemp::Node::anonymous();
     /// let me = node.port_fn(|_| {});
     /// let request = msg!["ping", &me];
@@ -269,6 +269,36 @@ impl Message {
             Elem::Value(v) => crate::PortId::try_from(v),
             other => crate::PortId::try_from(&other.to_value()),
         })
+    }
+
+    /// The reply port of a request made with [`call`](crate::Node::call)
+    /// or [`cal`](crate::Node::cal), which append it: the last element,
+    /// read as [`port_at`](Message::port_at) reads one (no vector of
+    /// values is made). An error names the message when it is empty, and
+    /// the element when it is no port ID.
+    ///
+    /// ```
+    /// use aemp::{msg, Node};
+    /// use std::time::Duration;
+    /// let node = Node::new("doc/reply-port").unwrap();
+    /// let adder = node.port_fn(|m| {
+    ///     let sum = m.i64_at(1).unwrap() + m.i64_at(2).unwrap();
+    ///     aemp::snd(&m.reply_port().unwrap(), msg!["sum", sum]);
+    /// });
+    /// let answer = node.call(&adder, msg!["add", 2, 3], Duration::from_secs(5)).unwrap();
+    /// assert_eq!(answer, msg!["sum", 5]);
+    /// assert!(msg![].reply_port().is_err());
+    /// assert!(msg!["add", 2, 3].reply_port().is_err()); // 3 is no port ID
+    /// ```
+    pub fn reply_port(&self) -> Result<crate::PortId> {
+        match self.len().checked_sub(1).and_then(|i| self.port_at(i)) {
+            Some(port) => port,
+            None => Err(Error::Decode {
+                message: self.to_string(),
+                position: 0,
+                problem: "an empty message has no reply port (call and cal append one)".into(),
+            }),
+        }
     }
 
     /// Appends any serialisable value. A short scalar appended to a compact
@@ -1521,6 +1551,27 @@ mod tests {
                 len: 3
             }
         );
+    }
+
+    #[test]
+    fn the_reply_port_is_the_last_element_in_either_form() {
+        let me = crate::PortId::parse("n1#reply").unwrap();
+        // Compact (short scalars), and the vector form (an array first).
+        let compact = crate::msg!["add", 2, &me];
+        let vector = crate::msg![[1, 2], &me];
+        assert_eq!(compact.reply_port().unwrap(), me);
+        assert_eq!(vector.reply_port().unwrap(), me);
+        // What is wrong is named: the empty message, the element.
+        let e = crate::msg![].reply_port().unwrap_err();
+        assert!(
+            matches!(&e, Error::Decode { message, position: 0, .. } if message == "[]"),
+            "{e}"
+        );
+        let e = crate::msg!["add", 2, 3].reply_port().unwrap_err();
+        assert!(matches!(&e, Error::InvalidPortId { .. }), "{e}");
+        assert!(e.to_string().contains('3'), "{e}");
+        let e = crate::msg!["add", "#x"].reply_port().unwrap_err();
+        assert!(e.to_string().contains("#x"), "{e}");
     }
 
     #[test]

@@ -499,7 +499,7 @@ impl Node {
     /// dispatcher, and a `mon` set afterwards reports `no_such_port`.
     ///
     /// ```
-    /// use aemp::{msg, reason, Node};
+    /// use aemp::{reason, Node};
     /// use std::time::Duration;
     /// let node = Node::new("doc/kil").unwrap();
     /// let worker = node.port_fn(|_| {});

@@ -10,11 +10,11 @@ use std::time::Duration;
 /// A snapshot of one node, from [`Node::stats`].
 ///
 /// ```
-/// use aemp::{msg, Config, Node, PeerState, PortId};
+/// use aemp::{msg, Config, Node, PeerState};
 /// use std::time::Duration;
 /// let a = Node::with_config(Config::new("doc-stats-a").bind("127.0.0.1:0").secret("s")).unwrap();
 /// let b = Node::with_config(Config::new("doc-stats-b").secret("s")).unwrap();
-/// let echo = a.port_fn(|m| aemp::snd(&PortId::try_from(m.last().unwrap()).unwrap(), msg![]));
+/// let echo = a.port_fn(|m| aemp::snd(&m.reply_port().unwrap(), msg![]));
 /// b.add_address(a.id(), &a.listen_addrs()[0].to_string()).unwrap();
 /// b.call(&echo, msg!["ping"], Duration::from_secs(10)).unwrap();
 /// // A thread port that is not reading: its mailbox shows.

@@ -441,7 +441,7 @@ impl Node {
     /// reachable). Refused on the dispatcher thread.
     ///
     /// ```
-    /// use aemp::{Config, Error, Node};
+    /// use aemp::{Config, Node};
     /// use std::time::Duration;
     /// let node = Node::with_config(Config::new("doc-db-family-wait/").bind("127.0.0.1:0").secret("s")).unwrap();
     /// node.add_seed(&node.listen_addrs()[0].to_string()).unwrap();

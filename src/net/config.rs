@@ -278,10 +278,10 @@ impl Config {
     /// Sets the shared secret.
     ///
     /// ```
-    /// use aemp::{msg, Config, Error, Node};
+    /// use aemp::{msg, Config, Node};
     /// use std::time::Duration;
     /// let a = Node::with_config(Config::new("doc-secret-a/").bind("127.0.0.1:0").secret("right")).unwrap();
-    /// let echo = a.port_fn(|m| aemp::snd(&aemp::PortId::try_from(m.last().unwrap()).unwrap(), msg!["ok"]));
+    /// let echo = a.port_fn(|m| aemp::snd(&m.reply_port().unwrap(), msg!["ok"]));
     /// let addr = a.listen_addrs()[0].to_string();
     ///
     /// let b = Node::with_config(Config::new("doc-secret-b/").secret("right")).unwrap();

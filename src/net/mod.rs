@@ -438,13 +438,13 @@ impl Node {
     /// The nodes this node has a working connection to (never itself).
     ///
     /// ```
-    /// use aemp::{msg, Config, Node, PortId};
+    /// use aemp::{msg, Config, Node};
     /// use std::time::Duration;
     /// let cfg = |id: &str| Config::new(id).bind("127.0.0.1:0").secret("s");
     /// let a = Node::with_config(cfg("doc-up-nodes-a/")).unwrap();
     /// let b = Node::with_config(cfg("doc-up-nodes-b/")).unwrap();
     /// assert!(b.up_nodes().is_empty());
-    /// let echo = a.port_fn(|m| aemp::snd(&PortId::try_from(m.last().unwrap()).unwrap(), msg![]));
+    /// let echo = a.port_fn(|m| aemp::snd(&m.reply_port().unwrap(), msg![]));
     /// b.add_address(a.id(), &a.listen_addrs()[0].to_string()).unwrap();
     /// b.call(&echo, msg!["ping"], Duration::from_secs(10)).unwrap(); // connected now
     /// assert_eq!(b.up_nodes(), [a.id().clone()]);

@@ -381,11 +381,11 @@ impl Mailbox {
     /// See [`Node::call`].
     ///
     /// ```
-    /// use aemp::{msg, Node, PortId};
+    /// use aemp::{msg, Node};
     /// use std::time::Duration;
     /// let node = Node::new("doc/mb-call").unwrap();
     /// let clock = node.port_fn(|m| {
-    ///     let reply = PortId::try_from(m.last().unwrap()).unwrap();
+    ///     let reply = m.reply_port().unwrap();
     ///     aemp::snd(&reply, msg!["time", 1234]);
     /// });
     /// let (tx, rx) = crossbeam_channel::bounded(1);

@@ -56,7 +56,7 @@
 //! worker it serves and exits, elsewhere it returns at once.
 //!
 //! ```
-//! use aemp::rpc::{self, Backend, Json, Rpc, Worker};
+//! use aemp::rpc::{self, Json, Rpc, Worker};
 //! use serde_json::{json, Value};
 //! use std::time::Duration;
 //!
