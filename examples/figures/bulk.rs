@@ -12,6 +12,7 @@ use aemp::msg;
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// The bulk figure groups.
 pub fn groups(quick: bool) -> Vec<Group> {
@@ -64,6 +65,7 @@ pub fn groups(quick: bool) -> Vec<Group> {
             // 64 KiB messages streaming to another port of the same peer
             // node, over the same connection, while the round trips run.
             let stop = Arc::new(AtomicBool::new(false));
+            let stream_start = Instant::now();
             let streamer = {
                 let stop = stop.clone();
                 let (node, sink) = (p.local.clone(), p.jsink.clone());
@@ -113,14 +115,19 @@ pub fn groups(quick: bool) -> Vec<Group> {
             });
             stop.store(true, Ordering::Relaxed);
             streamer.join().unwrap();
-            // The sink counted the stream: reset it for the next figures.
+            // The sink counted the stream (and resets for the next
+            // figures): its pace in this run, round trips and all.
             let (tx, rx) = crossbeam_channel::bounded(1);
             let reply = p.local.port_fn(move |m| {
                 let _ = tx.send(m);
             });
             p.local.snd(&p.jsink, msg!["end", &reply]);
-            rx.recv_timeout(std::time::Duration::from_secs(60))
+            let count = rx
+                .recv_timeout(std::time::Duration::from_secs(60))
                 .expect("the peer did not answer");
+            let stream_secs = stream_start.elapsed().as_secs_f64();
+            let streamed = count.u64_at(1).expect("the sink's count").max(1);
+            let one_64k_stream_us = stream_secs * 1e6 / streamed as f64;
             let _ = p.local.kil(&reply, aemp::Reason::normal());
             // One 64 KiB message's own transmission time at raw TCP speed.
             let tcp = tcp_bandwidth(&p.raw_sink, 64 << 20);
@@ -154,6 +161,19 @@ pub fn groups(quick: bool) -> Vec<Group> {
                     "us",
                 ),
                 Figure::new("remote_pingpong_during_64k_stream_back_p50_us", back, "us"),
+                // The leg there beyond the leg back: what the ping waits
+                // behind the stream, apart from what the machine's load
+                // costs a leg with nothing queued ahead of it.
+                Figure::new(
+                    "remote_pingpong_during_64k_stream_stall_p50_us",
+                    (there - back).max(0.0),
+                    "us",
+                ),
+                Figure::new(
+                    "remote_pingpong_during_64k_stream_stall_vs_one_64k",
+                    (there - back).max(0.0) / one_64k_us,
+                    "ratio",
+                ),
                 Figure::new(
                     "remote_pingpong_idle_there_p50_us",
                     leg(&idle_legs, |l| l.0),
@@ -181,6 +201,11 @@ pub fn groups(quick: bool) -> Vec<Group> {
                     "us",
                 ),
                 Figure::new("baseline_one_64k_transmission_us", one_64k_us, "us"),
+                Figure::new(
+                    "baseline_one_64k_at_stream_pace_us",
+                    one_64k_stream_us,
+                    "us",
+                ),
                 Figure::new(
                     "baseline_tcp_poll_pingpong_during_tcp_stream_us",
                     tcp_busy,
