@@ -155,6 +155,21 @@ pub fn figures(quick: bool) -> Vec<Figure> {
         for _ in 0..100 {
             pool.call_wait(vec![1], T).expect("warm-up");
         }
+        if load == 2 {
+            // Sequential round trips through the pool, beside rpc_sync's
+            // through one handle.
+            let n = 20_000 / scale;
+            let t0 = Instant::now();
+            for i in 0..n {
+                pool.call_wait((i as u32).to_le_bytes().to_vec(), T)
+                    .expect("round trip");
+            }
+            out.push(Figure::new(
+                "pool2_sync_rtt_us",
+                t0.elapsed().as_secs_f64() * 1e6 / n as f64,
+                "us",
+            ));
+        }
         out.push(Figure::new(
             name,
             flood(|a, cb| pool.call(a, cb), n),

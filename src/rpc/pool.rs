@@ -361,16 +361,20 @@ impl<S: Serialiser> Pool<S> {
         args: S::Value,
         callback: impl FnOnce(Result<S::Value, Error>) + Send + 'static,
     ) {
-        self.call_job(args, Box::new(callback), None);
+        self.call_job(args, Box::new(callback), None, false);
     }
 
-    /// Queues a call whose events go to `events`.
+    /// Queues a call whose events go to `events`. For a caller that will
+    /// wait for the answer (`waiting`), the call is written at once if a
+    /// worker takes it now, and that worker's handle comes back for
+    /// [`Pool::await_job`].
     pub(crate) fn call_job(
         &self,
         args: S::Value,
         cb: JobCallback<S>,
         events: Option<EventSink<S::Value>>,
-    ) {
+        waiting: bool,
+    ) -> Option<Rpc<S>> {
         let inner = &self.inner;
         let mut st = inner.st.lock();
         st.next_seq += 1;
@@ -384,19 +388,45 @@ impl<S: Serialiser> Pool<S> {
         let work = inner.dispatch(&mut st);
         let more = !st.queue.is_empty();
         drop(st);
-        inner.run(work);
+        let sent_to = inner.run(work, waiting.then_some(seq));
         if more {
             inner.wake.notify_all();
+        }
+        sent_to
+    }
+
+    /// The answer of a job on `rx`, waiting at most `timeout`. When the job
+    /// went to a worker at once (`sent_to`), the caller polls for it first
+    /// and reads that worker's channel itself, as [`Rpc::call_wait`] does;
+    /// otherwise (all workers at their load) it sleeps until the answer.
+    /// If the worker dies before it starts the job, the job runs elsewhere
+    /// and its answer still comes on `rx`.
+    pub(crate) fn await_job<T>(
+        sent_to: Option<Rpc<S>>,
+        rx: &crossbeam_channel::Receiver<T>,
+        timeout: Duration,
+    ) -> Option<T> {
+        match sent_to {
+            Some(rpc) => rpc.await_answer(rx, timeout),
+            None => rx.recv_timeout(timeout).ok(),
         }
     }
 
     /// Calls and waits for the result, at most `timeout`.
+    ///
+    /// When a worker takes the call at once, the caller polls for the
+    /// answer for a short while, reading the worker's channel itself (as
+    /// [`Rpc::call_wait`] does), and the worker polls for its next call
+    /// after this one: a quick call's round trip then wakes no sleeping
+    /// thread. When all workers are at their load, it sleeps until the
+    /// answer.
     pub fn call_wait(&self, args: S::Value, timeout: Duration) -> Result<S::Value, Error> {
         let (tx, rx) = crossbeam_channel::bounded(1);
-        self.call(args, move |r| {
+        let cb = Box::new(move |r| {
             let _ = tx.send(r);
         });
-        rx.recv_timeout(timeout).unwrap_or_else(|_| {
+        let sent_to = self.call_job(args, cb, None, true);
+        Self::await_job(sent_to, &rx, timeout).unwrap_or_else(|| {
             Err(Error::Timeout {
                 what: format!("pool of {}", self.inner.template.function_name()),
                 ms: timeout.as_millis(),
@@ -481,10 +511,14 @@ impl<S: Serialiser> Inner<S> {
     }
 
     /// Sends dispatched jobs to their workers. A job whose worker turned out
-    /// to be dead goes back to the queue.
-    fn run(self: &Arc<Self>, work: Vec<Dispatch<S>>) {
+    /// to be dead goes back to the queue. The job numbered `waited` (whose
+    /// caller waits for it) is written at once, and its worker's handle
+    /// returned.
+    fn run(self: &Arc<Self>, work: Vec<Dispatch<S>>, waited: Option<u64>) -> Option<Rpc<S>> {
+        let mut sent_to = None;
         for Dispatch { slot, rpc, job } in work {
-            let frame = match encode_call(self.template.ser(), &job.args) {
+            let own = waited == Some(job.seq);
+            let mut frame = match encode_call(self.template.ser(), &job.args) {
                 Ok(frame) => frame,
                 Err(e) => {
                     self.finished_job(slot, job.cb, Err(e));
@@ -513,13 +547,22 @@ impl<S: Serialiser> Inner<S> {
                 }),
                 events,
             };
-            if let Err((pending, _)) = rpc.send_call(frame, pending, false) {
-                drop(pending);
-                if let Some(job) = cell.lock().take() {
-                    self.requeue(slot, job);
+            if own {
+                // Its worker polls for the next call after this one.
+                super::wire::set_kind(&mut frame, super::wire::CALL_WAITED);
+            }
+            match rpc.send_call(frame, pending, own) {
+                Ok(()) if own => sent_to = Some(rpc),
+                Ok(()) => {}
+                Err((pending, _)) => {
+                    drop(pending);
+                    if let Some(job) = cell.lock().take() {
+                        self.requeue(slot, job);
+                    }
                 }
             }
         }
+        sent_to
     }
 
     /// A job that never started on worker `slot` (it is dead) goes back to
@@ -535,7 +578,7 @@ impl<S: Serialiser> Inner<S> {
         let work = self.dispatch(&mut st);
         drop(st);
         self.wake.notify_all();
-        self.run(work);
+        self.run(work, None);
     }
 
     /// A worker answered: account, run the user's callback, dispatch more.
@@ -568,7 +611,7 @@ impl<S: Serialiser> Inner<S> {
         let notify =
             st.closing || !st.queue.is_empty() || st.slots.iter().any(|s| s.retired && s.load == 0);
         drop(st);
-        self.run(work);
+        self.run(work, None);
         if notify {
             self.wake.notify_all();
         }
@@ -618,7 +661,7 @@ impl<S: Serialiser> Inner<S> {
                 });
                 let work = self.dispatch(&mut st);
                 drop(st);
-                self.run(work);
+                self.run(work, None);
                 Ok(())
             }
             Err(e) => Err(e),

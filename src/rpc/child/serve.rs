@@ -41,7 +41,8 @@ struct Found {
 }
 
 /// Serves the parent on `sock` until it closes the channel (`no_poll`:
-/// without polling for the next call); returns the process's exit code.
+/// without polling for the next call, except after a
+/// [`wire::CALL_WAITED`]); returns the process's exit code.
 pub(super) fn serve(sock: UnixStream, no_poll: bool) -> i32 {
     let write_half = match sock.try_clone() {
         Ok(s) => s,
@@ -57,16 +58,19 @@ pub(super) fn serve(sock: UnixStream, no_poll: bool) -> i32 {
             return 2;
         }
     };
-    // Pools' workers do not poll (see `RpcBuilder::poll`).
+    // Pools' workers do not poll (see `RpcBuilder::poll`), except after
+    // a call whose caller waits for it.
     let budget = if no_poll {
         Duration::ZERO
     } else {
         DEFAULT_BUSY_WAIT
     };
-    let mut reader = FromParent(
-        BufReader::with_capacity(256 << 10, wire::Chan::new(sock)),
-        BusyWait::new(budget),
-    );
+    let mut reader = FromParent {
+        r: BufReader::with_capacity(256 << 10, wire::Chan::new(sock)),
+        busy: BusyWait::new(budget),
+        after_waited: BusyWait::new(DEFAULT_BUSY_WAIT),
+        waited: false,
+    };
     let start = match Start::read(&mut reader) {
         Ok(Some(start)) => start,
         Ok(None) => return 0, // parent gave up before starting us
@@ -92,7 +96,7 @@ pub(super) fn serve(sock: UnixStream, no_poll: bool) -> i32 {
 impl Start {
     /// Reads the start frame (`None`: the channel ended first).
     fn read(reader: &mut FromParent) -> Result<Option<Start>, String> {
-        let start = match wire::read_frame(&mut reader.0, wire::FROM_PARENT) {
+        let start = match wire::read_frame(&mut reader.r, wire::FROM_PARENT) {
             Ok(Some(f)) if f.kind == wire::START => f,
             Ok(None) => return Ok(None),
             Ok(Some(f)) => {
@@ -273,16 +277,35 @@ fn exe_name() -> String {
 
 /// The channel from the parent, as the worker reads it, and the busy-wait
 /// state of the thread waiting for the next call.
-struct FromParent(BufReader<wire::Chan>, BusyWait);
+struct FromParent {
+    r: BufReader<wire::Chan>,
+    /// The worker's own busy-wait (none in a pool's worker).
+    busy: BusyWait,
+    /// The busy-wait after a call whose caller waits for it
+    /// ([`wire::CALL_WAITED`]).
+    after_waited: BusyWait,
+    /// The last call was such a call.
+    waited: bool,
+}
 
 impl FromParent {
-    /// The next call (`None`: the parent closed the channel).
+    /// The next call (`None`: the parent closed the channel), as a
+    /// [`wire::CALL`] frame.
     fn next_call(&mut self) -> Result<Option<Frame>, String> {
-        let frame = match wire::read_frame_polling(&mut self.0, wire::FROM_PARENT, &mut self.1) {
+        let busy = if self.waited {
+            &mut self.after_waited
+        } else {
+            &mut self.busy
+        };
+        let mut frame = match wire::read_frame_polling(&mut self.r, wire::FROM_PARENT, busy) {
             Ok(Some(fr)) => fr,
             Ok(None) => return Ok(None),
             Err(e) => return Err(format!("reading from parent: {e}")),
         };
+        self.waited = frame.kind == wire::CALL_WAITED;
+        if self.waited {
+            frame.kind = wire::CALL;
+        }
         if frame.kind != wire::CALL {
             return Err(format!(
                 "unexpected frame kind 0x{:02x} from parent",
@@ -315,7 +338,7 @@ impl FromParent {
             outbox.push(reply, false);
             if flush_results {
                 outbox.flush_wait();
-            } else if self.0.buffer().is_empty() {
+            } else if self.r.buffer().is_empty() {
                 // Batch results while more calls are already buffered.
                 outbox.flush_now();
             }
@@ -337,5 +360,39 @@ impl FromParent {
             serving.idle.wait(&mut n);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn a_waited_call_is_served_as_a_call_and_the_next_wait_polls() {
+        let (mut parent, child) = UnixStream::pair().unwrap();
+        // A pool's worker: no busy-wait of its own.
+        let mut r = FromParent {
+            r: BufReader::new(wire::Chan::new(child)),
+            busy: BusyWait::new(Duration::ZERO),
+            after_waited: BusyWait::new(DEFAULT_BUSY_WAIT),
+            waited: false,
+        };
+        parent
+            .write_all(&wire::frame(wire::CALL_WAITED, 1, b"x"))
+            .unwrap();
+        parent.write_all(&wire::frame(wire::CALL, 2, b"y")).unwrap();
+        let f = r.next_call().unwrap().unwrap();
+        assert_eq!((f.kind, f.id, &f.payload[..]), (wire::CALL, 1, &b"x"[..]));
+        assert!(r.waited, "the wait for the next call polls");
+        let f = r.next_call().unwrap().unwrap();
+        assert_eq!((f.kind, f.id, &f.payload[..]), (wire::CALL, 2, &b"y"[..]));
+        assert!(!r.waited, "after a plain call it does not");
+        // Other kinds are still refused; the end is still the end.
+        parent
+            .write_all(&wire::frame(wire::RESULT, 3, b""))
+            .unwrap();
+        assert!(r.next_call().is_err());
+        drop(parent);
     }
 }

@@ -56,11 +56,13 @@ pub struct RpcBuilder<S: Serialiser = Raw> {
     /// oldest unanswered call is the one it was running (pools with a load
     /// above 1 rely on this).
     pub(crate) flush_results: bool,
-    /// The worker, the receiving thread and `call_wait` poll before they
-    /// sleep (see [`crate::busy`]). Off in pools: their calls are
-    /// dispatched through the handle's writer thread, so polling buys no
-    /// round trip there, and on few cores the pollers slow the threads
-    /// doing the work.
+    /// The worker and the receiving thread poll before they sleep (see
+    /// [`crate::busy`]). Off in pools: most of their calls are dispatched
+    /// through the handle's writer thread, so polling buys no round trip
+    /// there, and on few cores the pollers slow the threads doing the
+    /// work. A pool's `call_wait` polls all the same: it marks its call
+    /// ([`wire::CALL_WAITED`]) so that the worker polls for the next one,
+    /// and reads the answer itself.
     pub(crate) poll: bool,
 }
 
@@ -218,11 +220,6 @@ impl<S: Serialiser> RpcBuilder<S> {
         };
         outbox.push(self.start_frame()?, true);
 
-        let budget = if self.poll {
-            DEFAULT_BUSY_WAIT
-        } else {
-            Duration::ZERO
-        };
         let shared = Arc::new(Shared {
             function: self.function,
             pid,
@@ -241,7 +238,10 @@ impl<S: Serialiser> RpcBuilder<S> {
             on_event: self.on_event,
             on_destroy: self.on_destroy,
             on_retire: self.on_retire,
-            waiting: Mutex::new(BusyWait::new(budget)),
+            // A caller waiting for an answer polls, reading the channel
+            // itself, also on a pool's handle (whose calls it then sends
+            // as `CALL_WAITED`, so that the worker polls too).
+            waiting: Mutex::new(BusyWait::new(DEFAULT_BUSY_WAIT)),
             inbox: Mutex::new(inbox),
             readers: AtomicUsize::new(0),
             nap: Condvar::new(),

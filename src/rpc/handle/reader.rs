@@ -77,9 +77,6 @@ pub(super) struct Reader<S: Serialiser> {
     busy: BusyWait,
     /// Readable when a caller left work (see [`Inbox::new`]).
     woken: UnixStream,
-    /// Callers may read the channel (else this thread reads it alone,
-    /// blocking in `read`; see `RpcBuilder::poll`).
-    shared_reading: bool,
 }
 
 impl<S: Serialiser> Reader<S> {
@@ -95,9 +92,12 @@ impl<S: Serialiser> Reader<S> {
             shared,
             child,
             on_exit,
-            busy: BusyWait::new(DEFAULT_BUSY_WAIT),
+            busy: BusyWait::new(if poll {
+                DEFAULT_BUSY_WAIT
+            } else {
+                Duration::ZERO
+            }),
             woken,
-            shared_reading: poll,
         };
         std::thread::Builder::new()
             .name(format!("aemp-rpc-recv-{}", reader.shared.pid))
@@ -111,19 +111,6 @@ impl<S: Serialiser> Reader<S> {
     /// Serves frames until the channel ends or the worker misbehaves.
     fn read_all(&mut self) -> End {
         let sh = &*self.shared;
-        if !self.shared_reading {
-            // Callers do not poll (`await_answer` finds no budget), so
-            // they never read: block in `read`, holding the inbox.
-            let mut inbox = sh.inbox.lock();
-            loop {
-                let step = sh
-                    .next_frame(&mut inbox.sock)
-                    .and_then(|fr| sh.on_frame(fr));
-                if let Err(end) = step {
-                    return end;
-                }
-            }
-        }
         // The last wait saw input in the socket.
         let mut input = false;
         loop {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{CallError, CallId, Encoded, Event, EventHandler, Function, Payload};
-use crate::rpc::{Error, Pool, PoolBuilder, Worker};
+use crate::rpc::{Error, Pool, PoolBuilder, Rpc, Worker};
 
 /// Options for a typed pool; made by [`Function::pool`]. The options are
 /// those of [`PoolBuilder`].
@@ -175,7 +175,7 @@ impl<A: Payload, R: Payload, Ev: Payload, E: Payload> TypedPool<A, R, Ev, E> {
         args: A,
         done: impl FnOnce(Result<R, CallError<E>>) + Send + 'static,
     ) -> CallId {
-        self.call_inner(args, None, Box::new(done))
+        self.call_inner(args, None, Box::new(done), false).0
     }
 
     /// Like [`call`](TypedPool::call), but the call's events go to
@@ -186,10 +186,12 @@ impl<A: Payload, R: Payload, Ev: Payload, E: Payload> TypedPool<A, R, Ev, E> {
         on_event: impl Fn(Event<Ev>) + Send + Sync + 'static,
         done: impl FnOnce(Result<R, CallError<E>>) + Send + 'static,
     ) -> CallId {
-        self.call_inner(args, Some(Arc::new(on_event)), Box::new(done))
+        self.call_inner(args, Some(Arc::new(on_event)), Box::new(done), false)
+            .0
     }
 
-    /// Calls and waits for the result, at most `timeout`.
+    /// Calls and waits for the result, at most `timeout`; polls for it
+    /// first, as [`Pool::call_wait`] does.
     ///
     /// ```
     /// use aemp::rpc::{CallError, Function, Worker};
@@ -207,10 +209,11 @@ impl<A: Payload, R: Payload, Ev: Payload, E: Payload> TypedPool<A, R, Ev, E> {
     /// ```
     pub fn call_wait(&self, args: A, timeout: Duration) -> Result<R, CallError<E>> {
         let (tx, rx) = crossbeam_channel::bounded(1);
-        self.call(args, move |r| {
+        let done = Box::new(move |r| {
             let _ = tx.send(r);
         });
-        rx.recv_timeout(timeout).unwrap_or_else(|_| {
+        let (_, sent_to) = self.call_inner(args, None, done, true);
+        Pool::await_job(sent_to, &rx, timeout).unwrap_or_else(|| {
             Err(CallError::Rpc(Error::Timeout {
                 what: format!("pool of {}", self.f.name),
                 ms: timeout.as_millis(),
@@ -218,25 +221,32 @@ impl<A: Payload, R: Payload, Ev: Payload, E: Payload> TypedPool<A, R, Ev, E> {
         })
     }
 
+    /// Queues a call; with the handle of the worker it went to at once
+    /// when its caller will be `waiting` (see [`Pool::await_job`]).
     fn call_inner(
         &self,
         args: A,
         on_event: Option<EventHandler<Ev>>,
         done: Box<dyn FnOnce(Result<R, CallError<E>>) + Send>,
-    ) -> CallId {
+        waiting: bool,
+    ) -> (CallId, Option<Rpc<Encoded>>) {
         let call = CallId(self.calls.fetch_add(1, Ordering::Relaxed) + 1);
         let payload = match self.f.encode_args(&args) {
             Ok(p) => p,
             Err(e) => {
                 done(Err(CallError::Rpc(e)));
-                return call;
+                return (call, None);
             }
         };
         let f = self.f;
         let events = f.event_sink(call, on_event.or_else(|| self.on_event.clone()));
-        self.pool
-            .call_job(payload, Box::new(move |r| done(f.decode_answer(r))), events);
-        call
+        let sent_to = self.pool.call_job(
+            payload,
+            Box::new(move |r| done(f.decode_answer(r))),
+            events,
+            waiting,
+        );
+        (call, sent_to)
     }
 
     /// The process ids of the current workers.
