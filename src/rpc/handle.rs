@@ -278,7 +278,9 @@ impl<S: Serialiser> Rpc<S> {
 
     /// Sends an encoded call frame (from [`encode_call`]). Hands the call
     /// back, uncalled, when the worker is already gone, so a pool can send
-    /// it elsewhere.
+    /// it elsewhere. `flush`: the caller will wait for the answer; the
+    /// frame is written at once, from this thread, and its id marked
+    /// [`wire::WAITED`] (the worker then polls for its next call).
     pub(crate) fn send_call(
         &self,
         mut frame: Vec<u8>,
@@ -292,12 +294,9 @@ impl<S: Serialiser> Rpc<S> {
             drop(st);
             return Err((p, e));
         }
-        let mut id = st.next_id;
-        while id == 0 || st.pending.contains_key(&id) {
-            id = id.wrapping_add(1);
-        }
-        st.next_id = id.wrapping_add(1);
-        wire::set_id(&mut frame, id);
+        let id = free_id(st.next_id, |id| st.pending.contains_key(&id));
+        st.next_id = id + 1;
+        wire::set_id(&mut frame, if flush { id | wire::WAITED } else { id });
         st.pending.insert(id, p);
         // Pushed under the state lock so the worker sees calls in id order.
         if !sh.outbox.push(frame, !flush) {
@@ -412,6 +411,17 @@ impl<S: Serialiser> Shared<S> {
     }
 }
 
+/// The first id from `next` on that is not `taken`: never 0, and always
+/// below [`wire::WAITED`], the bit that marks a call whose caller waits
+/// (an answer's id comes back without it).
+fn free_id(next: u32, taken: impl Fn(u32) -> bool) -> u32 {
+    let mut id = next & !wire::WAITED;
+    while id == 0 || taken(id) {
+        id = (id + 1) & !wire::WAITED;
+    }
+    id
+}
+
 /// The call frame carrying `args` (its id is set when it is sent).
 pub(crate) fn encode_call<S: Serialiser>(ser: &S, args: &S::Value) -> Result<Vec<u8>, Error> {
     let mut frame = wire::frame_start(64);
@@ -429,4 +439,22 @@ pub(crate) fn encode_call<S: Serialiser>(ser: &S, args: &S::Value) -> Result<Vec
     })?;
     wire::frame_finish(&mut frame, wire::CALL, 0, "arguments")?;
     Ok(frame)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_ids_skip_zero_the_taken_and_the_waited_bit() {
+        assert_eq!(free_id(1, |_| false), 1);
+        assert_eq!(free_id(0, |_| false), 1);
+        assert_eq!(free_id(5, |id| id < 8), 8);
+        // At the top of the range it wraps below the bit, past 0.
+        assert_eq!(free_id(wire::WAITED - 1, |_| false), wire::WAITED - 1);
+        assert_eq!(free_id(wire::WAITED, |_| false), 1);
+        assert_eq!(free_id(wire::WAITED - 1, |id| id > 2), 1);
+        assert_eq!(free_id(u32::MAX, |_| false), wire::WAITED - 1);
+        assert_eq!(free_id(u32::MAX, |id| id != 2), 2);
+    }
 }

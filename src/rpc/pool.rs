@@ -518,7 +518,7 @@ impl<S: Serialiser> Inner<S> {
         let mut sent_to = None;
         for Dispatch { slot, rpc, job } in work {
             let own = waited == Some(job.seq);
-            let mut frame = match encode_call(self.template.ser(), &job.args) {
+            let frame = match encode_call(self.template.ser(), &job.args) {
                 Ok(frame) => frame,
                 Err(e) => {
                     self.finished_job(slot, job.cb, Err(e));
@@ -547,10 +547,6 @@ impl<S: Serialiser> Inner<S> {
                 }),
                 events,
             };
-            if own {
-                // Its worker polls for the next call after this one.
-                super::wire::set_kind(&mut frame, super::wire::CALL_WAITED);
-            }
             match rpc.send_call(frame, pending, own) {
                 Ok(()) if own => sent_to = Some(rpc),
                 Ok(()) => {}

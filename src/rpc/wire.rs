@@ -34,11 +34,15 @@ pub(crate) const ENV_EXTRA_FD: &str = "AEMP_RPC_EXTRA_FD";
 pub(crate) const START: u8 = b'S';
 /// Parent → child: a call with arguments.
 pub(crate) const CALL: u8 = b'C';
-/// Parent → child: a call whose caller waits for its answer (a pool's
-/// `call_wait`): a worker that does not poll for its next call (a pool's)
-/// polls after this one, as the caller's next call is likely to follow
-/// the answer within microseconds.
-pub(crate) const CALL_WAITED: u8 = b'W';
+/// The top bit of a call's id: its caller waits for the answer
+/// (`call_wait`), so a worker that does not poll for its next call (a
+/// pool's) polls after this one, as the caller's next call is likely to
+/// follow the answer within microseconds. A worker echoes a call's id as
+/// it came, in every frame about the call, and the parent reads ids
+/// without this bit; so a worker that does not know the bit serves the
+/// call all the same (the protocol stays `aemp-rpc/1`). The parent's
+/// own ids stay below it.
+pub(crate) const WAITED: u32 = 1 << 31;
 /// Child → parent: the result of a call.
 pub(crate) const RESULT: u8 = b'R';
 /// Child → parent: an event.
@@ -105,11 +109,6 @@ pub(crate) fn set_id(frame: &mut [u8], id: u32) {
     frame[1..5].copy_from_slice(&id.to_le_bytes());
 }
 
-/// Sets the kind of a finished frame.
-pub(crate) fn set_kind(frame: &mut [u8], kind: u8) {
-    frame[0] = kind;
-}
-
 /// One frame as read.
 pub(crate) struct Frame {
     pub kind: u8,
@@ -120,7 +119,7 @@ pub(crate) struct Frame {
 /// Kinds a worker may send.
 pub(crate) const FROM_CHILD: &[u8] = &[RESULT, EVENT, CALL_ERROR, ABANDONED, PANIC, FATAL, RETIRE];
 /// Kinds a parent may send.
-pub(crate) const FROM_PARENT: &[u8] = &[START, CALL, CALL_WAITED];
+pub(crate) const FROM_PARENT: &[u8] = &[START, CALL];
 
 /// Reads one frame whose kind must be one of `kinds`. `Ok(None)` is a clean
 /// end of stream at a frame boundary; an end inside a frame is an

@@ -41,8 +41,8 @@ struct Found {
 }
 
 /// Serves the parent on `sock` until it closes the channel (`no_poll`:
-/// without polling for the next call, except after a
-/// [`wire::CALL_WAITED`]); returns the process's exit code.
+/// without polling for the next call, except after one whose caller
+/// waits, [`wire::WAITED`]); returns the process's exit code.
 pub(super) fn serve(sock: UnixStream, no_poll: bool) -> i32 {
     let write_half = match sock.try_clone() {
         Ok(s) => s,
@@ -281,31 +281,28 @@ struct FromParent {
     r: BufReader<wire::Chan>,
     /// The worker's own busy-wait (none in a pool's worker).
     busy: BusyWait,
-    /// The busy-wait after a call whose caller waits for it
-    /// ([`wire::CALL_WAITED`]).
+    /// The busy-wait after a call whose caller waits for it (its id has
+    /// [`wire::WAITED`]).
     after_waited: BusyWait,
     /// The last call was such a call.
     waited: bool,
 }
 
 impl FromParent {
-    /// The next call (`None`: the parent closed the channel), as a
-    /// [`wire::CALL`] frame.
+    /// The next call (`None`: the parent closed the channel).
     fn next_call(&mut self) -> Result<Option<Frame>, String> {
         let busy = if self.waited {
             &mut self.after_waited
         } else {
             &mut self.busy
         };
-        let mut frame = match wire::read_frame_polling(&mut self.r, wire::FROM_PARENT, busy) {
+        let frame = match wire::read_frame_polling(&mut self.r, wire::FROM_PARENT, busy) {
             Ok(Some(fr)) => fr,
             Ok(None) => return Ok(None),
             Err(e) => return Err(format!("reading from parent: {e}")),
         };
-        self.waited = frame.kind == wire::CALL_WAITED;
-        if self.waited {
-            frame.kind = wire::CALL;
-        }
+        // The id, echoed as it came, tells whether the caller waits.
+        self.waited = frame.id & wire::WAITED != 0;
         if frame.kind != wire::CALL {
             return Err(format!(
                 "unexpected frame kind 0x{:02x} from parent",
@@ -369,7 +366,7 @@ mod tests {
     use std::io::Write;
 
     #[test]
-    fn a_waited_call_is_served_as_a_call_and_the_next_wait_polls() {
+    fn after_a_call_whose_caller_waits_the_next_wait_polls() {
         let (mut parent, child) = UnixStream::pair().unwrap();
         // A pool's worker: no busy-wait of its own.
         let mut r = FromParent {
@@ -378,12 +375,17 @@ mod tests {
             after_waited: BusyWait::new(DEFAULT_BUSY_WAIT),
             waited: false,
         };
+        let waited = 1 | wire::WAITED;
         parent
-            .write_all(&wire::frame(wire::CALL_WAITED, 1, b"x"))
+            .write_all(&wire::frame(wire::CALL, waited, b"x"))
             .unwrap();
         parent.write_all(&wire::frame(wire::CALL, 2, b"y")).unwrap();
+        // The id stays as it came: the answer echoes it.
         let f = r.next_call().unwrap().unwrap();
-        assert_eq!((f.kind, f.id, &f.payload[..]), (wire::CALL, 1, &b"x"[..]));
+        assert_eq!(
+            (f.kind, f.id, &f.payload[..]),
+            (wire::CALL, waited, &b"x"[..])
+        );
         assert!(r.waited, "the wait for the next call polls");
         let f = r.next_call().unwrap().unwrap();
         assert_eq!((f.kind, f.id, &f.payload[..]), (wire::CALL, 2, &b"y"[..]));

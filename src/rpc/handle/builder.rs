@@ -61,8 +61,8 @@ pub struct RpcBuilder<S: Serialiser = Raw> {
     /// through the handle's writer thread, so polling buys no round trip
     /// there, and on few cores the pollers slow the threads doing the
     /// work. A pool's `call_wait` polls all the same: it marks its call
-    /// ([`wire::CALL_WAITED`]) so that the worker polls for the next one,
-    /// and reads the answer itself.
+    /// ([`wire::WAITED`]) so that the worker polls for the next one, and
+    /// reads the answer itself.
     pub(crate) poll: bool,
 }
 
@@ -239,8 +239,8 @@ impl<S: Serialiser> RpcBuilder<S> {
             on_destroy: self.on_destroy,
             on_retire: self.on_retire,
             // A caller waiting for an answer polls, reading the channel
-            // itself, also on a pool's handle (whose calls it then sends
-            // as `CALL_WAITED`, so that the worker polls too).
+            // itself, also on a pool's handle (its call's id then has
+            // `wire::WAITED`, so that the worker polls too).
             waiting: Mutex::new(BusyWait::new(DEFAULT_BUSY_WAIT)),
             inbox: Mutex::new(inbox),
             readers: AtomicUsize::new(0),

@@ -235,7 +235,11 @@ impl<S: Serialiser> Shared<S> {
     /// The next frame from the worker, or why there is none.
     fn next_frame(&self, sock: &mut BufReader<wire::Chan>) -> Result<Frame, End> {
         match wire::read_frame(sock, wire::FROM_CHILD) {
-            Ok(Some(fr)) => Ok(fr),
+            Ok(Some(mut fr)) => {
+                // A worker echoes the `WAITED` bit of a call's id.
+                fr.id &= !wire::WAITED;
+                Ok(fr)
+            }
             Ok(None) => Err(End::Eof),
             Err(e) => Err(self.read_error(e)),
         }
