@@ -89,6 +89,15 @@ fn socket_ping_pong_us(n: usize, poll: bool) -> f64 {
     us
 }
 
+/// `n` sequential round trips through `call_wait`: µs each.
+fn sync_rtt_us(n: usize, call_wait: impl Fn(Vec<u8>) -> Result<Vec<u8>, aemp::rpc::Error>) -> f64 {
+    let t0 = Instant::now();
+    for i in 0..n {
+        call_wait((i as u32).to_le_bytes().to_vec()).expect("round trip");
+    }
+    t0.elapsed().as_secs_f64() * 1e6 / n as f64
+}
+
 /// Measures the process-RPC figures; `quick` keeps it to a few seconds.
 pub fn figures(quick: bool) -> Vec<Figure> {
     let scale = if quick { 5 } else { 1 };
@@ -109,15 +118,9 @@ pub fn figures(quick: bool) -> Vec<Figure> {
     for _ in 0..200 {
         rpc.call_wait(vec![1], T).expect("warm-up");
     }
-    let n = 20_000 / scale;
-    let t0 = Instant::now();
-    for i in 0..n {
-        rpc.call_wait((i as u32).to_le_bytes().to_vec(), T)
-            .expect("round trip");
-    }
     out.push(Figure::new(
         "rpc_sync_rtt_us",
-        t0.elapsed().as_secs_f64() * 1e6 / n as f64,
+        sync_rtt_us(20_000 / scale, |a| rpc.call_wait(a, T)),
         "us",
     ));
 
@@ -158,15 +161,9 @@ pub fn figures(quick: bool) -> Vec<Figure> {
         if load == 2 {
             // Sequential round trips through the pool, beside rpc_sync's
             // through one handle.
-            let n = 20_000 / scale;
-            let t0 = Instant::now();
-            for i in 0..n {
-                pool.call_wait((i as u32).to_le_bytes().to_vec(), T)
-                    .expect("round trip");
-            }
             out.push(Figure::new(
                 "pool2_sync_rtt_us",
-                t0.elapsed().as_secs_f64() * 1e6 / n as f64,
+                sync_rtt_us(20_000 / scale, |a| pool.call_wait(a, T)),
                 "us",
             ));
         }
