@@ -117,17 +117,24 @@
 //! # Threads
 //!
 //! Each worker costs the parent two threads (one sends batched frames, one
-//! receives and runs the callbacks); a pool adds one manager thread. In the
-//! worker, calls of the sync backend run on the main thread; the async
-//! backend hands each call to the worker function on the receiving thread,
-//! which may complete it from any thread.
+//! receives and runs the callbacks); a pool adds one manager thread. A
+//! thread waiting in `call_wait` reads the worker's channel itself while it
+//! polls, so the callbacks of that worker's other calls may run on it too.
+//! Hence a callback must not wait in `call_wait` on the same handle or
+//! pool: the answer would have to be read by the thread that waits for
+//! it, and the call can only time out. In the worker, calls of the sync
+//! backend run on the main thread; the async backend hands each call to
+//! the worker function on the receiving thread, which may complete it from
+//! any thread.
 //!
 //! # Wire
 //!
 //! A Unix socket pair; the child finds its end in `AEMP_RPC_FD`. Frames are
 //! `kind u8, id u32, len u32` plus payload, so one message carries up to
 //! 4 GiB − 1 octets; an event's id is its call's (0 for events of
-//! [`event`]). Queued frames are sent in batches.
+//! [`event`]). A call's id has its top bit set when its caller waits in
+//! `call_wait` (a pool's worker then polls for its next call); the worker
+//! echoes ids as they come. Queued frames are sent in batches.
 #![warn(missing_docs)]
 
 mod child;
