@@ -103,6 +103,10 @@ pub fn groups(quick: bool) -> Vec<Group> {
                 percentile(&legs.iter().map(which).collect::<Vec<_>>(), 50)
             };
             let (there, back) = (leg(&legs, |l| l.0), leg(&legs, |l| l.1));
+            // The leg there beyond the leg back: what the ping waits
+            // behind the stream, apart from what the machine's load costs
+            // a leg with nothing queued ahead of it.
+            let stall = (there - back).max(0.0);
             // What the same stream's load costs raw TCP's round trips
             // (polling) on a connection of their own, where nothing queues
             // ahead of them: the part of the figure that is the machine
@@ -161,17 +165,14 @@ pub fn groups(quick: bool) -> Vec<Group> {
                     "us",
                 ),
                 Figure::new("remote_pingpong_during_64k_stream_back_p50_us", back, "us"),
-                // The leg there beyond the leg back: what the ping waits
-                // behind the stream, apart from what the machine's load
-                // costs a leg with nothing queued ahead of it.
                 Figure::new(
                     "remote_pingpong_during_64k_stream_stall_p50_us",
-                    (there - back).max(0.0),
+                    stall,
                     "us",
                 ),
                 Figure::new(
                     "remote_pingpong_during_64k_stream_stall_vs_one_64k",
-                    (there - back).max(0.0) / one_64k_us,
+                    stall / one_64k_us,
                     "ratio",
                 ),
                 Figure::new(

@@ -68,7 +68,7 @@ pub(super) fn serve(sock: UnixStream, no_poll: bool) -> i32 {
     let mut reader = FromParent {
         r: BufReader::with_capacity(256 << 10, wire::Chan::new(sock)),
         busy: BusyWait::new(budget),
-        after_waited: BusyWait::new(DEFAULT_BUSY_WAIT),
+        after_waited: no_poll.then(|| BusyWait::new(DEFAULT_BUSY_WAIT)),
         waited: false,
     };
     let start = match Start::read(&mut reader) {
@@ -281,9 +281,9 @@ struct FromParent {
     r: BufReader<wire::Chan>,
     /// The worker's own busy-wait (none in a pool's worker).
     busy: BusyWait,
-    /// The busy-wait after a call whose caller waits for it (its id has
-    /// [`wire::WAITED`]).
-    after_waited: BusyWait,
+    /// A worker without a busy-wait of its own: the one it uses after a
+    /// call whose caller waits for it (its id has [`wire::WAITED`]).
+    after_waited: Option<BusyWait>,
     /// The last call was such a call.
     waited: bool,
 }
@@ -291,10 +291,9 @@ struct FromParent {
 impl FromParent {
     /// The next call (`None`: the parent closed the channel).
     fn next_call(&mut self) -> Result<Option<Frame>, String> {
-        let busy = if self.waited {
-            &mut self.after_waited
-        } else {
-            &mut self.busy
+        let busy = match &mut self.after_waited {
+            Some(after) if self.waited => after,
+            _ => &mut self.busy,
         };
         let frame = match wire::read_frame_polling(&mut self.r, wire::FROM_PARENT, busy) {
             Ok(Some(fr)) => fr,
@@ -372,7 +371,7 @@ mod tests {
         let mut r = FromParent {
             r: BufReader::new(wire::Chan::new(child)),
             busy: BusyWait::new(Duration::ZERO),
-            after_waited: BusyWait::new(DEFAULT_BUSY_WAIT),
+            after_waited: Some(BusyWait::new(DEFAULT_BUSY_WAIT)),
             waited: false,
         };
         let waited = 1 | wire::WAITED;
